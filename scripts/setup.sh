@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything Strata needs on Debian 12 (as root): Debian packages, npm
+# packages, and the build. Idempotent, and quick when already done: each step
+# checks before it acts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+
+# Debian packages. Later levels add theirs here (runc, qemu-system-*, bpftrace, …).
+APT_PACKAGES=(build-essential python3 sqlite3 ca-certificates curl)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm packages: reinstall only when the lockfile changed since the last install.
+stamp=node_modules/.strata-lock-sha
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
+  say "installing npm packages (native modules build from source; this takes a few minutes)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+
+# The build (incremental).
+say "building"
+npx --no-install tsc -p tsconfig.json
+chmod +x bin/strata 2>/dev/null || true

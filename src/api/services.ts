@@ -1,0 +1,25 @@
+/**
+ * What route handlers may use: the daemon's services, handed in explicitly so a
+ * test can build the API over any store and any drivers.
+ */
+import type { Registry } from 'prom-client';
+import type { AuditLog } from '../audit/log.js';
+import type { Authenticator } from '../auth/authenticate.js';
+import type { EventBus } from '../control/events.js';
+import type { InstanceService } from '../control/instances.js';
+import type { OperationRunner } from '../control/operations.js';
+import type { DriverRegistry } from '../levels/registry.js';
+import type { Store } from '../store/store.js';
+
+export interface Services {
+  version: string;
+  startedAt: Date;
+  store: Store;
+  audit: AuditLog;
+  auth: Authenticator;
+  events: EventBus;
+  operations: OperationRunner;
+  registry: DriverRegistry;
+  instances: InstanceService;
+  metrics: Registry;
+}

@@ -1,0 +1,75 @@
+/** `/v1/tenants`: the provider's customers and their quotas. */
+import { z } from 'zod';
+import { authorize } from '../auth/policy.js';
+import { DEFAULT_QUOTA, checkQuotaCoversUsage } from '../control/quotas.js';
+import { StrataError } from '../errors.js';
+import { tenantFor } from './lookup.js';
+import { presentTenant } from './present.js';
+import { defineRoute } from './route.js';
+import { ErrorBody, Name, Tenant, TenantCreate, TenantUpdate, list } from './schemas.js';
+
+const Params = z.object({ tenant: Name }).strict();
+const tag = 'tenants';
+
+export const tenantRoutes = [
+  defineRoute({
+    method: 'POST', url: '/v1/tenants', tag, summary: 'Create a tenant', body: TenantCreate, idempotent: true,
+    auditAs: 'tenant.create', responses: { 201: Tenant, 409: ErrorBody },
+    handler: ({ p, body, audit }, s) => {
+      authorize(p, 'tenant.create');
+      return s.store.transaction(() => {
+        const t = s.store.createTenant({ name: body.name, quota: { ...DEFAULT_QUOTA, ...body.quota } });
+        audit({ action: 'tenant.create', target: t.name, tenantId: t.id, details: { quota: t.quota } });
+        return { status: 201, body: presentTenant(s, t) };
+      });
+    },
+  }),
+  defineRoute({
+    method: 'GET', url: '/v1/tenants', tag, summary: 'List the tenants the caller can see', responses: { 200: list(Tenant) },
+    handler: ({ p }, s) => {
+      authorize(p, 'tenant.list');
+      const all = p.role === 'provider-admin' ? s.store.listTenants() : [s.store.getTenant(p.tenantId ?? '')].filter((t) => t !== null);
+      return { body: { items: all.map((t) => presentTenant(s, t)) } };
+    },
+  }),
+  defineRoute({
+    method: 'GET', url: '/v1/tenants/:tenant', tag, summary: 'Show a tenant with its quota and usage', params: Params,
+    responses: { 200: Tenant, 404: ErrorBody },
+    handler: ({ p, params }, s) => ({ body: presentTenant(s, tenantFor(s, p, params.tenant, 'tenant.read')) }),
+  }),
+  defineRoute({
+    method: 'PATCH', url: '/v1/tenants/:tenant', tag, summary: "Change a tenant's quota", params: Params, body: TenantUpdate,
+    auditAs: 'tenant.update', responses: { 200: Tenant, 422: ErrorBody },
+    handler: ({ p, params, body, audit }, s) => {
+      const tenant = tenantFor(s, p, params.tenant, 'tenant.update');
+      return s.store.transaction(() => {
+        const current = s.store.getTenant(tenant.id)!;
+        const quota = { ...current.quota, ...body.quota };
+        checkQuotaCoversUsage(quota, s.store.usage(tenant.id));
+        const t = s.store.setTenantQuota(tenant.id, quota);
+        audit({ action: 'tenant.update', target: t.name, tenantId: t.id, details: { quota } });
+        return { body: presentTenant(s, t) };
+      });
+    },
+  }),
+  defineRoute({
+    method: 'DELETE', url: '/v1/tenants/:tenant', tag, summary: 'Delete an empty tenant (its users and tokens go with it)',
+    params: Params, auditAs: 'tenant.delete', responses: { 204: null, 409: ErrorBody },
+    handler: ({ p, params, audit }, s) => {
+      const tenant = tenantFor(s, p, params.tenant, 'tenant.delete');
+      s.store.transaction(() => {
+        const u = s.store.usage(tenant.id);
+        const snapshots = s.store.listSnapshots({ tenantId: tenant.id }).length;
+        if (u.instances > 0 || u.sites > 0 || snapshots > 0) {
+          throw new StrataError('STRATA_ERR_NOT_EMPTY', `tenant '${tenant.name}' still has instances, sites or snapshots`, {
+            instances: u.instances, sites: u.sites, snapshots,
+          });
+        }
+        for (const user of s.store.listUsers({ tenantId: tenant.id })) s.store.deleteUser(user.id);
+        s.store.deleteTenant(tenant.id);
+        audit({ action: 'tenant.delete', target: tenant.name, tenantId: tenant.id });
+      });
+      return { status: 204, body: null };
+    },
+  }),
+];

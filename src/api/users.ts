@@ -1,0 +1,81 @@
+/** `/v1/users`: people and robots, each with one role. */
+import { z } from 'zod';
+import { authorize, isTenantRole, type Principal } from '../auth/policy.js';
+import { StrataError, notFound } from '../errors.js';
+import type { User } from '../store/types.js';
+import { tenantFor } from './lookup.js';
+import { presentUser } from './present.js';
+import { defineRoute } from './route.js';
+import type { Services } from './services.js';
+import { ErrorBody, Name, User as UserSchema, UserCreate, UserName, list } from './schemas.js';
+
+const tag = 'users';
+const Params = z.object({ user: UserName }).strict();
+
+/** Whether `p` may manage `u`: providers anyone, tenant admins their own tenant, everyone themselves. */
+export const managesUser = (p: Principal, u: User): boolean =>
+  p.role === 'provider-admin' || u.id === p.userId || (p.role === 'tenant-admin' && u.tenantId !== null && u.tenantId === p.tenantId);
+
+/** The user by name if `p` may manage it; otherwise the same 404 as for a missing user. */
+export function userFor(s: Services, p: Principal, name: string): User {
+  const u = s.store.getUserByName(name);
+  if (!u || !managesUser(p, u)) throw notFound('user', name);
+  return u;
+}
+
+export const userRoutes = [
+  defineRoute({
+    method: 'POST', url: '/v1/users', tag, summary: 'Create a user', body: UserCreate, idempotent: true, auditAs: 'user.create',
+    responses: { 201: UserSchema, 409: ErrorBody },
+    handler: ({ p, body, audit }, s) => {
+      let tenantId: string | null = null;
+      if (isTenantRole(body.role)) {
+        const tenant = body.tenant ?? (p.tenantId ? s.store.getTenant(p.tenantId)?.name : undefined);
+        if (!tenant) throw new StrataError('STRATA_ERR_VALIDATION', `body.tenant: required for role ${body.role}`, { issues: [{ field: 'body.tenant', message: 'required' }] });
+        tenantId = tenantFor(s, p, tenant, 'user.create').id;
+      } else {
+        authorize(p, 'user.create');
+        if (p.role !== 'provider-admin') throw new StrataError('STRATA_ERR_FORBIDDEN', `only a provider-admin may create a ${body.role}`);
+        if (body.tenant) throw new StrataError('STRATA_ERR_VALIDATION', `body.tenant: role ${body.role} belongs to no tenant`, { issues: [{ field: 'body.tenant', message: 'not allowed for this role' }] });
+      }
+      return s.store.transaction(() => {
+        const u = s.store.createUser({ name: body.name, role: body.role, tenantId });
+        audit({ action: 'user.create', target: u.name, tenantId, details: { role: u.role } });
+        return { status: 201, body: presentUser(s, u) };
+      });
+    },
+  }),
+  defineRoute({
+    method: 'GET', url: '/v1/users', tag, summary: 'List users the caller manages',
+    query: z.object({ tenant: Name.optional() }).strict(), responses: { 200: list(UserSchema) },
+    handler: ({ p, query }, s) => {
+      if (!query.tenant) authorize(p, 'user.list');
+      const tenantId = query.tenant ? tenantFor(s, p, query.tenant, 'user.list').id : p.role === 'provider-admin' ? undefined : p.tenantId!;
+      return { body: { items: s.store.listUsers(tenantId ? { tenantId } : {}).map((u) => presentUser(s, u)) } };
+    },
+  }),
+  defineRoute({
+    method: 'GET', url: '/v1/users/:user', tag, summary: 'Show a user', params: Params, responses: { 200: UserSchema, 404: ErrorBody },
+    handler: ({ p, params }, s) => {
+      const u = userFor(s, p, params.user);
+      if (u.id !== p.userId) authorize(p, 'user.read');
+      return { body: presentUser(s, u) };
+    },
+  }),
+  defineRoute({
+    method: 'DELETE', url: '/v1/users/:user', tag, summary: 'Delete a user and its tokens', params: Params, auditAs: 'user.delete',
+    responses: { 204: null, 404: ErrorBody, 409: ErrorBody },
+    handler: ({ p, params, audit }, s) => {
+      authorize(p, 'user.delete');
+      const u = userFor(s, p, params.user);
+      s.store.transaction(() => {
+        if (u.role === 'provider-admin' && s.store.countUsers({ role: 'provider-admin' }) <= 1) {
+          throw new StrataError('STRATA_ERR_CONFLICT', 'cannot delete the last provider-admin');
+        }
+        s.store.deleteUser(u.id);
+        audit({ action: 'user.delete', target: u.name, tenantId: u.tenantId });
+      });
+      return { status: 204, body: null };
+    },
+  }),
+];

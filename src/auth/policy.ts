@@ -1,0 +1,101 @@
+/**
+ * Who may do what: one table, one function.
+ *
+ * Tenant segregation comes first: a tenant role asking about another tenant's
+ * object gets the same 404 as for an object that does not exist, so nothing leaks
+ * existence. Then the role table. A provider-admin may do everything, but acting
+ * inside a tenant's instances (lifecycle, snapshots, sites, and later logs and
+ * exec) needs a stated reason, which lands in the audit log where that tenant can
+ * read it — a check on malicious insiders.
+ */
+import { StrataError, notFound } from '../errors.js';
+import type { Role } from '../store/types.js';
+
+export interface Principal {
+  userId: string;
+  name: string;
+  role: Role;
+  tenantId: string | null;
+  tokenId: string;
+  /** From the `X-Strata-Reason` header; required for provider-admin acting inside a tenant. */
+  reason: string | null;
+}
+
+interface Rule {
+  roles: readonly Role[];
+  /** The action touches a tenant's instance data: a provider-admin must give a reason. */
+  reason?: true;
+}
+
+const TENANT_STAFF = ['provider-admin', 'tenant-admin', 'tenant-member'] as const;
+const TENANT_ADMINS = ['provider-admin', 'tenant-admin'] as const;
+const READERS = ['provider-admin', 'auditor', 'tenant-admin', 'tenant-member'] as const;
+
+export const POLICY = {
+  'info.read': { roles: TENANT_STAFF },
+  'tenant.create': { roles: ['provider-admin'] },
+  'tenant.list': { roles: TENANT_STAFF },
+  'tenant.read': { roles: TENANT_STAFF },
+  'tenant.update': { roles: ['provider-admin'] },
+  'tenant.delete': { roles: ['provider-admin'] },
+  'user.create': { roles: TENANT_ADMINS },
+  'user.list': { roles: TENANT_ADMINS },
+  'user.read': { roles: TENANT_ADMINS },
+  'user.delete': { roles: TENANT_ADMINS },
+  'token.create': { roles: READERS },
+  'token.list': { roles: READERS },
+  'token.delete': { roles: READERS },
+  'instance.create': { roles: TENANT_ADMINS, reason: true },
+  'instance.list': { roles: TENANT_STAFF },
+  'instance.read': { roles: TENANT_STAFF },
+  'instance.action': { roles: TENANT_STAFF, reason: true },
+  'instance.delete': { roles: TENANT_ADMINS, reason: true },
+  'site.create': { roles: TENANT_ADMINS, reason: true },
+  'site.list': { roles: TENANT_STAFF },
+  'site.read': { roles: TENANT_STAFF },
+  'site.delete': { roles: TENANT_ADMINS, reason: true },
+  'snapshot.create': { roles: TENANT_STAFF, reason: true },
+  'snapshot.list': { roles: TENANT_STAFF },
+  'snapshot.restore': { roles: TENANT_ADMINS, reason: true },
+  'snapshot.delete': { roles: TENANT_ADMINS, reason: true },
+  'operation.read': { roles: TENANT_STAFF },
+  'audit.read': { roles: READERS },
+  'alert.read': { roles: READERS },
+  'event.read': { roles: READERS },
+} as const satisfies Record<string, Rule>;
+
+export type Action = keyof typeof POLICY;
+export const ACTIONS = Object.keys(POLICY) as Action[];
+
+/** Roles bound to one tenant; they never see past it. */
+export const isTenantRole = (role: Role): boolean => role === 'tenant-admin' || role === 'tenant-member';
+
+/**
+ * Throws unless `p` may do `action`. `tenant` is the tenant that owns the object
+ * (omit for provider-wide actions); `hidden` describes the object for the 404
+ * shown to callers of other tenants.
+ */
+export function authorize(
+  p: Principal,
+  action: Action,
+  tenant?: { id: string; hidden: { kind: string; name: string } },
+): void {
+  if (tenant && isTenantRole(p.role) && p.tenantId !== tenant.id) {
+    throw notFound(tenant.hidden.kind, tenant.hidden.name);
+  }
+  const rule: Rule = POLICY[action];
+  if (!rule.roles.includes(p.role)) {
+    throw new StrataError('STRATA_ERR_FORBIDDEN', `role ${p.role} may not ${action}`, { action, role: p.role });
+  }
+  if (p.role === 'provider-admin' && tenant && rule.reason && !p.reason) {
+    throw new StrataError(
+      'STRATA_ERR_REASON_REQUIRED',
+      `${action} inside a tenant needs a reason (X-Strata-Reason header, --reason flag); it is recorded in the tenant's audit log`,
+      { action },
+    );
+  }
+}
+
+/** True when the principal may see everything of `tenantId`. */
+export const seesTenant = (p: Principal, tenantId: string | null): boolean =>
+  p.role === 'provider-admin' || p.role === 'auditor' || (tenantId !== null && p.tenantId === tenantId);

@@ -1,0 +1,126 @@
+/** `strata instance`: launch and drive instances at any isolation level. */
+import { Option, type Command } from 'commander';
+import { integer, keyValue, parseRef, positiveNumber, type Ref } from './args.js';
+import { clientFor, seg, type Client, type Operation } from './client.js';
+import { printPending } from './operation.js';
+import { emit, keyValues, table, when } from './output.js';
+
+interface Instance {
+  id: string;
+  tenant: string;
+  name: string;
+  level: string;
+  source: string | null;
+  limits: { vcpus: number; memoryMiB: number; diskMiB: number };
+  config: Record<string, unknown>;
+  desiredState: string;
+  state: string;
+  info: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const instancePath = (r: Ref): string => `/v1/tenants/${seg(r.tenant)}/instances/${seg(r.name)}`;
+
+const limits = (l: Instance['limits']): string => `${l.vcpus} vCPU, ${l.memoryMiB} MiB memory, ${l.diskMiB} MiB disk`;
+
+const showInstance = (i: Instance): string =>
+  keyValues([
+    ['instance', `${i.tenant}/${i.name}`], ['id', i.id], ['level', i.level],
+    ['state', i.state === i.desiredState ? i.state : `${i.state} (desired: ${i.desiredState})`],
+    ['source', i.source], ['limits', limits(i.limits)],
+    ...Object.entries(i.config).map(([k, v]): [string, unknown] => [`config.${k}`, v]),
+    ...Object.entries(i.info).map(([k, v]): [string, unknown] => [`info.${k}`, v]),
+    ['created', when(i.createdAt)], ['updated', when(i.updatedAt)],
+  ]);
+
+const noWait = (cmd: Command): Command => cmd.option('--no-wait', 'return at once with the operation instead of waiting for it');
+
+/** Waits (unless --no-wait) and prints the instance as it is afterwards. */
+async function finish(c: Client, ref: Ref, res: { operation: Operation }, wait: boolean, verb: string): Promise<void> {
+  if (!wait && printPending(c.config.json, res)) return;
+  const settled = await c.settle(res, wait);
+  const instance = await c.get<Instance>(instancePath(ref));
+  emit(c.config.json, { ...settled, instance }, () => `${verb} ${ref.tenant}/${ref.name}: ${instance.state}`);
+}
+
+interface LaunchFlags {
+  level: string;
+  source?: string;
+  vcpus?: number;
+  memory?: number;
+  disk?: number;
+  config?: Record<string, unknown>;
+  start: boolean;
+  wait: boolean;
+}
+
+export function registerInstance(program: Command): void {
+  const instance = program.command('instance').description('launch and manage instances');
+
+  noWait(instance.command('launch').argument('<tenant/name>', 'the new instance, e.g. acme/web', parseRef)
+    .description('launch an instance and wait until it runs')
+    .addOption(new Option('--level <level>', 'isolation level').choices(['env', 'os', 'vm', 'emu']).makeOptionMandatory())
+    .option('--source <source>', 'image, handler or kernel, as the level understands it')
+    .option('--vcpus <n>', 'vCPU limit (default 1)', positiveNumber)
+    .option('--memory <mib>', 'memory limit in MiB (default 256)', integer(16))
+    .option('--disk <mib>', 'disk limit in MiB (default 1024)', integer(0))
+    .option('--config <key=value>', 'level-specific setting, repeatable; values that parse as JSON are JSON', keyValue)
+    .option('--no-start', 'create the instance stopped'))
+    .action(async (ref: Ref, o: LaunchFlags, cmd: Command) => {
+      const c = clientFor(cmd);
+      const lim = Object.fromEntries(Object.entries({ vcpus: o.vcpus, memoryMiB: o.memory, diskMiB: o.disk }).filter(([, v]) => v !== undefined));
+      const body = {
+        name: ref.name, level: o.level, start: o.start,
+        ...(o.source ? { source: o.source } : {}), ...(Object.keys(lim).length ? { limits: lim } : {}), ...(o.config ? { config: o.config } : {}),
+      };
+      const res = await c.request<{ operation: Operation }>('POST', `/v1/tenants/${seg(ref.tenant)}/instances`, { body, idempotent: true });
+      await finish(c, ref, res, o.wait, 'launched');
+    });
+
+  instance.command('list <tenant>').description("list a tenant's instances")
+    .action(async (tenant: string, _o: object, cmd: Command) => {
+      const c = clientFor(cmd);
+      const res = await c.get<{ items: Instance[] }>(`/v1/tenants/${seg(tenant)}/instances`);
+      emit(c.config.json, res, ({ items }) => table(
+        ['NAME', 'LEVEL', 'STATE', 'DESIRED', 'VCPUS', 'MEMORY', 'DISK', 'SOURCE'],
+        items.map((i) => [i.name, i.level, i.state, i.desiredState, i.limits.vcpus, `${i.limits.memoryMiB} MiB`, `${i.limits.diskMiB} MiB`, i.source]),
+      ));
+    });
+
+  instance.command('show').argument('<tenant/name>', 'the instance', parseRef).description('show an instance')
+    .action(async (ref: Ref, _o: object, cmd: Command) => {
+      const c = clientFor(cmd);
+      emit(c.config.json, await c.get<Instance>(instancePath(ref)), showInstance);
+    });
+
+  const actions: Array<[string, string, string, boolean]> = [
+    ['start', 'start a stopped instance', 'started', false],
+    ['stop', 'stop a running instance (SIGTERM, then SIGKILL after the grace period)', 'stopped', true],
+    ['pause', 'freeze a running instance', 'paused', false],
+    ['resume', 'unfreeze a paused instance', 'resumed', false],
+    ['restart', 'stop, then start an instance', 'restarted', true],
+  ];
+  for (const [action, description, verb, graceful] of actions) {
+    const sub = noWait(instance.command(action).argument('<tenant/name>', 'the instance', parseRef).description(description));
+    if (graceful) {
+      sub.option('--force', 'do not wait for a clean shutdown').option('--grace <seconds>', 'clean shutdown time before the kill', integer(0, 3600));
+    }
+    sub.action(async (ref: Ref, o: { force?: boolean; grace?: number; wait: boolean }, cmd: Command) => {
+      const c = clientFor(cmd);
+      const body = { ...(o.force ? { force: true } : {}), ...(o.grace !== undefined ? { graceSeconds: o.grace } : {}) };
+      const res = await c.request<{ operation: Operation }>('POST', `${instancePath(ref)}/${action}`, { body });
+      await finish(c, ref, res, o.wait, verb);
+    });
+  }
+
+  noWait(instance.command('delete').argument('<tenant/name>', 'the instance', parseRef)
+    .description('delete an instance (stops it first) and everything it holds'))
+    .action(async (ref: Ref, o: { wait: boolean }, cmd: Command) => {
+      const c = clientFor(cmd);
+      const res = await c.request<{ operation: Operation }>('DELETE', instancePath(ref));
+      if (!o.wait && printPending(c.config.json, res)) return;
+      const settled = await c.settle(res, o.wait);
+      emit(c.config.json, settled, () => `deleted instance ${ref.tenant}/${ref.name}`);
+    });
+}

@@ -1,0 +1,92 @@
+/** `strata site`: hostnames the gateway serves, and what each one serves. */
+import { Option, type Command } from 'commander';
+import { integer } from './args.js';
+import { clientFor, seg } from './client.js';
+import { done, emit, keyValues, table, usageError, when } from './output.js';
+
+type Target =
+  | { kind: 'instance'; instance: string; port: number }
+  | { kind: 'static'; root: string }
+  | { kind: 'redirect'; to: string; status: number };
+
+interface Site {
+  id: string;
+  tenant: string;
+  hostname: string;
+  target: Target;
+  createdAt: string;
+}
+
+export function describeTarget(t: Target): string {
+  switch (t.kind) {
+    case 'instance': return `instance ${t.instance} port ${t.port}`;
+    case 'static': return `static ${t.root}`;
+    case 'redirect': return `redirect ${t.status} ${t.to}`;
+  }
+}
+
+interface AddFlags {
+  instance?: string;
+  port?: number;
+  static?: string;
+  redirect?: string;
+  status?: number;
+}
+
+/** Exactly one of --instance (with --port), --static, --redirect. */
+export function targetFrom(o: AddFlags): Target {
+  const kinds = [o.instance !== undefined, o.static !== undefined, o.redirect !== undefined].filter(Boolean).length;
+  if (kinds !== 1) throw usageError('give exactly one of --instance NAME --port P, --static ROOT, --redirect URL');
+  if (o.port !== undefined && o.instance === undefined) throw usageError('--port goes with --instance');
+  if (o.status !== undefined && o.redirect === undefined) throw usageError('--status goes with --redirect');
+  if (o.instance !== undefined) {
+    if (o.port === undefined) throw usageError('--instance needs --port');
+    return { kind: 'instance', instance: o.instance, port: o.port };
+  }
+  if (o.static !== undefined) return { kind: 'static', root: o.static };
+  return { kind: 'redirect', to: o.redirect!, status: o.status ?? 308 };
+}
+
+const showSite = (s: Site): string =>
+  keyValues([['site', s.hostname], ['id', s.id], ['tenant', s.tenant], ['target', describeTarget(s.target)], ['created', when(s.createdAt)]]);
+
+const sitePath = (tenant: string, hostname: string): string => `/v1/tenants/${seg(tenant)}/sites/${seg(hostname)}`;
+
+export function registerSite(program: Command): void {
+  const site = program.command('site').description('manage the hostnames the gateway serves');
+
+  site.command('add <tenant> <hostname>')
+    .description('route a hostname (or *.domain) to an instance port, a static docroot or a redirect')
+    .option('--instance <name>', "serve from this tenant's instance (with --port)")
+    .option('--port <port>', 'the port inside the instance', integer(1, 65535))
+    .option('--static <root>', "serve files from this directory inside the tenant's docroot area")
+    .option('--redirect <url>', 'redirect every request to this http(s) URL')
+    .addOption(new Option('--status <code>', 'redirect status (default 308)').choices(['301', '302', '307', '308']).argParser(Number))
+    .action(async (tenant: string, hostname: string, o: AddFlags, cmd: Command) => {
+      const target = targetFrom(o);
+      const c = clientFor(cmd);
+      const res = await c.request<Site>('POST', `/v1/tenants/${seg(tenant)}/sites`, { body: { hostname, target }, idempotent: true });
+      emit(c.config.json, res, showSite);
+    });
+
+  site.command('list <tenant>').description("list a tenant's sites")
+    .action(async (tenant: string, _o: object, cmd: Command) => {
+      const c = clientFor(cmd);
+      const res = await c.get<{ items: Site[] }>(`/v1/tenants/${seg(tenant)}/sites`);
+      emit(c.config.json, res, ({ items }) =>
+        table(['HOSTNAME', 'TARGET', 'CREATED'], items.map((s) => [s.hostname, describeTarget(s.target), when(s.createdAt)])));
+    });
+
+  site.command('show <tenant> <hostname>').description('show a site')
+    .action(async (tenant: string, hostname: string, _o: object, cmd: Command) => {
+      const c = clientFor(cmd);
+      emit(c.config.json, await c.get<Site>(sitePath(tenant, hostname)), showSite);
+    });
+
+  site.command('remove <tenant> <hostname>').description('stop serving a hostname')
+    .action(async (tenant: string, hostname: string, _o: object, cmd: Command) => {
+      const c = clientFor(cmd);
+      await c.request('DELETE', sitePath(tenant, hostname));
+      done(c.config.json, `removed site ${hostname}`, { removed: 'site', tenant, hostname });
+    });
+}

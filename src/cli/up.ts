@@ -1,0 +1,45 @@
+/**
+ * `strata up`: runs the daemon in the foreground until SIGTERM or SIGINT, then
+ * closes it cleanly and exits 0. Logs are JSON lines on stderr; stdout gets two
+ * human lines: the API URL and where the provider-admin token is.
+ *
+ * The daemon and its dependencies are imported only here, so the other commands
+ * start fast.
+ */
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { parseListen } from './args.js';
+import { DEFAULT_DATA_DIR } from './config.js';
+import { CliError, print } from './output.js';
+
+export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8470 };
+
+export function registerUp(program: Command): void {
+  program.command('up').description('start the Strata daemon in the foreground (stop it with Ctrl-C or SIGTERM)')
+    .option('--data-dir <dir>', 'where the store, audit key and admin token live', DEFAULT_DATA_DIR)
+    .option('--api-listen <host:port>', 'address of the REST API (default 127.0.0.1:8470)', parseListen)
+    .action(async (o: { dataDir: string; apiListen?: { host: string; port: number } }) => {
+      const { host, port } = o.apiListen ?? DEFAULT_LISTEN;
+      const [{ startDaemon }, { productDrivers }, { default: pino }] = await Promise.all([
+        import('../daemon.js'), import('../levels/index.js'), import('pino'),
+      ]);
+      const logger = pino({ base: { svc: 'strata' } }, pino.destination({ dest: 2, sync: true }));
+      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(), logger }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${host}:${port}: the address is in use`, e.code);
+        if (e.code === 'EACCES' || e.code === 'EPERM') throw new CliError(`${e.message} (run as root, or pass --data-dir)`, e.code);
+        throw e;
+      });
+      print(`Strata API listening on ${daemon.url}`);
+      print(`Provider-admin token in ${daemon.tokenPath}`);
+      const signal = await new Promise<NodeJS.Signals>((done) => {
+        process.once('SIGINT', done);
+        process.once('SIGTERM', done);
+      });
+      logger.info({ signal }, 'shutting down');
+      const force = (): never => process.exit(1);
+      process.once('SIGINT', force);
+      process.once('SIGTERM', force);
+      await daemon.close();
+      process.exit(0);
+    });
+}

@@ -1,0 +1,217 @@
+/**
+ * The instance lifecycle, executed. The API calls this; this calls the level's
+ * driver. Each public method checks the action against the shared state machine
+ * and records the change (and its audit entry) in one transaction, answers at
+ * once with an operation, and does the driver work in the background under the
+ * instance's lock — the same lock the reconciler takes.
+ *
+ * Deleting removes the row at once (so the quota is freed and the deletion is
+ * durable); the driver then tears the instance down. If the daemon dies first,
+ * the reconciler finds the instance as an orphan and removes it.
+ */
+import type { Principal } from '../auth/policy.js';
+import type { AuditLog } from '../audit/log.js';
+import { StrataError, isStrataError } from '../errors.js';
+import type { InstanceSpec, LevelDriver } from '../levels/driver.js';
+import { ACTIONS, checkAction, type InstanceState, type LifecycleAction } from '../levels/lifecycle.js';
+import type { DriverRegistry } from '../levels/registry.js';
+import type { NewInstance, Store } from '../store/store.js';
+import type { Instance, Operation, Snapshot, Tenant } from '../store/types.js';
+import type { EventBus } from './events.js';
+import type { KeyedMutex } from './keyed-mutex.js';
+import type { OperationRunner } from './operations.js';
+import { checkQuota } from './quotas.js';
+
+export type UserAction = 'start' | 'stop' | 'pause' | 'resume' | 'restart';
+
+const DEFAULT_GRACE_MS = 10_000;
+
+export interface InstanceServiceDeps {
+  store: Store;
+  audit: AuditLog;
+  events: EventBus;
+  operations: OperationRunner;
+  registry: DriverRegistry;
+  locks: KeyedMutex;
+}
+
+const specOf = (i: Instance): InstanceSpec => ({
+  id: i.id, tenantId: i.tenantId, name: i.name, level: i.level, source: i.source, limits: i.limits, config: i.config,
+});
+
+export class InstanceService {
+  constructor(private readonly d: InstanceServiceDeps) {}
+
+  /** Creates the instance (quota checked in the same transaction) and starts it unless asked not to. */
+  launch(p: Principal, tenant: Tenant, input: Omit<NewInstance, 'tenantId'>, audit: AuditFn): { instance: Instance; operation: Operation } {
+    const driver = this.d.registry.forLevel(input.level);
+    const instance = this.d.store.transaction(() => {
+      checkQuota(tenant.quota, this.d.store.usage(tenant.id), {
+        instances: 1, vcpus: input.limits.vcpus, memoryMiB: input.limits.memoryMiB, diskMiB: input.limits.diskMiB,
+      });
+      const created = this.d.store.createInstance({ ...input, tenantId: tenant.id });
+      audit({ action: 'instance.create', target: `${tenant.name}/${input.name}`, tenantId: tenant.id, details: { level: input.level, limits: input.limits } });
+      return created;
+    });
+    const operation = this.#operation(p, tenant, 'instance.create', instance, async () => {
+      await this.d.locks.run(instance.id, async () => {
+        // The reconciler may have got here first (e.g. after a restart): then there is nothing to create.
+        if (!(await driver.inspect(instance.id))) await this.#drive(instance, 'stopped', () => driver.create(specOf(instance)));
+        const now = this.#current(instance.id);
+        if (instance.desiredState === 'running' && now.actualState !== 'running') {
+          await this.#drive(now, checkAction(now.actualState, 'start'), () => driver.start(instance.id));
+        }
+      });
+    });
+    this.#stateEvent(instance, null, 'creating');
+    return { instance, operation };
+  }
+
+  /** start, stop, pause, resume or restart. Refused at once when the state machine says no. */
+  act(p: Principal, tenant: Tenant, instance: Instance, action: UserAction, opts: { graceMs?: number }, audit: AuditFn): Operation {
+    const driver = this.d.registry.forLevel(instance.level);
+    const steps: LifecycleAction[] = action === 'restart' ? (instance.actualState === 'running' || instance.actualState === 'paused' ? ['stop', 'start'] : ['start']) : [action];
+    checkAction(instance.actualState, steps[0]!);
+    if ((action === 'pause' || action === 'resume') && !driver.supports.has(action)) {
+      throw new StrataError('STRATA_ERR_UNSUPPORTED', `the ${instance.level} driver cannot ${action}`, { level: instance.level, action });
+    }
+    const desired = action === 'pause' ? 'paused' : action === 'stop' ? 'stopped' : 'running';
+    this.d.store.transaction(() => {
+      this.d.store.updateInstance(instance.id, { desiredState: desired });
+      audit({ action: `instance.${action}`, target: `${tenant.name}/${instance.name}`, tenantId: tenant.id });
+    });
+    return this.#operation(p, tenant, `instance.${action}`, instance, () =>
+      this.d.locks.run(instance.id, async () => {
+        for (const step of steps) {
+          const current = this.#current(instance.id);
+          // Already there (the reconciler may have done it while we waited for the lock): nothing to do.
+          if (action !== 'restart' && current.actualState === ACTIONS[step].to) continue;
+          const to = checkAction(current.actualState, step);
+          await this.#drive(current, to, () => this.#call(driver, step, instance.id, opts.graceMs));
+        }
+      }),
+    );
+  }
+
+  /** Removes the row now; the driver tears the instance down in the background. */
+  remove(p: Principal, tenant: Tenant, instance: Instance, audit: AuditFn): Operation {
+    const driver = this.d.registry.forLevel(instance.level);
+    this.d.store.transaction(() => {
+      this.d.store.deleteInstance(instance.id);
+      audit({ action: 'instance.delete', target: `${tenant.name}/${instance.name}`, tenantId: tenant.id });
+    });
+    this.#stateEvent(instance, instance.actualState, 'deleted');
+    return this.#operation(p, tenant, 'instance.delete', instance, () =>
+      this.d.locks.run(instance.id, async () => {
+        const seen = await driver.inspect(instance.id);
+        if (seen && (seen.state === 'running' || seen.state === 'paused')) await driver.stop(instance.id, { graceMs: DEFAULT_GRACE_MS });
+        await driver.delete(instance.id);
+      }),
+    );
+  }
+
+  snapshot(p: Principal, tenant: Tenant, instance: Instance, name: string, audit: AuditFn): { snapshot: Snapshot; operation: Operation } {
+    const driver = this.d.registry.forLevel(instance.level);
+    checkAction(instance.actualState, 'snapshot');
+    if (!driver.supports.has('snapshot')) throw new StrataError('STRATA_ERR_UNSUPPORTED', `the ${instance.level} driver cannot snapshot`);
+    const snapshot = this.d.store.transaction(() => {
+      checkQuota(tenant.quota, this.d.store.usage(tenant.id), {});
+      const s = this.d.store.createSnapshot({ tenantId: tenant.id, instanceId: instance.id, name });
+      audit({ action: 'snapshot.create', target: `${tenant.name}/${instance.name}@${name}`, tenantId: tenant.id });
+      return s;
+    });
+    const operation = this.#operation(p, tenant, 'snapshot.create', instance, () =>
+      this.d.locks.run(instance.id, async () => {
+        try {
+          const r = await driver.snapshot(instance.id, snapshot.id);
+          this.d.store.updateSnapshot(snapshot.id, { status: 'ready', sizeBytes: r.sizeBytes, digest: r.digest });
+          return { snapshot: snapshot.name, sizeBytes: r.sizeBytes, digest: r.digest };
+        } catch (e) {
+          this.d.store.updateSnapshot(snapshot.id, { status: 'failed' });
+          throw e;
+        }
+      }),
+    );
+    return { snapshot, operation };
+  }
+
+  restore(p: Principal, tenant: Tenant, instance: Instance, snapshot: Snapshot, audit: AuditFn): Operation {
+    const driver = this.d.registry.forLevel(instance.level);
+    checkAction(instance.actualState, 'restore');
+    if (!driver.supports.has('restore')) throw new StrataError('STRATA_ERR_UNSUPPORTED', `the ${instance.level} driver cannot restore`);
+    if (snapshot.status !== 'ready') {
+      throw new StrataError('STRATA_ERR_INVALID_STATE_TRANSITION', `snapshot '${snapshot.name}' is ${snapshot.status}, not ready`);
+    }
+    this.d.store.transaction(() => {
+      this.d.store.updateInstance(instance.id, { desiredState: 'stopped' });
+      audit({ action: 'snapshot.restore', target: `${tenant.name}/${instance.name}@${snapshot.name}`, tenantId: tenant.id });
+    });
+    return this.#operation(p, tenant, 'snapshot.restore', instance, () =>
+      this.d.locks.run(instance.id, async () => {
+        const current = this.#current(instance.id);
+        const to = checkAction(current.actualState, 'restore');
+        await this.#drive(current, to, () => driver.restore(instance.id, snapshot.id));
+      }),
+    );
+  }
+
+  #current(id: string): Instance {
+    const i = this.d.store.getInstanceById(id);
+    if (!i) throw new StrataError('STRATA_ERR_NOT_FOUND', `instance '${id}' was deleted`);
+    return i;
+  }
+
+  #call(driver: LevelDriver, step: LifecycleAction, id: string, graceMs?: number): Promise<void> {
+    switch (step) {
+      case 'start': return driver.start(id);
+      case 'stop': return driver.stop(id, { graceMs: graceMs ?? DEFAULT_GRACE_MS });
+      case 'pause': return driver.pause(id);
+      case 'resume': return driver.resume(id);
+      default: throw new StrataError('STRATA_ERR_INTERNAL', `no driver call for ${step}`);
+    }
+  }
+
+  /** Runs one driver call and records the resulting state, or `failed` with the error. */
+  async #drive(instance: Instance, to: InstanceState, call: () => Promise<void>): Promise<void> {
+    const from = this.d.store.getInstanceById(instance.id)?.actualState ?? instance.actualState;
+    try {
+      await call();
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      if (this.d.store.getInstanceById(instance.id)) {
+        this.d.store.setActualState(instance.id, 'failed', { error: message });
+        this.#stateEvent(instance, from, 'failed');
+      }
+      throw isStrataError(e) ? e : new StrataError('STRATA_ERR_DRIVER', message, undefined, { cause: e });
+    }
+    if (!this.d.store.getInstanceById(instance.id)) return;
+    this.d.store.setActualState(instance.id, to);
+    this.#stateEvent(instance, from, to);
+  }
+
+  #stateEvent(i: Instance, from: InstanceState | null, to: InstanceState): void {
+    this.d.events.publish('lifecycle', 'instance.state', i.tenantId, { instance: i.name, id: i.id, level: i.level, from, to });
+  }
+
+  /** Starts the operation and audits its outcome under the caller's name. */
+  #operation(p: Principal, tenant: Tenant, kind: string, instance: Instance, work: () => Promise<Record<string, unknown> | void>): Operation {
+    const target = `${tenant.name}/${instance.name}`;
+    return this.d.operations.start({ tenantId: tenant.id, kind, target }, async () => {
+      const entry = (result: 'ok' | 'error', details?: Record<string, unknown>) =>
+        this.d.audit.append({
+          actor: { userId: p.userId, name: p.name, role: p.role }, tenantId: tenant.id, action: `${kind}.done`, target, result,
+          ...(p.reason ? { reason: p.reason } : {}), ...(details ? { details } : {}),
+        });
+      try {
+        const r = await work();
+        entry('ok');
+        return r;
+      } catch (e) {
+        entry('error', { error: e instanceof Error ? e.message : String(e) });
+        throw e;
+      }
+    });
+  }
+}
+
+export type AuditFn = (entry: { action: string; target: string; tenantId: string | null; details?: Record<string, unknown> }) => void;

@@ -1,0 +1,153 @@
+/**
+ * `strata up`: wires the store, the audit log, the drivers, the reconciler and
+ * the API together, and takes them down again in reverse order.
+ *
+ * First start creates the data dir (0700), the SQLite store, the audit signing
+ * key (Ed25519, 0600) and the provider-admin user with its token in
+ * `DIR/admin.token` (0600). Drivers are passed in: the product registers the real
+ * ones, tests a double.
+ */
+import { generateKeyPairSync, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { AuditLog } from './audit/log.js';
+import { Authenticator } from './auth/authenticate.js';
+import { generateToken } from './auth/tokens.js';
+import { EventBus } from './control/events.js';
+import { InstanceService } from './control/instances.js';
+import { KeyedMutex } from './control/keyed-mutex.js';
+import { OperationRunner } from './control/operations.js';
+import { Reconciler } from './control/reconciler.js';
+import { buildApi } from './api/server.js';
+import type { Services } from './api/services.js';
+import type { LevelDriver } from './levels/driver.js';
+import { DriverRegistry } from './levels/registry.js';
+import { SqliteStore } from './store/sqlite.js';
+import { VERSION } from './version.js';
+
+export interface DaemonOptions {
+  dataDir: string;
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  drivers?: LevelDriver[];
+  /** pino logger; default JSON lines on stdout at info. */
+  logger?: Logger;
+  reconcileIntervalMs?: number;
+}
+
+export interface Daemon {
+  url: string;
+  dataDir: string;
+  tokenPath: string;
+  services: Services;
+  api: FastifyInstance;
+  close(): Promise<void>;
+}
+
+export const dataPaths = (dir: string) => ({
+  db: join(dir, 'strata.db'),
+  auditKey: join(dir, 'audit-key.pem'),
+  adminToken: join(dir, 'admin.token'),
+});
+
+/** Writes a secret file atomically with mode 0600 (never readable by others, even for an instant). */
+export function writeSecret(path: string, content: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, content, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+}
+
+function loadOrCreateAuditKey(path: string): { privateKey: KeyObject; publicKey: KeyObject } {
+  if (!existsSync(path)) {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    writeSecret(path, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+  }
+  const privateKey = createPrivateKey(readFileSync(path));
+  return { privateKey, publicKey: createPublicKey(privateKey) };
+}
+
+/** Creates the provider-admin `admin` on first start, and a fresh token whenever admin.token is missing. */
+function bootstrapAdmin(store: SqliteStore, audit: AuditLog, tokenPath: string): void {
+  if (existsSync(tokenPath)) return;
+  const fresh = generateToken();
+  store.transaction(() => {
+    const admin = store.getUserByName('admin') ?? store.createUser({ name: 'admin', role: 'provider-admin', tenantId: null });
+    store.createToken({ id: fresh.id, userId: admin.id, name: 'bootstrap', secretHash: fresh.secretHash, expiresAt: null });
+    audit.append({
+      actor: { userId: null, name: 'strata', role: 'system' }, tenantId: null, action: 'token.create',
+      target: `admin/${fresh.id}`, result: 'ok', details: { bootstrap: true },
+    });
+  });
+  writeSecret(tokenPath, `${fresh.bearer}\n`);
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const log = opts.logger ?? pino({ base: { svc: 'strata' } });
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const paths = dataPaths(opts.dataDir);
+  const store = new SqliteStore(paths.db);
+  const audit = new AuditLog(store.db, loadOrCreateAuditKey(paths.auditKey));
+  bootstrapAdmin(store, audit, paths.adminToken);
+
+  const events = new EventBus();
+  const registry = new DriverRegistry();
+  for (const d of opts.drivers ?? []) registry.register(d);
+  await registry.provisionAll();
+  const locks = new KeyedMutex();
+  const operations = new OperationRunner(store, events);
+  const interrupted = operations.failInterrupted();
+  if (interrupted) log.warn({ interrupted }, 'operations interrupted by the previous shutdown were marked failed');
+
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
+  new Gauge({
+    name: 'strata_instances', help: 'Instances by level and actual state', labelNames: ['level', 'state'] as const,
+    registers: [metrics],
+    collect() {
+      this.reset();
+      for (const i of store.listInstances()) this.inc({ level: i.level, state: i.actualState });
+    },
+  });
+  new Gauge({
+    name: 'strata_audit_entries', help: 'Entries in the audit log', registers: [metrics],
+    collect() { this.set(audit.size()); },
+  });
+
+  const services: Services = {
+    version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
+    instances: new InstanceService({ store, audit, events, operations, registry, locks }), metrics,
+  };
+  const reconciler = new Reconciler({
+    store, registry, locks, logger: log,
+    ...(opts.reconcileIntervalMs ? { intervalMs: opts.reconcileIntervalMs } : {}),
+    onEvent: (e) => events.publish('lifecycle', e.type, e.tenantId ?? null, { ...e }),
+  });
+  await reconciler.start();
+
+  const api = await buildApi(services, { logger: log.child({ svc: 'api' }) });
+  const address = await api.listen({ host: opts.host, port: opts.port });
+
+  let closed = false;
+  return {
+    url: address,
+    dataDir: opts.dataDir,
+    tokenPath: paths.adminToken,
+    services,
+    api,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await api.close();
+      await reconciler.stop();
+      await operations.drain();
+      audit.close();
+      await registry.cleanupAll();
+      store.close();
+    },
+  };
+}

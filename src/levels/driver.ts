@@ -1,0 +1,78 @@
+/**
+ * `LevelDriver` is the one interface every isolation level implements (env, os, vm,
+ * emu). The control plane never branches on the level: it asks the driver.
+ *
+ * A driver is a module with a lifecycle, as Caddy modules are:
+ * `provision` (probe the machine, prepare state) → `start`-able use → `cleanup`
+ * (which copes with half-finished provisioning). Lifecycle calls are made only in
+ * states the shared state machine (`lifecycle.ts`) allows; a driver may still
+ * refuse with `STRATA_ERR_UNSUPPORTED` for operations its level lacks.
+ */
+import type { Level } from '../store/types.js';
+
+export interface InstanceLimits {
+  vcpus: number;
+  memoryMiB: number;
+  diskMiB: number;
+}
+
+/** What a driver needs to create an instance. Typed inside; validated at the API edge. */
+export interface InstanceSpec {
+  id: string;
+  tenantId: string;
+  name: string;
+  level: Level;
+  /** Image, handler file, kernel … as the level understands it. */
+  source: string | null;
+  limits: InstanceLimits;
+  /** Level-specific options, validated by the driver's own schema. */
+  config: Record<string, unknown>;
+}
+
+/** What a driver reports about an instance it runs (or finds running). */
+export interface ObservedInstance {
+  id: string;
+  state: 'running' | 'stopped' | 'paused' | 'failed';
+  /** Free-form live facts: pid, address, accelerator, stats. */
+  info?: Record<string, unknown>;
+}
+
+export interface SnapshotResult {
+  /** Bytes stored for this snapshot, for the tenant's disk accounting. */
+  sizeBytes: number;
+  /** Content address (sha256) of the snapshot's manifest in the snapshot store. */
+  digest: string;
+}
+
+export type DriverOperation = 'pause' | 'resume' | 'snapshot' | 'restore';
+
+export interface DriverAvailability {
+  available: boolean;
+  /** Why it is or is not available, e.g. "KVM probe failed: using TCG". */
+  reason: string;
+}
+
+export interface LevelDriver {
+  /** Registry id, unique: e.g. "os.runc", "vm.qemu". */
+  readonly id: string;
+  readonly level: Level;
+  readonly supports: ReadonlySet<DriverOperation>;
+
+  /** Probe the machine and prepare; never throws for "not available here". */
+  provision(): Promise<DriverAvailability>;
+  create(spec: InstanceSpec): Promise<void>;
+  start(id: string): Promise<void>;
+  stop(id: string, opts: { graceMs: number }): Promise<void>;
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+  snapshot(id: string, snapshotId: string): Promise<SnapshotResult>;
+  restore(id: string, snapshotId: string): Promise<void>;
+  /** Remove everything the instance holds. Idempotent: deleting what is gone succeeds. */
+  delete(id: string): Promise<void>;
+  /** null when the driver holds nothing for this id. */
+  inspect(id: string): Promise<ObservedInstance | null>;
+  /** Everything this driver holds on the machine, including orphans from a crash. */
+  list(): Promise<ObservedInstance[]>;
+  /** Release what provision took. Safe after a failed or partial provision. */
+  cleanup(): Promise<void>;
+}

@@ -1,0 +1,129 @@
+/**
+ * The level drivers this daemon runs with, at most one per level.
+ *
+ * Drivers are modules with a lifecycle (Caddy's `modules.go`): `register` them,
+ * `provisionAll` once at start-up (each probes the machine and says whether it
+ * can work here), ask `forLevel` for the one that serves a level, and
+ * `cleanupAll` at shutdown. A driver that cannot work here — or whose provision
+ * throws — is kept as unavailable with its reason, so `strata info` can say why
+ * and the daemon still serves the other levels.
+ */
+import { StrataError } from '../errors.js';
+import { LEVELS, type Level } from '../store/types.js';
+import type { LevelDriver } from './driver.js';
+
+export interface LevelDescription {
+  level: Level;
+  /** Driver id, or null when no driver for this level is installed. */
+  driver: string | null;
+  available: boolean;
+  reason: string;
+}
+
+interface Entry {
+  driver: LevelDriver;
+  /** null until provisioned. */
+  availability: { available: boolean; reason: string } | null;
+}
+
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+export class DriverRegistry {
+  readonly #byLevel = new Map<Level, Entry>();
+  readonly #ids = new Set<string>();
+
+  /** Refuses a second driver with the same id or for the same level. */
+  register(driver: LevelDriver): this {
+    if (!(LEVELS as readonly string[]).includes(driver.level)) {
+      throw new StrataError('STRATA_ERR_CONFIG', `driver '${driver.id}' has unknown level '${driver.level}'`, { driver: driver.id, level: driver.level });
+    }
+    if (this.#ids.has(driver.id)) {
+      throw new StrataError('STRATA_ERR_CONFIG', `a driver with id '${driver.id}' is already registered`, { driver: driver.id });
+    }
+    const existing = this.#byLevel.get(driver.level);
+    if (existing) {
+      throw new StrataError('STRATA_ERR_CONFIG', `level '${driver.level}' already has driver '${existing.driver.id}'; cannot add '${driver.id}'`, {
+        level: driver.level, driver: driver.id, existing: existing.driver.id,
+      });
+    }
+    this.#ids.add(driver.id);
+    this.#byLevel.set(driver.level, { driver, availability: null });
+    return this;
+  }
+
+  /**
+   * Provisions every driver not provisioned yet, side by side (a KVM probe takes
+   * seconds; the others need not wait). Never throws: a throwing provision makes
+   * its driver unavailable with the error as the reason.
+   */
+  async provisionAll(): Promise<LevelDescription[]> {
+    await Promise.all(
+      [...this.#byLevel.values()]
+        .filter((entry) => entry.availability === null)
+        .map(async (entry) => {
+          try {
+            const { available, reason } = await entry.driver.provision();
+            entry.availability = { available, reason };
+          } catch (e) {
+            entry.availability = { available: false, reason: `provision failed: ${messageOf(e)}` };
+          }
+        }),
+    );
+    return this.describe();
+  }
+
+  /** The available driver for `level`; STRATA_ERR_LEVEL_UNAVAILABLE otherwise. */
+  forLevel(level: Level): LevelDriver {
+    const entry = this.#byLevel.get(level);
+    if (entry?.availability?.available) return entry.driver;
+    const reason = this.#reasonOf(entry);
+    throw new StrataError('STRATA_ERR_LEVEL_UNAVAILABLE', `level '${level}' is not available on this machine: ${reason}`, {
+      level, reason, ...(entry ? { driver: entry.driver.id } : {}),
+    });
+  }
+
+  /** Drivers that provisioned successfully, in level order. */
+  availableDrivers(): LevelDriver[] {
+    return LEVELS.flatMap((level) => {
+      const entry = this.#byLevel.get(level);
+      return entry?.availability?.available ? [entry.driver] : [];
+    });
+  }
+
+  /** All four levels, for `strata info`: which driver serves each, and why it can or cannot. */
+  describe(): LevelDescription[] {
+    return LEVELS.map((level) => {
+      const entry = this.#byLevel.get(level);
+      return {
+        level,
+        driver: entry?.driver.id ?? null,
+        available: entry?.availability?.available ?? false,
+        reason: this.#reasonOf(entry),
+      };
+    });
+  }
+
+  /**
+   * Calls every driver's cleanup, provisioned or not (cleanup copes with a half-done
+   * provision). One failing cleanup does not skip the others; failures are returned
+   * for the caller to log.
+   */
+  async cleanupAll(): Promise<Array<{ driver: string; error: string }>> {
+    const failures: Array<{ driver: string; error: string }> = [];
+    await Promise.all(
+      [...this.#byLevel.values()].map(async ({ driver }) => {
+        try {
+          await driver.cleanup();
+        } catch (e) {
+          failures.push({ driver: driver.id, error: messageOf(e) });
+        }
+      }),
+    );
+    return failures;
+  }
+
+  #reasonOf(entry: Entry | undefined): string {
+    if (!entry) return 'no driver installed';
+    return entry.availability?.reason ?? 'not provisioned yet';
+  }
+}

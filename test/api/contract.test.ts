@@ -1,0 +1,96 @@
+/**
+ * The API is a contract: the OpenAPI document lists every route, and every answer
+ * of a walk over every route matches the response schema the route declares for
+ * its status (the same zod objects the document is generated from).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { AnyRoute } from '../../src/api/route.js';
+import { API_ROUTES } from '../../src/api/server.js';
+import { FakeDriver } from '../support/fake-driver.js';
+import { TestDaemon } from '../support/harness.js';
+
+let d: TestDaemon;
+before(async () => {
+  d = await TestDaemon.start({ drivers: [new FakeDriver({ level: 'os' })] });
+});
+after(() => d.close());
+
+const toRegex = (url: string): RegExp => new RegExp(`^${url.replace(/:[a-z]+/g, '[^/]+')}$`);
+/** As fastify does: of the routes that match, static segments beat parameters. */
+const routeFor = (method: string, path: string): AnyRoute | undefined =>
+  API_ROUTES.filter((r) => r.method === method && toRegex(r.url).test(path.split('?')[0]!))
+    .sort((a, b) => a.url.split(':').length - b.url.split(':').length)[0];
+
+test('the OpenAPI document lists every route with its parameters and schemas', async () => {
+  const doc = (await d.request('GET', '/v1/openapi.json', { token: null })).body;
+  assert.equal(doc.openapi, '3.0.3');
+  for (const r of API_ROUTES) {
+    const op = doc.paths[r.url.replace(/:([a-z]+)/g, '{$1}')]?.[r.method.toLowerCase()];
+    assert.ok(op, `${r.method} ${r.url} documented`);
+    if (r.body) assert.ok(op.requestBody.content['application/json'].schema, `${r.url} body schema`);
+    for (const status of Object.keys(r.responses)) assert.ok(op.responses[status], `${r.url} ${status}`);
+  }
+  const create = doc.paths['/v1/tenants'].post.requestBody.content['application/json'].schema;
+  assert.equal(create.additionalProperties, false, 'strict schemas say so in the document');
+});
+
+test('a walk over every route answers what each route declares', async () => {
+  const reason = { 'x-strata-reason': 'contract walk' };
+  const walk: Array<[string, string, unknown?]> = [
+    ['GET', '/healthz'], ['GET', '/v1/whoami'], ['GET', '/v1/info'],
+    ['POST', '/v1/tenants', { name: 'walk' }], ['GET', '/v1/tenants'], ['GET', '/v1/tenants/walk'],
+    ['PATCH', '/v1/tenants/walk', { quota: { sites: 30 } }],
+    ['POST', '/v1/users', { name: 'walker', role: 'tenant-admin', tenant: 'walk' }], ['GET', '/v1/users'], ['GET', '/v1/users/walker'],
+    ['POST', '/v1/tokens', { user: 'walker', name: 'ci' }], ['GET', '/v1/tokens?user=walker'],
+    ['POST', '/v1/tenants/walk/instances?wait=10', { name: 'web', level: 'os' }], ['GET', '/v1/tenants/walk/instances'],
+    ['GET', '/v1/tenants/walk/instances/web'], ['POST', '/v1/tenants/walk/instances/web/stop?wait=10'],
+    ['POST', '/v1/tenants/walk/instances/web/snapshots?wait=10', { name: 'snap' }],
+    ['GET', '/v1/tenants/walk/instances/web/snapshots'], ['GET', '/v1/tenants/walk/snapshots'],
+    ['POST', '/v1/tenants/walk/instances/web/snapshots/snap/restore?wait=10'],
+    ['DELETE', '/v1/tenants/walk/instances/web/snapshots/snap'],
+    ['POST', '/v1/tenants/walk/sites', { hostname: 'walk.example', target: { kind: 'instance', instance: 'web', port: 8080 } }],
+    ['GET', '/v1/tenants/walk/sites'], ['GET', '/v1/tenants/walk/sites/walk.example'], ['DELETE', '/v1/tenants/walk/sites/walk.example'],
+    ['GET', '/v1/operations'], ['GET', '/v1/audit/head'], ['GET', '/v1/audit/entries'], ['GET', '/v1/audit/proof/inclusion?index=0'],
+    ['GET', '/v1/audit/proof/consistency?from=1'], ['GET', '/v1/audit/export?tenant=walk'], ['GET', '/v1/audit/verify'],
+    ['DELETE', '/v1/tenants/walk/instances/web?wait=10'], ['DELETE', '/v1/users/walker'], ['DELETE', '/v1/tenants/walk'],
+  ];
+  const covered = new Set<AnyRoute>();
+  let lastOp = '';
+  for (const [method, path, body] of walk) {
+    const res = await d.request(method, path, { body, headers: reason });
+    const route = routeFor(method, path);
+    assert.ok(route, `${method} ${path} has a route`);
+    covered.add(route);
+    assert.ok(res.status < 300, `${method} ${path} → ${res.status} ${JSON.stringify(res.body)}`);
+    const schema = route.responses[res.status];
+    assert.ok(schema !== undefined, `${method} ${path} answered ${res.status}, which it does not declare`);
+    if (schema) {
+      const check = schema.safeParse(res.body);
+      assert.ok(check.success, `${method} ${path}: ${check.success ? '' : JSON.stringify(check.error.issues)}`);
+    }
+    if (res.body?.operation?.id && !lastOp) {
+      lastOp = res.body.operation.id;
+      const op = await d.request('GET', `/v1/operations/${lastOp}`);
+      const opCheck = routeFor('GET', `/v1/operations/${lastOp}`)!.responses[200]!.safeParse(op.body);
+      assert.ok(opCheck.success, JSON.stringify([op.body, opCheck.error?.issues]));
+      covered.add(routeFor('GET', `/v1/operations/${lastOp}`)!);
+    }
+    if (method === 'POST' && path === '/v1/tokens') {
+      const del = await d.request('DELETE', `/v1/tokens/${res.body.token.id}`);
+      assert.equal(del.status, 204);
+      covered.add(routeFor('DELETE', `/v1/tokens/${res.body.token.id}`)!);
+    }
+  }
+  for (const raw of API_ROUTES.filter((r) => r.raw)) covered.add(raw);
+  const missing = API_ROUTES.filter((r) => !covered.has(r)).map((r) => `${r.method} ${r.url}`);
+  assert.deepEqual(missing, [], 'every route walked');
+});
+
+test('/metrics speaks Prometheus and counts API requests', async () => {
+  const res = await fetch(`${d.url}/metrics`);
+  const text = await res.text();
+  assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
+  assert.match(text, /strata_api_requests_total\{method="GET",route="\/v1\/tenants"/);
+  assert.match(text, /strata_audit_entries \d+/);
+});
