@@ -1,10 +1,8 @@
 /** `/v1/tenants/:tenant/instances`: launch and drive instances at any level. */
 import { z } from 'zod';
-import type { Operation } from '../store/types.js';
 import { instanceFor, tenantFor } from './lookup.js';
 import { presentInstance, presentOperation } from './present.js';
-import { defineRoute, type Reply } from './route.js';
-import type { Services } from './services.js';
+import { defineRoute } from './route.js';
 import { DEFAULT_LIMITS, ErrorBody, Instance, InstanceAction, InstanceActionBody, InstanceCreate, Name, Operation as OperationSchema, WaitQuery, list } from './schemas.js';
 
 const tag = 'instances';
@@ -14,30 +12,25 @@ const Params = z.object({ tenant: Name, name: Name }).strict();
 const Accepted = z.object({ operation: OperationSchema });
 const Launched = z.object({ instance: Instance, operation: OperationSchema });
 
-/**
- * 202 with the operation, or — with `?wait=N` — 200 once it has finished (or 202
- * if it is still running after N seconds).
- */
-export async function answerOperation(s: Services, op: Operation, wait: number | undefined, extra: Record<string, unknown> = {}): Promise<Reply> {
-  const now = wait ? await s.operations.wait(op.id, wait) : op;
-  const done = now.status === 'succeeded' || now.status === 'failed';
-  return { status: done ? 200 : 202, body: { ...extra, operation: presentOperation(s, now) } };
-}
-
 export const instanceRoutes = [
   defineRoute({
     method: 'POST', url: '/v1/tenants/:tenant/instances', tag, summary: 'Launch an instance', params: TenantParams,
-    query: WaitQuery, body: InstanceCreate, auditAs: 'instance.create',
+    query: WaitQuery, body: InstanceCreate, auditAs: 'instance.create', idempotent: true,
     responses: { 200: Launched, 202: Launched, 422: ErrorBody },
-    handler: async ({ p, params, query, body, audit }, s) => {
+    operation: {
+      refresh: (body, s) => {
+        const shown = body.instance as { id: string };
+        const now = s.store.getInstanceById(shown.id);
+        return now ? { ...body, instance: presentInstance(s, now) } : body;
+      },
+    },
+    handler: ({ p, params, body, audit }, s) => {
       const tenant = tenantFor(s, p, params.tenant, 'instance.create');
       const { instance, operation } = s.instances.launch(p, tenant, {
         name: body.name, level: body.level, source: body.source ?? null, limits: { ...DEFAULT_LIMITS, ...body.limits },
         config: body.config ?? {}, desiredState: body.start ? 'running' : 'stopped',
       }, audit);
-      const out = await answerOperation(s, operation, query.wait);
-      const latest = s.store.getInstanceById(instance.id) ?? instance;
-      return { status: out.status, body: { instance: presentInstance(s, latest), ...(out.body as object) } };
+      return { status: 202, body: { instance: presentInstance(s, instance), operation: presentOperation(s, operation) } };
     },
   }),
   defineRoute({
@@ -56,20 +49,21 @@ export const instanceRoutes = [
   defineRoute({
     method: 'POST', url: '/v1/tenants/:tenant/instances/:name/:action', tag, summary: 'Start, stop, pause, resume or restart',
     params: Params.extend({ action: InstanceAction }).strict(), query: WaitQuery, body: InstanceActionBody.optional(),
-    auditAs: 'instance.action', responses: { 200: Accepted, 202: Accepted, 409: ErrorBody },
-    handler: async ({ p, params, query, body, audit }, s) => {
+    auditAs: 'instance.action', responses: { 200: Accepted, 202: Accepted, 409: ErrorBody }, operation: {},
+    handler: ({ p, params, body, audit }, s) => {
       const { tenant, instance } = instanceFor(s, p, params.tenant, params.name, 'instance.action');
       const graceMs = body?.force ? 0 : body?.graceSeconds !== undefined ? body.graceSeconds * 1000 : undefined;
       const op = s.instances.act(p, tenant, instance, params.action, graceMs === undefined ? {} : { graceMs }, audit);
-      return answerOperation(s, op, query.wait);
+      return { status: 202, body: { operation: presentOperation(s, op) } };
     },
   }),
   defineRoute({
     method: 'DELETE', url: '/v1/tenants/:tenant/instances/:name', tag, summary: 'Delete an instance (stops it first)',
     params: Params, query: WaitQuery, auditAs: 'instance.delete', responses: { 200: Accepted, 202: Accepted, 404: ErrorBody },
-    handler: async ({ p, params, query, audit }, s) => {
+    operation: {},
+    handler: ({ p, params, audit }, s) => {
       const { tenant, instance } = instanceFor(s, p, params.tenant, params.name, 'instance.delete');
-      return answerOperation(s, s.instances.remove(p, tenant, instance, audit), query.wait);
+      return { status: 202, body: { operation: presentOperation(s, s.instances.remove(p, tenant, instance, audit)) } };
     },
   }),
 ];

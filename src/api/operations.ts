@@ -3,7 +3,6 @@ import { z } from 'zod';
 import { authorize, isTenantRole } from '../auth/policy.js';
 import { notFound } from '../errors.js';
 import { OPERATION_STATUSES } from '../store/types.js';
-import { answerOperation } from './instances.js';
 import { presentOperation } from './present.js';
 import { defineRoute } from './route.js';
 import { ErrorBody, Operation, list } from './schemas.js';
@@ -26,12 +25,12 @@ export const operationRoutes = [
     params: z.object({ id: z.string().min(1).max(64) }).strict(),
     query: z.object({ wait: z.coerce.number().min(0).max(3600).optional() }).strict(),
     responses: { 200: z.object({ operation: Operation }), 202: z.object({ operation: Operation }), 404: ErrorBody },
-    handler: async ({ p, params, query }, s) => {
+    operation: {},
+    handler: ({ p, params }, s) => {
       authorize(p, 'operation.read');
       const op = s.store.getOperation(params.id);
       if (!op || (isTenantRole(p.role) && op.tenantId !== p.tenantId)) throw notFound('operation', params.id);
-      const out = await answerOperation(s, op, query.wait);
-      return { status: 200, body: out.body };
+      return { status: 200, body: { operation: presentOperation(s, op) } };
     },
   }),
 ];

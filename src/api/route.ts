@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { StrataError } from '../errors.js';
 import type { Principal } from '../auth/policy.js';
+import { presentOperation } from './present.js';
 import type { Services } from './services.js';
 
 export type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
@@ -48,6 +49,12 @@ export interface RouteDef<P extends z.ZodType, Q extends z.ZodType, B extends z.
   auditAs?: string;
   /** Hand-written responses (SSE, metrics): the handler writes to `reply` itself. */
   raw?: boolean;
+  /**
+   * The reply carries `operation`: with `?wait=N` the route layer waits for it and
+   * answers 200 once finished (202 if still running), then calls `refresh` to
+   * re-read the objects the body shows.
+   */
+  operation?: { refresh?: (body: Record<string, unknown>, s: Services) => Record<string, unknown> };
   handler(call: Call<z.infer<P>, z.infer<Q>, z.infer<B>>, s: Services): Reply | Promise<Reply> | void | Promise<void>;
 }
 
@@ -57,6 +64,15 @@ export type AnyRoute = RouteDef<any, any, any>;
 export const defineRoute = <P extends z.ZodType = z.ZodUndefined, Q extends z.ZodType = z.ZodUndefined, B extends z.ZodType = z.ZodUndefined>(
   def: RouteDef<P, Q, B>,
 ): RouteDef<P, Q, B> => def;
+
+/** Waits up to `wait` seconds for the reply's operation; 200 once it has finished, 202 while it runs. */
+async function waitForOperation(s: Services, out: Reply, wait: number | undefined, refresh?: (b: Record<string, unknown>, s: Services) => Record<string, unknown>): Promise<Reply> {
+  const body = out.body as { operation: { id: string } } & Record<string, unknown>;
+  const op = await s.operations.wait(body.operation.id, wait ?? 0);
+  const done = op.status === 'succeeded' || op.status === 'failed';
+  const next = { ...body, operation: presentOperation(s, op) };
+  return { status: done ? 200 : 202, body: refresh ? refresh(next, s) : next };
+}
 
 /** Fastify `:param` → OpenAPI `{param}`. */
 const openapiPath = (url: string): string => url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
@@ -147,6 +163,7 @@ export function registerRoutes(app: FastifyInstance, routes: readonly AnyRoute[]
         } else {
           out = (await route.handler(call, s)) as Reply;
         }
+        if (route.operation) out = await waitForOperation(s, out, (call.query as { wait?: number } | undefined)?.wait, route.operation.refresh);
         return reply.code(out.status ?? 200).send(out.body);
       },
     });

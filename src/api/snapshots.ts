@@ -1,9 +1,8 @@
 /** Snapshots of an instance: create, list, restore, delete. */
 import { z } from 'zod';
 import { notFound } from '../errors.js';
-import { answerOperation } from './instances.js';
 import { instanceFor, tenantFor } from './lookup.js';
-import { presentSnapshot } from './present.js';
+import { presentOperation, presentSnapshot } from './present.js';
 import { defineRoute } from './route.js';
 import { ErrorBody, Name, Operation, Snapshot, SnapshotCreate, WaitQuery, list } from './schemas.js';
 
@@ -16,14 +15,19 @@ const Accepted = z.object({ operation: Operation });
 export const snapshotRoutes = [
   defineRoute({
     method: 'POST', url: '/v1/tenants/:tenant/instances/:name/snapshots', tag, summary: 'Snapshot an instance',
-    params: InstanceParams, query: WaitQuery, body: SnapshotCreate, auditAs: 'snapshot.create',
+    params: InstanceParams, query: WaitQuery, body: SnapshotCreate, auditAs: 'snapshot.create', idempotent: true,
     responses: { 200: Taken, 202: Taken, 409: ErrorBody },
-    handler: async ({ p, params, query, body, audit }, s) => {
+    operation: {
+      refresh: (body, s) => {
+        const shown = body.snapshot as { id: string };
+        const now = s.store.getSnapshotById(shown.id);
+        return now ? { ...body, snapshot: presentSnapshot(s, now) } : body;
+      },
+    },
+    handler: ({ p, params, body, audit }, s) => {
       const { tenant, instance } = instanceFor(s, p, params.tenant, params.name, 'snapshot.create');
       const { snapshot, operation } = s.instances.snapshot(p, tenant, instance, body.name, audit);
-      const out = await answerOperation(s, operation, query.wait);
-      const latest = s.store.getSnapshot(instance.id, snapshot.name) ?? snapshot;
-      return { status: out.status, body: { snapshot: presentSnapshot(s, latest), ...(out.body as object) } };
+      return { status: 202, body: { snapshot: presentSnapshot(s, snapshot), operation: presentOperation(s, operation) } };
     },
   }),
   defineRoute({
@@ -45,12 +49,12 @@ export const snapshotRoutes = [
   defineRoute({
     method: 'POST', url: '/v1/tenants/:tenant/instances/:name/snapshots/:snapshot/restore', tag,
     summary: 'Restore a stopped instance from a snapshot', params: Params, query: WaitQuery, auditAs: 'snapshot.restore',
-    responses: { 200: Accepted, 202: Accepted, 409: ErrorBody },
-    handler: async ({ p, params, query, audit }, s) => {
+    responses: { 200: Accepted, 202: Accepted, 409: ErrorBody }, operation: {},
+    handler: ({ p, params, audit }, s) => {
       const { tenant, instance } = instanceFor(s, p, params.tenant, params.name, 'snapshot.restore');
       const snapshot = s.store.getSnapshot(instance.id, params.snapshot);
       if (!snapshot) throw notFound('snapshot', `${params.tenant}/${params.name}@${params.snapshot}`);
-      return answerOperation(s, s.instances.restore(p, tenant, instance, snapshot, audit), query.wait);
+      return { status: 202, body: { operation: presentOperation(s, s.instances.restore(p, tenant, instance, snapshot, audit)) } };
     },
   }),
   defineRoute({

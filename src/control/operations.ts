@@ -47,9 +47,11 @@ export class OperationRunner {
   }
 
   async #execute(op: Operation, work: Work): Promise<void> {
-    await Promise.resolve();
-    this.#update(op.id, { status: 'running' });
+    // Start after the caller's transaction: if it rolled back, the operation never existed.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (!this.store.getOperation(op.id)) return;
     try {
+      this.#update(op.id, { status: 'running' });
       const result = await work((fraction) => this.#update(op.id, { progress: Math.max(0, Math.min(1, fraction)) }));
       this.#finish(this.#update(op.id, { status: 'succeeded', progress: 1, result: result ?? null }));
     } catch (e) {

@@ -351,6 +351,10 @@ export class SqliteStore implements Store {
     const r = this.get('SELECT * FROM snapshots WHERE instance_id = ? AND name = ?', instanceId, name);
     return r ? toSnapshot(r) : null;
   }
+  getSnapshotById(id: string): Snapshot | null {
+    const r = this.get('SELECT * FROM snapshots WHERE id = ?', id);
+    return r ? toSnapshot(r) : null;
+  }
   listSnapshots(filter: { tenantId?: string; instanceId?: string }): Snapshot[] {
     return this.all(
       `SELECT * FROM snapshots WHERE (? IS NULL OR tenant_id = ?) AND (? IS NULL OR instance_id = ?) ORDER BY created_at`,
@@ -358,12 +362,11 @@ export class SqliteStore implements Store {
     ).map(toSnapshot);
   }
   updateSnapshot(id: string, patch: Partial<Pick<Snapshot, 'status' | 'sizeBytes' | 'digest'>>): Snapshot {
-    const r = this.get('SELECT * FROM snapshots WHERE id = ?', id);
-    if (!r) throw notFound('snapshot', id);
-    const cur = toSnapshot(r);
+    const cur = this.getSnapshotById(id);
+    if (!cur) throw notFound('snapshot', id);
     this.run('UPDATE snapshots SET status = ?, size_bytes = ?, digest = ? WHERE id = ?',
       patch.status ?? cur.status, patch.sizeBytes ?? cur.sizeBytes, patch.digest ?? cur.digest, id);
-    return toSnapshot(this.get('SELECT * FROM snapshots WHERE id = ?', id)!);
+    return this.getSnapshotById(id)!;
   }
   deleteSnapshot(id: string): void {
     this.run('DELETE FROM snapshots WHERE id = ?', id);

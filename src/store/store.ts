@@ -87,6 +87,7 @@ export interface Store extends ReconcileStore {
 
   createSnapshot(s: { tenantId: string; instanceId: string; name: string }): Snapshot;
   getSnapshot(instanceId: string, name: string): Snapshot | null;
+  getSnapshotById(id: string): Snapshot | null;
   listSnapshots(filter: { tenantId?: string; instanceId?: string }): Snapshot[];
   updateSnapshot(id: string, patch: Partial<Pick<Snapshot, 'status' | 'sizeBytes' | 'digest'>>): Snapshot;
   deleteSnapshot(id: string): void;

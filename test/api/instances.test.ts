@@ -129,3 +129,12 @@ test('an unknown level answers 422 naming it unavailable', async () => {
   assert.equal(r.status, 422);
   assert.equal(r.body.error.code, 'STRATA_ERR_LEVEL_UNAVAILABLE');
 });
+
+test('an Idempotency-Key on launch starts one instance, however often it is sent', async () => {
+  const key = { 'idempotency-key': 'launch-once' };
+  const bodies = await Promise.all([1, 2, 3].map(() => as('POST', '/v1/tenants/acme/instances?wait=10', { name: 'once', level: 'os' }, key)));
+  for (const b of bodies) assert.equal(b.status, 200, JSON.stringify(b.body));
+  assert.equal(new Set(bodies.map((b) => b.body.operation.id)).size, 1, 'one operation');
+  assert.equal(bodies[0]!.body.instance.state, 'running');
+  await as('DELETE', '/v1/tenants/acme/instances/once?wait=10');
+});
