@@ -130,14 +130,13 @@ export class MerkleTree {
   /** MTH of the first `size` leaves: the complete subtrees named by the set bits of `size`, folded smallest first. */
   root(size = this.size): Buffer {
     this.#checkSize(size);
-    let root: Buffer = EMPTY_ROOT;
-    for (let level = 0, count = size, first = true; count > 0; level++, count = Math.floor(count / 2)) {
+    let root: Buffer | undefined;
+    for (let level = 0, count = size; count > 0; level++, count = Math.floor(count / 2)) {
       if (count % 2 === 0) continue;
       const node = this.#levels[level]!.view(count - 1);
-      root = first ? node : hashChildren(node, root);
-      first = false;
+      root = root ? hashChildren(node, root) : node;
     }
-    return Buffer.from(root);
+    return Buffer.from(root ?? EMPTY_ROOT);
   }
 
   /** RFC 6962 PATH(index, D[0:size]): the audit path, bottom-up. */

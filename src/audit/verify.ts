@@ -63,8 +63,16 @@ const badSignature = (treeSize: number): VerifyReport => ({
   ok: false, firstBadIndex: null, badHead: treeSize, reason: `signed head at size ${treeSize}: signature does not verify (head or signature altered)`,
 });
 
-/** Recomputes the whole log stored in `db` (tables of schema.ts) and checks every signed head with `publicKey`. */
+/**
+ * Recomputes the whole log stored in `db` (tables of schema.ts) and checks every
+ * signed head with `publicKey`, all in one read transaction so that entries and
+ * heads come from the same snapshot while a writer goes on appending.
+ */
 export function verifyLog(db: Database.Database, publicKey: KeyObject): VerifyReport {
+  return db.transaction(() => walk(db, publicKey))();
+}
+
+function walk(db: Database.Database, publicKey: KeyObject): VerifyReport {
   const heads = db.prepare('SELECT tree_size, root_hash, timestamp, signature FROM audit_heads ORDER BY tree_size').raw().all() as HeadRow[];
   const page = db.prepare('SELECT seq, tenant_id, data, leaf_hash, root_after FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?').raw();
   const frontier = new Frontier();

@@ -81,17 +81,12 @@ export class Client {
   async request<T = any>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const res = await this.fetch(method, path, opts);
     const text = await res.text();
-    let body: unknown = null;
+    if (!res.ok) throw apiError(res.status, text);
     try {
-      body = text ? JSON.parse(text) : null;
+      return (text ? JSON.parse(text) : null) as T;
     } catch {
-      if (res.ok) throw new CliError(`the API answered ${res.status} with a body that is not JSON`, 'STRATA_ERR_BAD_JSON');
+      throw new CliError(`the API answered ${res.status} with a body that is not JSON`, 'STRATA_ERR_BAD_JSON');
     }
-    if (!res.ok) {
-      const err = (body as { error?: { code?: string; message?: string } } | null)?.error;
-      throw new CliError(err?.message ?? `HTTP ${res.status} ${res.statusText}`, err?.code ?? `HTTP_${res.status}`);
-    }
-    return body as T;
   }
 
   get = <T = any>(path: string, query?: RequestOptions['query']): Promise<T> => this.request<T>('GET', path, query ? { query } : {});
@@ -120,6 +115,18 @@ export class Client {
   async settle<T extends { operation: Operation }>(res: T, wait: boolean): Promise<T> {
     return wait ? { ...res, operation: await this.waitFor(res.operation) } : res;
   }
+}
+
+/** The CliError for an error answer: the API's own message and code when the body is `{"error": …}`. */
+export function apiError(status: number, text: string): CliError {
+  let err: { code?: unknown; message?: unknown } | undefined;
+  try {
+    err = (JSON.parse(text) as { error?: typeof err }).error;
+  } catch {
+    /* not JSON: a proxy in between, or not Strata at all */
+  }
+  const message = typeof err?.message === 'string' ? err.message : `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`;
+  return new CliError(message, typeof err?.code === 'string' ? err.code : `HTTP_${status}`);
 }
 
 /** Path segment escaping for names taken from the command line. */

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { clientFor } from './client.js';
+import { apiError, clientFor } from './client.js';
 import { CliError, print } from './output.js';
 
 const CATEGORIES = ['lifecycle', 'operation', 'audit', 'alert'];
@@ -58,11 +58,12 @@ export function registerEvents(program: Command): void {
       const stop = (): void => abort.abort();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      const res = await c.fetch('GET', '/v1/events', { query: { category: o.category }, signal: abort.signal });
-      if (!res.ok || !res.body) {
-        const body = (await res.json().catch(() => null)) as { error?: { message: string; code: string } } | null;
-        throw new CliError(body?.error?.message ?? `HTTP ${res.status}`, body?.error?.code ?? `HTTP_${res.status}`);
-      }
+      const res = await c.fetch('GET', '/v1/events', { query: { category: o.category }, signal: abort.signal }).catch((e: unknown) => {
+        if (abort.signal.aborted) return null; // interrupted before the stream opened
+        throw e;
+      });
+      if (!res) return;
+      if (!res.ok || !res.body) throw apiError(res.status, await res.text());
       const feed = sseParser((data) => {
         if (c.config.json) return print(data);
         try {
@@ -74,13 +75,12 @@ export function registerEvents(program: Command): void {
       const decoder = new TextDecoder();
       try {
         for await (const chunk of res.body) feed(decoder.decode(chunk as Uint8Array, { stream: true }));
-      } catch (e) {
-        if (!abort.signal.aborted) throw new CliError(`the event stream broke: ${(e as Error).message}`);
-        return;
+      } catch {
+        /* the connection dropped, or we aborted it on SIGINT */
       } finally {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
       }
-      if (!abort.signal.aborted) throw new CliError('the daemon closed the event stream', 'STRATA_ERR_UNAVAILABLE');
+      if (!abort.signal.aborted) throw new CliError('the event stream ended: the daemon closed it or went away', 'STRATA_ERR_UNAVAILABLE');
     });
 }

@@ -1,9 +1,12 @@
 /**
  * The embedded `Store`: one SQLite file (better-sqlite3) in WAL mode.
  *
- * `synchronous = FULL` makes every committed transaction durable before the API
- * acknowledges it, so a SIGKILL never loses acknowledged state. Rows hold JSON
- * for the nested, schema-validated parts (quota, config, info, targets).
+ * A transaction is in the WAL file when its commit returns, before the API
+ * acknowledges it, so a SIGKILL of the daemon never loses acknowledged state.
+ * `synchronous = NORMAL` fsyncs the WAL at checkpoints rather than every commit:
+ * a power cut may lose the last commits, a process crash cannot. Set
+ * `durability: 'full'` to fsync every commit (about half the write rate).
+ * Rows hold JSON for the nested, schema-validated parts (quota, config, info, targets).
  */
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
@@ -99,11 +102,11 @@ const isUniqueViolation = (e: unknown): boolean =>
 export class SqliteStore implements Store {
   readonly db: Database.Database;
 
-  constructor(path: string, opts: { readonly?: boolean } = {}) {
+  constructor(path: string, opts: { readonly?: boolean; durability?: 'normal' | 'full' } = {}) {
     this.db = new Database(path, { readonly: opts.readonly ?? false });
     if (opts.readonly) return;
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma(`synchronous = ${opts.durability === 'full' ? 'FULL' : 'NORMAL'}`);
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();

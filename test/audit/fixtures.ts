@@ -1,5 +1,5 @@
 /** A throwaway audit log in a temp SQLite file, set up the way the daemon sets it up. */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,14 +10,14 @@ import { AUDIT_SCHEMA_SQL } from '../../src/audit/schema.js';
 export interface TempLog {
   path: string;
   db: Database.Database;
-  keys: { privateKey: import('node:crypto').KeyObject; publicKey: import('node:crypto').KeyObject };
+  keys: { privateKey: KeyObject; publicKey: KeyObject };
   log: AuditLog;
   /** A second connection and AuditLog on the same file, as a restarted daemon would open it. */
   open(opts?: AuditLogOptions): { db: Database.Database; log: AuditLog };
   cleanup(): void;
 }
 
-export function openDb(path: string): Database.Database {
+function openDb(path: string): Database.Database {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');

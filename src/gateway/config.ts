@@ -1,0 +1,105 @@
+/**
+ * Checks a gateway configuration before any worker sees it, so a bad update
+ * is refused whole and the running table stays. The daemon validates API input
+ * with zod at the edge; this guards the gateway's own invariants (names
+ * normalised, one site per name per listener, references that resolve).
+ */
+import { isIP } from 'node:net';
+import { isAbsolute } from 'node:path';
+import { StrataError } from '../errors.js';
+import { normaliseSiteHostname } from './host.js';
+import type { GatewayConfig, GatewayOptions } from './types.js';
+
+const invalid = (message: string, details: Record<string, unknown>): StrataError =>
+  new StrataError('STRATA_ERR_CONFIG', `gateway: ${message}`, details);
+
+/** Listener protocols this build serves; TLS ones arrive with certificates (milestone 2). */
+const SUPPORTED_PROTOCOLS = new Set(['http']);
+
+export function validateConfig(config: GatewayConfig): void {
+  const listenerIds = new Set<string>();
+  const bound = new Set<string>();
+  for (const l of config.listeners) {
+    if (!l.id || listenerIds.has(l.id)) throw invalid('listener ids must be unique and non-empty', { listener: l.id });
+    listenerIds.add(l.id);
+    if (isIP(l.address) === 0) throw invalid('listener address must be an IP literal', { listener: l.id, address: l.address });
+    if (!Number.isInteger(l.port) || l.port < 0 || l.port > 65535) throw invalid('listener port out of range', { listener: l.id, port: l.port });
+    if (!SUPPORTED_PROTOCOLS.has(l.protocol)) throw invalid(`listener protocol '${l.protocol}' is not supported yet`, { listener: l.id });
+    const where = `${l.address}|${l.port}`;
+    if (l.port !== 0 && bound.has(where)) throw invalid('two listeners on one address and port', { listener: l.id });
+    bound.add(where);
+  }
+
+  const namesPerListener = new Map<string, Set<string>>([...listenerIds].map((id) => [id, new Set<string>()]));
+  for (const site of config.sites) {
+    const details = { hostname: site.hostname, tenant: site.tenantId };
+    if (normaliseSiteHostname(site.hostname) !== site.hostname) throw invalid('site hostname is not normalised', details);
+    if (!site.tenantId) throw invalid('site has no tenant', details);
+    for (const id of site.listeners ?? listenerIds) {
+      const names = namesPerListener.get(id);
+      if (names === undefined) throw invalid(`site names unknown listener '${id}'`, details);
+      if (names.has(site.hostname)) throw invalid(`two sites named '${site.hostname}' on listener '${id}'`, details);
+      names.add(site.hostname);
+    }
+    const t = site.target;
+    if (t.kind === 'upstream') {
+      if (!t.host || !Number.isInteger(t.port) || t.port < 1 || t.port > 65535) throw invalid('upstream needs a host and a port', details);
+    } else if (t.kind === 'static') {
+      if (!isAbsolute(t.root)) throw invalid('static root must be an absolute path', details);
+    } else if (t.kind === 'redirect') {
+      if (![301, 302, 307, 308].includes(t.status)) throw invalid('redirect status must be 301, 302, 307 or 308', details);
+      let url: URL;
+      try {
+        url = new URL(t.to);
+      } catch {
+        throw invalid('redirect target must be an absolute http(s) URL', details);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalid('redirect target must be an absolute http(s) URL', details);
+    } else {
+      throw invalid('unknown target kind', details);
+    }
+    const limits = site.limits;
+    if (limits?.maxBodyBytes !== undefined && !(Number.isSafeInteger(limits.maxBodyBytes) && limits.maxBodyBytes >= 0)) {
+      throw invalid('maxBodyBytes must be a non-negative integer', details);
+    }
+    if (limits?.ratePerSecond !== undefined && !(limits.ratePerSecond > 0)) throw invalid('ratePerSecond must be positive', details);
+  }
+
+  for (const l of config.listeners) {
+    if (l.defaultSite !== undefined && !namesPerListener.get(l.id)!.has(l.defaultSite)) {
+      throw invalid(`default site '${l.defaultSite}' is not a site on listener '${l.id}'`, { listener: l.id });
+    }
+  }
+  for (const ip of config.trustedProxies ?? []) {
+    if (isIP(ip) === 0) throw invalid('trusted proxies must be IP literals', { proxy: ip });
+  }
+}
+
+/** Start-time options with their defaults filled in (see GatewayOptions for what each means). */
+export type ResolvedOptions = Required<Omit<GatewayOptions, 'logger' | 'accessLog' | 'workers'>> & {
+  accessLogPath: string | null;
+  workers: number;
+};
+
+export function resolveOptions(opts: GatewayOptions, workers: number): ResolvedOptions {
+  const positive = (name: keyof GatewayOptions, value: number | undefined, fallback: number): number => {
+    const v = value ?? fallback;
+    if (!(Number.isFinite(v) && v > 0)) throw invalid(`option ${name} must be positive`, { [name]: v });
+    return v;
+  };
+  return {
+    workers,
+    accessLogPath: opts.accessLog?.path ?? null,
+    headersTimeoutMs: positive('headersTimeoutMs', opts.headersTimeoutMs, 20_000),
+    requestTimeoutMs: positive('requestTimeoutMs', opts.requestTimeoutMs, 60_000),
+    keepAliveTimeoutMs: positive('keepAliveTimeoutMs', opts.keepAliveTimeoutMs, 5_000),
+    maxHeaderSize: positive('maxHeaderSize', opts.maxHeaderSize, 16 * 1024),
+    maxHeadersCount: positive('maxHeadersCount', opts.maxHeadersCount, 100),
+    maxBodyBytes: positive('maxBodyBytes', opts.maxBodyBytes, 10 * 1024 * 1024),
+    maxConnectionsPerIp: positive('maxConnectionsPerIp', opts.maxConnectionsPerIp, 256),
+    upstreamConnectTimeoutMs: positive('upstreamConnectTimeoutMs', opts.upstreamConnectTimeoutMs, 5_000),
+    upstreamResponseTimeoutMs: positive('upstreamResponseTimeoutMs', opts.upstreamResponseTimeoutMs, 60_000),
+    upstreamIdleTimeoutMs: positive('upstreamIdleTimeoutMs', opts.upstreamIdleTimeoutMs, 3_000),
+    upstreamMaxIdle: positive('upstreamMaxIdle', opts.upstreamMaxIdle, 128),
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * The gateway's public configuration. The daemon translates store `Site`s into
+ * `SiteRoute`s (instance → upstream address, static root → absolute path under
+ * the tenant's docroot), so nothing here depends on the store.
+ */
+
+export type ListenerProtocol = 'http' | 'https' | 'tls-passthrough';
+
+export interface ListenerConfig {
+  /** Stable id; sites name listeners by it. */
+  id: string;
+  /** An IP literal: '127.0.0.1', '0.0.0.0', '::1', '::'. */
+  address: string;
+  /** 0 picks a free port once; `Gateway.addresses()` tells which. */
+  port: number;
+  protocol: ListenerProtocol;
+  /**
+   * Hostname of the site that answers requests whose Host matches no site on
+   * this listener (bare IP, unknown names). Without one they get the neutral 404.
+   */
+  defaultSite?: string;
+}
+
+export type SiteTarget =
+  | { kind: 'upstream'; host: string; port: number }
+  | { kind: 'static'; root: string }
+  | { kind: 'redirect'; to: string; status: 301 | 302 | 307 | 308 };
+
+export interface SiteLimits {
+  /** Request bodies above this answer 413. Default: GatewayOptions.maxBodyBytes. */
+  maxBodyBytes?: number;
+  /** Sustained requests per second for the whole site (burst: one second's worth). */
+  ratePerSecond?: number;
+}
+
+export interface SiteRoute {
+  /** Normalised (lower case, punycode, no port, no trailing dot); may be '*.example.com'. */
+  hostname: string;
+  tenantId: string;
+  /** Listener ids this site answers on; default all. */
+  listeners?: string[];
+  target: SiteTarget;
+  limits?: SiteLimits;
+}
+
+export interface GatewayConfig {
+  listeners: ListenerConfig[];
+  sites: SiteRoute[];
+  /**
+   * Client addresses (IP literals) of proxies in front of the gateway whose
+   * incoming X-Forwarded-* and Forwarded headers are kept and appended to.
+   * From anyone else those headers are replaced. Default none.
+   */
+  trustedProxies?: string[];
+}
+
+/** Start-time settings; the defaults suit a public front door. */
+export interface GatewayOptions {
+  /** Worker processes; default os.availableParallelism(). */
+  workers?: number;
+  /** Supervisor log (worker exits, restarts). */
+  logger?: import('pino').Logger;
+  /** JSON access log, one line per request, appended by every worker. Off when absent. */
+  accessLog?: { path: string };
+  /** Time from a request's first byte to the end of its headers; default 20 s. */
+  headersTimeoutMs?: number;
+  /** Time from a request's first byte to the end of its body; default 60 s. */
+  requestTimeoutMs?: number;
+  /** Idle time between requests on a client connection; default 5 s. */
+  keepAliveTimeoutMs?: number;
+  /** Largest request head in bytes; default 16 KiB. */
+  maxHeaderSize?: number;
+  /** Most header lines in a request; default 100. */
+  maxHeadersCount?: number;
+  /** Default largest request body for sites without their own limit; default 10 MiB. */
+  maxBodyBytes?: number;
+  /** Open connections per client IP across all workers (each worker enforces its share); default 256. */
+  maxConnectionsPerIp?: number;
+  /** Time to connect to an upstream; default 5 s (then 502). */
+  upstreamConnectTimeoutMs?: number;
+  /** Time from a request sent upstream to its response head; default 60 s (then 504). */
+  upstreamResponseTimeoutMs?: number;
+  /** Idle pooled upstream connections close after this; default 3 s (below common backend keep-alive timeouts). */
+  upstreamIdleTimeoutMs?: number;
+  /** Idle pooled connections kept per upstream address per worker; default 128. */
+  upstreamMaxIdle?: number;
+}
+
+export interface GatewayAddress {
+  id: string;
+  address: string;
+  port: number;
+}
+
+export interface Gateway {
+  /** Applies a new configuration on every worker; resolves when all have swapped (atomic per worker). */
+  update(config: GatewayConfig): Promise<void>;
+  /** Stops listening, lets requests in flight finish (up to a short grace), stops the workers. */
+  close(): Promise<void>;
+  /** The listeners with their bound ports (port 0 resolved). */
+  addresses(): GatewayAddress[];
+  /** Per-site request, byte, status class and latency metrics, summed over the workers. */
+  metrics(): Promise<import('prom-client').Registry>;
+}
