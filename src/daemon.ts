@@ -8,8 +8,9 @@
  * ones, tests a double.
  */
 import { generateKeyPairSync, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, chmodSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { StrataError } from './errors.js';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
@@ -62,6 +63,28 @@ export function writeSecret(path: string, content: string): void {
   renameSync(tmp, path);
 }
 
+/**
+ * Creates the data dir (0700) and any missing parents, one level at a time:
+ * Node's recursive mkdir spins forever on some paths (e.g. under /proc).
+ */
+function ensureDataDir(dir: string): void {
+  const missing: string[] = [];
+  let at = resolve(dir);
+  while (!existsSync(at)) {
+    missing.unshift(at);
+    const up = dirname(at);
+    if (up === at) break;
+    at = up;
+  }
+  try {
+    for (const d of missing) mkdirSync(d, { mode: 0o700 });
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw new StrataError('STRATA_ERR_CONFIG', `cannot use data dir ${dir}: ${(e as Error).message}`);
+  }
+}
+
 function loadOrCreateAuditKey(path: string): { privateKey: KeyObject; publicKey: KeyObject } {
   if (!existsSync(path)) {
     const { privateKey } = generateKeyPairSync('ed25519');
@@ -88,7 +111,7 @@ function bootstrapAdmin(store: SqliteStore, audit: AuditLog, tokenPath: string):
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.logger ?? pino({ base: { svc: 'strata' } });
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  ensureDataDir(opts.dataDir);
   const paths = dataPaths(opts.dataDir);
   const store = new SqliteStore(paths.db);
   const audit = new AuditLog(store.db, loadOrCreateAuditKey(paths.auditKey));
@@ -130,7 +153,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   await reconciler.start();
 
   const api = await buildApi(services, { logger: log.child({ svc: 'api' }) });
-  const address = await api.listen({ host: opts.host, port: opts.port });
+  let address: string;
+  try {
+    address = await api.listen({ host: opts.host, port: opts.port });
+  } catch (e) {
+    await api.close();
+    await reconciler.stop();
+    await operations.drain();
+    audit.close();
+    await registry.cleanupAll();
+    store.close();
+    throw new StrataError('STRATA_ERR_CONFIG', `cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`, undefined, { cause: e });
+  }
 
   let closed = false;
   return {

@@ -60,7 +60,7 @@ export async function buildApi(s: Services, opts: { logger?: FastifyBaseLogger }
     bodyLimit: BODY_LIMIT,
     forceCloseConnections: true,
     return503OnClosing: true,
-    maxParamLength: 300,
+    routerOptions: { maxParamLength: 300 },
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // Errors raised before routing (malformed URLs, bad content types) get our error shape too.

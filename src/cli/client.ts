@@ -49,7 +49,7 @@ export class Client {
         'STRATA_ERR_UNAUTHENTICATED',
       );
     }
-    const url = new URL(path, `${this.config.url}/`);
+    const url = new URL(`${this.config.url}${path}`);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { authorization: `Bearer ${this.config.token}`, accept: 'application/json' };
     if (this.config.reason) headers['x-strata-reason'] = this.config.reason;

@@ -1,5 +1,5 @@
 /** `strata site`: hostnames the gateway serves, and what each one serves. */
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { integer } from './args.js';
 import { clientFor, seg } from './client.js';
 import { done, emit, keyValues, table, usageError, when } from './output.js';
@@ -23,6 +23,11 @@ export function describeTarget(t: Target): string {
     case 'static': return `static ${t.root}`;
     case 'redirect': return `redirect ${t.status} ${t.to}`;
   }
+}
+
+function redirectStatus(value: string): number {
+  if (!['301', '302', '307', '308'].includes(value)) throw new InvalidArgumentError('one of 301, 302, 307, 308');
+  return Number(value);
 }
 
 interface AddFlags {
@@ -61,7 +66,7 @@ export function registerSite(program: Command): void {
     .option('--port <port>', 'the port inside the instance', integer(1, 65535))
     .option('--static <root>', "serve files from this directory inside the tenant's docroot area")
     .option('--redirect <url>', 'redirect every request to this http(s) URL')
-    .addOption(new Option('--status <code>', 'redirect status (default 308)').choices(['301', '302', '307', '308']).argParser(Number))
+    .option('--status <code>', 'redirect status: 301, 302, 307 or 308 (default 308)', redirectStatus)
     .action(async (tenant: string, hostname: string, o: AddFlags, cmd: Command) => {
       const target = targetFrom(o);
       const c = clientFor(cmd);

@@ -77,6 +77,7 @@ export function connectionListed(values: string[] | null): Set<string> | null {
   if (values === null) return null;
   let listed: Set<string> | null = null;
   for (const value of values) {
+    if (tokenEquals(value, 'keep-alive') || tokenEquals(value, 'close')) continue;
     for (const raw of value.split(',')) {
       const token = raw.trim().toLowerCase();
       if (token === '' || token === 'close' || token === 'keep-alive' || token === 'upgrade') continue;
@@ -102,5 +103,5 @@ export function forwardedNode(ip: string): string {
 
 /** RFC 7239 quoted-string (Host values carry ':' and so are always quoted). */
 export function forwardedQuoted(value: string): string {
-  return `"${value.replace(/["\\]/g, '\\$&')}"`;
+  return value.includes('"') || value.includes('\\') ? `"${value.replace(/["\\]/g, '\\$&')}"` : `"${value}"`;
 }

@@ -13,6 +13,7 @@
  * start if a Node upgrade changes it.
  */
 import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
 
 export interface HttpParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenientFlags: number): void;
@@ -21,6 +22,11 @@ export interface HttpParser {
   /** End of input: completes a close-delimited message, or errors on a truncated one. */
   finish(): undefined | ParseError;
   close(): void;
+  /** Reads straight from a socket's native stream (no JS Buffer or stream events per read); results arrive through kOnExecute. */
+  consume(handle: object): void;
+  unconsume(): void;
+  /** Inside kOnExecute: the bytes of the read just parsed. */
+  getCurrentBuffer(): Buffer;
   [slot: number]: unknown;
 }
 
@@ -44,10 +50,12 @@ interface HttpParserConstructor {
   new (): HttpParser;
   REQUEST: number;
   RESPONSE: number;
+  kOnMessageBegin: number;
   kOnHeaders: number;
   kOnHeadersComplete: number;
   kOnBody: number;
   kOnMessageComplete: number;
+  kOnExecute: number;
   kLenientNone: number;
 }
 
@@ -57,21 +65,80 @@ export const HTTPParser = common.HTTPParser;
 /** Method names by llhttp's method index. */
 export const METHODS: readonly string[] = common.methods;
 
-export const { REQUEST, RESPONSE, kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kLenientNone } = HTTPParser;
+export const { REQUEST, RESPONSE, kOnMessageBegin, kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute, kLenientNone } = HTTPParser;
 
 export function assertParserShape(): void {
   const p = new HTTPParser();
-  const slots = [kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete];
-  if (typeof p.execute !== 'function' || typeof p.initialize !== 'function' || slots.some((s) => typeof s !== 'number') || kLenientNone !== 0) {
+  const slots = [kOnMessageBegin, kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete, kOnExecute];
+  if (typeof p.execute !== 'function' || typeof p.initialize !== 'function' || typeof p.consume !== 'function' || slots.some((s) => typeof s !== 'number') || kLenientNone !== 0) {
     throw new Error(`this Node.js (${process.version}) has an HTTP parser binding the gateway does not know`);
   }
   p.close();
+}
+
+/** The native stream behind a net.Socket, when a parser can consume it. */
+interface StreamHandle {
+  isStreamBase?: boolean;
+  _consumed?: boolean;
+  /** net.Socket's own record of whether it reads; kept true to the handle so `socket.resume()` works after `release`. */
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
+}
+
+/**
+ * Feeds `parser` from `socket` the fastest way there is: straight from the
+ * native stream (what Node's http server does), or else through 'data'
+ * events. Either way `onExecute` gets each result and the bytes it came from.
+ * Returns the controls to stop and restart reading, and to hand the socket
+ * back to JS streams (for a tunnel).
+ */
+export function feedParser(
+  parser: HttpParser, socket: Socket, onExecute: (ret: number | ParseError, current: () => Buffer) => void,
+): SocketFeed {
+  const handle = (socket as unknown as { _handle: StreamHandle | null })._handle;
+  if (handle?.isStreamBase === true && handle._consumed !== true) {
+    handle._consumed = true;
+    const current = (): Buffer => parser.getCurrentBuffer();
+    parser[kOnExecute] = (ret: number | ParseError) => onExecute(ret, current);
+    parser.consume(handle);
+    return {
+      pause: () => {
+        handle.reading = false;
+        handle.readStop();
+      },
+      resume: () => {
+        handle.reading = true;
+        handle.readStart();
+      },
+      release: () => {
+        parser.unconsume();
+        handle._consumed = false;
+      },
+    };
+  }
+  const onData = (chunk: Buffer): void => onExecute(parser.execute(chunk), () => chunk);
+  socket.on('data', onData);
+  return {
+    pause: () => { socket.pause(); },
+    resume: () => { socket.resume(); },
+    release: () => { socket.removeListener('data', onData); },
+  };
+}
+
+export interface SocketFeed {
+  pause(): void;
+  resume(): void;
+  /** Stops feeding the parser; the socket's bytes flow through its JS stream again. */
+  release(): void;
 }
 
 /** A parser with its callbacks set once (one per connection, reused for every message). */
 export function createParser(
   type: number, maxHeaderSize: number,
   handlers: {
+    /** The first byte of a message (requests: starts the header timeout). */
+    onMessageBegin?(): void;
     onHeaders(headers: string[], url: string): void;
     onHeadersComplete: OnHeadersComplete;
     onBody(chunk: Buffer): void;
@@ -80,6 +147,7 @@ export function createParser(
 ): HttpParser {
   const parser = new HTTPParser();
   parser.initialize(type, {}, maxHeaderSize, kLenientNone);
+  if (handlers.onMessageBegin !== undefined) parser[kOnMessageBegin] = handlers.onMessageBegin;
   parser[kOnHeaders] = handlers.onHeaders;
   parser[kOnHeadersComplete] = handlers.onHeadersComplete;
   parser[kOnBody] = handlers.onBody;

@@ -1,0 +1,651 @@
+/**
+ * One visitor's connection: llhttp parses the requests, each becomes an
+ * `Exchange` that is routed by Host and answered by its site's handler, one
+ * at a time in order (pipelined requests wait, and the socket stops reading
+ * while they do). Timeouts are deadlines checked by the worker's sweep, so a
+ * request costs no timer.
+ *
+ * Anything the parser rejects (see http-parser.ts) answers 400 (431 for an
+ * oversized head) and closes the connection: after a framing error nothing
+ * later on the connection can be trusted to belong to a request boundary.
+ */
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { WorkerContext } from './context.js';
+import { Exchange } from './exchange.js';
+import { Header, classifyHeader, connectionListed, forwardedNode, forwardedQuoted, tokenEquals } from './headers.js';
+import { normaliseHost } from './host.js';
+import { METHODS, REQUEST, createParser, feedParser, type HttpParser, type ParseError, type SocketFeed } from './http-parser.js';
+import { errorPage, httpDate, reason } from './pages.js';
+import { redirectLocation } from './redirect.js';
+import type { Site } from './site.js';
+
+/** How long a half-closed connection may keep sending before it is reset. */
+const LINGER_MS = 2_000;
+const PAUSED_FOR_QUEUE = 1;
+const PAUSED_FOR_UPSTREAM = 2;
+
+const enum Reading {
+  /** Between requests. */
+  Idle,
+  /** Inside a request head (header timeout running). */
+  Head,
+  /** Inside a request body (request timeout running). */
+  Body,
+  /** No more requests on this connection (after an error, a rejected body, or an upgrade). */
+  Stopped,
+}
+
+export interface ListenerInfo {
+  id: string;
+  protocol: 'http' | 'https';
+}
+
+export class ClientConnection {
+  /** Client address, IPv4-mapped IPv6 unwrapped. */
+  readonly ip: string;
+  /** Finish the current response, then close (listener removed, worker stopping). */
+  draining = false;
+  private readonly parser: HttpParser;
+  private active: Exchange | null = null;
+  private queue: Exchange[] | null = null;
+  private receiving: Exchange | null = null;
+  private reading = Reading.Idle;
+  private readStartedAt = 0;
+  private idleSince: number;
+  private paused = 0;
+  private closed = false;
+  private clientEnded = false;
+  /** When the gateway half-closed the connection (0: it has not). */
+  private closingSince = 0;
+  private tunnelPeer: Socket | null = null;
+  private drainWaiter: (() => void) | null = null;
+  private longHead: string[] = [];
+  private longUrl = '';
+  private readonly feed: SocketFeed;
+  /** The last parse met an Upgrade request, after which the parser stops early. */
+  private upgradeSeen = false;
+
+  constructor(
+    private readonly ctx: WorkerContext,
+    readonly listener: ListenerInfo,
+    readonly socket: Socket,
+    ip: string,
+    private readonly onClosed: (c: ClientConnection) => void,
+  ) {
+    this.ip = ip;
+    this.idleSince = ctx.now;
+    this.parser = createParser(REQUEST, ctx.opts.maxHeaderSize, {
+      onMessageBegin: this.onMessageBegin.bind(this),
+      onHeaders: this.onHeaders.bind(this),
+      onHeadersComplete: this.onHeadersComplete.bind(this),
+      onBody: this.onBody.bind(this),
+      onMessageComplete: this.onMessageComplete.bind(this),
+    });
+    this.feed = feedParser(this.parser, socket, this.onExecute.bind(this));
+    socket.on('drain', this.onDrain.bind(this));
+    socket.on('end', this.onEnd.bind(this));
+    socket.on('error', () => {});
+    socket.on('close', this.onClose.bind(this));
+  }
+
+  now(): number {
+    return this.ctx.now;
+  }
+
+  // ---- parsing ----
+
+  /** After the parser ran over one read (`current` gives its bytes, for what follows an upgrade head). */
+  private onExecute(ret: number | ParseError, current: () => Buffer): void {
+    if (this.closingSince !== 0 || this.closed) return; // discarding what a closing client still sends
+    if (typeof ret !== 'number') {
+      if (this.reading !== Reading.Stopped) this.onParseError(ret);
+      return;
+    }
+    if (!this.upgradeSeen) return;
+    // llhttp stops at the end of an upgrade request's head; only then can bytes be left over.
+    this.upgradeSeen = false;
+    const chunk = current();
+    if (ret > 0 && ret < chunk.length) {
+      const rest = chunk.subarray(ret);
+      if (this.reading === Reading.Stopped) {
+        // The rest belongs to a WebSocket tunnel (or to nobody, after an early answer).
+        const ex = this.lastQueued();
+        if (ex !== null && ex.websocket) ex.tunnelHead = Buffer.from(rest);
+      } else {
+        // A non-WebSocket Upgrade was served as a plain request: parsing goes on.
+        this.onExecute(this.parser.execute(rest), () => rest);
+      }
+    }
+  }
+
+  private lastQueued(): Exchange | null {
+    return this.queue !== null && this.queue.length > 0 ? this.queue[this.queue.length - 1]! : this.active;
+  }
+
+  private onMessageBegin(): void {
+    if (this.reading === Reading.Stopped) return;
+    this.reading = Reading.Head;
+    this.readStartedAt = this.ctx.now;
+  }
+
+  private onHeaders(headers: string[], url: string): void {
+    for (const x of headers) this.longHead.push(x);
+    this.longUrl += url;
+  }
+
+  private onHeadersComplete(
+    major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined,
+    _status: number, _message: string, upgrade: boolean, keepAlive: boolean,
+  ): number {
+    if (this.reading === Reading.Stopped || this.closed) return 0;
+    if (upgrade) this.upgradeSeen = true;
+    const ex = new Exchange();
+    ex.startedAt = performance.now();
+    ex.method = METHODS[method] ?? '';
+    ex.http10 = minor === 0;
+    ex.keepAlive = keepAlive;
+    ex.headers = headers ?? this.longHead.splice(0);
+    const target = url ?? this.longUrl;
+    this.longUrl = '';
+    if (major !== 1) ex.reject = 505;
+    else this.readHead(ex, target, upgrade);
+    if (ex.reject === 0) {
+      ex.site = this.ctx.routes.lookup(this.listener.id, ex.host);
+      const limit = ex.site?.maxBodyBytes ?? this.ctx.opts.maxBodyBytes;
+      if (ex.contentLength > limit) ex.reject = 413;
+    }
+    if (ex.reject !== 0) {
+      ex.closeAfter = true;
+      this.stopReading();
+    } else if (ex.websocket) {
+      // The bytes after this head belong to the tunnel, not to the parser.
+      this.stopReading();
+    } else {
+      this.reading = Reading.Body;
+    }
+    this.receiving = ex;
+    this.enqueue(ex);
+    return 0;
+  }
+
+  /** Reads what the gateway needs from the head; sets `ex.reject` when the request is malformed. */
+  private readHead(ex: Exchange, url: string, upgrade: boolean): void {
+    const h = ex.headers;
+    if (h.length / 2 > this.ctx.opts.maxHeadersCount) {
+      ex.reject = 431;
+      return;
+    }
+    let hosts = 0;
+    let upgradeTo: string | null = null;
+    for (let i = 0; i < h.length; i += 2) {
+      switch (classifyHeader(h[i]!)) {
+        case Header.Host:
+          hosts++;
+          ex.hostRaw ??= h[i + 1]!;
+          break;
+        case Header.Connection:
+          (ex.connection ??= []).push(h[i + 1]!);
+          break;
+        case Header.ContentLength:
+          ex.contentLength = Number(h[i + 1]);
+          break;
+        case Header.TransferEncoding:
+          ex.chunked = true;
+          break;
+        case Header.Upgrade:
+          upgradeTo = h[i + 1]!;
+          break;
+      }
+    }
+    // Two Host headers could route differently here and at the backend.
+    if (hosts > 1) {
+      ex.reject = 400;
+      return;
+    }
+    if (ex.method === 'CONNECT') {
+      ex.reject = 405;
+      return;
+    }
+    if (url.charCodeAt(0) === 0x2f /* / */) {
+      ex.target = url;
+    } else if (url === '*' && ex.method === 'OPTIONS') {
+      ex.target = url;
+    } else {
+      // Absolute-form: its authority replaces Host (RFC 9112 §3.2.2).
+      const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(url);
+      if (m === null || m[1]!.includes('@') || m[1] === '') {
+        ex.reject = 400;
+        return;
+      }
+      ex.hostRaw = m[1]!;
+      ex.absoluteForm = true;
+      ex.target = m[2] === '' ? '/' : m[2]!.charCodeAt(0) === 0x2f ? m[2]! : `/${m[2]!}`;
+    }
+    if (ex.hostRaw === null) {
+      if (!ex.http10) ex.reject = 400; // HTTP/1.1 requires Host
+    } else if (ex.hostRaw !== '') {
+      ex.host = normaliseHost(ex.hostRaw);
+      if (ex.host === null) {
+        ex.reject = 400;
+        return;
+      }
+    }
+    if (upgrade && upgradeTo !== null && ex.method === 'GET' && tokenEquals(upgradeTo.trim(), 'websocket')) {
+      if (ex.contentLength > 0 || ex.chunked) {
+        ex.reject = 400;
+        return;
+      }
+      ex.websocket = true;
+      ex.closeAfter = true;
+    }
+  }
+
+  private onBody(chunk: Buffer): void {
+    const ex = this.receiving;
+    if (ex === null || this.closed) return;
+    ex.bodyBytes += chunk.length;
+    if (ex.bodyBytes > (ex.site?.maxBodyBytes ?? this.ctx.opts.maxBodyBytes)) {
+      this.bodyTooLarge(ex);
+      return;
+    }
+    if (ex.done || ex.reject !== 0) return;
+    const up = ex.upstream;
+    if (up !== null) {
+      if (!up.sendBody(chunk, ex.chunked)) this.pause(PAUSED_FOR_UPSTREAM);
+    } else if (!ex.dispatched) {
+      (ex.pendingBody ??= []).push(chunk);
+    }
+  }
+
+  private onMessageComplete(): void {
+    const ex = this.receiving;
+    this.receiving = null;
+    if (this.reading !== Reading.Stopped) this.reading = Reading.Idle;
+    if (ex === null) return;
+    ex.bodyComplete = true;
+    if (ex.upstream !== null && ex.reject === 0) ex.upstream.endBody(ex.chunked);
+  }
+
+  private bodyTooLarge(ex: Exchange): void {
+    if (ex.reject === 413) return;
+    ex.reject = 413;
+    ex.closeAfter = true;
+    ex.pendingBody = null;
+    this.stopReading();
+    if (!ex.dispatched) return; // answered 413 when its turn comes
+    if (ex.done || ex.headSent) {
+      this.destroy();
+      return;
+    }
+    this.abandonWork(ex);
+    this.respondError(ex, 413);
+  }
+
+  private onParseError(err: ParseError): void {
+    this.stopReading();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const partial = this.receiving;
+    if (partial !== null) {
+      // A framing error inside a body: that request is broken too.
+      this.receiving = null;
+      partial.reject = status;
+      partial.closeAfter = true;
+      partial.pendingBody = null;
+      if (!partial.dispatched) return;
+      if (partial.done || partial.headSent) {
+        this.destroy();
+        return;
+      }
+      this.abandonWork(partial);
+      this.respondError(partial, status);
+      return;
+    }
+    const bad = new Exchange();
+    bad.startedAt = performance.now();
+    bad.reject = status;
+    bad.closeAfter = true;
+    bad.bodyComplete = true;
+    this.enqueue(bad);
+  }
+
+  private stopReading(): void {
+    this.reading = Reading.Stopped;
+    this.feed.pause();
+  }
+
+  // ---- dispatch ----
+
+  private enqueue(ex: Exchange): void {
+    if (this.active === null) {
+      this.dispatch(ex);
+    } else {
+      (this.queue ??= []).push(ex);
+      this.pause(PAUSED_FOR_QUEUE);
+    }
+  }
+
+  private dispatch(ex: Exchange): void {
+    this.active = ex;
+    ex.dispatched = true;
+    if (ex.reject !== 0) {
+      this.respondError(ex, ex.reject);
+      return;
+    }
+    const site = ex.site;
+    if (site === null) {
+      this.respondError(ex, 404);
+      return;
+    }
+    if (site.limiter !== null && !site.limiter.take(ex.startedAt)) {
+      this.respondError(ex, 429, 'Retry-After: 1\r\n');
+      return;
+    }
+    const target = site.target;
+    switch (target.kind) {
+      case 'upstream':
+        this.proxy(ex, site);
+        return;
+      case 'static':
+        this.ctx.staticFiles.serve(this, ex, target.root);
+        return;
+      case 'redirect': {
+        const location = redirectLocation(target.to, ex.target);
+        this.respondLocal(ex, target.status, `Location: ${location}\r\nContent-Type: text/html\r\n`, errorPage(target.status));
+        return;
+      }
+    }
+  }
+
+  private proxy(ex: Exchange, site: Site): void {
+    const up = site.pool!.acquire(this.ctx.now);
+    up.begin(this, ex, this.upstreamHead(ex), this.ctx.now);
+    const pending = ex.pendingBody;
+    if (pending !== null) {
+      ex.pendingBody = null;
+      for (const chunk of pending) up.sendBody(chunk, ex.chunked);
+    }
+    if (ex.bodyComplete) up.endBody(ex.chunked);
+  }
+
+  /**
+   * The request head for the backend: request line in origin-form, the
+   * client's end-to-end headers, Host (the target's authority for
+   * absolute-form), the gateway's framing, and X-Forwarded-For / -Proto /
+   * -Host and Forwarded — kept and appended to only when the client is a
+   * trusted proxy, otherwise replaced.
+   */
+  private upstreamHead(ex: Exchange): string {
+    const trusted = this.ctx.trustedProxies.size > 0 && this.ctx.trustedProxies.has(this.ip);
+    const listed = connectionListed(ex.connection);
+    const h = ex.headers;
+    let head = `${ex.method} ${ex.target} HTTP/1.1\r\n`;
+    let xff: string | null = null;
+    let xfProto: string | null = null;
+    let xfHost: string | null = null;
+    let forwarded: string | null = null;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i]!;
+      const value = h[i + 1]!;
+      switch (classifyHeader(name)) {
+        case Header.Other:
+          if (listed === null || !listed.has(name.toLowerCase())) head += `${name}: ${value}\r\n`;
+          break;
+        case Header.Host:
+          if (!ex.absoluteForm) head += `${name}: ${value}\r\n`;
+          break;
+        case Header.ContentLength:
+          head += `Content-Length: ${value}\r\n`;
+          break;
+        case Header.XForwardedFor:
+          if (trusted) xff = xff === null ? value : `${xff}, ${value}`;
+          break;
+        case Header.XForwardedProto:
+          if (trusted) xfProto ??= value;
+          break;
+        case Header.XForwardedHost:
+          if (trusted) xfHost ??= value;
+          break;
+        case Header.Forwarded:
+          if (trusted) forwarded = forwarded === null ? value : `${forwarded}, ${value}`;
+          break;
+        // Hop-by-hop: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*.
+      }
+    }
+    const proto = this.listener.protocol;
+    if (ex.absoluteForm) head += `Host: ${ex.hostRaw!}\r\n`;
+    head += `X-Forwarded-For: ${xff === null ? this.ip : `${xff}, ${this.ip}`}\r\nX-Forwarded-Proto: ${xfProto ?? proto}\r\n`;
+    const host = xfHost ?? ex.hostRaw;
+    if (host !== null && host !== '') head += `X-Forwarded-Host: ${host}\r\n`;
+    let node = `for=${forwardedNode(this.ip)}`;
+    if (ex.hostRaw !== null && ex.hostRaw !== '') node += `;host=${forwardedQuoted(ex.hostRaw)}`;
+    head += `Forwarded: ${forwarded === null ? '' : `${forwarded}, `}${node};proto=${proto}\r\n`;
+    if (ex.chunked) head += 'Transfer-Encoding: chunked\r\n';
+    if (ex.websocket) head += 'Connection: upgrade\r\nUpgrade: websocket\r\n';
+    return `${head}\r\n`;
+  }
+
+  /** Called by the upstream connection when it failed before or while relaying the response. */
+  upstreamFailed(ex: Exchange, stale: boolean, timedOut: boolean): void {
+    if (this.closed || ex.done) return;
+    if (ex.headSent) {
+      this.destroy(); // a truncated response: the client must see the failure
+      return;
+    }
+    if (stale && ex.retryable && ex.site?.pool) {
+      // The backend closed a pooled connection just as it was reused: one retry on a fresh one.
+      ex.retried = true;
+      ex.site.pool.open(this.ctx.now).begin(this, ex, ex.upstreamHead, this.ctx.now);
+      return;
+    }
+    if (!ex.bodyComplete) ex.closeAfter = true;
+    this.respondError(ex, timedOut ? 504 : 502);
+  }
+
+  // ---- writing ----
+
+  write(data: string | Buffer): boolean {
+    if (this.closed) return true;
+    const ex = this.active;
+    if (ex !== null) ex.bytesOut += data.length;
+    return this.socket.write(data, 'latin1');
+  }
+
+  cork(): void {
+    this.socket.cork();
+  }
+
+  uncork(): void {
+    this.socket.uncork();
+  }
+
+  /** Writes a response head with a known body length (the body follows through `write`). */
+  writeHead(ex: Exchange, status: number, headerLines: string, contentLength: number): void {
+    const close = ex.closeAfter || !ex.keepAlive || this.draining || this.clientEnded;
+    if (close) ex.closeAfter = true;
+    ex.status = status;
+    ex.headSent = true;
+    this.write(`HTTP/1.1 ${status} ${reason(status)}\r\nDate: ${httpDate()}\r\n${headerLines}Content-Length: ${contentLength}\r\n${
+      close ? 'Connection: close\r\n' : ex.http10 ? 'Connection: keep-alive\r\n' : ''}\r\n`);
+  }
+
+  /** A whole response from the gateway itself (errors, redirects, small files). */
+  respondLocal(ex: Exchange, status: number, headerLines: string, body: Buffer | null): void {
+    this.cork();
+    this.writeHead(ex, status, headerLines, body === null ? 0 : body.length);
+    if (body !== null && ex.method !== 'HEAD') this.write(body);
+    this.uncork();
+    this.finish(ex);
+  }
+
+  respondError(ex: Exchange, status: number, extraHeaders = ''): void {
+    this.respondLocal(ex, status, `${extraHeaders}Content-Type: text/html\r\nCache-Control: no-store\r\n`, errorPage(status));
+  }
+
+  /** Called when the socket can take more after `write` returned false. */
+  waitForDrain(resume?: () => void): void {
+    this.drainWaiter = resume ?? null;
+  }
+
+  private onDrain(): void {
+    const ex = this.active;
+    if (ex?.upstream) ex.upstream.resumeReading();
+    const waiter = this.drainWaiter;
+    this.drainWaiter = null;
+    waiter?.();
+  }
+
+  resumeFromUpstream(): void {
+    this.resume(PAUSED_FOR_UPSTREAM);
+  }
+
+  /** The response to `ex` is complete: count it, then serve the next request or close. */
+  finish(ex: Exchange): void {
+    if (ex.done) return;
+    ex.done = true;
+    this.record(ex);
+    if (this.active === ex) this.active = null;
+    if (this.closed) return;
+    if (ex.closeAfter || !ex.keepAlive || this.draining) {
+      this.closeGracefully();
+      return;
+    }
+    this.idleSince = this.ctx.now;
+    const next = this.queue?.shift();
+    if (next !== undefined) {
+      this.dispatch(next);
+    } else {
+      this.resume(PAUSED_FOR_QUEUE);
+      if (this.clientEnded && this.receiving === null) this.closeGracefully();
+    }
+  }
+
+  private record(ex: Exchange): void {
+    const site = ex.site;
+    const seconds = (performance.now() - ex.startedAt) / 1000;
+    (site?.stats ?? this.ctx.unrouted).record(ex.status, ex.bodyBytes, ex.bytesOut, seconds);
+    this.ctx.accessLog?.write({
+      site: site?.hostname ?? '-', tenant: site?.tenantId ?? '-', listener: this.listener.id, ip: this.ip,
+      method: ex.method, url: ex.target, status: ex.status, bytes: ex.bytesOut, ms: Math.round(seconds * 1e6) / 1000,
+    });
+  }
+
+  /** After a 101 from the backend: bytes flow both ways untouched until either side closes. */
+  tunnel(ex: Exchange, upstream: Socket, rest: Buffer): void {
+    ex.done = true;
+    this.record(ex);
+    this.active = null;
+    if (this.closed) {
+      upstream.destroy();
+      return;
+    }
+    this.tunnelPeer = upstream;
+    const client = this.socket;
+    if (ex.tunnelHead !== null && ex.tunnelHead.length > 0) upstream.write(ex.tunnelHead);
+    if (rest.length > 0) client.write(rest);
+    upstream.on('error', () => {});
+    upstream.on('close', () => client.destroy());
+    this.feed.release();
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  }
+
+  private pause(reason: number): void {
+    if (this.paused === 0) this.feed.pause();
+    this.paused |= reason;
+  }
+
+  private resume(reason: number): void {
+    this.paused &= ~reason;
+    if (this.paused === 0 && !this.closed && this.reading !== Reading.Stopped) this.feed.resume();
+  }
+
+  // ---- lifecycle ----
+
+  /** Checked by the worker's sweep (a few times a second). */
+  checkTimeouts(now: number): void {
+    if (this.closed || this.tunnelPeer !== null) return;
+    if (this.closingSince !== 0) {
+      if (now - this.closingSince > LINGER_MS) this.destroy();
+      return;
+    }
+    const up = this.active?.upstream;
+    if (up != null && up.expired(now)) return;
+    const opts = this.ctx.opts;
+    if (this.reading === Reading.Head && now - this.readStartedAt > opts.headersTimeoutMs) this.requestTimedOut();
+    else if (this.reading === Reading.Body && now - this.readStartedAt > opts.requestTimeoutMs) this.requestTimedOut();
+    else if (this.reading === Reading.Idle && this.active === null && now - this.idleSince > opts.keepAliveTimeoutMs) this.destroy();
+  }
+
+  /** A head or body that takes too long (slowloris): 408 when nothing else is being answered, then close. */
+  private requestTimedOut(): void {
+    this.stopReading();
+    if (this.active !== null) {
+      this.destroy();
+      return;
+    }
+    const partial = this.receiving;
+    this.receiving = null;
+    const ex = partial ?? new Exchange();
+    if (partial === null) ex.startedAt = performance.now();
+    ex.reject = 408;
+    ex.closeAfter = true;
+    if (ex.dispatched) {
+      this.destroy();
+      return;
+    }
+    this.dispatch(ex);
+  }
+
+  /** Stop taking requests; close now if idle, else after the current response. */
+  drain(): void {
+    this.draining = true;
+    if (this.active === null && this.tunnelPeer === null) this.destroy();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /**
+   * Sends FIN after the last response and discards whatever the client still
+   * sends (an oversized body), so it reads our answer instead of a reset;
+   * the sweep destroys the socket if the client does not close within LINGER_MS.
+   */
+  private closeGracefully(): void {
+    this.stopReading();
+    this.closingSince = this.ctx.now;
+    this.socket.end();
+    this.feed.resume();
+  }
+
+  private onEnd(): void {
+    this.clientEnded = true;
+    if (this.tunnelPeer !== null) return; // pipe() carries the half-close
+    if (this.active === null && this.receiving === null) this.closeGracefully();
+  }
+
+  private abandonWork(ex: Exchange): void {
+    ex.upstream?.abandon();
+    ex.upstream = null;
+    ex.onAbort?.();
+    ex.onAbort = null;
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const active = this.active;
+    if (active !== null && !active.done) {
+      this.abandonWork(active);
+      if (active.status === 0) active.status = 499; // the client closed first (nginx's code)
+      active.done = true;
+      this.record(active);
+    }
+    for (const ex of this.queue ?? []) this.abandonWork(ex);
+    this.tunnelPeer?.destroy();
+    this.parser.close();
+    this.onClosed(this);
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * Messages between the supervisor and its workers (JSON over the fork IPC
+ * channel; listening sockets travel as handles beside a `handle` message).
+ *
+ * Order on a fresh worker: init → handle* → config. An update is handle* for
+ * new listeners, then one config that the worker applies in one step (swap
+ * the route table, listen on new handles, drain removed listeners) before it
+ * answers `applied`.
+ */
+import type { ResolvedOptions } from './config.js';
+import type { MetricJson } from './metrics.js';
+import type { GatewayConfig } from './types.js';
+
+export type ToWorker =
+  | { type: 'init'; opts: ResolvedOptions }
+  | { type: 'handle'; listener: string }
+  | { type: 'config'; version: number; config: GatewayConfig }
+  | { type: 'metrics'; request: number }
+  | { type: 'close'; graceMs: number };
+
+export type FromWorker =
+  | { type: 'applied'; version: number }
+  | { type: 'metrics'; request: number; metrics: MetricJson[] }
+  | { type: 'warning'; message: string; details?: Record<string, unknown> };
