@@ -33,3 +33,10 @@ fi
 say "building"
 npx --no-install tsc -p tsconfig.json
 chmod +x bin/strata 2>/dev/null || true
+
+# Each level or feature that needs more (Debian packages, built-in images, kernel
+# facilities) has its own idempotent step here, run in name order.
+for step in scripts/setup.d/*.sh; do
+  [[ -e $step ]] || continue
+  bash "$step"
+done
