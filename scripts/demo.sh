@@ -32,7 +32,7 @@ export STRATA_TOKEN=$(cat "$DIR/admin.token")
 # The demo: a tenant with an admin user and a site. Levels add a demo instance each as they land.
 bin/strata tenant show demo >/dev/null 2>&1 || bin/strata tenant create demo --instances 10 --vcpus 8 --memory 8192 --sites 20 >/dev/null
 bin/strata user show demo-admin >/dev/null 2>&1 || bin/strata user create demo-admin --role tenant-admin --tenant demo >/dev/null
-bin/strata site show demo www.demo.localhost >/dev/null 2>&1 || bin/strata site add demo www.demo.localhost --static www >/dev/null
+bin/strata site show demo www.demo.localhost >/dev/null 2>&1 || bin/strata --reason "demo setup" site add demo www.demo.localhost --static www >/dev/null
 
 cat <<MSG
 

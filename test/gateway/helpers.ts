@@ -44,7 +44,7 @@ export async function startBackend(name: string, host = '127.0.0.1'): Promise<Ba
           res.writeHead(200, {
             'content-type': 'application/json', 'content-length': Buffer.byteLength(payload),
             connection: 'keep-alive, X-Secret-Hop', 'x-secret-hop': 'leak', 'keep-alive': 'timeout=5',
-            'proxy-authenticate': 'Basic', trailer: 'x-t', 'x-end-to-end': 'kept',
+            'proxy-authenticate': 'Basic', upgrade: 'h2c', 'x-end-to-end': 'kept',
           });
           res.end(payload);
         } else if (url.pathname === '/status') {

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { after, before, test } from 'node:test';
+import { rawExchange, request, startBackend, statuses, upstream, withGateway, type Backend } from './helpers.js';
+
+let alpha: Backend;
+before(async () => {
+  alpha = await startBackend('alpha');
+});
+after(async () => {
+  await alpha.close();
+});
+
+const listeners = [{ id: 'web', address: '127.0.0.1', port: 0, protocol: 'http' as const }];
+
+test('forwarding headers are set, and replaced unless the client is a trusted proxy', async () => {
+  await withGateway({ listeners, sites: [{ hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) }] }, {}, async (gw, port) => {
+    const spoofed = { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.test', forwarded: 'for=6.6.6.6' };
+    let seen = (await request(port(), { host: 'alpha.test:8080', headers: spoofed })).json().headers;
+    assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'http');
+    assert.equal(seen['x-forwarded-host'], 'alpha.test:8080');
+    assert.equal(seen.forwarded, 'for=127.0.0.1;host="alpha.test:8080";proto=http');
+    assert.equal(seen.host, 'alpha.test:8080', 'Host passes through unchanged');
+
+    await gw.update({ listeners, sites: [{ hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) }], trustedProxies: ['127.0.0.1'] });
+    seen = (await request(port(), { host: 'alpha.test', headers: spoofed })).json().headers;
+    assert.equal(seen['x-forwarded-for'], '6.6.6.6, 127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'https');
+    assert.equal(seen['x-forwarded-host'], 'evil.test');
+    assert.equal(seen.forwarded, 'for=6.6.6.6, for=127.0.0.1;host="alpha.test";proto=http');
+  });
+});
+
+test('hop-by-hop headers are stripped both ways; end-to-end ones pass', async () => {
+  await withGateway({ listeners, sites: [{ hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) }] }, {}, async (_gw, port) => {
+    const r = await rawExchange(port(), [
+      'GET /hop HTTP/1.1\r\nHost: alpha.test\r\nConnection: keep-alive, X-Drop-Me\r\nX-Drop-Me: 1\r\nKeep-Alive: timeout=9\r\n',
+      'TE: trailers\r\nTrailer: x\r\nUpgrade: h2c\r\nProxy-Authorization: Basic Zm9v\r\nProxy-Connection: keep-alive\r\nX-Keep: yes\r\n\r\n',
+    ]);
+    const [head, body] = r.text.split('\r\n\r\n');
+    const seen = JSON.parse(body!).headers as Record<string, string>;
+    for (const gone of ['x-drop-me', 'keep-alive', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-connection']) assert.equal(seen[gone], undefined, gone);
+    assert.equal(seen['x-keep'], 'yes');
+    assert.ok(seen.connection === undefined || seen.connection === 'keep-alive', 'no client Connection tokens reach the backend');
+    const lower = head!.toLowerCase();
+    for (const gone of ['x-secret-hop', 'keep-alive:', 'proxy-authenticate', 'upgrade:']) assert.ok(!lower.includes(gone), gone);
+    assert.ok(lower.includes('x-end-to-end: kept'));
+  });
+});
+
+test('request bodies: Content-Length and chunked both arrive whole; chunked responses are re-framed', async () => {
+  await withGateway({ listeners, sites: [{ hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) }] }, {}, async (_gw, port) => {
+    const big = 'x'.repeat(300_000);
+    const r1 = await request(port(), { host: 'alpha.test', method: 'POST', body: big, headers: { 'content-type': 'text/plain' } });
+    assert.equal(r1.json().body.length, big.length);
+    const raw = await rawExchange(port(), 'POST /chunked HTTP/1.1\r\nHost: alpha.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n');
+    assert.match(raw.text, /Transfer-Encoding: chunked/i);
+    assert.match(raw.text, /"body":"hello world"/);
+    assert.equal(alpha.seen.at(-1)!.headers['transfer-encoding'], 'chunked');
+    assert.equal(alpha.seen.at(-1)!.headers['content-length'], undefined);
+  });
+});
+
+test('HEAD answers carry no body, and keep-alive goes on after them', async () => {
+  await withGateway({ listeners, sites: [{ hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) }] }, {}, async (_gw, port) => {
+    const r = await rawExchange(port(), 'HEAD / HTTP/1.1\r\nHost: alpha.test\r\n\r\nGET /second HTTP/1.1\r\nHost: alpha.test\r\n\r\n');
+    assert.deepEqual(statuses(r.text), [200, 200]);
+    assert.match(r.text, /"url":"\/second"/);
+    assert.equal(r.text.match(/"backend"/g)!.length, 1);
+  });
+});
+
+test('pipelined requests are answered in order on one connection', async () => {
+  await withGateway({ listeners, sites: [{ hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) }] }, {}, async (_gw, port) => {
+    const reqs = [1, 2, 3, 4, 5].map((i) => `GET /${i === 2 ? 'slow?ms=50&n=2' : `n${i}`} HTTP/1.1\r\nHost: alpha.test\r\n\r\n`).join('');
+    const r = await rawExchange(port(), reqs);
+    const urls = [...r.text.matchAll(/"url":"([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(urls, ['/n1', '/slow?ms=50&n=2', '/n3', '/n4', '/n5']);
+  });
+});
+
+test('502 when the backend refuses, 504 when it does not answer in time', async () => {
+  const closed = net.createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const deadPort = (closed.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  await withGateway({
+    listeners,
+    sites: [
+      { hostname: 'dead.test', tenantId: 't', target: { kind: 'upstream', host: '127.0.0.1', port: deadPort } },
+      { hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) },
+    ],
+  }, { upstreamResponseTimeoutMs: 300 }, async (_gw, port) => {
+    const dead = await request(port(), { host: 'dead.test' });
+    assert.equal(dead.status, 502);
+    assert.match(dead.body, /502 Bad Gateway/);
+    const start = Date.now();
+    const slow = await request(port(), { host: 'alpha.test', path: '/slow?ms=2000' });
+    assert.equal(slow.status, 504);
+    assert.ok(Date.now() - start < 1500, 'answered at the response timeout');
+    assert.equal((await request(port(), { host: 'alpha.test' })).status, 200, 'the site still works');
+  });
+});
+
+test('a pooled connection the backend drops as it is reused is retried once for a GET, never for a POST', async () => {
+  // Each connection answers its first request and drops the second unanswered: the keep-alive race.
+  const served = new WeakMap<net.Socket, number>();
+  const racy = http.createServer((req, res) => {
+    const n = (served.get(req.socket) ?? 0) + 1;
+    served.set(req.socket, n);
+    if (n > 1) {
+      req.socket.destroy();
+      return;
+    }
+    res.writeHead(200, { 'content-length': '2' });
+    res.end('ok');
+  });
+  await new Promise<void>((r) => racy.listen(0, '127.0.0.1', r));
+  const racyPort = (racy.address() as net.AddressInfo).port;
+  try {
+    await withGateway({ listeners, sites: [{ hostname: 'r.test', tenantId: 't', target: { kind: 'upstream', host: '127.0.0.1', port: racyPort } }] }, {}, async (_gw, port) => {
+      for (let i = 0; i < 4; i++) assert.equal((await request(port(), { host: 'r.test' })).status, 200, `GET ${i}`);
+      assert.equal((await request(port(), { host: 'r.test', method: 'POST', body: 'x' })).status, 502, 'a POST may have had effects: not resent');
+    });
+  } finally {
+    racy.closeAllConnections();
+    await new Promise<void>((r) => racy.close(() => r()));
+  }
+});
+
+test('HTTP/1.0 clients get close-delimited bodies when the length is unknown', async () => {
+  await withGateway({ listeners, sites: [{ hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) }] }, {}, async (_gw, port) => {
+    const r = await rawExchange(port(), 'GET /chunked HTTP/1.0\r\nHost: alpha.test\r\n\r\n');
+    assert.ok(r.closed);
+    assert.doesNotMatch(r.text, /Transfer-Encoding/i);
+    assert.match(r.text, /Connection: close/i);
+    assert.match(r.text, /"backend":"alpha"/);
+  });
+});
