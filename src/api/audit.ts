@@ -80,10 +80,10 @@ export const auditRoutes = [
   }),
   defineRoute({
     method: 'GET', url: '/v1/audit/verify', tag, summary: 'Verify the whole log on the server', responses: { 200: z.unknown() },
-    handler: ({ p }, s) => {
+    handler: async ({ p }, s) => {
       authorize(p, 'audit.read');
       if (isTenantRole(p.role)) throw new StrataError('STRATA_ERR_FORBIDDEN', 'tenants verify their export instead (strata audit export --verify)');
-      return { body: s.audit.verify() };
+      return { body: await s.audit.verifyInBackground() };
     },
   }),
 ];

@@ -16,6 +16,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import { verifyDatabaseInWorker } from './verify-worker.js';
 import { StrataError } from '../errors.js';
 import { decodeEntry, encodeEntry, type AuditEntry, type AuditEntryInput } from './entry.js';
 import { signTreeHead, type SignedTreeHead } from './head.js';
@@ -197,6 +198,12 @@ export class AuditLog {
   /** Recomputes the whole stored log; names the first altered entry or head. */
   verify(): VerifyReport {
     return verifyLog(this.#db, this.#keys.publicKey);
+  }
+
+  /** `verify` on a read-only connection in a worker thread (file-backed logs): the event loop stays free. */
+  verifyInBackground(): Promise<VerifyReport> {
+    if (this.#db.memory) return Promise.resolve(this.verify());
+    return verifyDatabaseInWorker(this.#db.name, this.publicKeyPem());
   }
 
   /** Signs what is pending and stops the timer. Later appends still work; the next start or close signs them. */

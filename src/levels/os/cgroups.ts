@@ -1,0 +1,150 @@
+/**
+ * Cgroups of the `os` level: the mode of the machine (v1, hybrid counted as v1 —
+ * these machines mount the v1 controllers and an empty v2 — or pure v2), the
+ * parent cgroup of each tenant, and the live figures of one instance.
+ *
+ * Layout: `<root>/<tenant>/<instance>`. runc creates and removes the instance's
+ * own cgroup from the spec's `cgroupsPath`; this module owns the tenant parents,
+ * whose limits cap the sum of the tenant's real usage, whatever the instances
+ * declared.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TenantLimits } from './allocations.js';
+import { CPU_PERIOD_US, type CgroupMode } from './spec.js';
+
+const CGROUP_FS = '/sys/fs/cgroup';
+const MIB = 1024 * 1024;
+
+/** v2 only when the unified hierarchy is mounted at the top and has controllers; hybrid machines are v1. */
+export function detectCgroupMode(root = CGROUP_FS): CgroupMode {
+  return existsSync(join(root, 'cgroup.controllers')) ? 'v2' : 'v1';
+}
+
+/** A tenant's cgroup name: the tenant id, made safe for a path. */
+export const tenantCgroupName = (tenantId: string): string => `t-${tenantId.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
+
+/** The `cgroupsPath` runc gets for an instance. */
+export const instanceCgroupPath = (root: string, tenantId: string, instanceId: string): string => `/${root}/${tenantCgroupName(tenantId)}/${instanceId}`;
+
+export interface CgroupStats {
+  cpuUsageNs: number | null;
+  memoryBytes: number | null;
+  pids: number | null;
+  oomKills: number | null;
+}
+
+/** v1 controllers whose tenant parents carry limits. */
+const V1_LIMITED = ['memory', 'cpu', 'pids'] as const;
+
+export class Cgroups {
+  constructor(readonly mode: CgroupMode, readonly root: string, private readonly fsRoot = CGROUP_FS) {}
+
+  /** Creates the tenant's parent (and the root) where missing and writes its limits; no limits means unlimited. */
+  async ensureTenant(tenantId: string, limits: TenantLimits | undefined): Promise<void> {
+    const tenant = tenantCgroupName(tenantId);
+    if (this.mode === 'v1') {
+      for (const controller of V1_LIMITED) {
+        const dir = join(this.fsRoot, controller, this.root, tenant);
+        await mkdir(dir, { recursive: true });
+      }
+      const memory = join(this.fsRoot, 'memory', this.root, tenant);
+      const cpu = join(this.fsRoot, 'cpu', this.root, tenant);
+      const pids = join(this.fsRoot, 'pids', this.root, tenant);
+      await writeFile(join(memory, 'memory.limit_in_bytes'), limits ? String(limits.memoryMiB * MIB) : '-1');
+      await writeFile(join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      await writeFile(join(cpu, 'cpu.cfs_quota_us'), limits ? String(Math.round(limits.vcpus * CPU_PERIOD_US)) : '-1');
+      await writeFile(join(pids, 'pids.max'), limits ? String(limits.pids) : 'max');
+      return;
+    }
+    const rootDir = join(this.fsRoot, this.root);
+    const dir = join(rootDir, tenant);
+    await mkdir(dir, { recursive: true });
+    for (const parent of [this.fsRoot, rootDir, dir]) await this.#enableControllers(parent);
+    await writeFile(join(dir, 'memory.max'), limits ? String(limits.memoryMiB * MIB) : 'max');
+    await writeFile(join(dir, 'cpu.max'), limits ? `${Math.round(limits.vcpus * CPU_PERIOD_US)} ${CPU_PERIOD_US}` : `max ${CPU_PERIOD_US}`);
+    await writeFile(join(dir, 'pids.max'), limits ? String(limits.pids) : 'max');
+  }
+
+  /** Removes the tenant's parent in every hierarchy; returns false while instances still live in it. */
+  async removeTenant(tenantId: string): Promise<boolean> {
+    return this.#removeEverywhere(join(this.root, tenantCgroupName(tenantId)));
+  }
+
+  /** Removes the root cgroup if no tenant remains under it. */
+  async removeRoot(): Promise<boolean> {
+    return this.#removeEverywhere(this.root);
+  }
+
+  /** Live figures of one instance's cgroup (null where a controller is missing). */
+  async stats(cgroupsPath: string): Promise<CgroupStats> {
+    if (this.mode === 'v1') {
+      const at = (controller: string, file: string): string => join(this.fsRoot, controller, cgroupsPath, file);
+      const oom = await readText(at('memory', 'memory.oom_control'));
+      return {
+        cpuUsageNs: toNumber(await readText(at('cpuacct', 'cpuacct.usage'))),
+        memoryBytes: toNumber(await readText(at('memory', 'memory.usage_in_bytes'))),
+        pids: toNumber(await readText(at('pids', 'pids.current'))),
+        oomKills: oom === null ? null : keyed(oom, 'oom_kill'),
+      };
+    }
+    const at = (file: string): string => join(this.fsRoot, cgroupsPath, file);
+    const cpu = await readText(at('cpu.stat'));
+    const events = await readText(at('memory.events'));
+    const usageUs = cpu === null ? null : keyed(cpu, 'usage_usec');
+    return {
+      cpuUsageNs: usageUs === null ? null : usageUs * 1000,
+      memoryBytes: toNumber(await readText(at('memory.current'))),
+      pids: toNumber(await readText(at('pids.current'))),
+      oomKills: events === null ? null : keyed(events, 'oom_kill'),
+    };
+  }
+
+  /** Every directory `relative` names, in every hierarchy, deepest first; leaves what is still in use. */
+  async #removeEverywhere(relative: string): Promise<boolean> {
+    const hierarchies = this.mode === 'v2' ? [this.fsRoot] : (await readdir(this.fsRoot)).map((h) => join(this.fsRoot, h));
+    let removedAll = true;
+    for (const hierarchy of hierarchies) {
+      const dir = join(hierarchy, relative);
+      if (!existsSync(dir)) continue;
+      try {
+        // Children first: runc leaves none on success, but a crash between its mkdir and its cleanup may.
+        for (const entry of await readdir(dir, { withFileTypes: true })) {
+          if (entry.isDirectory()) await rmdir(join(dir, entry.name)).catch(() => undefined);
+        }
+        await rmdir(dir);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT') removedAll = false;
+      }
+    }
+    return removedAll;
+  }
+
+  async #enableControllers(dir: string): Promise<void> {
+    const available = (await readText(join(dir, 'cgroup.controllers'))) ?? '';
+    const wanted = ['cpu', 'memory', 'pids', 'io'].filter((c) => available.split(/\s+/).includes(c));
+    if (wanted.length > 0) await writeFile(join(dir, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' '));
+  }
+}
+
+async function readText(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+const toNumber = (text: string | null): number | null => {
+  if (text === null) return null;
+  const n = Number(text.trim());
+  return Number.isFinite(n) ? n : null;
+};
+
+/** The value of `key` in a "key value" per line file (cpu.stat, memory.events, memory.oom_control). */
+const keyed = (text: string, key: string): number | null => {
+  const line = text.split('\n').find((l) => l.startsWith(`${key} `));
+  return line === undefined ? null : Number(line.slice(key.length + 1));
+};
