@@ -153,35 +153,24 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   await reconciler.start();
 
   const api = await buildApi(services, { logger: log.child({ svc: 'api' }) });
-  let address: string;
-  try {
-    address = await api.listen({ host: opts.host, port: opts.port });
-  } catch (e) {
+  let closed = false;
+  /** Takes everything down in reverse order of start; safe to call twice. */
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
     await api.close();
     await reconciler.stop();
     await operations.drain();
     audit.close();
     await registry.cleanupAll();
     store.close();
+  };
+  let address: string;
+  try {
+    address = await api.listen({ host: opts.host, port: opts.port });
+  } catch (e) {
+    await close();
     throw new StrataError('STRATA_ERR_CONFIG', `cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`, undefined, { cause: e });
   }
-
-  let closed = false;
-  return {
-    url: address,
-    dataDir: opts.dataDir,
-    tokenPath: paths.adminToken,
-    services,
-    api,
-    async close() {
-      if (closed) return;
-      closed = true;
-      await api.close();
-      await reconciler.stop();
-      await operations.drain();
-      audit.close();
-      await registry.cleanupAll();
-      store.close();
-    },
-  };
+  return { url: address, dataDir: opts.dataDir, tokenPath: paths.adminToken, services, api, close };
 }
