@@ -23,6 +23,8 @@ import { KeyedMutex } from './control/keyed-mutex.js';
 import { OperationRunner } from './control/operations.js';
 import { Reconciler } from './control/reconciler.js';
 import { buildApi } from './api/server.js';
+import { FrontDoor } from './control/front-door.js';
+import { startGateway, type GatewayOptions, type ListenerConfig } from './gateway/index.js';
 import type { Services } from './api/services.js';
 import type { LevelDriver } from './levels/driver.js';
 import { DriverRegistry } from './levels/registry.js';
@@ -38,6 +40,8 @@ export interface DaemonOptions {
   /** pino logger; default JSON lines on stdout at info. */
   logger?: Logger;
   reconcileIntervalMs?: number;
+  /** The front door: listeners the gateway opens, and its options. Off when absent (most tests). */
+  gateway?: { listeners: ListenerConfig[]; options?: GatewayOptions };
 }
 
 export interface Daemon {
@@ -153,11 +157,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   await reconciler.start();
 
   const api = await buildApi(services, { logger: log.child({ svc: 'api' }) });
+  let frontDoor: FrontDoor | undefined;
   let closed = false;
   /** Takes everything down in reverse order of start; safe to call twice. */
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
+    await frontDoor?.close();
     await api.close();
     await reconciler.stop();
     await operations.drain();
@@ -171,6 +177,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   } catch (e) {
     await close();
     throw new StrataError('STRATA_ERR_CONFIG', `cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`, undefined, { cause: e });
+  }
+  if (opts.gateway) {
+    try {
+      const gateway = await startGateway({ listeners: opts.gateway.listeners, sites: [] }, { logger: log.child({ svc: 'gateway' }), ...opts.gateway.options });
+      frontDoor = new FrontDoor(gateway, store, opts.gateway.listeners, opts.dataDir, log.child({ svc: 'front-door' }));
+      services.gateway = gateway;
+      await frontDoor.sync();
+      frontDoor.watch(events);
+    } catch (e) {
+      await close();
+      throw e;
+    }
   }
   return { url: address, dataDir: opts.dataDir, tokenPath: paths.adminToken, services, api, close };
 }

@@ -3,6 +3,7 @@
  * test can build the API over any store and any drivers.
  */
 import type { Registry } from 'prom-client';
+import type { Gateway } from '../gateway/index.js';
 import type { AuditLog } from '../audit/log.js';
 import type { Authenticator } from '../auth/authenticate.js';
 import type { EventBus } from '../control/events.js';
@@ -22,4 +23,6 @@ export interface Services {
   registry: DriverRegistry;
   instances: InstanceService;
   metrics: Registry;
+  /** The front door, when the daemon runs one: its per-site metrics join /metrics. */
+  gateway?: Gateway;
 }

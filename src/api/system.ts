@@ -12,7 +12,9 @@ export const systemRoutes = [
   defineRoute({
     method: 'GET', url: '/metrics', tag: 'system', summary: 'Prometheus metrics', auth: false, raw: true, responses: { 200: null },
     handler: async ({ reply }, s) => {
-      reply.header('content-type', s.metrics.contentType).send(await s.metrics.metrics());
+      const own = await s.metrics.metrics();
+      const gateway = s.gateway ? await (await s.gateway.metrics()).metrics() : '';
+      reply.header('content-type', s.metrics.contentType).send(gateway ? `${own}\n${gateway}` : own);
     },
   }),
   defineRoute({

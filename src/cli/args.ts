@@ -63,3 +63,11 @@ export function parseListen(value: string): { host: string; port: number } {
   if (!m || port > 65535) throw new InvalidArgumentError(`expected HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:8470`);
   return { host: (m[1] ?? m[2])!, port };
 }
+
+/** `http://127.0.0.1:8080`, `https://[::1]:8443`, `tls-passthrough://0.0.0.0:443`: one gateway listener. */
+export type GatewayProtocol = 'http' | 'https' | 'tls-passthrough';
+export function parseGatewayListen(value: string, previous: Array<{ protocol: GatewayProtocol; host: string; port: number }> = []) {
+  const m = /^(http|https|tls-passthrough):\/\/(.+)$/.exec(value);
+  if (!m) throw new InvalidArgumentError('expected PROTOCOL://HOST:PORT with PROTOCOL http, https or tls-passthrough, e.g. http://127.0.0.1:8080');
+  return [...previous, { protocol: m[1] as GatewayProtocol, ...parseListen(m[2]!) }];
+}

@@ -8,29 +8,35 @@
  */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { parseListen } from './args.js';
+import { parseGatewayListen, parseListen } from './args.js';
 import { DEFAULT_DATA_DIR } from './config.js';
 import { CliError, print } from './output.js';
 
 export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8470 };
+export const DEFAULT_GATEWAY_LISTEN = { host: '127.0.0.1', port: 8080 };
 
 export function registerUp(program: Command): void {
   program.command('up').description('start the Strata daemon in the foreground (stop it with Ctrl-C or SIGTERM)')
     .option('--data-dir <dir>', 'where the store, audit key and admin token live', DEFAULT_DATA_DIR)
     .option('--api-listen <host:port>', 'address of the REST API (default 127.0.0.1:8470)', parseListen)
-    .action(async (o: { dataDir: string; apiListen?: { host: string; port: number } }) => {
+    .option('--listen <proto://host:port>', 'a gateway listener for visitors, repeatable (default http://127.0.0.1:8080)', parseGatewayListen)
+    .option('--no-gateway', 'run without the front door')
+    .action(async (o: { dataDir: string; apiListen?: { host: string; port: number }; listen?: ReturnType<typeof parseGatewayListen>; gateway: boolean }) => {
       const { host, port } = o.apiListen ?? DEFAULT_LISTEN;
+      const listeners = (o.listen ?? [{ protocol: 'http' as const, ...DEFAULT_GATEWAY_LISTEN }])
+        .map((l, i) => ({ id: `${l.protocol}-${i}`, address: l.host, port: l.port, protocol: l.protocol }));
       const [{ startDaemon }, { productDrivers }, { default: pino }] = await Promise.all([
         import('../daemon.js'), import('../levels/index.js'), import('pino'),
       ]);
       const logger = pino({ base: { svc: 'strata' } }, pino.destination({ dest: 2, sync: true }));
-      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(), logger }).catch((e: NodeJS.ErrnoException) => {
+      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(), logger, ...(o.gateway ? { gateway: { listeners } } : {}) }).catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${host}:${port}: the address is in use`, e.code);
         if (e.code === 'EACCES' || e.code === 'EPERM') throw new CliError(`${e.message} (run as root, or pass --data-dir)`, e.code);
         throw e;
       });
       print(`Strata API listening on ${daemon.url}`);
       print(`Provider-admin token in ${daemon.tokenPath}`);
+      for (const l of daemon.services.gateway?.addresses() ?? []) print(`Gateway ${l.id} on ${l.address}:${l.port}`);
       const signal = await new Promise<NodeJS.Signals>((done) => {
         process.once('SIGINT', done);
         process.once('SIGTERM', done);

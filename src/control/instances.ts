@@ -56,10 +56,10 @@ export class InstanceService {
     const operation = this.#operation(p, tenant, 'instance.create', instance, async () => {
       await this.d.locks.run(instance.id, async () => {
         // The reconciler may have got here first (e.g. after a restart): then there is nothing to create.
-        if (!(await driver.inspect(instance.id))) await this.#drive(instance, 'stopped', () => driver.create(specOf(instance)));
+        if (!(await driver.inspect(instance.id))) await this.#drive(driver, instance, 'stopped', () => driver.create(specOf(instance)));
         const now = this.#current(instance.id);
         if (instance.desiredState === 'running' && now.actualState !== 'running') {
-          await this.#drive(now, checkAction(now.actualState, 'start'), () => driver.start(instance.id));
+          await this.#drive(driver, now, checkAction(now.actualState, 'start'), () => driver.start(instance.id));
         }
       });
     });
@@ -87,7 +87,7 @@ export class InstanceService {
           // Already there (the reconciler may have done it while we waited for the lock): nothing to do.
           if (action !== 'restart' && current.actualState === ACTIONS[step].to) continue;
           const to = checkAction(current.actualState, step);
-          await this.#drive(current, to, () => this.#call(driver, step, instance.id, opts.graceMs));
+          await this.#drive(driver, current, to, () => this.#call(driver, step, instance.id, opts.graceMs));
         }
       }),
     );
@@ -150,7 +150,7 @@ export class InstanceService {
       this.d.locks.run(instance.id, async () => {
         const current = this.#current(instance.id);
         const to = checkAction(current.actualState, 'restore');
-        await this.#drive(current, to, () => driver.restore(instance.id, snapshot.id));
+        await this.#drive(driver, current, to, () => driver.restore(instance.id, snapshot.id));
       }),
     );
   }
@@ -171,8 +171,11 @@ export class InstanceService {
     }
   }
 
-  /** Runs one driver call and records the resulting state, or `failed` with the error. */
-  async #drive(instance: Instance, to: InstanceState, call: () => Promise<void>): Promise<void> {
+  /**
+   * Runs one driver call and records the resulting state with the driver's live
+   * facts (address, pid …: what the gateway routes by), or `failed` with the error.
+   */
+  async #drive(driver: LevelDriver, instance: Instance, to: InstanceState, call: () => Promise<void>): Promise<void> {
     const from = this.d.store.getInstanceById(instance.id)?.actualState ?? instance.actualState;
     try {
       await call();
@@ -184,8 +187,9 @@ export class InstanceService {
       }
       throw isStrataError(e) ? e : new StrataError('STRATA_ERR_DRIVER', message, undefined, { cause: e });
     }
+    const seen = await driver.inspect(instance.id);
     if (!this.d.store.getInstanceById(instance.id)) return;
-    this.d.store.setActualState(instance.id, to);
+    this.d.store.setActualState(instance.id, to, seen?.info ?? {});
     this.#stateEvent(instance, from, to);
   }
 

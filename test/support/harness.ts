@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon.js';
 import type { LevelDriver } from '../../src/levels/driver.js';
 
 export interface ApiResponse<T = any> {
@@ -26,11 +26,11 @@ export interface RequestOptions {
 export class TestDaemon {
   private constructor(readonly daemon: Daemon, readonly adminToken: string, private readonly ownsDir: boolean) {}
 
-  static async start(opts: { drivers?: LevelDriver[]; dataDir?: string } = {}): Promise<TestDaemon> {
+  static async start(opts: { drivers?: LevelDriver[]; dataDir?: string; gateway?: DaemonOptions['gateway'] } = {}): Promise<TestDaemon> {
     const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'strata-test-'));
     const daemon = await startDaemon({
       dataDir, host: '127.0.0.1', port: 0, drivers: opts.drivers ?? [], logger: pino({ level: 'silent' }),
-      reconcileIntervalMs: 3_600_000,
+      reconcileIntervalMs: 3_600_000, ...(opts.gateway ? { gateway: opts.gateway } : {}),
     });
     const token = readFileSync(daemon.tokenPath, 'utf8').trim();
     return new TestDaemon(daemon, token, !opts.dataDir);
