@@ -28,11 +28,22 @@ export function siteRoute(site: Site, tenant: Tenant, instance: Instance | null,
     case 'redirect':
       return { ...base, target: { kind: 'redirect', to: site.target.to, status: site.target.status } };
     case 'instance': {
-      const address = instance?.info.address;
-      if (!instance || instance.actualState !== 'running' || typeof address !== 'string') return null;
-      return { ...base, target: { kind: 'upstream', host: address, port: site.target.port } };
+      if (!instance || instance.actualState !== 'running') return null;
+      const upstream = upstreamOf(instance.info, site.target.port);
+      return upstream ? { ...base, target: { kind: 'upstream', ...upstream } } : null;
     }
   }
+}
+
+/**
+ * Where to reach `port` of an instance, from what its driver reports: `address`
+ * (its own network address), or — for a driver that forwards one guest port to a
+ * loopback port, as QEMU user networking does — `guestPort` reached at `port`.
+ */
+export function upstreamOf(info: Record<string, unknown>, port: number): { host: string; port: number } | null {
+  if (typeof info.address !== 'string') return null;
+  if (typeof info.guestPort !== 'number') return { host: info.address, port };
+  return info.guestPort === port && typeof info.port === 'number' ? { host: info.address, port: info.port } : null;
 }
 
 export class FrontDoor {

@@ -1,9 +1,17 @@
 /**
  * The level drivers the product runs with. `strata up` registers exactly these.
  * Each level issue (env, os, vm, emu) adds its driver to this list — and only here.
+ * Every driver keeps its per-instance state under the daemon's data dir.
  */
+import { join } from 'node:path';
 import type { LevelDriver } from './driver.js';
+import { EnvDriver } from './env/index.js';
+import { EmuDriver, VmDriver } from './vm/index.js';
 
-export function productDrivers(): LevelDriver[] {
-  return [];
+export function productDrivers(dataDir: string): LevelDriver[] {
+  return [
+    new EnvDriver({ stateDir: join(dataDir, 'env') }),
+    new VmDriver({ stateDir: join(dataDir, 'vm') }),
+    new EmuDriver({ stateDir: join(dataDir, 'emu') }),
+  ];
 }

@@ -1,0 +1,91 @@
+/**
+ * Requests per second to a hello handler running as an env instance (HTTP into
+ * the instance's loopback port → supervisor → isolate host → isolate, and
+ * back), against the same handler as a plain Node.js http server in its own
+ * process. Both are driven by the same load generator over loopback keep-alive
+ * connections: `wrk` (Debian) when installed, else a node:http Agent loop.
+ *
+ * The anchor is measured in the same run. Options: --seconds=N (default 10),
+ * --connections=N (default 32).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { EnvDriver } from '../src/levels/env/index.js';
+import { intOption, type BenchOptions, type BenchResult } from './harness.js';
+
+const HANDLER = `export default { fetch(request) { return new Response('hello ' + new URL(request.url).pathname) } }`;
+const PLAIN_SERVER = `
+const http = require('node:http');
+const s = http.createServer((req, res) => { res.setHeader('content-type', 'text/plain;charset=UTF-8'); res.end('hello ' + new URL(req.url, 'http://x').pathname); });
+s.keepAliveTimeout = 5000;
+s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
+
+const hasWrk = (): boolean => spawnSync('wrk', ['--version']).error === undefined;
+
+/** req/s from wrk, or from a keep-alive node:http loop when wrk is missing. */
+async function load(url: string, seconds: number, connections: number): Promise<number> {
+  if (hasWrk()) {
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, url], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+      child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}`))));
+    });
+    const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
+    if (!m) throw new Error(`unexpected wrk output: ${out}`);
+    if (/Non-2xx/.test(out)) throw new Error(`errors under load: ${out}`);
+    return Number(m[1]);
+  }
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  let done = 0;
+  const deadline = Date.now() + seconds * 1000;
+  const one = (): Promise<void> => new Promise((resolve, reject) => {
+    request(url, { agent }, (res) => { res.resume(); res.on('end', () => { done++; resolve(); }); }).on('error', reject).end();
+  });
+  await Promise.all(Array.from({ length: connections }, async () => { while (Date.now() < deadline) await one(); }));
+  agent.destroy();
+  return done / seconds;
+}
+
+export default async function envProxy(opts: BenchOptions): Promise<BenchResult> {
+  const seconds = intOption(opts, 'seconds', 10);
+  const connections = intOption(opts, 'connections', 32);
+  const dir = mkdtempSync(join(tmpdir(), 'strata-bench-env-'));
+  const driver = new EnvDriver({ stateDir: dir, hosts: 1 });
+  let plain: ChildProcess | null = null;
+  try {
+    const availability = await driver.provision();
+    if (!availability.available) throw new Error(availability.reason);
+    await driver.create({ id: 'hello', tenantId: 'bench', name: 'hello', level: 'env', source: null, limits: { vcpus: 1, memoryMiB: 64, diskMiB: 1 }, config: { code: HANDLER, concurrency: 256 } });
+    await driver.start('hello');
+    const envPort = (await driver.inspect('hello'))!.info!.port as number;
+
+    plain = spawn(process.execPath, ['-e', PLAIN_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const plainPort = Number(await new Promise<string>((resolve) => createInterface({ input: plain!.stdout! }).once('line', resolve)));
+
+    await load(`http://127.0.0.1:${envPort}/`, 2, connections);
+    const envRps = await load(`http://127.0.0.1:${envPort}/`, seconds, connections);
+    await load(`http://127.0.0.1:${plainPort}/`, 2, connections);
+    const plainRps = await load(`http://127.0.0.1:${plainPort}/`, seconds, connections);
+    return {
+      metric: 'hello handler req/s over loopback keep-alive (env instance port)',
+      unit: 'req/s',
+      value: envRps,
+      anchor: 'the same handler as a plain Node.js http server',
+      anchor_value: plainRps,
+      summary: [
+        `load generator: ${hasWrk() ? 'wrk -t2' : 'node:http keep-alive loop'}, ${connections} connections, ${seconds} s each`,
+        `env instance: ${envRps.toFixed(0)} req/s; plain Node.js server: ${plainRps.toFixed(0)} req/s`,
+      ],
+      extra: { connections, seconds, generator: hasWrk() ? 'wrk' : 'node' },
+    };
+  } finally {
+    plain?.kill();
+    await driver.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * The QEMU command line, generated, validated, then executed (as runc's
+ * specconv + validate, containerd's spec_opts): small pure functions each give
+ * one part, `buildCommandLine` joins them, and `validateCommandLine` runs an
+ * ordered list of checks over the finished argv before anything starts. The
+ * command line only launches: QEMU starts with `-S` (vCPUs stopped) and QMP does
+ * the rest (`cont`, `stop`, `system_powerdown`, `migrate`).
+ *
+ * Privileges: QEMU is started already unprivileged (see `launch.ts`), not with
+ * `-runas`: `-sandbox elevateprivileges=deny` forbids the setuid that `-runas`
+ * needs (QEMU 7.2 dies with SIGSYS), and starting unprivileged keeps the
+ * sandbox whole.
+ *
+ * Network (this milestone): QEMU user-mode networking with `restrict=on` — the
+ * guest can open no connection anywhere — and one `hostfwd` from 127.0.0.1:PORT
+ * to the guest's service port. Taps into per-tenant bridges come later.
+ */
+import { StrataError } from '../../errors.js';
+
+export const GUEST_ARCHES = ['x86_64', 'aarch64'] as const;
+export type GuestArch = (typeof GUEST_ARCHES)[number];
+export type Accelerator = 'kvm' | 'tcg';
+
+/** Guest address and gateway inside QEMU's user-mode network (fixed by QEMU). */
+export const USER_NET = { guestCidr: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
+
+/** Translation-cache size for TCG, MiB. QEMU's default (1 GiB) would count against the VM's memory cgroup. */
+export const TCG_TB_MIB = 64;
+
+export const QEMU_BINARY: Readonly<Record<GuestArch, string>> = {
+  x86_64: 'qemu-system-x86_64',
+  aarch64: 'qemu-system-aarch64',
+};
+
+/** The serial console device name the guest kernel writes to. */
+export const CONSOLE: Readonly<Record<GuestArch, string>> = { x86_64: 'ttyS0', aarch64: 'ttyAMA0' };
+
+export interface NetworkConfig {
+  /** Port on 127.0.0.1 that forwards to the guest. */
+  hostPort: number;
+  guestPort: number;
+  mac: string;
+}
+
+export interface LaunchConfig {
+  name: string;
+  arch: GuestArch;
+  accelerator: Accelerator;
+  vcpus: number;
+  memoryMiB: number;
+  kernel: string;
+  initrd: string;
+  /** Kernel command line, from `kernelCommandLine`. */
+  append: string;
+  serialLog: string;
+  qmpSocket: string;
+  pidFile: string;
+  /** null: no network device at all (`-nic none`). */
+  network: NetworkConfig | null;
+  /** Restore: read the migration stream from this inherited file descriptor. */
+  incomingFd?: number;
+}
+
+export interface CommandLine {
+  binary: string;
+  args: string[];
+}
+
+/** microvm on x86_64 (no PCI, no firmware: the fastest boot QEMU has), virt on aarch64. */
+export function machineArgs(arch: GuestArch): string[] {
+  return arch === 'x86_64' ? ['-machine', 'microvm,x-option-roms=off'] : ['-machine', 'virt,gic-version=3'];
+}
+
+export function acceleratorArgs(accelerator: Accelerator): string[] {
+  return accelerator === 'kvm' ? ['-accel', 'kvm'] : ['-accel', `tcg,tb-size=${TCG_TB_MIB}`];
+}
+
+/** KVM passes the host CPU through; under TCG aarch64 emulates a Cortex-A72 (cheaper than `max`, which emulates pointer auth). */
+export function cpuArgs(arch: GuestArch, accelerator: Accelerator): string[] {
+  if (accelerator === 'kvm') return ['-cpu', 'host'];
+  return arch === 'aarch64' ? ['-cpu', 'cortex-a72'] : [];
+}
+
+export function resourceArgs(vcpus: number, memoryMiB: number): string[] {
+  return ['-smp', String(vcpus), '-m', `${memoryMiB}M`];
+}
+
+/** Direct kernel boot: no firmware, no bootloader, no disk to read the kernel from. */
+export function bootArgs(kernel: string, initrd: string, append: string): string[] {
+  return ['-kernel', kernel, '-initrd', initrd, '-append', append];
+}
+
+/** No display, no default devices, no config files; the serial console goes to a log file. */
+export function consoleArgs(serialLog: string): string[] {
+  return ['-nodefaults', '-no-user-config', '-nographic', '-serial', `file:${serialLog}`];
+}
+
+/** User-mode networking restricted to one forward from host loopback; or no NIC at all. */
+export function networkArgs(net: NetworkConfig | null): string[] {
+  if (!net) return ['-nic', 'none'];
+  return [
+    '-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${net.hostPort}-:${net.guestPort}`,
+    '-device', `virtio-net-device,netdev=net0,mac=${net.mac}`,
+  ];
+}
+
+export const SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+
+/** QEMU's seccomp filter: no obsolete syscalls, no set*id, no fork/exec, no scheduler or affinity changes. */
+export function sandboxArgs(): string[] {
+  return ['-sandbox', SANDBOX];
+}
+
+/** QMP socket (QEMU listens), pidfile, vCPUs held until QMP `cont`, a guest reboot ends QEMU. */
+export function controlArgs(name: string, qmpSocket: string, pidFile: string): string[] {
+  return ['-name', name, '-qmp', `unix:${qmpSocket},server=on,wait=off`, '-pidfile', pidFile, '-S', '-no-reboot'];
+}
+
+export function incomingArgs(fd: number | undefined): string[] {
+  return fd === undefined ? [] : ['-incoming', `fd:${fd}`];
+}
+
+export function buildCommandLine(c: LaunchConfig): CommandLine {
+  return {
+    binary: QEMU_BINARY[c.arch],
+    args: [
+      ...machineArgs(c.arch),
+      ...acceleratorArgs(c.accelerator),
+      ...cpuArgs(c.arch, c.accelerator),
+      ...resourceArgs(c.vcpus, c.memoryMiB),
+      ...consoleArgs(c.serialLog),
+      ...bootArgs(c.kernel, c.initrd, c.append),
+      ...networkArgs(c.network),
+      ...sandboxArgs(),
+      ...controlArgs(c.name, c.qmpSocket, c.pidFile),
+      ...incomingArgs(c.incomingFd),
+    ],
+  };
+}
+
+export interface GuestBootOptions {
+  arch: GuestArch;
+  accelerator: Accelerator;
+  /** Host TSC frequency; under TCG on x86_64 the guest's TSC is the host's, and telling it skips a calibration that fails on a loaded host. */
+  tscKhz: number | null;
+  /** Guest service port (default service: busybox httpd on /www). */
+  port: number;
+  /** Tenant command replacing the default service; base64 so it is one word on the kernel command line. */
+  command: string | null;
+  hostname: string;
+  /** Accelerator probe: print the marker and power off. */
+  probe?: boolean;
+  /** Whether the guest has a NIC to configure. */
+  network: boolean;
+}
+
+/**
+ * The guest kernel's command line. Quiet (a serial console is slow under TCG),
+ * panic reboots at once (and `-no-reboot` ends QEMU), and the init subsystems a
+ * one-service guest does not need are off: PCI (microvm has none), speculative
+ * execution mitigations, crypto self-tests, audit, LSMs, the soft-lockup watchdog.
+ */
+export function kernelCommandLine(o: GuestBootOptions): string {
+  const parts = [`console=${CONSOLE[o.arch]}`, 'quiet', 'panic=-1', 'mitigations=off', 'cryptomgr.notests', 'audit=0', 'lsm=', 'nowatchdog'];
+  if (o.arch === 'x86_64') parts.push('pci=off');
+  if (o.arch === 'x86_64' && o.accelerator === 'tcg' && o.tscKhz) parts.push(`tsc_early_khz=${o.tscKhz}`, 'tsc=reliable');
+  parts.push(`strata.hostname=${o.hostname}`, `strata.port=${o.port}`);
+  if (o.network) parts.push(`strata.ip=${USER_NET.guestCidr}`, `strata.gw=${USER_NET.gateway}`);
+  if (o.command !== null) parts.push(`strata.cmd=${Buffer.from(o.command, 'utf8').toString('base64')}`);
+  if (o.probe) parts.push('strata.probe=1');
+  return parts.join(' ');
+}
+
+// ---------------------------------------------------------------------------
+// Validation: an ordered list of checks over the finished argv.
+
+interface Validator {
+  name: string;
+  /** A problem, or null. */
+  check: (argv: Argv) => string | null;
+}
+
+/** Argv with option lookup; QEMU options take exactly one value except the flags below. */
+class Argv {
+  static readonly FLAGS = new Set(['-nodefaults', '-no-user-config', '-nographic', '-S', '-no-reboot']);
+  readonly options = new Map<string, string[]>();
+  readonly unparsed: string[] = [];
+
+  constructor(args: readonly string[]) {
+    for (let i = 0; i < args.length; i++) {
+      const opt = args[i]!;
+      if (!opt.startsWith('-')) { this.unparsed.push(opt); continue; }
+      const value = Argv.FLAGS.has(opt) ? '' : args[++i];
+      if (value === undefined) { this.unparsed.push(opt); continue; }
+      this.options.set(opt, [...(this.options.get(opt) ?? []), value]);
+    }
+  }
+
+  one(opt: string): string | undefined {
+    const values = this.options.get(opt);
+    return values && values.length === 1 ? values[0] : undefined;
+  }
+}
+
+const REQUIRED_FLAGS = ['-nodefaults', '-no-user-config', '-nographic', '-S', '-no-reboot'];
+/** Options a launch may carry; anything else (-runas, -chardev, -monitor, -drive, -virtfs …) is refused. */
+const ALLOWED = new Set([...REQUIRED_FLAGS, '-machine', '-accel', '-cpu', '-smp', '-m', '-serial', '-kernel', '-initrd', '-append',
+  '-netdev', '-device', '-nic', '-sandbox', '-name', '-qmp', '-pidfile', '-incoming']);
+const SAFE_PATH = /^\/[A-Za-z0-9._/-]+$/;
+const SAFE_APPEND = /^[A-Za-z0-9._=,:/+\- ]*$/;
+
+function validators(arch: GuestArch): Validator[] {
+  return [
+    { name: 'well-formed', check: (a) => (a.unparsed.length ? `stray arguments: ${a.unparsed.join(' ')}` : null) },
+    { name: 'known options only', check: (a) => {
+      const unknown = [...a.options.keys()].filter((o) => !ALLOWED.has(o));
+      return unknown.length ? `options not allowed: ${unknown.join(', ')}` : null;
+    } },
+    { name: 'isolation flags', check: (a) => {
+      const missing = REQUIRED_FLAGS.filter((f) => !a.options.has(f));
+      return missing.length ? `missing ${missing.join(', ')}` : null;
+    } },
+    { name: 'sandbox', check: (a) => (a.one('-sandbox') === SANDBOX ? null : `-sandbox must be exactly '${SANDBOX}'`) },
+    { name: 'machine matches arch', check: (a) => {
+      const want = machineArgs(arch)[1];
+      return a.one('-machine') === want ? null : `-machine must be '${want}' for ${arch}`;
+    } },
+    { name: 'accelerator', check: (a) => {
+      const accel = a.one('-accel');
+      return accel === 'kvm' || accel === `tcg,tb-size=${TCG_TB_MIB}` ? null : `bad -accel '${accel ?? ''}'`;
+    } },
+    { name: 'resources', check: (a) => {
+      const smp = Number(a.one('-smp'));
+      const mem = /^(\d+)M$/.exec(a.one('-m') ?? '');
+      if (!Number.isInteger(smp) || smp < 1 || smp > 16) return `-smp must be 1..16`;
+      if (!mem || Number(mem[1]) < 64 || Number(mem[1]) > 65536) return `-m must be 64M..65536M`;
+      return null;
+    } },
+    { name: 'paths', check: (a) => {
+      const paths = [a.one('-kernel'), a.one('-initrd'), a.one('-pidfile'), a.one('-serial')?.replace(/^file:/, ''),
+        a.one('-qmp')?.replace(/^unix:/, '').replace(/,server=on,wait=off$/, '')];
+      const bad = paths.filter((p) => p === undefined || !SAFE_PATH.test(p));
+      return bad.length ? `kernel, initrd, pidfile, serial log and QMP socket must be safe absolute paths` : null;
+    } },
+    { name: 'qmp is a unix server socket', check: (a) => (/^unix:\/[^,]+,server=on,wait=off$/.test(a.one('-qmp') ?? '') ? null : 'bad -qmp') },
+    { name: 'kernel command line', check: (a) => (SAFE_APPEND.test(a.one('-append') ?? '\u0000') ? null : '-append has characters outside the safe set') },
+    { name: 'network: loopback forward only, no egress', check: (a) => {
+      const netdevs = a.options.get('-netdev') ?? [];
+      const nic = a.options.get('-nic') ?? [];
+      if (netdevs.length === 0) return nic.length === 1 && nic[0] === 'none' ? null : 'without a netdev, -nic none is required';
+      if (netdevs.length > 1 || nic.length) return 'exactly one netdev';
+      return /^user,id=net0,restrict=on,hostfwd=tcp:127\.0\.0\.1:\d{1,5}-:\d{1,5}$/.test(netdevs[0]!) ? null : `netdev must be restricted user networking forwarding from 127.0.0.1 only`;
+    } },
+    { name: 'devices', check: (a) => {
+      const devices = a.options.get('-device') ?? [];
+      return devices.every((d) => /^virtio-net-device,netdev=net0,mac=52:54:00(:[0-9a-f]{2}){3}$/.test(d)) ? null : 'only the virtio-net device is allowed';
+    } },
+    { name: 'incoming from an inherited fd only', check: (a) => {
+      const incoming = a.options.get('-incoming');
+      return !incoming || (incoming.length === 1 && /^fd:\d+$/.test(incoming[0]!)) ? null : '-incoming must be fd:N';
+    } },
+  ];
+}
+
+/** Throws STRATA_ERR_VALIDATION listing every problem; returns the command line unchanged when it passes. */
+export function validateCommandLine(cmd: CommandLine, arch: GuestArch): CommandLine {
+  const problems: string[] = [];
+  if (cmd.binary !== QEMU_BINARY[arch]) problems.push(`binary must be ${QEMU_BINARY[arch]} for ${arch}`);
+  const argv = new Argv(cmd.args);
+  for (const v of validators(arch)) {
+    const problem = v.check(argv);
+    if (problem) problems.push(`${v.name}: ${problem}`);
+  }
+  if (problems.length) {
+    throw new StrataError('STRATA_ERR_VALIDATION', `refusing QEMU command line: ${problems.join('; ')}`, { problems });
+  }
+  return cmd;
+}

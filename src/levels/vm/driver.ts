@@ -1,0 +1,540 @@
+/**
+ * The `vm` and `emu` level drivers: one QEMU implementation, two policies.
+ *
+ * - `VmDriver` (`vm.qemu`): guests of the host's architecture, on KVM when a
+ *   probe guest boots under it (`accel.ts`), else TCG, with the reason.
+ * - `EmuDriver` (`emu.qemu`): any guest architecture (x86_64, aarch64), always TCG.
+ *
+ * A VM is a direct-kernel boot of the shared guest image (Debian kernel +
+ * busybox initramfs), whose /init starts the tenant's service. QEMU is launched
+ * with vCPUs held (`-S`) and driven over QMP: `cont` to run, `stop`/`cont` to
+ * pause and resume, `system_powerdown` → `quit` → SIGKILL to stop, `migrate` to
+ * snapshot memory and devices, `-incoming` to restore. Each QEMU runs in its own
+ * cgroup, unprivileged, under `-sandbox` (see `launch.ts`, `cgroup.ts`).
+ * Networking in this milestone is QEMU's user-mode stack, restricted: the guest
+ * reaches nothing, and one forward from 127.0.0.1:`info.port` reaches its service.
+ *
+ * On disk, per instance (`<stateDir>/instances/<id>/`):
+ *   instance.json        spec, parsed config, pending restore, facts of the last launch
+ *   qemu.log             QEMU's own stderr
+ *   run/                 owned by the VM user: qmp.sock, qemu.pid, console.log (serial)
+ *   snapshots/<sid>/     manifest.json, memory.bin (the migration stream)
+ * QEMU outlives a daemon crash; `list()` finds it again through the pidfile and
+ * /proc, also when the instance directory is gone (an orphan).
+ */
+import { closeSync, openSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StrataError, notFound } from '../../errors.js';
+import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
+import { chooseAccelerator } from './accel.js';
+import { createVmCgroup, removeVmCgroup } from './cgroup.js';
+import { QEMU_BINARY, USER_NET, buildCommandLine, kernelCommandLine, validateCommandLine, type Accelerator, type GuestArch } from './cmdline.js';
+import { DEFAULT_IMAGE_ROOT, findImage, hostArch, hostTscKhz, type GuestImage } from './images.js';
+import { findQemus, isQemu, killQemu, launchQemu, vmUser, waitForExit, type VmUser } from './launch.js';
+import { parseVmConfig, type VmConfig } from './options.js';
+import { QmpClient } from './qmp.js';
+import { manifestDigest, migrateToFile, sha256File, type SnapshotManifest } from './snapshot.js';
+
+export interface QemuDriverOptions {
+  /** Default `/var/lib/strata/<level>`. */
+  stateDir?: string;
+  /** Default `/var/lib/strata/images/vm`. */
+  imageRoot?: string;
+  /** KVM probe timeout (vm only). Default 3 s. */
+  probeTimeoutMs?: number;
+  /** Time QEMU has to open its QMP socket, and a restore to load. Default 30 s. */
+  startTimeoutMs?: number;
+}
+
+interface InstanceRecord {
+  spec: InstanceSpec;
+  config: VmConfig;
+  createdAt: string;
+  /** Set by restore: the next start loads this snapshot instead of booting. */
+  restoreFrom: string | null;
+  /** Facts of the current or last launch. */
+  launch: { hostPort: number; accelerator: Accelerator; startedAt: string; restoredFrom: string | null } | null;
+}
+
+interface QueryStatus {
+  running: boolean;
+  status: string;
+}
+
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const PAUSED_STATUSES = new Set(['paused', 'postmigrate', 'prelaunch', 'suspended', 'inmigrate', 'finish-migrate', 'save-vm', 'restore-vm', 'debug', 'colo']);
+/** How long `quit` may take before SIGKILL. */
+const QUIT_WAIT_MS = 2_000;
+/** QMP answers for inspect and stop; generous, as TCG vCPUs and other tenants load the host. */
+const QUERY_TIMEOUT_MS = 5_000;
+
+abstract class QemuDriver implements LevelDriver {
+  abstract readonly id: string;
+  abstract readonly level: 'vm' | 'emu';
+  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore']);
+
+  protected readonly stateDir: string;
+  protected readonly imageRoot: string;
+  protected readonly probeTimeoutMs: number | undefined;
+  readonly #startTimeoutMs: number;
+  protected readonly images = new Map<GuestArch, GuestImage>();
+  protected accel: { accelerator: Accelerator; reason: string } = { accelerator: 'tcg', reason: 'not provisioned' };
+  #user: VmUser | null = null;
+  readonly #qmp = new Map<string, QmpClient>();
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(level: 'vm' | 'emu', o: QemuDriverOptions) {
+    this.stateDir = o.stateDir ?? `/var/lib/strata/${level}`;
+    this.imageRoot = o.imageRoot ?? DEFAULT_IMAGE_ROOT;
+    this.probeTimeoutMs = o.probeTimeoutMs;
+    this.#startTimeoutMs = o.startTimeoutMs ?? 30_000;
+  }
+
+  /** Guest architectures this driver runs. */
+  protected abstract arches(): GuestArch[];
+  /** Chooses the accelerator once the images are known; returns the availability reason. */
+  protected abstract chooseAccelerator(): Promise<string>;
+
+  async provision(): Promise<DriverAvailability> {
+    if (process.getuid?.() !== 0) return { available: false, reason: 'needs root (cgroups, dropping to the VM user)' };
+    this.#user = vmUser();
+    if (!this.#user) return { available: false, reason: 'no unprivileged user for QEMU (strata-vm or nobody)' };
+    const missing: string[] = [];
+    for (const arch of this.arches()) {
+      const image = findImage(this.imageRoot, arch);
+      const binary = `/usr/bin/${QEMU_BINARY[arch]}`;
+      if (!(await stat(binary).catch(() => null))) missing.push(`${binary} is not installed`);
+      else if ('missing' in image) missing.push(image.missing);
+      else this.images.set(arch, image);
+    }
+    if (this.images.size === 0) return { available: false, reason: missing.join('; ') || 'no guest architecture on this host' };
+    await mkdir(join(this.stateDir, 'instances'), { recursive: true, mode: 0o711 });
+    // The VM user only traverses these (to its run/ directories): it can list nothing.
+    for (const dir of [this.stateDir, join(this.stateDir, 'instances')]) await chmod(dir, 0o711);
+    const reason = await this.chooseAccelerator();
+    const lacking = missing.length ? ` (unavailable: ${missing.join('; ')})` : '';
+    return { available: true, reason: `${reason}; guests: ${[...this.images.keys()].join(', ')}${lacking}` };
+  }
+
+  create(spec: InstanceSpec): Promise<void> {
+    return this.#serial(spec.id, () => this.#create(spec));
+  }
+
+  start(id: string): Promise<void> {
+    return this.#serial(id, () => this.#start(id));
+  }
+
+  stop(id: string, opts: { graceMs: number }): Promise<void> {
+    return this.#serial(id, () => this.#stop(id, opts.graceMs));
+  }
+
+  pause(id: string): Promise<void> {
+    return this.#serial(id, async () => { await (await this.#running(id)).execute('stop'); });
+  }
+
+  resume(id: string): Promise<void> {
+    return this.#serial(id, async () => { await (await this.#running(id)).execute('cont'); });
+  }
+
+  snapshot(id: string, snapshotId: string): Promise<SnapshotResult> {
+    return this.#serial(id, () => this.#snapshot(id, snapshotId));
+  }
+
+  restore(id: string, snapshotId: string): Promise<void> {
+    return this.#serial(id, () => this.#restore(id, snapshotId));
+  }
+
+  delete(id: string): Promise<void> {
+    return this.#serial(id, () => this.#delete(id));
+  }
+
+  inspect(id: string): Promise<ObservedInstance | null> {
+    return this.#inspect(id);
+  }
+
+  async list(): Promise<ObservedInstance[]> {
+    const ids = new Set<string>(await readdir(this.#instancesDir()).catch(() => []));
+    for (const { cmdline } of await findQemus(`${this.#instancesDir()}/`)) {
+      const id = this.#idFromCmdline(cmdline);
+      if (id) ids.add(id);
+    }
+    const seen = await Promise.all([...ids].filter((id) => SAFE_ID.test(id)).map((id) => this.#inspect(id)));
+    return seen.filter((o): o is ObservedInstance => o !== null);
+  }
+
+  /** Closes QMP connections. VMs keep running: a restarted daemon adopts them. */
+  async cleanup(): Promise<void> {
+    for (const client of this.#qmp.values()) client.close();
+    this.#qmp.clear();
+  }
+
+  // --- lifecycle --------------------------------------------------------------
+
+  async #create(spec: InstanceSpec): Promise<void> {
+    this.#checkId(spec.id);
+    const config = parseVmConfig(spec.config, this.arches()[0]!);
+    if (!this.arches().includes(config.arch)) {
+      throw new StrataError('STRATA_ERR_VALIDATION', `level ${this.level} runs ${this.arches().join(', ')} guests, not ${config.arch}`, { arch: config.arch });
+    }
+    if (!this.images.has(config.arch)) throw new StrataError('STRATA_ERR_VALIDATION', `no ${config.arch} guest image on this machine`, { arch: config.arch });
+    const { vcpus, memoryMiB } = spec.limits;
+    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 16 || !Number.isInteger(memoryMiB) || memoryMiB < 64 || memoryMiB > 65536) {
+      throw new StrataError('STRATA_ERR_VALIDATION', 'vm limits: vcpus 1..16, memoryMiB 64..65536', { vcpus, memoryMiB });
+    }
+    if (await this.#pid(spec.id)) throw new StrataError('STRATA_ERR_CONFLICT', `instance ${spec.id} already runs`, { id: spec.id });
+    const dir = this.#dir(spec.id);
+    await mkdir(dir, { recursive: true, mode: 0o711 }); // the VM user traverses it to reach run/
+    await chmod(dir, 0o711);
+    await mkdir(join(dir, 'snapshots'), { recursive: true, mode: 0o700 });
+    await mkdir(this.#runDir(spec.id), { recursive: true, mode: 0o700 });
+    await chown(this.#runDir(spec.id), this.#vmUser().uid, this.#vmUser().gid);
+    await this.#save({ spec, config, createdAt: new Date().toISOString(), restoreFrom: null, launch: null });
+  }
+
+  async #start(id: string): Promise<void> {
+    const rec = await this.#load(id);
+    if (!rec) throw notFound('instance', id);
+    if (await this.#pid(id)) return;
+    const arch = rec.config.arch;
+    const image = this.images.get(arch);
+    if (!image) throw new StrataError('STRATA_ERR_DRIVER', `no ${arch} guest image`, { arch });
+    await this.#clearRunFiles(id);
+    const user = this.#vmUser();
+    const cgroup = await createVmCgroup(this.#cgroupName(id), rec.spec.limits);
+    const hostPort = await freeLoopbackPort();
+    const snapshot = rec.restoreFrom ? await this.#manifest(id, rec.restoreFrom) : null;
+    const incomingFd = snapshot?.memory ? openSync(join(this.#snapshotDir(id, rec.restoreFrom!), snapshot.memory.file), 'r') : undefined;
+    const logFd = openSync(join(this.#dir(id), 'qemu.log'), 'a', 0o600);
+    const cmd = validateCommandLine(buildCommandLine({
+      name: `strata-${id}`, arch, accelerator: this.accel.accelerator, vcpus: rec.spec.limits.vcpus, memoryMiB: rec.spec.limits.memoryMiB,
+      kernel: image.kernel, initrd: image.initrd,
+      append: kernelCommandLine({
+        arch, accelerator: this.accel.accelerator, tscKhz: hostTscKhz(), port: rec.config.port, command: rec.config.command,
+        hostname: guestHostname(rec.spec.name), network: true,
+      }),
+      serialLog: this.#consolePath(id), qmpSocket: this.#qmpPath(id), pidFile: this.#pidPath(id),
+      network: { hostPort, guestPort: rec.config.port, mac: macFor(id) },
+      ...(incomingFd === undefined ? {} : { incomingFd: 3 }),
+    }), arch);
+    let pid: number;
+    try {
+      pid = launchQemu({ cmd, user, cgroupProcs: cgroup.procsFiles, logFd, ...(incomingFd === undefined ? {} : { incomingFd }) });
+    } finally {
+      closeSync(logFd);
+      if (incomingFd !== undefined) closeSync(incomingFd);
+    }
+    try {
+      const qmp = await this.#connectNew(id, pid);
+      if (incomingFd !== undefined) await this.#awaitIncoming(qmp);
+      await qmp.execute('cont');
+      rec.launch = { hostPort, accelerator: this.accel.accelerator, startedAt: new Date().toISOString(), restoredFrom: rec.restoreFrom };
+      rec.restoreFrom = null;
+      await this.#save(rec);
+    } catch (e) {
+      await killQemu(pid, this.#qmpPath(id)).catch(() => undefined);
+      await this.#afterExit(id);
+      const log = await readFile(join(this.#dir(id), 'qemu.log'), 'utf8').catch(() => '');
+      throw new StrataError('STRATA_ERR_DRIVER', `starting ${id} failed: ${(e as Error).message}`, { id, qemuLog: log.trim().split('\n').slice(-5) }, { cause: e });
+    }
+  }
+
+  /** ACPI power-down, then `quit` after `graceMs`, then SIGKILL. A paused guest cannot hear the button: straight to `quit`. */
+  async #stop(id: string, graceMs: number): Promise<void> {
+    const pid = await this.#pid(id);
+    if (!pid) return this.#afterExit(id);
+    const marker = this.#qmpPath(id);
+    const qmp = await this.#client(id).catch(() => null);
+    if (qmp) {
+      const status = await qmp.execute<QueryStatus>('query-status', undefined, QUERY_TIMEOUT_MS).catch(() => null);
+      if (status?.running) {
+        await qmp.execute('system_powerdown', undefined, 2_000).catch(() => undefined);
+        await waitForExit(pid, marker, graceMs);
+      }
+      if (await isQemu(pid, marker)) {
+        await qmp.execute('quit', undefined, QUIT_WAIT_MS).catch(() => undefined);
+        await waitForExit(pid, marker, QUIT_WAIT_MS);
+      }
+    }
+    await killQemu(pid, marker);
+    await this.#afterExit(id);
+  }
+
+  async #snapshot(id: string, snapshotId: string): Promise<SnapshotResult> {
+    this.#checkId(snapshotId);
+    const rec = await this.#load(id);
+    if (!rec) throw notFound('instance', id);
+    const dir = this.#snapshotDir(id, snapshotId);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    let memory: SnapshotManifest['memory'] = null;
+    if (await this.#pid(id)) {
+      const qmp = await this.#client(id);
+      const { running } = await qmp.execute<QueryStatus>('query-status');
+      if (running) await qmp.execute('stop');
+      try {
+        const file = join(dir, 'memory.bin');
+        await migrateToFile(qmp, join(this.#runDir(id), 'migrate.sock'), file, this.#vmUser());
+        memory = { file: 'memory.bin', sizeBytes: (await stat(file)).size, sha256: await sha256File(file) };
+      } finally {
+        if (running) await qmp.execute('cont');
+      }
+    }
+    const manifest: SnapshotManifest = {
+      version: 1, instanceId: id, snapshotId, arch: rec.config.arch,
+      machine: { vcpus: rec.spec.limits.vcpus, memoryMiB: rec.spec.limits.memoryMiB },
+      memory, createdAt: new Date().toISOString(),
+    };
+    const text = JSON.stringify(manifest);
+    await writeFile(join(dir, 'manifest.json'), text, { mode: 0o600 });
+    return { sizeBytes: (memory?.sizeBytes ?? 0) + Buffer.byteLength(text), digest: `sha256:${manifestDigest(manifest)}` };
+  }
+
+  /** Makes the next start load the snapshot (a stopped-VM snapshot has no memory: the next start boots afresh). */
+  async #restore(id: string, snapshotId: string): Promise<void> {
+    this.#checkId(snapshotId);
+    const rec = await this.#load(id);
+    if (!rec) throw notFound('instance', id);
+    if (await this.#pid(id)) throw new StrataError('STRATA_ERR_CONFLICT', `stop ${id} before restoring it`, { id });
+    const manifest = await this.#manifest(id, snapshotId);
+    const { vcpus, memoryMiB } = rec.spec.limits;
+    if (manifest.arch !== rec.config.arch || manifest.machine.vcpus !== vcpus || manifest.machine.memoryMiB !== memoryMiB) {
+      throw new StrataError('STRATA_ERR_CONFLICT', `snapshot ${snapshotId} was taken of a different machine`, { snapshot: manifest.machine, instance: { vcpus, memoryMiB } });
+    }
+    rec.restoreFrom = manifest.memory ? snapshotId : null;
+    await this.#save(rec);
+  }
+
+  async #delete(id: string): Promise<void> {
+    if (!SAFE_ID.test(id)) return;
+    const pid = await this.#pid(id);
+    if (pid) await killQemu(pid, this.#qmpPath(id));
+    await this.#afterExit(id);
+    await rm(this.#dir(id), { recursive: true, force: true });
+  }
+
+  async #inspect(id: string): Promise<ObservedInstance | null> {
+    if (!SAFE_ID.test(id)) return null;
+    const [rec, pid] = await Promise.all([this.#load(id), this.#pid(id)]);
+    if (!rec && !pid) return null;
+    const info: Record<string, unknown> = {
+      accelerator: rec?.launch?.accelerator ?? this.accel.accelerator,
+      acceleratorReason: this.accel.reason,
+      arch: rec?.config.arch ?? null,
+      console: this.#consolePath(id),
+    };
+    if (!rec) info.orphan = true;
+    if (rec?.restoreFrom) info.restoreFrom = rec.restoreFrom;
+    if (!pid) return { id, state: 'stopped', info };
+    Object.assign(info, {
+      pid,
+      address: '127.0.0.1',
+      port: rec?.launch?.hostPort ?? null,
+      guestAddress: USER_NET.guestCidr.split('/')[0],
+      guestPort: rec?.config.port ?? null,
+      network: 'qemu user-mode, restrict=on, one hostfwd from 127.0.0.1',
+    });
+    try {
+      const status = await (await this.#client(id)).execute<QueryStatus>('query-status', undefined, QUERY_TIMEOUT_MS);
+      info.qemuStatus = status.status;
+      if (status.running) return { id, state: 'running', info };
+      if (PAUSED_STATUSES.has(status.status)) return { id, state: 'paused', info };
+      return { id, state: 'failed', info: { ...info, error: `QEMU status ${status.status}` } };
+    } catch (e) {
+      return { id, state: 'failed', info: { ...info, error: `QMP: ${(e as Error).message}` } };
+    }
+  }
+
+  // --- helpers ----------------------------------------------------------------
+
+  /** Runs `fn` after every earlier call for the same instance has settled. */
+  #serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(id) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(fn);
+    const tail = next.catch(() => undefined);
+    this.#locks.set(id, tail);
+    void tail.then(() => { if (this.#locks.get(id) === tail) this.#locks.delete(id); });
+    return next;
+  }
+
+  async #running(id: string): Promise<QmpClient> {
+    if (!(await this.#pid(id))) throw new StrataError('STRATA_ERR_DRIVER', `instance ${id} is not running`, { id });
+    return this.#client(id);
+  }
+
+  /** The live QMP connection to `id`'s QEMU, opened on first use (also for a VM adopted after a daemon restart). */
+  async #client(id: string): Promise<QmpClient> {
+    const existing = this.#qmp.get(id);
+    if (existing && !existing.isClosed) return existing;
+    const client = await QmpClient.connect(this.#qmpPath(id), { timeoutMs: QUERY_TIMEOUT_MS });
+    this.#track(id, client);
+    return client;
+  }
+
+  /** Connects to a QEMU just launched: retries until its socket answers, fails fast if it exits. */
+  async #connectNew(id: string, pid: number): Promise<QmpClient> {
+    const deadline = Date.now() + this.#startTimeoutMs;
+    for (;;) {
+      if (!(await isQemu(pid, this.#qmpPath(id)))) throw new StrataError('STRATA_ERR_DRIVER', 'QEMU exited during start-up');
+      try {
+        const client = await QmpClient.connect(this.#qmpPath(id), { timeoutMs: 2_000 });
+        this.#track(id, client);
+        return client;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await sleep(10);
+      }
+    }
+  }
+
+  #track(id: string, client: QmpClient): void {
+    this.#qmp.get(id)?.close();
+    this.#qmp.set(id, client);
+    void client.closed.then(() => { if (this.#qmp.get(id) === client) this.#qmp.delete(id); });
+  }
+
+  /** A restoring QEMU reads the stream before it answers `cont`; wait until it has left `inmigrate`. */
+  async #awaitIncoming(qmp: QmpClient): Promise<void> {
+    const deadline = Date.now() + this.#startTimeoutMs;
+    for (;;) {
+      const { status } = await qmp.execute<QueryStatus>('query-status');
+      if (status !== 'inmigrate') {
+        if (status !== 'paused' && status !== 'prelaunch') throw new StrataError('STRATA_ERR_DRIVER', `restore ended in QEMU status ${status}`);
+        return;
+      }
+      if (Date.now() > deadline) throw new StrataError('STRATA_ERR_DRIVER', `restore did not finish in ${this.#startTimeoutMs} ms`);
+      await sleep(5);
+    }
+  }
+
+  /** After QEMU is gone: forget the connection, remove run files and the cgroup. */
+  async #afterExit(id: string): Promise<void> {
+    this.#qmp.get(id)?.close();
+    this.#qmp.delete(id);
+    await this.#clearRunFiles(id);
+    await removeVmCgroup(this.#cgroupName(id));
+  }
+
+  async #clearRunFiles(id: string): Promise<void> {
+    for (const f of ['qmp.sock', 'qemu.pid', 'migrate.sock']) await rm(join(this.#runDir(id), f), { force: true });
+  }
+
+  /** The live QEMU of `id`: from its pidfile, else (pidfile gone) from /proc. */
+  async #pid(id: string): Promise<number | null> {
+    const marker = this.#qmpPath(id);
+    const fromFile = Number((await readFile(this.#pidPath(id), 'utf8').catch(() => '')).trim());
+    if (fromFile > 0 && (await isQemu(fromFile, marker))) return fromFile;
+    const found = await findQemus(marker);
+    return found[0]?.pid ?? null;
+  }
+
+  #idFromCmdline(cmdline: string[]): string | null {
+    const qmp = cmdline[cmdline.indexOf('-qmp') + 1] ?? '';
+    const prefix = `unix:${this.#instancesDir()}/`;
+    return qmp.startsWith(prefix) ? qmp.slice(prefix.length).split('/')[0] ?? null : null;
+  }
+
+  async #manifest(id: string, snapshotId: string): Promise<SnapshotManifest> {
+    const text = await readFile(join(this.#snapshotDir(id, snapshotId), 'manifest.json'), 'utf8').catch(() => null);
+    if (text === null) throw notFound('snapshot', snapshotId);
+    return JSON.parse(text) as SnapshotManifest;
+  }
+
+  async #load(id: string): Promise<InstanceRecord | null> {
+    const text = await readFile(join(this.#dir(id), 'instance.json'), 'utf8').catch(() => null);
+    return text === null ? null : (JSON.parse(text) as InstanceRecord);
+  }
+
+  async #save(rec: InstanceRecord): Promise<void> {
+    const file = join(this.#dir(rec.spec.id), 'instance.json');
+    await writeFile(`${file}.tmp`, `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+  }
+
+  #checkId(id: string): void {
+    if (!SAFE_ID.test(id)) throw new StrataError('STRATA_ERR_VALIDATION', `bad id '${id}': letters, digits, '.', '_', '-'; at most 64`, { id });
+  }
+
+  #vmUser(): VmUser {
+    if (!this.#user) throw new StrataError('STRATA_ERR_LEVEL_UNAVAILABLE', `level ${this.level} is not provisioned`);
+    return this.#user;
+  }
+
+  #instancesDir(): string { return join(this.stateDir, 'instances'); }
+  #dir(id: string): string { return join(this.#instancesDir(), id); }
+  #runDir(id: string): string { return join(this.#dir(id), 'run'); }
+  #qmpPath(id: string): string { return join(this.#runDir(id), 'qmp.sock'); }
+  #pidPath(id: string): string { return join(this.#runDir(id), 'qemu.pid'); }
+  #consolePath(id: string): string { return join(this.#runDir(id), 'console.log'); }
+  #snapshotDir(id: string, snapshotId: string): string { return join(this.#dir(id), 'snapshots', snapshotId); }
+  #cgroupName(id: string): string { return `${this.level}-${id}`; }
+}
+
+/** `vm.qemu`: guests of the host's architecture; KVM when a probe guest boots under it, else TCG. */
+export class VmDriver extends QemuDriver {
+  readonly id = 'vm.qemu';
+  readonly level = 'vm' as const;
+
+  constructor(o: QemuDriverOptions = {}) {
+    super('vm', o);
+  }
+
+  protected arches(): GuestArch[] {
+    const arch = hostArch();
+    return arch ? [arch] : [];
+  }
+
+  protected async chooseAccelerator(): Promise<string> {
+    const image = this.images.get(this.arches()[0]!)!;
+    const decision = await chooseAccelerator({ image, stateDir: this.stateDir, ...(this.probeTimeoutMs ? { timeoutMs: this.probeTimeoutMs } : {}) });
+    this.accel = { accelerator: decision.accelerator, reason: decision.reason };
+    return decision.reason;
+  }
+}
+
+/** `emu.qemu`: any guest architecture, always emulated (TCG). */
+export class EmuDriver extends QemuDriver {
+  readonly id = 'emu.qemu';
+  readonly level = 'emu' as const;
+
+  constructor(o: QemuDriverOptions = {}) {
+    super('emu', o);
+  }
+
+  protected arches(): GuestArch[] {
+    return ['x86_64', 'aarch64'];
+  }
+
+  protected async chooseAccelerator(): Promise<string> {
+    this.accel = { accelerator: 'tcg', reason: 'TCG: the emu level emulates every guest architecture' };
+    return this.accel.reason;
+  }
+}
+
+/** A locally administered MAC in QEMU's 52:54:00 range, stable per instance. */
+export function macFor(id: string): string {
+  let h = 2166136261;
+  for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+  const b = [(h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff].map((x) => x.toString(16).padStart(2, '0'));
+  return `52:54:00:${b.join(':')}`;
+}
+
+/** The guest hostname: the instance name reduced to what a hostname and the kernel command line accept. */
+export function guestHostname(name: string): string {
+  const h = name.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return h || 'strata-vm';
+}
+
+/** A free TCP port on 127.0.0.1 for the VM's forward (asked of the kernel, then released for QEMU to bind). */
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}

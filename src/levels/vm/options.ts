@@ -1,0 +1,37 @@
+/**
+ * The level-specific part of an instance spec (`InstanceSpec.config`) for `vm`
+ * and `emu`, strict: an unknown key is an error, not a silent default.
+ *
+ *   { "arch": "aarch64", "port": 8080, "command": "httpd -f -p 8080 -h /www" }
+ *
+ * - `arch`: guest architecture; `vm` takes only the host's, `emu` either.
+ *   Default: the host's.
+ * - `port`: the guest port the gateway reaches (default 80, where the default
+ *   service, busybox httpd on /www, listens).
+ * - `command`: a shell command (busybox sh) that replaces the default service.
+ */
+import { z } from 'zod';
+import { StrataError } from '../../errors.js';
+import { GUEST_ARCHES, type GuestArch } from './cmdline.js';
+
+export const vmConfigSchema = z.object({
+  arch: z.enum(GUEST_ARCHES).optional(),
+  port: z.number().int().min(1).max(65535).default(80),
+  command: z.string().min(1).max(2048).optional(),
+}).strict();
+
+export interface VmConfig {
+  arch: GuestArch;
+  port: number;
+  command: string | null;
+}
+
+export function parseVmConfig(raw: Record<string, unknown>, defaultArch: GuestArch): VmConfig {
+  const parsed = vmConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new StrataError('STRATA_ERR_VALIDATION', `invalid vm config: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, {
+      issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+    });
+  }
+  return { arch: parsed.data.arch ?? defaultArch, port: parsed.data.port, command: parsed.data.command ?? null };
+}
