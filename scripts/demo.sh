@@ -19,7 +19,7 @@ fi
 
 mkdir -p "$DIR"
 if ! running; then
-  nohup bin/strata up --data-dir "$DIR" --api-listen "$LISTEN" >>"$DIR/strata.log" 2>&1 &
+  nohup bin/strata up --data-dir "$DIR" --api-listen "$LISTEN" --listen "http://${STRATA_GATEWAY:-127.0.0.1:8080}" >>"$DIR/strata.log" 2>&1 &
   echo $! > "$PIDFILE"
 fi
 for _ in $(seq 1 100); do
@@ -29,11 +29,33 @@ for _ in $(seq 1 100); do
 done
 export STRATA_TOKEN=$(cat "$DIR/admin.token")
 
-# The demo: a tenant with an admin user and a site. Levels add a demo instance each as they land.
-bin/strata tenant show demo >/dev/null 2>&1 || bin/strata tenant create demo --instances 10 --vcpus 8 --memory 8192 --sites 20 >/dev/null
-bin/strata user show demo-admin >/dev/null 2>&1 || bin/strata user create demo-admin --role tenant-admin --tenant demo >/dev/null
-bin/strata site show demo www.demo.localhost >/dev/null 2>&1 || bin/strata --reason "demo setup" site add demo www.demo.localhost --static www >/dev/null
+# The demo: tenant `demo` with a site at each level this machine offers, all
+# served by the gateway on $GATEWAY by name.
+GATEWAY=${STRATA_GATEWAY:-127.0.0.1:8080}
+cli() { bin/strata --reason "demo setup" "$@"; }
+cli tenant show demo >/dev/null 2>&1 || cli tenant create demo --instances 10 --vcpus 8 --memory 8192 --sites 20 >/dev/null
+cli user show demo-admin >/dev/null 2>&1 || cli user create demo-admin --role tenant-admin --tenant demo >/dev/null
+mkdir -p "$DIR/docroots/demo/www"
+[[ -f $DIR/docroots/demo/www/index.html ]] || echo '<h1>demo: a static docroot served by the gateway</h1>' > "$DIR/docroots/demo/www/index.html"
+site() { cli site show demo "$1" >/dev/null 2>&1 || cli site add demo "$@" >/dev/null; }
+site www.demo.localhost --static www
+available() { bin/strata --json info | node -e "const i=JSON.parse(require('fs').readFileSync(0));process.exit(i.levels.some(l=>l.level==='$1'&&l.available)?0:1)"; }
+launch() { # NAME LEVEL HOST PORT [launch flags…]
+  local name=$1 level=$2 host=$3 port=$4; shift 4
+  available "$level" || { echo "  ($level level not available here: skipped)"; return 0; }
+  cli instance show "demo/$name" >/dev/null 2>&1 || cli instance launch "demo/$name" --level "$level" "$@" >/dev/null
+  site "$host" --instance "$name" --port "$port"
+}
+launch api env api.demo.localhost 80 --source "$PWD/examples/hello-env.js"
+launch vm vm vm.demo.localhost 80 --memory 128
+launch arm emu arm.demo.localhost 80 --memory 128 --config arch=aarch64
 
+echo
+echo "Sites on http://$GATEWAY (curl -H 'Host: NAME' http://$GATEWAY/):"
+for host in www api vm arm; do
+  out=$(curl -fs --max-time 10 --retry 20 --retry-delay 1 --retry-all-errors -H "Host: $host.demo.localhost" "http://$GATEWAY/" | head -c 120 | tr '\n' ' ')
+  printf '  %-22s %s\n' "$host.demo.localhost" "${out:-(no answer)}"
+done
 cat <<MSG
 
 Strata is up: $URL  (pid $(cat "$PIDFILE"), log $DIR/strata.log)

@@ -16,7 +16,7 @@ import pino, { type Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { AuditLog } from './audit/log.js';
 import { Authenticator } from './auth/authenticate.js';
-import { generateToken } from './auth/tokens.js';
+import { generateToken, parseBearer } from './auth/tokens.js';
 import { EventBus } from './control/events.js';
 import { InstanceService } from './control/instances.js';
 import { KeyedMutex } from './control/keyed-mutex.js';
@@ -98,9 +98,15 @@ function loadOrCreateAuditKey(path: string): { privateKey: KeyObject; publicKey:
   return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 
-/** Creates the provider-admin `admin` on first start, and a fresh token whenever admin.token is missing. */
+/**
+ * Creates the provider-admin `admin` on first start, and a fresh token whenever
+ * admin.token is missing or names a token this store does not have.
+ */
 function bootstrapAdmin(store: SqliteStore, audit: AuditLog, tokenPath: string): void {
-  if (existsSync(tokenPath)) return;
+  if (existsSync(tokenPath)) {
+    const current = parseBearer(readFileSync(tokenPath, 'utf8').trim());
+    if (current && store.getToken(current.id)) return;
+  }
   const fresh = generateToken();
   store.transaction(() => {
     const admin = store.getUserByName('admin') ?? store.createUser({ name: 'admin', role: 'provider-admin', tenantId: null });

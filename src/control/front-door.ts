@@ -36,14 +36,18 @@ export function siteRoute(site: Site, tenant: Tenant, instance: Instance | null,
 }
 
 /**
- * Where to reach `port` of an instance, from what its driver reports: `address`
- * (its own network address), or — for a driver that forwards one guest port to a
- * loopback port, as QEMU user networking does — `guestPort` reached at `port`.
+ * Where to reach `port` of an instance, from what its driver reports:
+ * - `address` alone: the instance has its own network address (a container);
+ *   the site's port is used there;
+ * - `address` + `port`: the instance serves one port on the host's loopback (an
+ *   isolate's listener, a VM's forwarded port); when `guestPort` is given too,
+ *   only a site naming that guest port reaches it.
  */
 export function upstreamOf(info: Record<string, unknown>, port: number): { host: string; port: number } | null {
   if (typeof info.address !== 'string') return null;
-  if (typeof info.guestPort !== 'number') return { host: info.address, port };
-  return info.guestPort === port && typeof info.port === 'number' ? { host: info.address, port: info.port } : null;
+  if (typeof info.port !== 'number') return { host: info.address, port };
+  if (typeof info.guestPort === 'number' && info.guestPort !== port) return null;
+  return { host: info.address, port: info.port };
 }
 
 export class FrontDoor {
