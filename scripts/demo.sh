@@ -13,7 +13,16 @@ export STRATA_URL="$URL"
 running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 if [[ ${1:-} == stop ]]; then
-  if running; then kill -TERM "$(cat "$PIDFILE")"; echo "strata: stopped"; else echo "strata: not running"; fi
+  if running; then
+    # Instances outlive the daemon (it adopts them when it comes back); the demo's are stopped with it.
+    export STRATA_TOKEN=$(cat "$DIR/admin.token")
+    for name in $(bin/strata --json instance list demo 2>/dev/null | node -e "for (const i of JSON.parse(require('fs').readFileSync(0)).items) if (i.state === 'running' || i.state === 'paused') console.log(i.name)"); do
+      bin/strata --reason "demo stop" instance stop "demo/$name" --force >/dev/null || true
+    done
+    kill -TERM "$(cat "$PIDFILE")"; echo "strata: stopped"
+  else
+    echo "strata: not running"
+  fi
   exit 0
 fi
 
