@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
 import { registerAudit } from './audit.js';
 import { registerEvents } from './events.js';
+import { registerImage } from './image.js';
 import { registerInfo } from './info.js';
 import { registerInstance } from './instance.js';
 import { registerOperation } from './operation.js';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerUser(program);
   registerToken(program);
   registerInstance(program);
+  registerImage(program);
   registerSite(program);
   registerSnapshot(program);
   registerOperation(program);

@@ -6,11 +6,13 @@
 import { join } from 'node:path';
 import type { LevelDriver } from './driver.js';
 import { EnvDriver } from './env/index.js';
+import { OsDriver } from './os/driver.js';
 import { EmuDriver, VmDriver } from './vm/index.js';
 
 export function productDrivers(dataDir: string): LevelDriver[] {
   return [
     new EnvDriver({ stateDir: join(dataDir, 'env') }),
+    new OsDriver({ stateDir: join(dataDir, 'os') }),
     new VmDriver({ stateDir: join(dataDir, 'vm') }),
     new EmuDriver({ stateDir: join(dataDir, 'emu') }),
   ];

@@ -72,8 +72,15 @@ export class Cgroups {
     return this.#removeEverywhere(join(this.root, tenantCgroupName(tenantId)));
   }
 
-  /** Removes the root cgroup if no tenant remains under it. */
-  async removeRoot(): Promise<boolean> {
+  /** Removes every tenant parent that has no instance left, then the root if it is empty. */
+  async removeAll(): Promise<boolean> {
+    const hierarchies = await this.#hierarchies();
+    const tenants = new Set<string>();
+    for (const hierarchy of hierarchies) {
+      const entries = await readdir(join(hierarchy, this.root), { withFileTypes: true }).catch(() => []);
+      for (const entry of entries) if (entry.isDirectory() && entry.name.startsWith('t-')) tenants.add(entry.name);
+    }
+    for (const tenant of tenants) await this.#removeEverywhere(join(this.root, tenant));
     return this.#removeEverywhere(this.root);
   }
 
@@ -103,7 +110,7 @@ export class Cgroups {
 
   /** Every directory `relative` names, in every hierarchy, deepest first; leaves what is still in use. */
   async #removeEverywhere(relative: string): Promise<boolean> {
-    const hierarchies = this.mode === 'v2' ? [this.fsRoot] : (await readdir(this.fsRoot)).map((h) => join(this.fsRoot, h));
+    const hierarchies = await this.#hierarchies();
     let removedAll = true;
     for (const hierarchy of hierarchies) {
       const dir = join(hierarchy, relative);
@@ -120,6 +127,11 @@ export class Cgroups {
       }
     }
     return removedAll;
+  }
+
+  /** The mounted hierarchies: the unified one on v2; on v1 one per controller (plus name=systemd and the empty v2 of hybrid machines). */
+  async #hierarchies(): Promise<string[]> {
+    return this.mode === 'v2' ? [this.fsRoot] : (await readdir(this.fsRoot)).map((h) => join(this.fsRoot, h));
   }
 
   async #enableControllers(dir: string): Promise<void> {

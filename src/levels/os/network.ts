@@ -45,14 +45,16 @@ export class Network {
     return `${this.names.tag}v${createHash('sha256').update(instanceId).digest('hex').slice(0, 12)}`;
   }
 
-  /** Creates (or re-creates) the firewall table. Idempotent. */
+  /** Creates (or re-creates) the firewall table, with the bridges already present. Idempotent. */
   async ensureFirewall(): Promise<void> {
     if (await this.#tableExists()) return;
+    const existing = (await this.bridges()).map((index) => this.bridgeName(index));
+    const elements = existing.length > 0 ? `elements = { ${existing.map((b) => `"${b}" . "${b}"`).join(', ')} }` : '';
     const bridges = `"${this.names.tag}b*"`;
     const ports = this.names.hostPorts.length > 0 ? `tcp dport { ${this.names.hostPorts.join(', ')} } ct state new accept` : '';
     await run('nft', ['-f', '-'], {
       input: `table inet ${this.table} {
-  set same_tenant { type ifname . ifname; }
+  set same_tenant { type ifname . ifname; ${elements} }
   chain input {
     type filter hook input priority -10; policy accept;
     iifname ${bridges} ct state established,related accept
@@ -77,12 +79,10 @@ export class Network {
   /** The tenant's bridge with its gateway address, up, and allowed to talk to itself only. Idempotent. */
   async ensureBridge(tenantIndex: number, gatewayCidr: string): Promise<string> {
     const bridge = this.bridgeName(tenantIndex);
-    if (!existsSync(`/sys/class/net/${bridge}`)) {
-      await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
-      await disableIpv6(bridge);
-      await run('ip', ['addr', 'add', gatewayCidr, 'dev', bridge]);
-      await run('ip', ['link', 'set', bridge, 'up']);
-    }
+    if (existsSync(`/sys/class/net/${bridge}`)) return bridge;
+    await run('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    await disableIpv6(bridge);
+    await run('ip', ['-batch', '-'], { input: `addr add ${gatewayCidr} dev ${bridge}\nlink set ${bridge} up\n` });
     await run('nft', ['add', 'element', 'inet', this.table, 'same_tenant', `{ "${bridge}" . "${bridge}" }`]);
     return bridge;
   }
@@ -108,10 +108,13 @@ export class Network {
    * whose inner end becomes `eth0` with `address`, plus loopback. No default route.
    */
   async attach(pid: number, hostVeth: string, bridge: string, addressCidr: string): Promise<void> {
-    await runQuietly('ip', ['link', 'del', hostVeth]);
-    await run('ip', ['link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(pid)]);
+    if (existsSync(`/sys/class/net/${hostVeth}`)) await runQuietly('ip', ['link', 'del', hostVeth]);
+    // A neighbour entry left by an earlier holder of this address would send the host's packets to a dead MAC for seconds.
+    const address = addressCidr.split('/')[0]!;
+    await run('ip', ['-batch', '-'], {
+      input: `link add ${hostVeth} type veth peer name eth0 netns ${pid}\nlink set ${hostVeth} master ${bridge}\nlink set ${hostVeth} up\nneigh flush to ${address} dev ${bridge}\n`,
+    });
     await disableIpv6(hostVeth);
-    await run('ip', ['-batch', '-'], { input: `link set ${hostVeth} master ${bridge}\nlink set ${hostVeth} up\n` });
     await run('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-batch', '-'], {
       input: `addr add ${addressCidr} dev eth0\nlink set eth0 up\nlink set lo up\n`,
     });

@@ -173,9 +173,9 @@ export const withCapabilities = (list: readonly string[]): SpecOpt => (spec) => 
 
 export const withNoNewPrivileges = (): SpecOpt => (spec) => ({ ...spec, process: { ...spec.process, noNewPrivileges: true } });
 
-/** Open files capped; no core dumps (they would land in the read-only root or leak memory to disk). */
+/** Open files capped (below the daemon's own hard limit, which a user namespace cannot raise); no core dumps (they would land in the read-only root or leak memory to disk). */
 export const DEFAULT_RLIMITS: readonly OciRlimit[] = [
-  { type: 'RLIMIT_NOFILE', hard: 65_536, soft: 65_536 },
+  { type: 'RLIMIT_NOFILE', hard: 4096, soft: 4096 },
   { type: 'RLIMIT_CORE', hard: 0, soft: 0 },
 ];
 
@@ -258,6 +258,9 @@ export const withProcess = (args: readonly string[], env: readonly string[], cwd
 
 const sameVar = (a: string, b: string): boolean => a.split('=', 1)[0] === b.split('=', 1)[0];
 
+/** The root filesystem's path: absolute, or relative to the bundle. */
+export const withRootPath = (path: string): SpecOpt => (spec) => ({ ...spec, root: { ...spec.root, path } });
+
 export const withHostname = (hostname: string): SpecOpt => (spec) => ({ ...spec, hostname });
 
 /**
@@ -279,6 +282,8 @@ export const withSysctl = (sysctl: Readonly<Record<string, string>>): SpecOpt =>
 /** Everything `instanceSpec` needs to know about one instance. */
 export interface InstanceSpecInput {
   hostname: string;
+  /** Where the instance's root filesystem is mounted on the host. */
+  rootPath: string;
   args: readonly string[];
   env: readonly string[];
   cwd: string;
@@ -297,6 +302,7 @@ export interface InstanceSpecInput {
 export const instanceSpec = (input: InstanceSpecInput): OciSpec =>
   composeSpec(
     baseSpec(),
+    withRootPath(input.rootPath),
     withHostname(input.hostname),
     withNamespaces(),
     withUserNamespace(input.idRange.hostId, input.idRange.count),

@@ -99,6 +99,16 @@ export const SPEC_RULES: readonly SpecRule[] = [
       return present.length > 0 ? `forbidden capabilities: ${present.join(', ')}` : null;
     },
   },
+  {
+    // CVE-2024-21626: a working directory like /proc/self/fd/7 once resolved to a
+    // host directory fd runc leaked. Only clean absolute paths outside /proc may be a cwd.
+    name: 'process-cwd',
+    check: (spec) => {
+      const cwd = spec.process.cwd;
+      if (!cwd.startsWith('/') || cwd.split('/').includes('..')) return `cwd ${cwd} is not a clean absolute path`;
+      return cwd === '/proc' || cwd.startsWith('/proc/') ? `cwd ${cwd} is under /proc` : null;
+    },
+  },
   { name: 'no-new-privileges', check: (spec) => (spec.process.noNewPrivileges ? null : 'noNewPrivileges is off') },
   {
     name: 'rlimits',

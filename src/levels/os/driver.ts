@@ -1,0 +1,465 @@
+/**
+ * `OsDriver` (id `os.runc`): the `os` level — tenant code in OCI containers run by
+ * runc (or crun), each with every namespace, its tenant's user-id range, a
+ * read-only overlay root, seccomp, no dangerous capabilities, cgroup limits under
+ * its tenant's parent cgroup, and its own network namespace on its tenant's bridge.
+ *
+ * On disk, per instance (`<stateDir>/instances/<id>/`):
+ *
+ *     instance.json     what it was created from, and its allocations (written last: its presence means "created")
+ *     bundle/           config.json (generated, validated) and the runtime's pid file
+ *     upper/ work/      the overlay's writable layer
+ *     volume.ext4       the data volume, when asked for
+ *     console.log       stdout and stderr of the container, rotated
+ *
+ * and, while it runs, under `<runRoot>/` (default /run/strata/os): its overlay root
+ * mounted at `rootfs/<id>`, its volume at `volumes/<id>`, and runc's own state in
+ * `runc/`. The mount points live there, not in the state dir, because runc enters
+ * them as the tenant's mapped root, who must be able to walk the path: the state
+ * dir (often inside a private data dir) stays 0700.
+ *
+ * A stopped instance holds files only; a running one also holds its runc container,
+ * its mounts and its veth. Everything is found again from disk and `runc list`,
+ * so a fresh driver after a daemon crash sees (and can delete) all of it.
+ */
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
+import { KeyedMutex } from '../../control/keyed-mutex.js';
+import { InvalidStateTransition, StrataError, conflict, notFound } from '../../errors.js';
+import type { Level } from '../../store/types.js';
+import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
+import { Allocations, type TenantLimits } from './allocations.js';
+import { Cgroups, detectCgroupMode, instanceCgroupPath } from './cgroups.js';
+import { run } from './exec.js';
+import { ImageStore } from './images.js';
+import { rotateIfLarge, withLogFd } from './logs.js';
+import { Network } from './network.js';
+import { parseOsDriverOptions, type OsDriverConfig, type OsDriverOptions } from './options.js';
+import { createVolume, ensureShiftedImage, mountOverlay, mountVolume, prepareUpper, pruneShiftedImages, unmount } from './rootfs.js';
+import { catchesSigterm, isAlive, waitForExit } from './process.js';
+import { Runtime, type ExecResult } from './runtime.js';
+import { defaultSeccompProfile } from './seccomp.js';
+import { instanceSpec } from './spec.js';
+import { readJson, writeJsonAtomic } from './state-file.js';
+import { validateSpec } from './validate.js';
+
+/** The instance spec's `config` for the os level. */
+export const osInstanceConfigSchema = z.object({
+  /** The command; default: the image's. */
+  args: z.array(z.string().max(4096)).min(1).max(256).optional(),
+  /** Extra environment, added to (and overriding) the image's. */
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(8192)).optional(),
+  /** The port the gateway proxies to; default: the image's. Also exported as PORT. */
+  port: z.number().int().min(1).max(65_535).optional(),
+  /** A data volume of this many MiB at /data (at most the instance's diskMiB). */
+  volumeMiB: z.number().int().min(16).optional(),
+}).strict();
+export type OsInstanceConfig = z.output<typeof osInstanceConfigSchema>;
+
+/** Where the data volume appears inside the container. */
+export const VOLUME_MOUNT_POINT = '/data';
+
+interface InstanceRecord {
+  spec: InstanceSpec;
+  config: OsInstanceConfig;
+  image: string;
+  imageDigest: string;
+  lower: string;
+  hostId: number;
+  tenantIndex: number;
+  address: string;
+  gateway: string;
+  port: number | null;
+  hostVeth: string;
+  cgroupsPath: string;
+  createdAt: string;
+}
+
+const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const LOG_ROTATION_INTERVAL_MS = 5_000;
+
+export class OsDriver implements LevelDriver {
+  readonly id = 'os.runc';
+  readonly level: Level = 'os';
+  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume']);
+
+  readonly config: OsDriverConfig;
+  readonly images: ImageStore;
+  readonly #runtime: Runtime;
+  readonly #allocations: Allocations;
+  readonly #network: Network;
+  readonly #locks = new KeyedMutex();
+  #cgroups: Cgroups | null = null;
+  #rotation: NodeJS.Timeout | null = null;
+
+  constructor(options: OsDriverOptions = {}) {
+    this.config = parseOsDriverOptions(options);
+    this.images = new ImageStore(this.config.imagesDir);
+    this.#runtime = new Runtime(this.config.runtime, join(this.config.runRoot, 'runc'));
+    this.#allocations = new Allocations(this.config);
+    this.#network = new Network({ tag: this.config.tag, hostPorts: this.config.hostPorts });
+  }
+
+  /** Probes the runtime, cgroups, overlayfs, user namespaces and the network tools; prepares state dirs and the firewall. */
+  async provision(): Promise<DriverAvailability> {
+    let version: string;
+    try {
+      version = await this.#runtime.version();
+    } catch {
+      return { available: false, reason: `the runtime '${this.config.runtime}' is not installed (apt-get install runc)` };
+    }
+    const mode = detectCgroupMode();
+    if (mode === 'v1' && /crun/.test(version)) return { available: false, reason: `${version} refuses cgroup v1/hybrid machines: use runc` };
+    const filesystems = await readFile('/proc/filesystems', 'utf8');
+    if (!/\toverlay\n/.test(filesystems)) return { available: false, reason: 'the kernel has no overlayfs' };
+    if (!existsSync('/proc/self/ns/user') || Number((await readFile('/proc/sys/user/max_user_namespaces', 'utf8')).trim()) < 1) {
+      return { available: false, reason: 'user namespaces are disabled' };
+    }
+    for (const tool of ['nft', 'ip', 'nsenter', 'mkfs.ext4', 'mount']) {
+      if (!(await run('sh', ['-c', `command -v ${tool}`]).then(() => true, () => false))) {
+        return { available: false, reason: `'${tool}' is missing (the setup step installs it)` };
+      }
+    }
+    await mkdir(join(this.config.stateDir, 'instances'), { recursive: true, mode: 0o700 });
+    // The mount points: runc mounts them as the tenant's mapped root, who must be able to walk to them (not list them).
+    for (const dir of [this.config.runRoot, join(this.config.runRoot, 'rootfs'), join(this.config.runRoot, 'volumes')]) {
+      await mkdir(dir, { recursive: true, mode: 0o711 });
+      await chmod(dir, 0o711);
+    }
+    const closed = await firstUnsearchableAncestor(this.config.runRoot);
+    if (closed) return { available: false, reason: `${closed} is not searchable by others, so containers cannot reach their root under ${this.config.runRoot}` };
+    const owner = await this.#claimRunRoot();
+    if (owner) return { available: false, reason: `${this.config.runRoot} belongs to the daemon with state dir ${owner.stateDir} (pid ${owner.pid}); give this one its own runRoot, cgroupRoot, subnet, idBase and tag` };
+    this.#cgroups = new Cgroups(mode, this.config.cgroupRoot);
+    await this.#network.ensureFirewall();
+    this.#rotation ??= setInterval(() => void this.#rotateLogs(), LOG_ROTATION_INTERVAL_MS).unref();
+    const images = (await this.images.list()).map((m) => m.name);
+    return {
+      available: true,
+      reason: `${version.split(' version ').join(' ')}, cgroup ${mode}${mode === 'v1' && existsSync('/sys/fs/cgroup/unified') ? ' (hybrid)' : ''}, overlayfs, user namespaces; images: ${images.join(', ') || 'none (run the setup step)'}`,
+    };
+  }
+
+  create(spec: InstanceSpec): Promise<void> {
+    return this.#serial(spec.id, () => this.#create(spec));
+  }
+
+  start(id: string): Promise<void> {
+    return this.#serial(id, () => this.#start(id));
+  }
+
+  stop(id: string, opts: { graceMs: number }): Promise<void> {
+    return this.#serial(id, () => this.#stop(id, opts.graceMs));
+  }
+
+  pause(id: string): Promise<void> {
+    return this.#serial(id, async () => {
+      await this.#record(id);
+      await this.#runtime.pause(id);
+    });
+  }
+
+  resume(id: string): Promise<void> {
+    return this.#serial(id, async () => {
+      await this.#record(id);
+      await this.#runtime.resume(id);
+    });
+  }
+
+  snapshot(): Promise<SnapshotResult> {
+    return Promise.reject(new StrataError('STRATA_ERR_UNSUPPORTED', 'os.runc snapshots are not built yet', { driver: this.id, operation: 'snapshot' }));
+  }
+
+  restore(): Promise<void> {
+    return Promise.reject(new StrataError('STRATA_ERR_UNSUPPORTED', 'os.runc restore is not built yet', { driver: this.id, operation: 'restore' }));
+  }
+
+  delete(id: string): Promise<void> {
+    return this.#serial(id, () => this.#delete(id));
+  }
+
+  inspect(id: string): Promise<ObservedInstance | null> {
+    return this.#serial(id, () => this.#inspect(id));
+  }
+
+  /** Every instance on disk and every container in the runtime's root, orphans included. */
+  async list(): Promise<ObservedInstance[]> {
+    const ids = new Set([...(await this.#instanceIds()), ...(await this.#runtime.list()).map((c) => c.id)]);
+    const observed = await Promise.all([...ids].map((id) => this.inspect(id)));
+    return observed.filter((o): o is ObservedInstance => o !== null);
+  }
+
+  /**
+   * Stops log rotation. When the driver holds no instance any more, also removes
+   * what provisioning and tenants left on the host: the firewall table, bridges,
+   * cgroup parents and unused shifted images. Running instances are never touched:
+   * the next daemon adopts them.
+   */
+  async cleanup(): Promise<void> {
+    if (this.#rotation) clearInterval(this.#rotation);
+    this.#rotation = null;
+    if ((await this.#instanceIds()).length > 0) return;
+    if (this.#runtime.rootExists() && (await this.#runtime.list()).length > 0) return;
+    for (const index of await this.#network.bridges()) await this.#network.removeBridge(index);
+    await this.#network.removeFirewall();
+    const cgroups = this.#cgroups ?? new Cgroups(detectCgroupMode(), this.config.cgroupRoot);
+    await cgroups.removeAll();
+    await pruneShiftedImages(this.config.stateDir, new Set());
+  }
+
+  /**
+   * Sets (or with undefined, lifts) a tenant's quota on real usage: the limits of
+   * its parent cgroup, which all its instances share. Kept in the allocation file
+   * so a re-created parent gets them again.
+   */
+  async setTenantLimits(tenantId: string, limits: TenantLimits | undefined): Promise<void> {
+    await this.#allocations.setTenantLimits(tenantId, limits);
+    await this.#requireCgroups().ensureTenant(tenantId, limits);
+  }
+
+  /**
+   * Runs a command inside a running instance (not interactive), confined exactly
+   * as the instance's own process is; the exit code and output come back. The
+   * state is checked under the instance's lock, the command runs outside it, so
+   * a long command never holds up a stop.
+   */
+  async exec(id: string, args: readonly string[], opts: { env?: readonly string[]; timeoutMs?: number } = {}): Promise<ExecResult> {
+    await this.#serial(id, async () => {
+      await this.#record(id);
+      const container = await this.#runtime.state(id);
+      if (container?.status !== 'running') throw new InvalidStateTransition(container?.status ?? 'stopped', 'running', 'exec in');
+    });
+    return this.#runtime.exec(id, args, opts);
+  }
+
+  /** The current log file of an instance (older ones are `.1`, `.2` …). */
+  logPath(id: string): string {
+    return join(this.#dir(id), 'console.log');
+  }
+
+  /** Where the gateway reaches the instance's service, once it runs. */
+  async address(id: string): Promise<{ address: string; port: number | null }> {
+    const record = await this.#record(id);
+    return { address: record.address, port: record.port };
+  }
+
+  // ---- the work, under the instance's lock ----
+
+  async #create(spec: InstanceSpec): Promise<void> {
+    if (!INSTANCE_ID.test(spec.id)) throw new StrataError('STRATA_ERR_VALIDATION', `'${spec.id}' is not a valid instance id`, { field: 'id' });
+    const dir = this.#dir(spec.id);
+    if (existsSync(dir)) throw conflict(`instance '${spec.id}' already exists`, { id: spec.id });
+    const config = parseConfig(spec.config);
+    if (config.volumeMiB !== undefined && config.volumeMiB > spec.limits.diskMiB) {
+      throw new StrataError('STRATA_ERR_VALIDATION', `volumeMiB ${config.volumeMiB} exceeds the instance's diskMiB ${spec.limits.diskMiB}`, { field: 'config.volumeMiB' });
+    }
+    if (spec.source === null) throw new StrataError('STRATA_ERR_VALIDATION', 'an os instance needs an image as its source', { field: 'source' });
+    const image = await this.images.resolve(spec.source);
+    try {
+      await mkdir(join(dir, 'bundle'), { recursive: true, mode: 0o700 });
+      const tenant = await this.#allocations.tenant(spec.tenantId);
+      const address = await this.#allocations.address(spec.id, spec.tenantId);
+      const lower = await ensureShiftedImage(this.config.stateDir, image, tenant.hostId);
+      await prepareUpper(dir, tenant.hostId);
+      if (config.volumeMiB !== undefined) await createVolume(join(dir, 'volume.ext4'), config.volumeMiB, tenant.hostId);
+      const port = config.port ?? image.manifest.config.port ?? null;
+      const record: InstanceRecord = {
+        spec, config, image: image.name, imageDigest: image.manifest.digest, lower,
+        hostId: tenant.hostId, tenantIndex: tenant.index, address, gateway: tenant.gateway, port,
+        hostVeth: this.#network.hostVethName(spec.id),
+        cgroupsPath: instanceCgroupPath(this.config.cgroupRoot, spec.tenantId, spec.id),
+        createdAt: new Date().toISOString(),
+      };
+      const oci = instanceSpec({
+        hostname: spec.name.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63) || 'instance',
+        args: config.args ?? image.manifest.config.args,
+        env: [...image.manifest.config.env, ...(port !== null ? [`PORT=${port}`] : []), ...Object.entries(config.env ?? {}).map(([k, v]) => `${k}=${v}`)],
+        cwd: image.manifest.config.cwd,
+        idRange: { hostId: tenant.hostId, count: tenant.idCount },
+        // cgroup v1 refuses a child CPU quota above its parent's, so an instance never asks for more than its tenant may use.
+        limits: {
+          vcpus: Math.min(spec.limits.vcpus, tenant.limits?.vcpus ?? Infinity),
+          memoryMiB: spec.limits.memoryMiB,
+          pids: this.config.pidsLimit,
+          blkioWeight: this.config.blkioWeight,
+        },
+        cgroupMode: this.#requireCgroups().mode,
+        cgroupsPath: record.cgroupsPath,
+        rootPath: this.#rootfsDir(spec.id),
+        volumes: config.volumeMiB !== undefined ? [{ source: this.#volumeDir(spec.id), destination: VOLUME_MOUNT_POINT, readonly: false }] : [],
+        seccomp: defaultSeccompProfile(),
+      });
+      validateSpec(oci, { allowedBindSources: [this.#volumeDir(spec.id)] });
+      await writeFile(join(dir, 'bundle', 'config.json'), `${JSON.stringify(oci, null, 2)}\n`, { mode: 0o600 });
+      await writeJsonAtomic(join(dir, 'instance.json'), record);
+    } catch (e) {
+      await this.#delete(spec.id).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async #start(id: string): Promise<void> {
+    const record = await this.#record(id);
+    const dir = this.#dir(id);
+    const cgroups = this.#requireCgroups();
+    const tenant = await this.#allocations.tenant(record.spec.tenantId);
+    await cgroups.ensureTenant(record.spec.tenantId, tenant.limits);
+    const bridge = await this.#network.ensureBridge(record.tenantIndex, `${record.gateway}/24`);
+    try {
+      // A container left from a process that died on its own (runc state "stopped") holds the id.
+      if (this.#runtime.holds(id)) await this.#runtime.delete(id, true);
+      await mountOverlay(record.lower, join(dir, 'upper'), join(dir, 'work'), this.#rootfsDir(id));
+      if (record.config.volumeMiB !== undefined) await mountVolume(join(dir, 'volume.ext4'), this.#volumeDir(id));
+      await withLogFd(this.logPath(id), (fd) => this.#runtime.create(id, join(dir, 'bundle'), fd));
+      const pid = Number((await readFile(join(dir, 'bundle', 'pid'), 'utf8')).trim());
+      await this.#network.attach(pid, record.hostVeth, bridge, `${record.address}/24`);
+      await this.#runtime.start(id);
+    } catch (e) {
+      await this.#teardownRunning(id, record).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async #stop(id: string, graceMs: number): Promise<void> {
+    const record = await this.#record(id);
+    const container = await this.#runtime.state(id);
+    if (container && (container.status === 'running' || container.status === 'paused')) {
+      const pid = container.pid;
+      // PID 1 of a namespace ignores signals it has no handler for: skip the grace when it cannot hear TERM.
+      if (catchesSigterm(pid)) {
+        await this.#runtime.kill(id, 'TERM').catch(() => undefined);
+        if (container.status === 'paused') await this.#runtime.resume(id).catch(() => undefined);
+        await waitForExit(pid, graceMs);
+      } else if (container.status === 'paused') {
+        await this.#runtime.resume(id).catch(() => undefined);
+      }
+      if (isAlive(pid)) {
+        await this.#runtime.kill(id, 'KILL').catch(() => undefined);
+        await waitForExit(pid, 10_000);
+      }
+    }
+    await this.#teardownRunning(id, record);
+  }
+
+  /** Removes what only a running instance holds: its container (and cgroup), veth and mounts. */
+  async #teardownRunning(id: string, record: InstanceRecord | null): Promise<void> {
+    await this.#runtime.delete(id, true);
+    await this.#network.detach(record?.hostVeth ?? this.#network.hostVethName(id));
+    for (const mountPoint of [this.#volumeDir(id), this.#rootfsDir(id)]) {
+      await unmount(mountPoint);
+      // rmdir, never a recursive remove: should a mount survive, this fails instead of emptying it.
+      await rmdir(mountPoint).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
+    }
+  }
+
+  async #delete(id: string): Promise<void> {
+    const record = await readJson<InstanceRecord>(join(this.#dir(id), 'instance.json'));
+    await this.#teardownRunning(id, record);
+    await rm(this.#dir(id), { recursive: true, force: true });
+    await this.#allocations.releaseAddress(id);
+    if (record && (await this.#allocations.instancesOf(record.spec.tenantId)).length === 0) {
+      await this.#requireCgroups().removeTenant(record.spec.tenantId);
+      await this.#network.removeBridge(record.tenantIndex);
+    }
+  }
+
+  async #inspect(id: string): Promise<ObservedInstance | null> {
+    const dir = this.#dir(id);
+    const record = await readJson<InstanceRecord>(join(dir, 'instance.json'));
+    const container = await this.#runtime.state(id);
+    if (!record) {
+      if (!container && !existsSync(dir)) return null;
+      return { id, state: 'failed', info: { error: 'orphan: the driver has no record of this instance', ...(container ? { pid: container.pid } : {}) } };
+    }
+    const info: Record<string, unknown> = { address: record.address, port: record.port, image: record.image, tenantIndex: record.tenantIndex };
+    if (!container) return { id, state: 'stopped', info };
+    if (container.status === 'stopped' || container.status === 'created' || container.status === 'creating') {
+      return { id, state: 'failed', info: { ...info, error: container.status === 'stopped' ? 'the container process exited' : 'the container never started' } };
+    }
+    const stats = await this.#requireCgroups().stats(record.cgroupsPath);
+    const net = await this.#network.counters(record.hostVeth);
+    return {
+      id,
+      state: container.status,
+      info: { ...info, pid: container.pid, stats: { ...stats, netRxBytes: net?.rxBytes ?? null, netTxBytes: net?.txBytes ?? null } },
+    };
+  }
+
+  // ---- helpers ----
+
+  #serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.#locks.run(id, fn);
+  }
+
+  /**
+   * Takes the run root for this state dir: the host objects it names (runc root,
+   * mount points, and with them the cgroup root, bridges and firewall) serve one
+   * state dir at a time. Returns the live owner when another state dir holds it.
+   */
+  async #claimRunRoot(): Promise<{ pid: number; stateDir: string } | null> {
+    const path = join(this.config.runRoot, 'owner.json');
+    const owner = await readJson<{ pid: number; stateDir: string }>(path);
+    if (owner && owner.stateDir !== this.config.stateDir && owner.pid !== process.pid && isAlive(owner.pid)) return owner;
+    await writeJsonAtomic(path, { pid: process.pid, stateDir: this.config.stateDir });
+    return null;
+  }
+
+  /** Where the instance's root is mounted while it runs (outside the state dir, which may be private). */
+  #rootfsDir(id: string): string {
+    return join(this.config.runRoot, 'rootfs', id);
+  }
+
+  #volumeDir(id: string): string {
+    return join(this.config.runRoot, 'volumes', id);
+  }
+
+  #dir(id: string): string {
+    if (!INSTANCE_ID.test(id)) throw new StrataError('STRATA_ERR_VALIDATION', `'${id}' is not a valid instance id`, { field: 'id' });
+    return join(this.config.stateDir, 'instances', id);
+  }
+
+  async #record(id: string): Promise<InstanceRecord> {
+    const record = await readJson<InstanceRecord>(join(this.#dir(id), 'instance.json'));
+    if (!record) throw notFound('instance', id);
+    return record;
+  }
+
+  async #instanceIds(): Promise<string[]> {
+    try {
+      return (await readdir(join(this.config.stateDir, 'instances'))).filter((n) => INSTANCE_ID.test(n));
+    } catch {
+      return [];
+    }
+  }
+
+  #requireCgroups(): Cgroups {
+    if (!this.#cgroups) throw new StrataError('STRATA_ERR_UNAVAILABLE', 'the os driver is not provisioned', { driver: this.id });
+    return this.#cgroups;
+  }
+
+  async #rotateLogs(): Promise<void> {
+    for (const id of await this.#instanceIds()) {
+      await rotateIfLarge(this.logPath(id), this.config.logMaxBytes, this.config.logKeep).catch(() => undefined);
+    }
+  }
+}
+
+/** The first ancestor of `path` (or `path` itself) that others may not search (no o+x), or null. */
+async function firstUnsearchableAncestor(path: string): Promise<string | null> {
+  for (let dir = path; dir !== dirname(dir); dir = dirname(dir)) {
+    if (((await stat(dir)).mode & 0o001) === 0) return dir;
+  }
+  return null;
+}
+
+function parseConfig(raw: Record<string, unknown>): OsInstanceConfig {
+  const parsed = osInstanceConfigSchema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const field = ['config', ...issue.path.map(String)].join('.');
+  throw new StrataError('STRATA_ERR_VALIDATION', `${field}: ${issue.message}`, { field });
+}

@@ -1,0 +1,229 @@
+/**
+ * The OCI importer, against a tiny image this test builds itself (a tar writer
+ * and an OCI layout writer below): two layers — the second with a file whiteout
+ * and an opaque directory — as a layout directory and as a tarball; corrupt
+ * blobs, climbing paths, symlink tricks and a /proc working directory refused;
+ * and the imported image launched by the driver, serving HTTP.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { isStrataError } from '../../../src/errors.js';
+import { OsDriver } from '../../../src/levels/os/driver.js';
+import { ImageStore } from '../../../src/levels/os/images.js';
+import { importOciImage, type ImportProgress } from '../../../src/levels/os/oci-import.js';
+import { claimSlot, spec, testDriverOptions, waitFor200 } from './helpers.js';
+
+interface TarInput {
+  path: string;
+  type?: 'file' | 'dir' | 'symlink';
+  content?: string | Buffer;
+  linkname?: string;
+  mode?: number;
+}
+
+/** A minimal ustar writer: enough for test layers (paths under 100 bytes). */
+function tar(entries: readonly TarInput[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const type = e.type ?? 'file';
+    const data = type === 'file' ? Buffer.from(e.content ?? '') : Buffer.alloc(0);
+    const header = Buffer.alloc(512);
+    header.write(e.path + (type === 'dir' && !e.path.endsWith('/') ? '/' : ''), 0, 100, 'utf8');
+    header.write(`${(e.mode ?? (type === 'dir' ? 0o755 : 0o644)).toString(8).padStart(7, '0')}\0`, 100);
+    header.write('0000000\0', 108);
+    header.write('0000000\0', 116);
+    header.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124);
+    header.write(`${(1_700_000_000).toString(8).padStart(11, '0')}\0`, 136);
+    header.write(type === 'file' ? '0' : type === 'dir' ? '5' : '2', 156);
+    if (e.linkname) header.write(e.linkname, 157, 100, 'utf8');
+    header.write('ustar\0', 257);
+    header.write('00', 263);
+    header.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of header) sum += b;
+    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    blocks.push(header, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Writes an OCI layout with the given layers and config; returns its directory. */
+async function writeLayout(dir: string, layers: Array<{ blob: Buffer; gzip: boolean }>, config: Record<string, unknown>): Promise<void> {
+  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+  const put = async (blob: Buffer, mediaType: string): Promise<{ mediaType: string; digest: string; size: number }> => {
+    await writeFile(join(dir, 'blobs', 'sha256', sha(blob)), blob);
+    return { mediaType, digest: `sha256:${sha(blob)}`, size: blob.length };
+  };
+  const configBlob = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config, rootfs: { type: 'layers', diff_ids: [] } }));
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: await put(configBlob, 'application/vnd.oci.image.config.v1+json'),
+    layers: await Promise.all(layers.map((l) => put(l.blob, l.gzip ? 'application/vnd.oci.image.layer.v1.tar+gzip' : 'application/vnd.oci.image.layer.v1.tar'))),
+  };
+  const manifestDescriptor = await put(Buffer.from(JSON.stringify(manifest)), 'application/vnd.oci.image.manifest.v1+json');
+  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...manifestDescriptor, platform: { architecture: 'amd64', os: 'linux' } }] }));
+}
+
+const busybox = readFileSync('/bin/busybox');
+const baseLayer = (): Buffer => gzipSync(tar([
+  { path: 'bin', type: 'dir' },
+  { path: 'bin/busybox', content: busybox, mode: 0o755 },
+  { path: 'bin/sh', type: 'symlink', linkname: 'busybox' },
+  { path: 'bin/httpd', type: 'symlink', linkname: 'busybox' },
+  { path: 'etc', type: 'dir' },
+  { path: 'etc/hello', content: 'layer one\n' },
+  { path: 'gone', content: 'deleted by layer two\n' },
+  { path: 'opaque', type: 'dir' },
+  { path: 'opaque/a', content: 'a' },
+  { path: 'opaque/b', content: 'b' },
+  { path: 'www', type: 'dir' },
+  { path: 'www/index.html', content: 'imported ok\n' },
+  ...['proc', 'sys', 'dev', 'tmp', 'data'].map((d) => ({ path: d, type: 'dir' as const })),
+]));
+const upperLayer = (): Buffer => tar([
+  { path: '.wh.gone', content: '' },
+  { path: 'opaque', type: 'dir' },
+  { path: 'opaque/c', content: 'c' },
+  { path: 'opaque/.wh..wh..opq', content: '' },
+  { path: 'etc/hello', content: 'layer two\n' },
+]);
+const httpdConfig = { Cmd: ['/bin/httpd', '-f', '-p', '8080', '-h', '/www'], Env: ['GREETING=hi'], WorkingDir: '/', ExposedPorts: { '8080/tcp': {} } };
+
+const rejectsValidation = (p: Promise<unknown>, pattern: RegExp): Promise<void> =>
+  assert.rejects(p, (e: unknown) => {
+    assert.ok(isStrataError(e), String(e));
+    assert.equal(e.code, 'STRATA_ERR_VALIDATION');
+    assert.match(e.message, pattern);
+    return true;
+  });
+
+describe('os image import', () => {
+  let work: string;
+  let store: ImageStore;
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'strata-import-test-'));
+    store = new ImageStore(join(work, 'images'));
+  });
+  after(async () => rm(work, { recursive: true, force: true }));
+
+  const layout = async (name: string, layers = [{ blob: baseLayer(), gzip: true }, { blob: upperLayer(), gzip: false }], config: Record<string, unknown> = httpdConfig): Promise<string> => {
+    const dir = join(work, name);
+    await writeLayout(dir, layers, config);
+    return dir;
+  };
+
+  const assertApplied = (rootfs: string): void => {
+    assert.equal(readFileSync(join(rootfs, 'etc/hello'), 'utf8'), 'layer two\n');
+    assert.ok(!existsSync(join(rootfs, 'gone')), 'the whiteout deleted gone');
+    assert.deepEqual(readdirSync(join(rootfs, 'opaque')).sort(), ['c'], 'the opaque dir keeps only its own layer');
+    assert.ok(!readdirSync(rootfs).some((n) => n.startsWith('.wh.')), 'no whiteout file lands in the rootfs');
+    assert.equal(sha(readFileSync(join(rootfs, 'bin/busybox'))), sha(busybox));
+  };
+
+  test('a layout directory: layers applied in order with whiteouts; run config from the image config; progress reported', async () => {
+    const progress: ImportProgress[] = [];
+    const { manifest } = await importOciImage(store, await layout('plain'), 'tiny', (p) => progress.push(p));
+    const image = await store.resolve('tiny');
+    assertApplied(image.rootfs);
+    assert.deepEqual(manifest.config, { args: ['/bin/httpd', '-f', '-p', '8080', '-h', '/www'], env: ['GREETING=hi'], cwd: '/', port: 8080 });
+    assert.match(manifest.source, /^oci:sha256:[0-9a-f]{64}$/);
+    assert.equal(manifest.files['etc/hello'], sha(Buffer.from('layer two\n')));
+    assert.deepEqual(progress.map((p) => p.layer), [1, 2]);
+    assert.equal(progress.at(-1)!.doneBytes, progress.at(-1)!.bytes);
+  });
+
+  test('a tarball of the layout, gzipped', async () => {
+    const dir = await layout('for-tarball');
+    const files: TarInput[] = [];
+    const walk = (rel: string): void => {
+      for (const entry of readdirSync(join(dir, rel), { withFileTypes: true })) {
+        const path = rel ? `${rel}/${entry.name}` : entry.name;
+        if (entry.isDirectory()) {
+          files.push({ path, type: 'dir' });
+          walk(path);
+        } else files.push({ path, content: readFileSync(join(dir, path)) });
+      }
+    };
+    walk('');
+    const tarball = join(work, 'image.tar.gz');
+    await writeFile(tarball, gzipSync(tar(files)));
+    await importOciImage(store, tarball, 'from-tarball');
+    assertApplied((await store.resolve('from-tarball')).rootfs);
+  });
+
+  test('a layer that does not match its digest is refused and nothing reaches the store', async () => {
+    const dir = await layout('corrupt');
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+    const manifest = JSON.parse(await readFile(join(dir, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
+    const layerPath = join(dir, 'blobs/sha256', manifest.layers[1]!.digest.slice(7));
+    const bytes = await readFile(layerPath);
+    bytes[600] = bytes[600]! ^ 0xff;
+    await writeFile(layerPath, bytes);
+    await rejectsValidation(importOciImage(store, dir, 'corrupt'), /does not match its digest/);
+    await assert.rejects(store.resolve('corrupt'));
+    assert.ok(!readdirSync(store.dir).some((n) => n.startsWith('.staging')), 'the staging dir is gone');
+  });
+
+  test('an entry climbing out with .. is refused', async () => {
+    const evil = tar([{ path: '../../escape', content: 'x' }]);
+    await rejectsValidation(importOciImage(store, await layout('climb', [{ blob: evil, gzip: false }]), 'climb'), /climbs out/);
+  });
+
+  test('a symlink to a host directory, then a file through it, stays inside the rootfs', async () => {
+    const hostDir = join(work, 'host-target');
+    await mkdir(hostDir);
+    const layer1 = tar([{ path: 'bin', type: 'dir' }, { path: 'bin/sh', content: '' }, { path: 'link', type: 'symlink', linkname: hostDir }, { path: 'rel', type: 'symlink', linkname: '../../../../..' }]);
+    const layer2 = tar([{ path: 'link/pwned', content: 'pwned' }, { path: 'rel/tmp-pwned', content: 'pwned' }]);
+    await importOciImage(store, await layout('symlinks', [{ blob: layer1, gzip: false }, { blob: layer2, gzip: false }], { Cmd: ['/bin/sh'] }), 'symlinks');
+    assert.deepEqual(readdirSync(hostDir), [], 'nothing was written to the host directory');
+    const rootfs = (await store.resolve('symlinks')).rootfs;
+    assert.equal(readFileSync(join(rootfs, hostDir, 'pwned'), 'utf8'), 'pwned', 'the file landed at the same path inside the rootfs');
+    assert.equal(readFileSync(join(rootfs, 'tmp-pwned'), 'utf8'), 'pwned', '.. stops at the rootfs');
+  });
+
+  test('a working directory under /proc (CVE-2024-21626) is refused', async () => {
+    await rejectsValidation(importOciImage(store, await layout('cwd', undefined, { ...httpdConfig, WorkingDir: '/proc/self/fd/7' }), 'cwd'), /outside \/proc/);
+  });
+
+  test('a missing oci-layout and a missing blob are refused', async () => {
+    const dir = await layout('broken');
+    await rm(join(dir, 'oci-layout'));
+    await rejectsValidation(importOciImage(store, dir, 'broken'), /not an OCI image layout/);
+    const dir2 = await layout('missing-blob');
+    for (const blob of readdirSync(join(dir2, 'blobs/sha256'))) if (readFileSync(join(dir2, 'blobs/sha256', blob))[0] === 0x1f) await rm(join(dir2, 'blobs/sha256', blob));
+    await rejectsValidation(importOciImage(store, dir2, 'missing'), /is missing/);
+  });
+
+  test('the imported image runs as an instance and serves HTTP', { timeout: 60_000 }, async () => {
+    const images = join(work, 'run-images');
+    await importOciImage(new ImageStore(images), await layout('runnable'), 'tiny');
+    const options = testDriverOptions(await claimSlot(), { imagesDir: images });
+    const driver = new OsDriver(options);
+    assert.ok((await driver.provision()).available);
+    const id = `import-${process.pid}`;
+    try {
+      await driver.create(spec(id, 'importer', { source: 'tiny' }));
+      await driver.start(id);
+      const { address, port } = await driver.address(id);
+      assert.equal(port, 8080);
+      assert.equal((await waitFor200(address, port!)).body, 'imported ok\n');
+      assert.match((await driver.exec(id, ['sh', '-c', 'echo $GREETING'])).stdout, /^hi$/m);
+    } finally {
+      await driver.stop(id, { graceMs: 100 }).catch(() => undefined);
+      await driver.delete(id);
+      await driver.cleanup();
+    }
+  });
+});
