@@ -29,7 +29,7 @@ export function registerUp(program: Command): void {
         import('../daemon.js'), import('../levels/index.js'), import('pino'),
       ]);
       const logger = pino({ base: { svc: 'strata' } }, pino.destination({ dest: 2, sync: true }));
-      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(resolve(o.dataDir)), logger, ...(o.gateway ? { gateway: { listeners } } : {}) }).catch((e: NodeJS.ErrnoException) => {
+      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(resolve(o.dataDir), { gatewayPorts: o.gateway ? listeners.map((l) => l.port) : [] }), logger, ...(o.gateway ? { gateway: { listeners } } : {}) }).catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${host}:${port}: the address is in use`, e.code);
         if (e.code === 'EACCES' || e.code === 'EPERM') throw new CliError(`${e.message} (run as root, or pass --data-dir)`, e.code);
         throw e;
