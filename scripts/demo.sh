@@ -52,16 +52,21 @@ available() { bin/strata --json info | node -e "const i=JSON.parse(require('fs')
 launch() { # NAME LEVEL HOST PORT [launch flags…]
   local name=$1 level=$2 host=$3 port=$4; shift 4
   available "$level" || { echo "  ($level level not available here: skipped)"; return 0; }
-  cli instance show "demo/$name" >/dev/null 2>&1 || cli instance launch "demo/$name" --level "$level" "$@" >/dev/null
+  if cli instance show "demo/$name" >/dev/null 2>&1; then
+    cli --json instance show "demo/$name" | grep -q '"state": *"running"' || cli instance start "demo/$name" >/dev/null
+  else
+    cli instance launch "demo/$name" --level "$level" "$@" >/dev/null
+  fi
   site "$host" --instance "$name" --port "$port"
 }
 launch api env api.demo.localhost 80 --source "$PWD/examples/hello-env.js"
+launch web os web.demo.localhost 8080 --source busybox --memory 64
 launch vm vm vm.demo.localhost 80 --memory 128
 launch arm emu arm.demo.localhost 80 --memory 128 --config arch=aarch64
 
 echo
 echo "Sites on http://$GATEWAY (curl -H 'Host: NAME' http://$GATEWAY/):"
-for host in www api vm arm; do
+for host in www api web vm arm; do
   out=$(curl -fs --max-time 10 --retry 20 --retry-delay 1 --retry-all-errors -H "Host: $host.demo.localhost" "http://$GATEWAY/" | head -c 120 | tr '\n' ' ')
   printf '  %-22s %s\n' "$host.demo.localhost" "${out:-(no answer)}"
 done
