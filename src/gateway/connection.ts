@@ -461,7 +461,7 @@ export class ClientConnection {
 
   /** Writes a response head with a known body length (the body follows through `write`). */
   writeHead(ex: Exchange, status: number, headerLines: string, contentLength: number): void {
-    const close = ex.closeAfter || !ex.keepAlive || this.draining || this.clientEnded;
+    const close = ex.closeAfter || !ex.keepAlive || this.draining || this.clientEnded || ex.bodyPending;
     if (close) ex.closeAfter = true;
     ex.status = status;
     ex.headSent = true;
@@ -530,7 +530,11 @@ export class ClientConnection {
     });
   }
 
-  /** After a 101 from the backend: bytes flow both ways untouched until either side closes. */
+  /**
+   * After a 101 from the backend: bytes flow both ways untouched until either
+   * side closes. This side pipes client → backend; the upstream connection
+   * relays backend → client (its reads land in a shared buffer, not a stream).
+   */
   tunnel(ex: Exchange, upstream: Socket, rest: Buffer): void {
     ex.done = true;
     this.record(ex);
@@ -540,15 +544,11 @@ export class ClientConnection {
       return;
     }
     this.tunnelPeer = upstream;
-    const client = this.socket;
     if (ex.tunnelHead !== null && ex.tunnelHead.length > 0) upstream.write(ex.tunnelHead);
-    if (rest.length > 0) client.write(rest);
-    upstream.on('error', () => {});
-    upstream.on('close', () => client.destroy());
+    if (rest.length > 0) this.socket.write(rest);
     this.feed.release();
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.resume();
+    this.socket.pipe(upstream);
+    this.socket.resume();
   }
 
   private pause(reason: number): void {

@@ -56,6 +56,15 @@ export class Exchange {
   /** Stops local work (a static file stream) when the client goes away. */
   onAbort: (() => void) | null = null;
 
+  /**
+   * The request has a body that has not all arrived. Answering now means the
+   * connection must close: the client may never send it (Expect:
+   * 100-continue), and its bytes must not be read as the next request.
+   */
+  get bodyPending(): boolean {
+    return !this.bodyComplete && (this.contentLength > 0 || this.chunked);
+  }
+
   /** Safe to resend on a fresh upstream connection: no body, and a method without side effects. */
   get retryable(): boolean {
     return !this.retried && this.bodyBytes === 0 && this.contentLength <= 0 && !this.chunked &&

@@ -27,6 +27,12 @@ export const Header = {
 } as const;
 export type HeaderKind = (typeof Header)[keyof typeof Header];
 
+/** Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*: never relayed as they are. */
+export function isHopByHop(kind: HeaderKind): boolean {
+  return kind === Header.Connection || kind === Header.KeepAlive || kind === Header.TE || kind === Header.Trailer ||
+    kind === Header.TransferEncoding || kind === Header.Upgrade || kind === Header.Proxy;
+}
+
 /** Case-insensitive equality with a lower-case token (letters, digits, '-'): `|0x20` folds only letters here. */
 export function tokenEquals(name: string, lower: string): boolean {
   if (name.length !== lower.length) return false;
@@ -85,15 +91,6 @@ export function connectionListed(values: string[] | null): Set<string> | null {
     }
   }
   return listed;
-}
-
-/** Whether a Connection header value lists `token` (e.g. 'upgrade', 'close'). */
-export function connectionHas(values: string[] | null, token: string): boolean {
-  if (values === null) return false;
-  for (const value of values) {
-    for (const raw of value.split(',')) if (raw.trim().toLowerCase() === token) return true;
-  }
-  return false;
 }
 
 /** RFC 7239 node: IPv6 addresses are bracketed and quoted. */

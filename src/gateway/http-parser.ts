@@ -114,6 +114,9 @@ export function feedParser(
       release: () => {
         parser.unconsume();
         handle._consumed = false;
+        // net.Socket thinks its first read is still pending (nothing was ever pushed through it), so it would never start one.
+        handle.reading = true;
+        handle.readStart();
       },
     };
   }

@@ -21,7 +21,8 @@ import { StrataError } from '../errors.js';
 import { resolveOptions, validateConfig, type ResolvedOptions } from './config.js';
 import type { FromWorker, ToWorker } from './ipc.js';
 import type { MetricJson } from './metrics.js';
-import type { Gateway, GatewayAddress, GatewayConfig, GatewayOptions, ListenerConfig } from './types.js';
+import { sameRoute, siteKey } from './routes.js';
+import type { Gateway, GatewayAddress, GatewayConfig, GatewayOptions, ListenerConfig, SiteRoute } from './types.js';
 
 export type * from './types.js';
 
@@ -41,6 +42,11 @@ const createServerHandle = (net as unknown as {
   _createServerHandle(address: string, port: number, addressType: number, fd?: number, flags?: number): ServerHandle | number;
 })._createServerHandle;
 
+interface ListenFailure {
+  listener: string;
+  error: string;
+}
+
 interface BoundListener {
   config: ListenerConfig;
   handle: ServerHandle;
@@ -53,19 +59,50 @@ function bind(l: ListenerConfig): BoundListener {
     const code = getSystemErrorName(handle);
     throw new StrataError('STRATA_ERR_CONFIG', `gateway: cannot bind ${l.address}:${l.port} (${code})`, { listener: l.id, code });
   }
+  // libuv reports a failed bind (EADDRINUSE) only later; getsockname returns that delayed error now.
+  // Never pass such a socket on: listen() on it would bind a random port on every interface.
   const out: { port?: number } = {};
-  handle.getsockname(out);
-  return { config: l, handle, port: out.port ?? l.port };
+  const err = handle.getsockname(out);
+  if (err !== 0 || out.port === undefined) {
+    handle.close();
+    const code = err !== 0 ? getSystemErrorName(err) : 'EADDRNOTAVAIL';
+    throw new StrataError('STRATA_ERR_CONFIG', `gateway: cannot bind ${l.address}:${l.port} (${code})`, { listener: l.id, code });
+  }
+  return { config: l, handle, port: out.port };
 }
 
-const sameSocket = (a: ListenerConfig, b: ListenerConfig): boolean =>
-  a.address === b.address && a.port === b.port && a.protocol === b.protocol;
+function listenError(f: ListenFailure, bound: Map<string, BoundListener>): StrataError {
+  const l = bound.get(f.listener)?.config;
+  return new StrataError('STRATA_ERR_CONFIG', `gateway: cannot listen on ${l?.address}:${l?.port} (${f.error})`, { listener: f.listener, code: f.error });
+}
+
+function sameListeners(a: readonly ListenerConfig[], b: readonly ListenerConfig[]): boolean {
+  return a.length === b.length && a.every((l, i) => {
+    const m = b[i]!;
+    return l.id === m.id && l.defaultSite === m.defaultSite && l.protocol === m.protocol && sameSocket(l, m);
+  });
+}
+
+/** Routes that are new or changed, and keys of routes that are gone. */
+function siteChanges(before: readonly SiteRoute[], after: readonly SiteRoute[]): { upsert: SiteRoute[]; remove: string[] } {
+  const old = new Map(before.map((r) => [siteKey(r), r]));
+  const upsert: SiteRoute[] = [];
+  for (const r of after) {
+    const key = siteKey(r);
+    const was = old.get(key);
+    old.delete(key);
+    if (was === undefined || !sameRoute(was, r)) upsert.push(r);
+  }
+  return { upsert, remove: [...old.keys()] };
+}
+
+const sameSocket = (a: ListenerConfig, b: ListenerConfig): boolean => a.address === b.address && a.port === b.port;
 
 /** One worker slot: its process, and the acknowledgements it owes. */
 class WorkerSlot {
   child: ChildProcess | null = null;
   restarts = 0;
-  private readonly waiting = new Map<number, () => void>();
+  private readonly waiting = new Map<number, (failed: ListenFailure[]) => void>();
   private readonly metricWaiters = new Map<number, (m: MetricJson[]) => void>();
 
   constructor(readonly index: number) {}
@@ -74,8 +111,11 @@ class WorkerSlot {
     if (this.child?.connected) this.child.send(message, handle as net.Server | undefined);
   }
 
-  /** Resolves when this worker has applied `version` (or has died: its replacement starts from the latest). */
-  applied(version: number): Promise<void> {
+  /**
+   * Resolves with the listeners this worker failed to open once it has
+   * applied `version` (or has died: its replacement starts from the latest).
+   */
+  applied(version: number): Promise<ListenFailure[]> {
     return new Promise((resolve) => this.waiting.set(version, resolve));
   }
 
@@ -84,7 +124,7 @@ class WorkerSlot {
       for (const [version, resolve] of this.waiting) {
         if (version <= message.version) {
           this.waiting.delete(version);
-          resolve();
+          resolve(version === message.version ? message.failed : []);
         }
       }
     } else if (message.type === 'metrics') {
@@ -111,7 +151,7 @@ class WorkerSlot {
 
   /** The process is gone: nothing it owed will come. */
   settleAll(): void {
-    for (const resolve of this.waiting.values()) resolve();
+    for (const resolve of this.waiting.values()) resolve([]);
     this.waiting.clear();
     for (const resolve of this.metricWaiters.values()) resolve([]);
     this.metricWaiters.clear();
@@ -136,11 +176,12 @@ class Supervisor implements Gateway {
     this.bindNew(config);
     this.config = config;
     this.version = 1;
-    await Promise.all(this.slots.map((slot) => this.spawn(slot)));
+    const failed = (await Promise.all(this.slots.map((slot) => this.spawn(slot)))).flat();
+    if (failed.length > 0) throw listenError(failed[0]!, this.bound);
   }
 
   /** Forks a worker and brings it to the current configuration. */
-  private spawn(slot: WorkerSlot): Promise<void> {
+  private spawn(slot: WorkerSlot): Promise<ListenFailure[]> {
     const env = { ...process.env };
     delete env.NODE_UNIQUE_ID; // never let a worker mistake itself for a cluster worker
     const child = fork(WORKER_SCRIPT, [], { execArgv: ['--enable-source-maps'], env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -156,7 +197,8 @@ class Supervisor implements Gateway {
       this.log.error({ worker: slot.index, code, signal, restartInMs: delay }, 'gateway worker exited; restarting');
       setTimeout(() => {
         if (this.closing) return;
-        void this.spawn(slot).then(() => {
+        void this.spawn(slot).then((failed) => {
+          for (const f of failed) this.log.error({ worker: slot.index, ...f }, 'restarted gateway worker cannot listen');
           // A worker that stays up a while earns its backoff back.
           setTimeout(() => { if (slot.child !== null) slot.restarts = 0; }, 30_000).unref();
         });
@@ -182,7 +224,7 @@ class Supervisor implements Gateway {
       const next = config.listeners.find((l) => l.id === b.config.id);
       return next === undefined || !sameSocket(next, b.config);
     });
-    // A changed listener (new address, port or protocol) gets a new socket under the same id.
+    // A listener with a new address or port gets a new socket under the same id.
     for (const b of removed) this.bound.delete(b.config.id);
     let added: BoundListener[];
     try {
@@ -191,29 +233,54 @@ class Supervisor implements Gateway {
       for (const b of removed) this.bound.set(b.config.id, b);
       throw err;
     }
-    // A worker given a new socket for a listener id it serves stops accepting on the old one.
-    for (const b of added) for (const slot of this.slots) slot.send({ type: 'handle', listener: b.config.id }, b.handle);
+    // A worker given a socket for a listener id it serves stops serving the old one and serves it anew
+    // (a new socket, or the same socket under another protocol).
+    const reprotocolled = [...this.bound.values()].filter((b) => config.listeners.some((l) => l.id === b.config.id && l.protocol !== b.config.protocol));
+    for (const b of [...added, ...reprotocolled]) for (const slot of this.slots) slot.send({ type: 'handle', listener: b.config.id }, b.handle);
+    const previous = this.config;
     this.config = config;
-    await this.broadcast(config);
+    const failed = await this.broadcast(config, previous);
+    if (failed.length > 0) {
+      // Some sockets bound but cannot listen (the address is taken): back to the previous configuration.
+      const error = listenError(failed[0]!, this.bound);
+      for (const b of added) this.bound.delete(b.config.id);
+      for (const b of removed) {
+        this.bound.set(b.config.id, b);
+        for (const slot of this.slots) slot.send({ type: 'handle', listener: b.config.id }, b.handle);
+      }
+      this.config = previous;
+      await this.broadcast(previous);
+      for (const b of added) b.handle.close();
+      throw error;
+    }
     for (const b of removed) b.handle.close();
     for (const [id, b] of this.bound) b.config = config.listeners.find((l) => l.id === id) ?? b.config;
   }
 
-  /** Sends a configuration to every worker; resolves when each has applied it (a stuck worker is replaced). */
-  private async broadcast(config: GatewayConfig): Promise<void> {
+  /**
+   * Sends a configuration to every worker — only the changed sites when the
+   * listeners are as in `previous` — and resolves when each has applied it (a
+   * stuck worker is replaced), with the listeners any of them could not open.
+   */
+  private async broadcast(config: GatewayConfig, previous?: GatewayConfig): Promise<ListenFailure[]> {
     const version = ++this.version;
-    await Promise.all(this.slots.map(async (slot) => {
-      if (slot.child === null) return; // restarting: it will start from the latest configuration
+    const message: ToWorker = previous !== undefined && sameListeners(previous.listeners, config.listeners)
+      ? { type: 'sites', version, ...siteChanges(previous.sites, config.sites), trustedProxies: config.trustedProxies ?? [] }
+      : { type: 'config', version, config };
+    const perWorker = await Promise.all(this.slots.map(async (slot) => {
+      if (slot.child === null) return []; // restarting: it will start from the latest configuration
       const applied = slot.applied(version);
-      slot.send({ type: 'config', version, config });
+      slot.send(message);
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), APPLY_TIMEOUT_MS); });
-      if ((await Promise.race([applied, timedOut])) === 'timeout') {
-        this.log.error({ worker: slot.index }, 'gateway worker did not apply the configuration; replacing it');
-        slot.child?.kill('SIGKILL');
-      }
+      const result = await Promise.race([applied, timedOut]);
       clearTimeout(timer);
+      if (result !== 'timeout') return result;
+      this.log.error({ worker: slot.index }, 'gateway worker did not apply the configuration; replacing it');
+      slot.child?.kill('SIGKILL');
+      return [];
     }));
+    return perWorker.flat();
   }
 
   /** Binds sockets for listeners not bound yet; on failure unbinds what this call bound. */

@@ -3,22 +3,26 @@
  * channel; listening sockets travel as handles beside a `handle` message).
  *
  * Order on a fresh worker: init → handle* → config. An update is handle* for
- * new listeners, then one config that the worker applies in one step (swap
- * the route table, listen on new handles, drain removed listeners) before it
- * answers `applied`.
+ * new listeners, then one `config` (the whole configuration, when listeners
+ * changed) or `sites` (only the sites that changed) that the worker applies in
+ * one step (swap the route table, listen on new handles, drain removed
+ * listeners) before it answers `applied`.
  */
 import type { ResolvedOptions } from './config.js';
 import type { MetricJson } from './metrics.js';
-import type { GatewayConfig } from './types.js';
+import type { GatewayConfig, SiteRoute } from './types.js';
 
 export type ToWorker =
   | { type: 'init'; opts: ResolvedOptions }
   | { type: 'handle'; listener: string }
   | { type: 'config'; version: number; config: GatewayConfig }
+  /** `remove`: site keys (routes.ts siteKey); `upsert`: new or changed routes. */
+  | { type: 'sites'; version: number; upsert: SiteRoute[]; remove: string[]; trustedProxies: string[] }
   | { type: 'metrics'; request: number }
   | { type: 'close'; graceMs: number };
 
 export type FromWorker =
-  | { type: 'applied'; version: number }
+  /** `failed`: listeners this worker could not listen on (e.g. EADDRINUSE, found only at listen time). */
+  | { type: 'applied'; version: number; failed: Array<{ listener: string; error: string }> }
   | { type: 'metrics'; request: number; metrics: MetricJson[] }
   | { type: 'warning'; message: string; details?: Record<string, unknown> };

@@ -13,8 +13,9 @@
 import { connect, type Socket } from 'node:net';
 import type { ClientConnection } from './connection.js';
 import type { Exchange } from './exchange.js';
-import { Header, classifyHeader, connectionListed } from './headers.js';
-import { RESPONSE, createParser, feedParser, type HttpParser, type ParseError, type SocketFeed } from './http-parser.js';
+import { Header, classifyHeader, connectionListed, isHopByHop } from './headers.js';
+import { RESPONSE, createParser, type HttpParser } from './http-parser.js';
+import { parseSimpleHead, type SimpleHead } from './response-head.js';
 
 /** Body chunks up to this size are copied into the head's write; bigger ones are written as they are. */
 const MERGE_MAX = 16 * 1024;
@@ -75,16 +76,36 @@ export class UpstreamPool {
 
 const enum Phase { Connecting, Waiting, Relaying, Idle, Closed }
 
+/** How the current response is being read. */
+const enum Reading {
+  /** Before its first byte: the fast path gets the first look. */
+  Start,
+  /** A simple Content-Length response (response-head.ts): body bytes are counted through. */
+  Counted,
+  /** Anything else: llhttp parses it. */
+  Parsed,
+  /** After a 101: raw bytes to the client. */
+  Tunnel,
+}
+
+/**
+ * Every read in a worker lands in this one buffer: reads are handled
+ * synchronously and whatever must outlive the read is copied, so no buffer is
+ * allocated per read.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 export class UpstreamConnection {
   readonly socket: Socket;
   private readonly parser: HttpParser;
   private phase = Phase.Connecting;
+  private reading = Reading.Start;
   private client: ClientConnection | null = null;
   private ex: Exchange | null = null;
   /** Taken from the pool: may have been closed by the backend meanwhile (then a retry is safe). */
   reused = false;
   idleSince = 0;
-  /** When the current wait (connect, or response head) times out. */
+  /** When the current wait (connect, response head, next body bytes) times out. */
   deadline: number;
   private gotBytes = false;
   private interim = false;
@@ -93,16 +114,22 @@ export class UpstreamConnection {
   private complete = false;
   private upgraded = false;
   private timedOut = false;
+  /** Bytes after the response, or a response nobody asked for: the connection is not reused. */
   private unsolicited = false;
-  private readonly feed: SocketFeed;
+  /** Body bytes still to come of a Counted response. */
+  private remaining = 0;
+  /** Reading paused because the client's socket is full (the response timeout does not run meanwhile). */
+  private waitingForClient = false;
   /** The response head, held back so it leaves in one write with the first body bytes. */
   private pendingHead: string | null = null;
   /** Header lines of a long response head, delivered before its end (more than 32 lines). */
   private longHead: string[] = [];
+  /** The client connection a tunnel relays to. */
+  private tunnelClient: ClientConnection | null = null;
 
   constructor(private readonly pool: UpstreamPool, private readonly timeouts: UpstreamTimeouts, now: number) {
     this.deadline = now + timeouts.connectMs;
-    this.socket = connect({ host: pool.host, port: pool.port, noDelay: true });
+    this.socket = connect({ host: pool.host, port: pool.port, noDelay: true, onread: { buffer: READ_BUFFER, callback: this.onRead.bind(this) } });
     this.parser = createParser(RESPONSE, 0, {
       onMessageBegin: () => {
         // A second message after a complete response: bytes nobody asked for.
@@ -116,7 +143,6 @@ export class UpstreamConnection {
       onMessageComplete: this.onMessageComplete.bind(this),
     });
     this.socket.on('connect', this.onConnect.bind(this));
-    this.feed = feedParser(this.parser, this.socket, this.onExecute.bind(this));
     this.socket.on('end', this.onEnd.bind(this));
     this.socket.on('drain', this.onDrain.bind(this));
     this.socket.on('error', () => {});
@@ -133,6 +159,7 @@ export class UpstreamConnection {
     this.complete = false;
     this.interim = false;
     this.unsolicited = false;
+    this.reading = Reading.Start;
     if (this.phase !== Phase.Connecting) {
       this.phase = Phase.Waiting;
       this.deadline = now + this.timeouts.responseMs;
@@ -165,13 +192,26 @@ export class UpstreamConnection {
     this.socket.destroy();
   }
 
+  /** The client's socket drained: read from the backend again. */
   resumeReading(): void {
-    this.feed.resume();
+    if (!this.waitingForClient) return;
+    this.waitingForClient = false;
+    if (this.client !== null) this.deadline = this.client.now() + this.timeouts.responseMs;
+    // net.Socket cannot restart reads it stopped for an `onread` callback; the handle can.
+    const handle = (this.socket as unknown as { _handle: { reading: boolean; readStart(): number } | null })._handle;
+    if (handle !== null && !handle.reading) {
+      handle.reading = true;
+      handle.readStart();
+    }
   }
 
-  /** Called by the worker's sweep: true when this connection's wait has run out (then it answers 504). */
+  /**
+   * Called by the worker's sweep: true when this connection's wait has run out
+   * — connecting, waiting for the head (504), or between reads of the body
+   * (the client connection is then cut).
+   */
   expired(now: number): boolean {
-    if ((this.phase !== Phase.Connecting && this.phase !== Phase.Waiting) || now < this.deadline) return false;
+    if (this.phase === Phase.Idle || this.phase === Phase.Closed || this.waitingForClient || now < this.deadline) return false;
     this.timedOut = true;
     this.fail();
     return true;
@@ -187,27 +227,91 @@ export class UpstreamConnection {
     this.deadline = this.client!.now() + this.timeouts.responseMs;
   }
 
-  /** After the parser ran over one read from the backend. */
-  private onExecute(ret: number | ParseError, current: () => Buffer): void {
-    if (this.client === null || this.ex === null) {
+  /** One read from the backend, in READ_BUFFER[0, n). Returning false stops reading until resumeReading. */
+  private onRead(n: number, buf: Buffer): boolean {
+    if (this.reading === Reading.Tunnel) return this.relayTunnel(buf, n);
+    const client = this.client;
+    const ex = this.ex;
+    if (client === null || ex === null) {
       // Bytes nobody asked for: never let them prefix the next response.
       this.destroy();
-      return;
+      return false;
     }
     this.gotBytes = true;
     if (this.phase === Phase.Waiting) this.phase = Phase.Relaying;
+    // A backend that stalls mid-response is given up on after the response timeout too.
+    this.deadline = client.now() + this.timeouts.responseMs;
+    if (this.reading === Reading.Start) {
+      const head = ex.method === 'HEAD' ? null : parseSimpleHead(buf, n);
+      if (head === null) {
+        this.reading = Reading.Parsed;
+      } else {
+        this.startCounted(client, ex, head, buf, n);
+        return !this.waitingForClient;
+      }
+    }
+    if (this.reading === Reading.Counted) {
+      this.relayCounted(client, buf, 0, n);
+      return !this.waitingForClient;
+    }
+    const ret = this.parser.execute(buf.subarray(0, n));
     if (this.upgraded && typeof ret === 'number') {
-      this.startTunnel(current().subarray(ret));
-      return;
+      this.startTunnel(Buffer.from(buf.subarray(ret, n)));
+      return true;
     }
     if (this.complete) this.completeExchange(typeof ret === 'number' && !this.unsolicited);
     else if (typeof ret !== 'number') this.fail();
+    return !this.waitingForClient;
+  }
+
+  /** A simple response: its head (and the body bytes of this read) leave in one write. */
+  private startCounted(client: ClientConnection, ex: Exchange, head: SimpleHead, buf: Buffer, n: number): void {
+    const close = ex.closeAfter || !ex.keepAlive || client.draining || ex.bodyPending;
+    if (close) ex.closeAfter = true;
+    ex.status = head.status;
+    ex.headSent = true;
+    this.upstreamKeepAlive = head.keepAlive;
+    this.reading = Reading.Counted;
+    this.remaining = head.contentLength;
+    this.pendingHead = `${head.relayed}\r\n${close ? 'Connection: close\r\n' : ex.http10 ? 'Connection: keep-alive\r\n' : ''}\r\n`;
+    this.relayCounted(client, buf, head.bodyStart, n);
+  }
+
+  /** Relays body bytes of a Counted response (copied out of the shared read buffer); completes it at its length. */
+  private relayCounted(client: ClientConnection, buf: Buffer, from: number, n: number): void {
+    const take = Math.min(n - from, this.remaining);
+    this.remaining -= take;
+    const head = this.pendingHead;
+    this.pendingHead = null;
+    let ok: boolean;
+    if (take <= MERGE_MAX) {
+      const body = buf.toString('latin1', from, from + take);
+      ok = client.write(head === null ? body : head + body);
+    } else {
+      if (head !== null) client.write(head);
+      ok = client.write(Buffer.from(buf.subarray(from, from + take)));
+    }
+    if (!ok) this.holdForClient(client);
+    if (this.remaining === 0) {
+      this.complete = true;
+      this.completeExchange(from + take === n);
+    }
+  }
+
+  private holdForClient(client: ClientConnection): void {
+    // The client reads slower than the backend sends: hold the backend until the client drains.
+    this.waitingForClient = true;
+    client.waitForDrain();
   }
 
   private onEnd(): void {
+    if (this.reading === Reading.Tunnel) {
+      this.tunnelClient?.socket.end();
+      return;
+    }
     if (this.ex === null) return;
     // A close-delimited response ends here; anything else is truncated.
-    const err = this.parser.finish();
+    const err = this.reading === Reading.Parsed ? this.parser.finish() : null;
     if (err === undefined && this.complete) this.completeExchange(false);
     else this.fail();
   }
@@ -217,6 +321,11 @@ export class UpstreamConnection {
   }
 
   private onClose(): void {
+    if (this.reading === Reading.Tunnel) {
+      this.tunnelClient?.destroy();
+      this.parser.close();
+      return;
+    }
     const wasIdle = this.phase === Phase.Idle || this.ex === null;
     this.phase = Phase.Closed;
     this.pool.forget(this);
@@ -239,13 +348,18 @@ export class UpstreamConnection {
     _major: number, _minor: number, headers: string[] | undefined, _method: number, _url: string | undefined,
     status: number, statusMessage: string, upgrade: boolean, keepAlive: boolean,
   ): number {
-    const ex = this.ex!;
-    const client = this.client!;
+    const ex = this.ex;
+    const client = this.client;
     const h = headers ?? this.longHead.splice(0);
+    // A response nobody is waiting for (sent to an idle connection, or after a failure): onRead closes the connection.
+    if (ex === null || client === null || this.complete) {
+      this.unsolicited = true;
+      return 0;
+    }
     if (status < 200 && status !== 101) {
       // Interim (100 Continue, 103 Early Hints): relayed to HTTP/1.1 clients, then the real response follows.
       this.interim = true;
-      if (!ex.http10) client.write(responseHead(status, statusMessage, h, null, ''));
+      if (!ex.http10) client.write(`HTTP/1.1 ${status} ${statusMessage}\r\n${relayedHeaderLines(h).lines}\r\n`);
       return 0;
     }
     if (status === 101) {
@@ -256,39 +370,33 @@ export class UpstreamConnection {
       this.upgraded = true;
       ex.status = 101;
       ex.headSent = true;
-      client.write(responseHead(101, statusMessage, h, null, 'Connection: upgrade\r\nUpgrade: websocket\r\n'));
+      client.write(`HTTP/1.1 101 ${statusMessage}\r\n${relayedHeaderLines(h).lines}Connection: upgrade\r\nUpgrade: websocket\r\n\r\n`);
       return 0;
     }
     const noBody = ex.method === 'HEAD' || status === 204 || status === 304;
-    let hasLength = false;
-    let hasTransferEncoding = false;
-    for (let i = 0; i < h.length; i += 2) {
-      const kind = classifyHeader(h[i]!);
-      if (kind === Header.ContentLength) hasLength = true;
-      else if (kind === Header.TransferEncoding) hasTransferEncoding = true;
-    }
-    const lengthKnown = hasLength && !hasTransferEncoding;
+    const { lines, hasLength: lengthKnown } = relayedHeaderLines(h);
     this.rechunk = !noBody && !lengthKnown && !ex.http10;
     // An HTTP/1.0 client gets an unknown-length body delimited by closing the connection.
     if (!noBody && !lengthKnown && ex.http10) ex.closeAfter = true;
-    const close = ex.closeAfter || !ex.keepAlive || client.draining;
+    const close = ex.closeAfter || !ex.keepAlive || client.draining || ex.bodyPending;
     const framing = (this.rechunk ? 'Transfer-Encoding: chunked\r\n' : '') +
       (close ? 'Connection: close\r\n' : ex.http10 ? 'Connection: keep-alive\r\n' : '');
     if (close) ex.closeAfter = true;
     ex.status = status;
     ex.headSent = true;
     this.upstreamKeepAlive = keepAlive;
-    this.pendingHead = responseHead(status, statusMessage, h, lengthKnown ? null : 'drop-length', framing);
+    this.pendingHead = `HTTP/1.1 ${status} ${statusMessage}\r\n${lines}${framing}\r\n`;
     return ex.method === 'HEAD' ? 1 : 0;
   }
 
   /**
-   * Relays a body chunk. A small chunk leaves in the same write as the head
-   * (and its chunk framing): one syscall and one write request for the common
-   * small response, instead of a corked writev.
+   * Relays a body chunk llhttp parsed. A small chunk leaves in the same write
+   * as the head (and its chunk framing): one syscall for the common small
+   * response instead of a corked writev.
    */
   private onBody(chunk: Buffer): void {
-    const client = this.client!;
+    const client = this.client;
+    if (client === null || this.complete) return;
     const head = this.pendingHead;
     this.pendingHead = null;
     let ok: boolean;
@@ -305,13 +413,11 @@ export class UpstreamConnection {
       client.uncork();
       ok &&= !client.socket.writableNeedDrain;
     }
-    if (!ok) {
-      this.feed.pause();
-      client.waitForDrain();
-    }
+    if (!ok) this.holdForClient(client);
   }
 
   private onMessageComplete(): void {
+    if (this.client === null || this.complete) return;
     if (this.interim) {
       this.interim = false;
       return;
@@ -320,8 +426,8 @@ export class UpstreamConnection {
     const head = this.pendingHead;
     this.pendingHead = null;
     const end = this.rechunk ? '0\r\n\r\n' : '';
-    if (head !== null) this.client!.write(head + end);
-    else if (end !== '') this.client!.write(end);
+    if (head !== null) this.client.write(head + end);
+    else if (end !== '') this.client.write(end);
     this.complete = true;
   }
 
@@ -335,6 +441,8 @@ export class UpstreamConnection {
     if (endedCleanly && this.upstreamKeepAlive && ex.bodyComplete && this.phase !== Phase.Closed) {
       this.phase = Phase.Idle;
       this.reused = false;
+      // The last read may have filled the client's socket yet finished the response: a pooled connection reads again.
+      this.resumeReading();
       this.pool.release(this, client.now());
     } else {
       this.destroy();
@@ -350,35 +458,56 @@ export class UpstreamConnection {
     this.client = null;
     ex.upstream = null;
     this.phase = Phase.Closed;
-    this.socket.removeAllListeners('end');
-    this.socket.removeAllListeners('drain');
-    this.socket.removeAllListeners('close');
-    this.feed.release();
-    this.parser.close();
+    this.reading = Reading.Tunnel;
+    this.tunnelClient = client;
     client.tunnel(ex, this.socket, rest);
+  }
+
+  /** Tunnel bytes to the client (copied: the read buffer is reused); stops reading while the client is full. */
+  private relayTunnel(buf: Buffer, n: number): boolean {
+    const client = this.tunnelClient;
+    if (client === null) return false;
+    if (client.socket.write(Buffer.from(buf.subarray(0, n)))) return true;
+    this.waitingForClient = true;
+    client.waitForDrain(() => this.resumeReading());
+    return false;
   }
 }
 
 /**
- * A response head for the client: status line, the backend's headers minus
- * hop-by-hop ones (and minus Content-Length when the body is re-framed), then
- * the gateway's framing lines.
+ * The backend's header lines worth relaying: all but hop-by-hop ones (and
+ * any header its Connection header names), in one pass over the list for
+ * the usual response, a second only when Connection names extra headers.
+ * Content-Length is kept: llhttp refuses a response that has it together
+ * with Transfer-Encoding, so where it is present it frames the body.
  */
-function responseHead(status: number, statusMessage: string, h: string[], dropLength: 'drop-length' | null, framing: string): string {
+function relayedHeaderLines(h: string[]): { lines: string; hasLength: boolean } {
+  let lines = '';
+  let hasLength = false;
   let connection: string[] | null = null;
   for (let i = 0; i < h.length; i += 2) {
-    if (classifyHeader(h[i]!) === Header.Connection) (connection ??= []).push(h[i + 1]!);
-  }
-  const listed = connectionListed(connection);
-  let head = `HTTP/1.1 ${status} ${statusMessage}\r\n`;
-  for (let i = 0; i < h.length; i += 2) {
     const name = h[i]!;
-    const kind = classifyHeader(name);
-    if (kind === Header.Other || kind === Header.Host || kind === Header.XForwardedFor || kind === Header.XForwardedProto ||
-      kind === Header.XForwardedHost || kind === Header.Forwarded || (kind === Header.ContentLength && dropLength === null)) {
-      if (listed !== null && listed.has(name.toLowerCase())) continue;
-      head += `${name}: ${h[i + 1]!}\r\n`;
+    switch (classifyHeader(name)) {
+      case Header.Connection:
+        (connection ??= []).push(h[i + 1]!);
+        break;
+      case Header.ContentLength:
+        hasLength = true;
+        lines += `${name}: ${h[i + 1]!}\r\n`;
+        break;
+      case Header.KeepAlive: case Header.TE: case Header.Trailer: case Header.TransferEncoding: case Header.Upgrade: case Header.Proxy:
+        break;
+      default:
+        lines += `${name}: ${h[i + 1]!}\r\n`;
     }
   }
-  return `${head}${framing}\r\n`;
+  const listed = connectionListed(connection);
+  if (listed !== null) {
+    lines = '';
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i]!;
+      if (!isHopByHop(classifyHeader(name)) && !listed.has(name.toLowerCase())) lines += `${name}: ${h[i + 1]!}\r\n`;
+    }
+  }
+  return { lines, hasLength };
 }

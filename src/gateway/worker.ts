@@ -16,7 +16,7 @@ import { assertParserShape } from './http-parser.js';
 import type { FromWorker, ToWorker } from './ipc.js';
 import { ConnectionCounter, RateLimiter } from './limits.js';
 import { SiteStats, UNROUTED, statsToJson } from './metrics.js';
-import { RouteTable } from './routes.js';
+import { RouteTable, sameRoute, siteKey, type RouteEntry } from './routes.js';
 import type { Site } from './site.js';
 import { StaticFiles } from './static.js';
 import type { GatewayConfig, SiteRoute } from './types.js';
@@ -38,13 +38,12 @@ class Worker {
   private readonly listening = new Map<string, Listening>();
   private readonly connections = new Set<ClientConnection>();
   private readonly pools = new Map<string, UpstreamPool>();
-  private readonly stats = new Map<string, SiteStats>();
-  private readonly limiters = new Map<string, { rate: number; limiter: RateLimiter }>();
+  private sites = new Map<string, RouteEntry<Site>>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly opts: ResolvedOptions) {
     this.ctx = {
-      routes: RouteTable.compile<Site>({ listeners: [], sites: [] }, () => { throw new Error('unreachable'); }),
+      routes: RouteTable.compile<Site>([], []),
       opts,
       trustedProxies: new Set(),
       accessLog: opts.accessLogPath === null ? null : new AccessLog(opts.accessLogPath),
@@ -80,39 +79,76 @@ class Worker {
     for (const c of l.connections) c.drain();
   }
 
-  apply(version: number, config: GatewayConfig): void {
+  /** A whole configuration: sites unchanged since the last one keep their counters and limiters. */
+  async apply(version: number, config: GatewayConfig): Promise<void> {
     this.ctx.now = Date.now();
-    const liveSites = new Set<string>();
-    const livePools = new Set<string>();
-    const routes = RouteTable.compile<Site>(config, (route) => {
-      const key = `${route.tenantId}\0${route.hostname}`;
-      liveSites.add(key);
-      const pool = route.target.kind === 'upstream' ? this.pool(route.target.host, route.target.port) : null;
-      if (pool !== null) livePools.add(`${pool.host}:${pool.port}`);
-      return {
-        hostname: route.hostname,
-        tenantId: route.tenantId,
-        target: route.target,
-        maxBodyBytes: route.limits?.maxBodyBytes ?? this.opts.maxBodyBytes,
-        limiter: this.limiter(key, route),
-        stats: this.siteStats(key, route),
-        pool,
-      };
-    });
+    const next = new Map<string, RouteEntry<Site>>();
+    for (const route of config.sites) {
+      const key = siteKey(route);
+      next.set(key, { route, site: this.siteFor(route, this.sites.get(key)) });
+    }
+    const routes = RouteTable.compile(config.listeners, next.values());
     // The swap: from here every new request routes with the new table.
     this.ctx.routes = routes;
     this.ctx.trustedProxies = new Set(config.trustedProxies ?? []);
+    this.sites = next;
+    this.retireUnusedPools();
+    const failed = await this.reconcileListeners(config);
+    send({ type: 'applied', version, failed });
+  }
 
-    for (const key of [...this.stats.keys()]) if (!liveSites.has(key)) this.stats.delete(key);
-    for (const key of [...this.limiters.keys()]) if (!liveSites.has(key)) this.limiters.delete(key);
+  /** Only the sites that changed: the affected listeners' maps are copied and patched, then swapped. */
+  applyChanges(version: number, upsert: SiteRoute[], remove: string[], trustedProxies: string[]): void {
+    this.ctx.now = Date.now();
+    const removed: SiteRoute[] = [];
+    const added: Array<RouteEntry<Site>> = [];
+    for (const key of remove) {
+      const old = this.sites.get(key);
+      if (old === undefined) continue;
+      removed.push(old.route);
+      this.sites.delete(key);
+    }
+    for (const route of upsert) {
+      const key = siteKey(route);
+      const old = this.sites.get(key);
+      if (old !== undefined) removed.push(old.route);
+      const entry = { route, site: this.siteFor(route, old) };
+      this.sites.set(key, entry);
+      added.push(entry);
+    }
+    this.ctx.routes = this.ctx.routes.withChanges(removed, added);
+    this.ctx.trustedProxies = new Set(trustedProxies);
+    this.retireUnusedPools();
+    send({ type: 'applied', version, failed: [] });
+  }
+
+  /** The worker's view of a route; an unchanged route keeps its Site, a changed one keeps its counters. */
+  private siteFor(route: SiteRoute, previous: RouteEntry<Site> | undefined): Site {
+    if (previous !== undefined && sameRoute(previous.route, route)) return previous.site;
+    const rate = route.limits?.ratePerSecond;
+    const share = rate === undefined ? undefined : rate / this.opts.workers;
+    const oldLimiter = previous?.site.limiter ?? null;
+    return {
+      hostname: route.hostname,
+      tenantId: route.tenantId,
+      target: route.target,
+      maxBodyBytes: route.limits?.maxBodyBytes ?? this.opts.maxBodyBytes,
+      limiter: share === undefined ? null
+        : oldLimiter !== null && previous?.route.limits?.ratePerSecond === rate ? oldLimiter : new RateLimiter(share, performance.now()),
+      stats: previous !== undefined && previous.route.tenantId === route.tenantId ? previous.site.stats : new SiteStats(route.hostname, route.tenantId),
+      pool: route.target.kind === 'upstream' ? this.pool(route.target.host, route.target.port) : null,
+    };
+  }
+
+  private retireUnusedPools(): void {
+    const used = new Set<UpstreamPool>();
+    for (const { site } of this.sites.values()) if (site.pool !== null) used.add(site.pool);
     for (const [key, pool] of this.pools) {
-      if (!livePools.has(key)) {
+      if (!used.has(pool)) {
         pool.retire();
         this.pools.delete(key);
       }
     }
-    this.reconcileListeners(config);
-    send({ type: 'applied', version });
   }
 
   private pool(host: string, port: number): UpstreamPool {
@@ -130,27 +166,8 @@ class Worker {
     return pool;
   }
 
-  private limiter(key: string, route: SiteRoute): RateLimiter | null {
-    const rate = route.limits?.ratePerSecond;
-    if (rate === undefined) return null;
-    const share = rate / this.opts.workers;
-    const kept = this.limiters.get(key);
-    if (kept !== undefined && kept.rate === share) return kept.limiter;
-    const limiter = new RateLimiter(share, performance.now());
-    this.limiters.set(key, { rate: share, limiter });
-    return limiter;
-  }
-
-  private siteStats(key: string, route: SiteRoute): SiteStats {
-    let stats = this.stats.get(key);
-    if (stats === undefined) {
-      stats = new SiteStats(route.hostname, route.tenantId);
-      this.stats.set(key, stats);
-    }
-    return stats;
-  }
-
-  private reconcileListeners(config: GatewayConfig): void {
+  /** Stops listeners no longer wanted, starts new ones; resolves with those that could not listen. */
+  private async reconcileListeners(config: GatewayConfig): Promise<Array<{ listener: string; error: string }>> {
     const wanted = new Map(config.listeners.map((l) => [l.id, l]));
     for (const [id, l] of this.listening) {
       if (!wanted.has(id)) {
@@ -159,6 +176,7 @@ class Worker {
         this.handles.delete(id);
       }
     }
+    const starting: Array<Promise<{ listener: string; error: string } | null>> = [];
     for (const [id, l] of wanted) {
       if (this.listening.has(id)) continue;
       const handle = this.handles.get(id);
@@ -169,10 +187,18 @@ class Worker {
       const info: ListenerInfo = { id, protocol: l.protocol === 'https' ? 'https' : 'http' };
       const entry: Listening = { info, server: new Server({ allowHalfOpen: true, noDelay: true }), connections: new Set() };
       entry.server.on('connection', (socket: Socket) => this.accept(entry, socket));
-      entry.server.on('error', (err) => send({ type: 'warning', message: 'listener error', details: { listener: id, error: String(err) } }));
+      starting.push(new Promise((resolve) => {
+        entry.server.once('listening', () => resolve(null));
+        entry.server.once('error', (err: NodeJS.ErrnoException) => {
+          this.listening.delete(id);
+          this.handles.delete(id);
+          resolve({ listener: id, error: err.code ?? String(err) });
+        });
+      }));
       entry.server.listen(handle, 1024);
       this.listening.set(id, entry);
     }
+    return (await Promise.all(starting)).filter((f) => f !== null);
   }
 
   private accept(entry: Listening, socket: Socket): void {
@@ -191,7 +217,9 @@ class Worker {
   }
 
   metrics(request: number): void {
-    send({ type: 'metrics', request, metrics: statsToJson([this.ctx.unrouted, ...this.stats.values()]) });
+    const stats = new Set([this.ctx.unrouted]);
+    for (const { site } of this.sites.values()) stats.add(site.stats);
+    send({ type: 'metrics', request, metrics: statsToJson(stats) });
   }
 
   /** Stops accepting, lets responses in flight finish for up to `graceMs`, then exits. */
@@ -224,7 +252,10 @@ process.on('message', (message: ToWorker, handle: unknown) => {
       worker?.storeHandle(message.listener, handle as object);
       break;
     case 'config':
-      worker?.apply(message.version, message.config);
+      void worker?.apply(message.version, message.config);
+      break;
+    case 'sites':
+      worker?.applyChanges(message.version, message.upsert, message.remove, message.trustedProxies);
       break;
     case 'metrics':
       worker?.metrics(message.request);

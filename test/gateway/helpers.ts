@@ -3,9 +3,11 @@
  * HTTP client that can set any Host, and a raw-bytes client for malformed
  * requests.
  */
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
+import pino from 'pino';
 import type { AddressInfo } from 'node:net';
 import { startGateway, type Gateway, type GatewayConfig, type GatewayOptions } from '../../src/gateway/index.js';
 
@@ -156,16 +158,28 @@ export function statuses(text: string): number[] {
   return [...text.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1]));
 }
 
-/** Starts a gateway, runs `fn`, and always closes the gateway. */
-export async function withGateway<T>(config: GatewayConfig, opts: GatewayOptions, fn: (gw: Gateway, port: (id?: string) => number) => Promise<T>): Promise<T> {
-  const gw = await startGateway(config, { workers: 1, ...opts });
+/**
+ * Starts a gateway (one worker unless told), runs `fn`, and always closes the
+ * gateway. A worker that dies during the test fails it (a crash would
+ * otherwise hide behind the automatic restart) unless `restarts` allows it.
+ */
+export async function withGateway<T>(
+  config: GatewayConfig, opts: GatewayOptions & { restarts?: boolean },
+  fn: (gw: Gateway, port: (id?: string) => number) => Promise<T>,
+): Promise<T> {
+  const { restarts, ...gatewayOpts } = opts;
+  const errors: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => { errors.push(line); } });
+  const gw = await startGateway(config, { workers: 1, logger, ...gatewayOpts });
   const port = (id?: string): number => {
     const a = gw.addresses().find((x) => id === undefined || x.id === id);
     if (a === undefined) throw new Error(`no listener ${id}`);
     return a.port;
   };
   try {
-    return await fn(gw, port);
+    const result = await fn(gw, port);
+    if (!restarts) assert.deepEqual(errors, [], 'the gateway logged warnings or errors');
+    return result;
   } finally {
     await gw.close();
   }

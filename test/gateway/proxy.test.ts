@@ -139,3 +139,99 @@ test('HTTP/1.0 clients get close-delimited bodies when the length is unknown', a
     assert.match(r.text, /"backend":"alpha"/);
   });
 });
+
+test('Expect: 100-continue: the backend decides; a final answer before the body closes the connection', async () => {
+  await withGateway({ listeners, sites: [{ hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) }] }, {}, async (_gw, port) => {
+    const socket = net.connect(port(), '127.0.0.1');
+    let text = '';
+    socket.on('data', (d) => { text += d.toString('latin1'); });
+    socket.write('POST /upload HTTP/1.1\r\nHost: alpha.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n');
+    for (let i = 0; i < 50 && !text.includes('100 Continue'); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\n/);
+    socket.write('hello');
+    for (let i = 0; i < 50 && !text.includes('"body":"hello"'); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(text, /HTTP\/1\.1 200 OK/);
+    socket.destroy();
+    // No site: the 404 comes before the body, so the body's bytes can never be read as a request.
+    const early = await rawExchange(port(), 'POST / HTTP/1.1\r\nHost: nobody.test\r\nContent-Length: 40\r\nExpect: 100-continue\r\n\r\n');
+    assert.deepEqual(statuses(early.text), [404]);
+    assert.match(early.text, /Connection: close/);
+    assert.ok(early.closed);
+  });
+});
+
+/** A raw TCP backend: `answer` gets each connection's first request bytes and writes whatever it likes. */
+async function rawBackend(answer: (socket: net.Socket, request: string) => void): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    socket.once('data', (d) => answer(socket, d.toString('latin1')));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
+  };
+}
+
+test('misbehaving backends cannot crash a worker or desynchronise a connection', async () => {
+  const ok = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+  const behaviours: Record<string, (s: net.Socket) => void> = {
+    // A second, unasked-for response right behind the first.
+    extra: (s) => s.write(`${ok}HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged`),
+    // A 101 to a request that asked for no upgrade.
+    upgrade: (s) => s.write('HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nraw'),
+    // A response, then more bytes later, on what is by then an idle pooled connection.
+    late: (s) => { s.write(ok); setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate'), 50); },
+    // Garbage instead of HTTP.
+    garbage: (s) => s.end('SSH-2.0-OpenSSH\r\n'),
+    // A head with a bare LF (response splitting attempt).
+    split: (s) => s.end('HTTP/1.1 200 OK\r\nX: a\nSet-Cookie: evil=1\r\nContent-Length: 2\r\n\r\nok'),
+    // Stalls in the middle of the body.
+    stall: (s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf'),
+  };
+  const backends = await Promise.all(Object.values(behaviours).map((b) => rawBackend((s) => b(s))));
+  const names = Object.keys(behaviours);
+  try {
+    await withGateway({
+      listeners,
+      sites: [
+        ...names.map((name, i) => ({ hostname: `${name}.test`, tenantId: 't', target: { kind: 'upstream' as const, host: '127.0.0.1', port: backends[i]!.port } })),
+        { hostname: 'alpha.test', tenantId: 't2', target: upstream(alpha) },
+      ],
+    }, { upstreamResponseTimeoutMs: 500 }, async (_gw, port) => {
+      const extra = await rawExchange(port(), 'GET / HTTP/1.1\r\nHost: extra.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: alpha.test\r\n\r\n');
+      assert.doesNotMatch(extra.text, /forged/);
+      assert.match(extra.text, /"backend":"alpha"/, 'the next request still gets its own answer');
+      assert.equal((await request(port(), { host: 'upgrade.test' })).status, 502);
+      assert.equal((await request(port(), { host: 'late.test' })).body, 'ok');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal((await request(port(), { host: 'garbage.test' })).status, 502);
+      assert.equal((await request(port(), { host: 'split.test' })).status, 502);
+      const stall = await rawExchange(port(), 'GET / HTTP/1.1\r\nHost: stall.test\r\n\r\n', { idleMs: 3000 });
+      assert.ok(stall.closed, 'a stalled body is cut off at the response timeout');
+      assert.equal((await request(port(), { host: 'alpha.test' })).json().backend, 'alpha');
+    });
+  } finally {
+    await Promise.all(backends.map((b) => b.close()));
+  }
+});
+
+test('a slow-reading client gets a large response whole (backpressure, no timeout)', async () => {
+  await withGateway({ listeners, sites: [{ hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) }] }, { upstreamResponseTimeoutMs: 300 }, async (_gw, port) => {
+    const body = 'z'.repeat(4_000_000);
+    const socket = net.connect(port(), '127.0.0.1');
+    socket.write(`POST / HTTP/1.1\r\nHost: alpha.test\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    socket.pause();
+    await new Promise((r) => setTimeout(r, 800));
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    socket.resume();
+    await new Promise((r) => socket.on('end', r));
+    const text = Buffer.concat(chunks).toString('latin1');
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    assert.ok(text.includes(body), 'the echoed body arrived whole');
+  });
+});

@@ -1,0 +1,197 @@
+/**
+ * Proxied HTTP/1.1 keep-alive requests per second and p99 latency through the
+ * gateway, against nginx (Debian's) proxying to the same backend with the same
+ * number of worker processes, both driven by the same `wrk` command.
+ *
+ * Setup, all on loopback: one backend (nginx, one worker, `return 200` with a
+ * 20-byte body — the cheapest backend there is, so the proxies' own cost
+ * dominates); the gateway with one site; nginx with an upstream keep-alive
+ * pool and the same forwarding headers (Host, X-Forwarded-For/-Proto/-Host),
+ * access logs off on both. Rounds alternate nginx and gateway (after a warm-up
+ * each) and the medians are reported, so load from other processes hits both
+ * alike; the load average is reported too.
+ *
+ * Options: --seconds=N per round (default 10), --rounds=N (default 3),
+ * --connections=N (default 64), --threads=N wrk threads (default 2),
+ * --workers=N for both proxies (default: the number of cores).
+ *
+ * Needs the Debian packages nginx (nginx-light is enough) and wrk.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startGateway } from '../src/gateway/index.js';
+import { intOption, type BenchOptions, type BenchResult } from './harness.js';
+
+export interface WrkResult {
+  requestsPerSecond: number;
+  p99Ms: number;
+}
+
+/** Runs wrk against `url` and reads req/s and the p99 latency from its report. */
+export async function wrk(url: string, o: { seconds: number; connections: number; threads: number; host?: string }): Promise<WrkResult> {
+  const args = [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, '--latency', ...(o.host ? ['-H', `Host: ${o.host}`] : []), url];
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}`))));
+  });
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
+  if (rps === null || p99 === null) throw new Error(`unexpected wrk output:\n${out}`);
+  if (/Non-2xx or 3xx responses|Socket errors/.test(out)) throw new Error(`errors under load:\n${out}`);
+  const scale = p99[2] === 'us' ? 1 / 1000 : p99[2] === 's' ? 1000 : 1;
+  return { requestsPerSecond: Number(rps[1]), p99Ms: Number(p99[1]) * scale };
+}
+
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+export function requireTools(...tools: string[]): void {
+  for (const tool of tools) {
+    if (spawnSync(tool, ['-v']).error !== undefined) throw new Error(`${tool} is not installed (Debian package: ${tool === 'nginx' ? 'nginx-light or nginx' : tool})`);
+  }
+}
+
+/** nginx in the foreground with its own prefix and config; stopped by its pid. */
+export class Nginx {
+  private constructor(private readonly child: ChildProcess, private readonly prefix: string) {}
+
+  static async start(name: string, httpBlock: string, workers: number, port: number): Promise<Nginx> {
+    const prefix = mkdtempSync(join(tmpdir(), `strata-bench-nginx-${name}-`));
+    mkdirSync(join(prefix, 'logs'));
+    const conf = join(prefix, 'nginx.conf');
+    writeFileSync(conf, `worker_processes ${workers};
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/body;
+  proxy_temp_path ${prefix}/proxy;
+  fastcgi_temp_path ${prefix}/fastcgi;
+  uwsgi_temp_path ${prefix}/uwsgi;
+  scgi_temp_path ${prefix}/scgi;
+${httpBlock}
+}
+`);
+    const child = spawn('nginx', ['-p', prefix, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const nginx = new Nginx(child, prefix);
+    await waitForPort(port, () => child.exitCode !== null);
+    return nginx;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) {
+      const exited = new Promise((resolve) => this.child.once('exit', resolve));
+      this.child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(this.prefix, { recursive: true, force: true });
+  }
+}
+
+async function waitForPort(port: number, failed: () => boolean): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (failed()) throw new Error(`server for port ${port} exited`);
+    const up = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(true));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(false)));
+    });
+    if (up) return;
+    await sleep(50);
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export default async function gatewayHttp(opts: BenchOptions): Promise<BenchResult> {
+  requireTools('nginx', 'wrk');
+  const seconds = intOption(opts, 'seconds', 10);
+  const rounds = intOption(opts, 'rounds', 3);
+  const connections = intOption(opts, 'connections', 64);
+  const threads = intOption(opts, 'threads', 2);
+  const workers = intOption(opts, 'workers', availableParallelism());
+  const load = { seconds, connections, threads, host: 'bench.test' };
+  const loadBefore = loadavg()[0]!;
+
+  const [backendPort, nginxPort] = [await freePort(), await freePort()];
+  const backend = await Nginx.start('backend', `  server { listen 127.0.0.1:${backendPort}; location / { return 200 "hello from backend\\n"; } }`, 1, backendPort);
+  const nginx = await Nginx.start('proxy', `  upstream backend { server 127.0.0.1:${backendPort}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${nginxPort} default_server;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+    }
+  }`, workers, nginxPort);
+  const gateway = await startGateway({
+    listeners: [{ id: 'bench', address: '127.0.0.1', port: 0, protocol: 'http' }],
+    sites: [{ hostname: 'bench.test', tenantId: 'bench', target: { kind: 'upstream', host: '127.0.0.1', port: backendPort } }],
+  }, { workers });
+  const gatewayUrl = `http://127.0.0.1:${gateway.addresses()[0]!.port}/`;
+  const nginxUrl = `http://127.0.0.1:${nginxPort}/`;
+
+  const ours: WrkResult[] = [];
+  const theirs: WrkResult[] = [];
+  try {
+    await wrk(nginxUrl, { ...load, seconds: 2 });
+    await wrk(gatewayUrl, { ...load, seconds: 2 });
+    for (let r = 0; r < rounds; r++) {
+      theirs.push(await wrk(nginxUrl, load));
+      ours.push(await wrk(gatewayUrl, load));
+    }
+  } finally {
+    await gateway.close();
+    await nginx.stop();
+    await backend.stop();
+  }
+
+  const value = median(ours.map((x) => x.requestsPerSecond));
+  const anchor = median(theirs.map((x) => x.requestsPerSecond));
+  const p99 = median(ours.map((x) => x.p99Ms));
+  const anchorP99 = median(theirs.map((x) => x.p99Ms));
+  const loadAfter = loadavg()[0]!;
+  return {
+    metric: 'proxied HTTP/1.1 keep-alive requests per second',
+    unit: 'req/s',
+    value,
+    anchor: `nginx ${nginxVersion()} proxy_pass, keepalive upstream, ${workers} workers, same backend and wrk`,
+    anchor_value: anchor,
+    summary: [
+      `wrk -t${threads} -c${connections} -d${seconds}s, ${rounds} rounds alternating, medians; ${workers} workers each; backend nginx (1 worker)`,
+      `gateway: ${ours.map((x) => Math.round(x.requestsPerSecond)).join(', ')} req/s; p99 ${p99.toFixed(2)} ms`,
+      `nginx:   ${theirs.map((x) => Math.round(x.requestsPerSecond)).join(', ')} req/s; p99 ${anchorP99.toFixed(2)} ms`,
+      `load average (1 min) before ${loadBefore.toFixed(2)}, after ${loadAfter.toFixed(2)}`,
+    ],
+    extra: {
+      p99_ms: round2(p99), anchor_p99_ms: round2(anchorP99), workers, connections, threads, seconds, rounds,
+      rounds_value: ours.map((x) => Math.round(x.requestsPerSecond)), rounds_anchor: theirs.map((x) => Math.round(x.requestsPerSecond)),
+      loadavg_before: round2(loadBefore), loadavg_after: round2(loadAfter),
+    },
+  };
+}
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+export function nginxVersion(): string {
+  const out = spawnSync('nginx', ['-v'], { encoding: 'utf8' });
+  return /nginx\/([\d.]+)/.exec(out.stderr)?.[1] ?? '?';
+}
