@@ -131,6 +131,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const registry = new DriverRegistry();
   for (const d of opts.drivers ?? []) registry.register(d);
   await registry.provisionAll();
+  for (const t of store.listTenants()) {
+    for (const f of await registry.applyTenantQuota(t.id, t.quota)) log.warn({ tenant: t.name, ...f }, 'driver could not enforce the tenant quota');
+  }
   const locks = new KeyedMutex();
   const operations = new OperationRunner(store, events);
   const interrupted = operations.failInterrupted();

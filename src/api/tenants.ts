@@ -1,5 +1,8 @@
 /** `/v1/tenants`: the provider's customers and their quotas. */
+import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import type { Quota } from '../store/types.js';
+import type { Services } from './services.js';
 import { authorize } from '../auth/policy.js';
 import { DEFAULT_QUOTA, checkQuotaCoversUsage } from '../control/quotas.js';
 import { StrataError } from '../errors.js';
@@ -9,19 +12,28 @@ import { defineRoute } from './route.js';
 import { ErrorBody, Name, Tenant, TenantCreate, TenantUpdate, list } from './schemas.js';
 
 const Params = z.object({ tenant: Name }).strict();
+
+/** Drivers that can enforce the quota on real usage get it after the change commits (failures are logged). */
+function enforceQuota(s: Services, t: { id: string; name: string; quota: Quota }, req: FastifyRequest): void {
+  void s.registry.applyTenantQuota(t.id, t.quota).then((failures) => {
+    for (const f of failures) req.log.warn({ tenant: t.name, ...f }, 'driver could not enforce the tenant quota');
+  });
+}
 const tag = 'tenants';
 
 export const tenantRoutes = [
   defineRoute({
     method: 'POST', url: '/v1/tenants', tag, summary: 'Create a tenant', body: TenantCreate, idempotent: true,
     auditAs: 'tenant.create', responses: { 201: Tenant, 409: ErrorBody },
-    handler: ({ p, body, audit }, s) => {
+    handler: ({ p, body, audit, req }, s) => {
       authorize(p, 'tenant.create');
-      return s.store.transaction(() => {
-        const t = s.store.createTenant({ name: body.name, quota: { ...DEFAULT_QUOTA, ...body.quota } });
-        audit({ action: 'tenant.create', target: t.name, tenantId: t.id, details: { quota: t.quota } });
-        return { status: 201, body: presentTenant(s, t) };
+      const t = s.store.transaction(() => {
+        const created = s.store.createTenant({ name: body.name, quota: { ...DEFAULT_QUOTA, ...body.quota } });
+        audit({ action: 'tenant.create', target: created.name, tenantId: created.id, details: { quota: created.quota } });
+        return created;
       });
+      enforceQuota(s, t, req);
+      return { status: 201, body: presentTenant(s, t) };
     },
   }),
   defineRoute({
@@ -40,16 +52,18 @@ export const tenantRoutes = [
   defineRoute({
     method: 'PATCH', url: '/v1/tenants/:tenant', tag, summary: "Change a tenant's quota", params: Params, body: TenantUpdate,
     auditAs: 'tenant.update', responses: { 200: Tenant, 422: ErrorBody },
-    handler: ({ p, params, body, audit }, s) => {
+    handler: ({ p, params, body, audit, req }, s) => {
       const tenant = tenantFor(s, p, params.tenant, 'tenant.update');
-      return s.store.transaction(() => {
+      const t = s.store.transaction(() => {
         const current = s.store.getTenant(tenant.id)!;
         const quota = { ...current.quota, ...body.quota };
         checkQuotaCoversUsage(quota, s.store.usage(tenant.id));
-        const t = s.store.setTenantQuota(tenant.id, quota);
-        audit({ action: 'tenant.update', target: t.name, tenantId: t.id, details: { quota } });
-        return { body: presentTenant(s, t) };
+        const updated = s.store.setTenantQuota(tenant.id, quota);
+        audit({ action: 'tenant.update', target: updated.name, tenantId: updated.id, details: { quota } });
+        return updated;
       });
+      enforceQuota(s, t, req);
+      return { body: presentTenant(s, t) };
     },
   }),
   defineRoute({

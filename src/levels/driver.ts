@@ -8,7 +8,7 @@
  * states the shared state machine (`lifecycle.ts`) allows; a driver may still
  * refuse with `STRATA_ERR_UNSUPPORTED` for operations its level lacks.
  */
-import type { Level } from '../store/types.js';
+import type { Level, Quota } from '../store/types.js';
 
 export interface InstanceLimits {
   vcpus: number;
@@ -75,4 +75,9 @@ export interface LevelDriver {
   list(): Promise<ObservedInstance[]>;
   /** Release what provision took. Safe after a failed or partial provision. */
   cleanup(): Promise<void>;
+  /**
+   * Optional: enforce a tenant's quota on what its instances really use (e.g. a
+   * parent cgroup over all of them), not only on what they declare.
+   */
+  setTenantQuota?(tenantId: string, quota: Quota): Promise<void>;
 }

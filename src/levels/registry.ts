@@ -9,7 +9,7 @@
  * and the daemon still serves the other levels.
  */
 import { StrataError } from '../errors.js';
-import { LEVELS, type Level } from '../store/types.js';
+import { LEVELS, type Level, type Quota } from '../store/types.js';
 import type { LevelDriver } from './driver.js';
 
 export interface LevelDescription {
@@ -83,6 +83,20 @@ export class DriverRegistry {
   }
 
   /** Drivers that provisioned successfully, in level order. */
+  /** Hands a tenant's quota to every available driver that enforces it; returns the failures. */
+  async applyTenantQuota(tenantId: string, quota: Quota): Promise<Array<{ driver: string; error: string }>> {
+    const failures: Array<{ driver: string; error: string }> = [];
+    for (const d of this.availableDrivers()) {
+      if (!d.setTenantQuota) continue;
+      try {
+        await d.setTenantQuota(tenantId, quota);
+      } catch (e) {
+        failures.push({ driver: d.id, error: e instanceof Error ? e.message : String(e) });
+      }
+    }
+    return failures;
+  }
+
   availableDrivers(): LevelDriver[] {
     return LEVELS.flatMap((level) => {
       const entry = this.#byLevel.get(level);

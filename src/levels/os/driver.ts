@@ -28,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { KeyedMutex } from '../../control/keyed-mutex.js';
 import { InvalidStateTransition, StrataError, conflict, notFound } from '../../errors.js';
-import type { Level } from '../../store/types.js';
+import type { Level, Quota } from '../../store/types.js';
 import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
 import { Allocations, type TenantLimits } from './allocations.js';
 import { Cgroups, detectCgroupMode, instanceCgroupPath } from './cgroups.js';
@@ -44,6 +44,9 @@ import { defaultSeccompProfile } from './seccomp.js';
 import { instanceSpec } from './spec.js';
 import { readJson, writeJsonAtomic } from './state-file.js';
 import { validateSpec } from './validate.js';
+
+/** Processes a tenant may run per instance of its quota, summed on its parent cgroup. */
+const PIDS_PER_INSTANCE = 1024;
 
 /** The instance spec's `config` for the os level. */
 export const osInstanceConfigSchema = z.object({
@@ -214,6 +217,11 @@ export class OsDriver implements LevelDriver {
    * its parent cgroup, which all its instances share. Kept in the allocation file
    * so a re-created parent gets them again.
    */
+  /** The tenant's quota as limits on its parent cgroup: vCPUs, memory, and pids for its instances. */
+  async setTenantQuota(tenantId: string, quota: Quota): Promise<void> {
+    await this.setTenantLimits(tenantId, { vcpus: quota.vcpus, memoryMiB: quota.memoryMiB, pids: PIDS_PER_INSTANCE * Math.max(1, quota.instances) });
+  }
+
   async setTenantLimits(tenantId: string, limits: TenantLimits | undefined): Promise<void> {
     await this.#allocations.setTenantLimits(tenantId, limits);
     await this.#requireCgroups().ensureTenant(tenantId, limits);
