@@ -66,8 +66,10 @@ export function registerInstance(program: Command): void {
     .option('--memory <mib>', 'memory limit in MiB (default 256)', integer(16))
     .option('--disk <mib>', 'disk limit in MiB (default 1024)', integer(0))
     .option('--config <key=value>', 'level-specific setting, repeatable; values that parse as JSON are JSON', keyValue)
-    .option('--no-start', 'create the instance stopped'))
-    .action(async (ref: Ref, o: LaunchFlags, cmd: Command) => {
+    .option('--no-start', 'create the instance stopped')
+    .option('--host <hostname>', 'also add a site: this hostname, served by the instance through the gateway')
+    .option('--port <port>', "the instance's port the site sends to (default 80)", integer(1)))
+    .action(async (ref: Ref, o: LaunchFlags & { host?: string; port?: number }, cmd: Command) => {
       const c = clientFor(cmd);
       const lim = Object.fromEntries(Object.entries({ vcpus: o.vcpus, memoryMiB: o.memory, diskMiB: o.disk }).filter(([, v]) => v !== undefined));
       const body = {
@@ -75,6 +77,10 @@ export function registerInstance(program: Command): void {
         ...(o.source ? { source: o.source } : {}), ...(Object.keys(lim).length ? { limits: lim } : {}), ...(o.config ? { config: o.config } : {}),
       };
       const res = await c.request<{ operation: Operation }>('POST', `/v1/tenants/${seg(ref.tenant)}/instances`, { body, idempotent: true });
+      if (o.host) {
+        const site = { hostname: o.host, target: { kind: 'instance', instance: ref.name, port: o.port ?? 80 } };
+        await c.request('POST', `/v1/tenants/${seg(ref.tenant)}/sites`, { body: site, idempotent: true });
+      }
       await finish(c, ref, res, o.wait, 'launched');
     });
 
