@@ -5,20 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+source scripts/lib.sh
 
-# Debian packages. Later levels add theirs here (runc, qemu-system-*, bpftrace, …).
-APT_PACKAGES=(build-essential python3 sqlite3 ca-certificates curl)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  say "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Debian packages the build needs; each level's step in setup.d adds its own.
+apt_ensure build-essential python3 sqlite3 ca-certificates curl
 
 # npm packages: reinstall only when the lockfile changed since the last install.
 stamp=node_modules/.strata-lock-sha

@@ -5,19 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+source scripts/lib.sh
 
-PACKAGES=(runc busybox-static iproute2 nftables e2fsprogs util-linux criu ca-certificates)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  say "os level: installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_ensure runc busybox-static iproute2 nftables e2fsprogs util-linux criu ca-certificates
 
 modprobe overlay 2>/dev/null || true
 modprobe loop 2>/dev/null || true

@@ -13,18 +13,14 @@ RECIPES=$PWD/images/vm
 APT=(apt-get -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends)
 export DEBIAN_FRONTEND=noninteractive
 
+source scripts/lib.sh
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 # 1. Host packages: QEMU for both guest architectures, qemu-img, busybox for the
 #    guests, cpio to pack the initramfs, kmod's modinfo to resolve module order.
-PKGS=(qemu-system-x86 qemu-system-arm qemu-utils busybox-static cpio kmod)
-missing=(); for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p"); done
-updated=0
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  apt-get update -qq; updated=1
-  "${APT[@]}" install "${missing[@]}" >/dev/null
-fi
+APT_UPDATED=0
+apt_ensure qemu-system-x86 qemu-system-arm qemu-utils busybox-static cpio kmod
+updated=$APT_UPDATED
 
 # 2. The unprivileged user QEMU drops to (-runas).
 id strata-vm >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin strata-vm
