@@ -18,12 +18,16 @@
  * them as the tenant's mapped root, who must be able to walk the path: the state
  * dir (often inside a private data dir) stays 0700.
  *
+ * Snapshots live beside the instances, per tenant, in `<stateDir>/snapshots/<tenant>/`
+ * (see `snapshots.ts`): they outlive the instance they were taken of.
+ *
  * A stopped instance holds files only; a running one also holds its runc container,
  * its mounts and its veth. Everything is found again from disk and `runc list`,
  * so a fresh driver after a daemon crash sees (and can delete) all of it.
  */
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { KeyedMutex } from '../../control/keyed-mutex.js';
@@ -37,7 +41,8 @@ import { ImageStore } from './images.js';
 import { rotateIfLarge, withLogFd } from './logs.js';
 import { Network } from './network.js';
 import { parseOsDriverOptions, type OsDriverConfig, type OsDriverOptions } from './options.js';
-import { createVolume, ensureShiftedImage, mountOverlay, mountVolume, prepareUpper, pruneShiftedImages, unmount } from './rootfs.js';
+import { createVolume, ensureShiftedImage, mountOverlay, mountPoints, mountVolume, prepareUpper, pruneShiftedImages, unmount } from './rootfs.js';
+import { SnapshotStore, emptyDir } from './snapshots.js';
 import { catchesSigterm, isAlive, waitForExit } from './process.js';
 import { Runtime, type ExecResult } from './runtime.js';
 import { defaultSeccompProfile } from './seccomp.js';
@@ -86,10 +91,12 @@ const LOG_ROTATION_INTERVAL_MS = 5_000;
 export class OsDriver implements LevelDriver {
   readonly id = 'os.runc';
   readonly level: Level = 'os';
-  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume']);
+  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore']);
 
   readonly config: OsDriverConfig;
   readonly images: ImageStore;
+  /** Per-tenant, content-addressed snapshots under `<stateDir>/snapshots`. */
+  readonly snapshots: SnapshotStore;
   readonly #runtime: Runtime;
   readonly #allocations: Allocations;
   readonly #network: Network;
@@ -100,6 +107,7 @@ export class OsDriver implements LevelDriver {
   constructor(options: OsDriverOptions = {}) {
     this.config = parseOsDriverOptions(options);
     this.images = new ImageStore(this.config.imagesDir);
+    this.snapshots = new SnapshotStore(join(this.config.stateDir, 'snapshots'));
     this.#runtime = new Runtime(this.config.runtime, join(this.config.runRoot, 'runc'));
     this.#allocations = new Allocations(this.config);
     this.#network = new Network({ tag: this.config.tag, hostPorts: this.config.hostPorts });
@@ -171,16 +179,33 @@ export class OsDriver implements LevelDriver {
     });
   }
 
-  snapshot(): Promise<SnapshotResult> {
-    return Promise.reject(new StrataError('STRATA_ERR_UNSUPPORTED', 'os.runc snapshots are not built yet', { driver: this.id, operation: 'snapshot' }));
+  /**
+   * Captures the instance's upper layer (and its volume's contents) into its
+   * tenant's snapshot store. A running instance is frozen for the copy and thawed
+   * after; a paused one stays paused; a stopped one has its volume mounted for
+   * the copy only. Process state is not kept (see docs/os-level.md: CRIU).
+   */
+  snapshot(id: string, snapshotId: string): Promise<SnapshotResult> {
+    return this.#serial(id, () => this.#snapshot(id, snapshotId));
   }
 
-  restore(): Promise<void> {
-    return Promise.reject(new StrataError('STRATA_ERR_UNSUPPORTED', 'os.runc restore is not built yet', { driver: this.id, operation: 'restore' }));
+  /**
+   * Replaces the upper layer (and the volume's contents) of a stopped instance
+   * with a snapshot of its tenant's. Every file is checked against its sha256
+   * before anything of the instance changes: a missing or corrupt object is an
+   * error naming it, and the instance keeps what it had.
+   */
+  restore(id: string, snapshotId: string): Promise<void> {
+    return this.#serial(id, () => this.#restore(id, snapshotId));
   }
 
   delete(id: string): Promise<void> {
     return this.#serial(id, () => this.#delete(id));
+  }
+
+  /** Deletes one of a tenant's snapshots and what no other snapshot of the tenant needs; returns the bytes freed. */
+  deleteSnapshot(tenantId: string, snapshotId: string): Promise<{ freedBytes: number }> {
+    return this.snapshots.delete(tenantId, snapshotId);
   }
 
   inspect(id: string): Promise<ObservedInstance | null> {
@@ -328,6 +353,93 @@ export class OsDriver implements LevelDriver {
       await this.#teardownRunning(id, record).catch(() => undefined);
       throw e;
     }
+  }
+
+  async #snapshot(id: string, snapshotId: string): Promise<SnapshotResult> {
+    const record = await this.#record(id);
+    const dir = this.#dir(id);
+    const container = await this.#runtime.state(id);
+    const live = container !== null && (container.status === 'running' || container.status === 'paused');
+    const hasVolume = record.config.volumeMiB !== undefined;
+    let mountedHere = false;
+    let frozen = false;
+    try {
+      if (hasVolume && !(await mountPoints()).has(this.#volumeDir(id))) {
+        await mountVolume(join(dir, 'volume.ext4'), this.#volumeDir(id));
+        mountedHere = true;
+      }
+      if (live && container.status === 'running') {
+        await this.#runtime.pause(id);
+        frozen = true;
+      }
+      const taken = await this.snapshots.capture(record.spec.tenantId, snapshotId, id, { name: record.image, digest: record.imageDigest }, {
+        upper: join(dir, 'upper'), volume: hasVolume ? this.#volumeDir(id) : null, hostId: record.hostId,
+      });
+      return { sizeBytes: taken.sizeBytes, digest: taken.digest };
+    } finally {
+      if (frozen) await this.#runtime.resume(id);
+      if (mountedHere) await this.#unmountDir(this.#volumeDir(id));
+    }
+  }
+
+  async #restore(id: string, snapshotId: string): Promise<void> {
+    const record = await this.#record(id);
+    const container = await this.#runtime.state(id);
+    if (container && container.status !== 'stopped') throw new InvalidStateTransition(container.status, 'stopped', 'restore');
+    // A container that exited on its own still holds mounts: a restore starts from a stopped instance.
+    if (container) await this.#teardownRunning(id, record);
+    const tenantId = record.spec.tenantId;
+    await this.snapshots.locked(tenantId, () => this.#restoreLocked(id, record, snapshotId));
+  }
+
+  async #restoreLocked(id: string, record: InstanceRecord, snapshotId: string): Promise<void> {
+    const dir = this.#dir(id);
+    const tenantId = record.spec.tenantId;
+    const { manifest } = await this.snapshots.manifest(tenantId, snapshotId);
+    if (manifest.image.digest !== record.imageDigest) {
+      throw conflict(`snapshot '${snapshotId}' was taken over image ${manifest.image.name}@${manifest.image.digest.slice(0, 12)}, not this instance's`, { snapshotId, image: manifest.image });
+    }
+    const hasVolume = record.config.volumeMiB !== undefined;
+    if (hasVolume !== (manifest.volume !== null)) {
+      throw conflict(`snapshot '${snapshotId}' ${manifest.volume ? 'has' : 'has no'} data volume, the instance ${hasVolume ? 'has' : 'has none'}`, { snapshotId });
+    }
+    // Everything is written (and every object checked) beside the instance first; only then is anything replaced.
+    const staging = join(dir, `restore-${randomUUID().slice(0, 8)}.tmp`);
+    try {
+      await mkdir(join(staging, 'upper'), { recursive: true, mode: 0o700 });
+      await this.snapshots.materialize(tenantId, snapshotId, manifest.upper, join(staging, 'upper'), record.hostId);
+      if (manifest.volume) {
+        await mkdir(join(staging, 'volume'), { mode: 0o700 });
+        await this.snapshots.materialize(tenantId, snapshotId, manifest.volume, join(staging, 'volume'), record.hostId);
+      }
+      const old = join(staging, 'old-upper');
+      await rename(join(dir, 'upper'), old);
+      await rename(join(staging, 'upper'), join(dir, 'upper')).catch(async (e: unknown) => {
+        await rename(old, join(dir, 'upper'));
+        throw e;
+      });
+      await rm(join(dir, 'work'), { recursive: true, force: true });
+      await mkdir(join(dir, 'work'), { mode: 0o755 });
+      if (manifest.volume) {
+        const target = this.#volumeDir(id);
+        await mountVolume(join(dir, 'volume.ext4'), target);
+        try {
+          await emptyDir(target);
+          await run('cp', ['-a', '--', `${join(staging, 'volume')}/.`, `${target}/`]);
+        } finally {
+          await this.#unmountDir(target);
+        }
+      }
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+  }
+
+  async #unmountDir(mountPoint: string): Promise<void> {
+    await unmount(mountPoint);
+    await rmdir(mountPoint).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
   }
 
   async #stop(id: string, graceMs: number): Promise<void> {
