@@ -64,10 +64,7 @@ export const snapshotRoutes = [
       const { tenant, instance } = instanceFor(s, p, params.tenant, params.name, 'snapshot.delete');
       const snapshot = s.store.getSnapshot(instance.id, params.snapshot);
       if (!snapshot) throw notFound('snapshot', `${params.tenant}/${params.name}@${params.snapshot}`);
-      s.store.transaction(() => {
-        s.store.deleteSnapshot(snapshot.id);
-        audit({ action: 'snapshot.delete', target: `${tenant.name}/${instance.name}@${snapshot.name}`, tenantId: tenant.id });
-      });
+      s.instances.deleteSnapshot(tenant, instance, snapshot, audit);
       return { status: 204, body: null };
     },
   }),

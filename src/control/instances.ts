@@ -96,6 +96,7 @@ export class InstanceService {
   /** Removes the row now; the driver tears the instance down in the background. */
   remove(p: Principal, tenant: Tenant, instance: Instance, audit: AuditFn): Operation {
     const driver = this.d.registry.forLevel(instance.level);
+    const snapshots = this.d.store.listSnapshots({ instanceId: instance.id });
     this.d.store.transaction(() => {
       this.d.store.deleteInstance(instance.id);
       audit({ action: 'instance.delete', target: `${tenant.name}/${instance.name}`, tenantId: tenant.id });
@@ -106,6 +107,7 @@ export class InstanceService {
         const seen = await driver.inspect(instance.id);
         if (seen && (seen.state === 'running' || seen.state === 'paused')) await driver.stop(instance.id, { graceMs: DEFAULT_GRACE_MS });
         await driver.delete(instance.id);
+        for (const s of snapshots) await driver.deleteSnapshot?.(tenant.id, s.id);
       }),
     );
   }
@@ -153,6 +155,18 @@ export class InstanceService {
         await this.#drive(driver, current, to, () => driver.restore(instance.id, snapshot.id));
       }),
     );
+  }
+
+  /** Removes a snapshot's record now and its data in the background. */
+  deleteSnapshot(tenant: Tenant, instance: Instance, snapshot: Snapshot, audit: AuditFn): void {
+    const driver = this.d.registry.forLevel(instance.level);
+    this.d.store.transaction(() => {
+      this.d.store.deleteSnapshot(snapshot.id);
+      audit({ action: 'snapshot.delete', target: `${tenant.name}/${instance.name}@${snapshot.name}`, tenantId: tenant.id });
+    });
+    void this.d.locks.run(instance.id, async () => {
+      await driver.deleteSnapshot?.(tenant.id, snapshot.id);
+    }).catch(() => undefined); // the data is unreachable without its record; a later cleanup may collect it
   }
 
   #current(id: string): Instance {

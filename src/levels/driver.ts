@@ -80,4 +80,6 @@ export interface LevelDriver {
    * parent cgroup over all of them), not only on what they declare.
    */
   setTenantQuota?(tenantId: string, quota: Quota): Promise<void>;
+  /** Optional: drop what a snapshot holds, for drivers whose snapshots outlive calls to `delete`. */
+  deleteSnapshot?(tenantId: string, snapshotId: string): Promise<unknown>;
 }
