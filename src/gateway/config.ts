@@ -4,6 +4,7 @@
  * with zod at the edge; this guards the gateway's own invariants (names
  * normalised, one site per name per listener, references that resolve).
  */
+import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { StrataError } from '../errors.js';
@@ -13,8 +14,8 @@ import type { GatewayConfig, GatewayOptions } from './types.js';
 const invalid = (message: string, details: Record<string, unknown>): StrataError =>
   new StrataError('STRATA_ERR_CONFIG', `gateway: ${message}`, details);
 
-/** Listener protocols this build serves; TLS ones arrive with certificates (milestone 2). */
-const SUPPORTED_PROTOCOLS = new Set(['http']);
+/** Listener protocols this build serves; TLS passthrough comes later. */
+const SUPPORTED_PROTOCOLS = new Set(['http', 'https']);
 
 export function validateConfig(config: GatewayConfig): void {
   const listenerIds = new Set<string>();
@@ -25,6 +26,10 @@ export function validateConfig(config: GatewayConfig): void {
     if (isIP(l.address) === 0) throw invalid('listener address must be an IP literal', { listener: l.id, address: l.address });
     if (!Number.isInteger(l.port) || l.port < 0 || l.port > 65535) throw invalid('listener port out of range', { listener: l.id, port: l.port });
     if (!SUPPORTED_PROTOCOLS.has(l.protocol)) throw invalid(`listener protocol '${l.protocol}' is not supported yet`, { listener: l.id });
+    if (l.protocol !== 'https' && (l.strictSni !== undefined || l.defaultCertificate !== undefined)) {
+      throw invalid('strictSni and defaultCertificate apply to https listeners only', { listener: l.id });
+    }
+    if (l.strictSni !== undefined && typeof l.strictSni !== 'boolean') throw invalid('strictSni must be a boolean', { listener: l.id });
     const where = `${l.address}|${l.port}`;
     if (l.port !== 0 && bound.has(where)) throw invalid('two listeners on one address and port', { listener: l.id });
     bound.add(where);
@@ -65,7 +70,14 @@ export function validateConfig(config: GatewayConfig): void {
     if (limits?.ratePerSecond !== undefined && !(limits.ratePerSecond > 0)) throw invalid('ratePerSecond must be positive', details);
   }
 
+  const certificates = validateCertificates(config);
   for (const l of config.listeners) {
+    if (l.defaultCertificate !== undefined) {
+      const c = certificates.get(l.defaultCertificate);
+      if (c === undefined) throw invalid(`default certificate '${l.defaultCertificate}' is not configured`, { listener: l.id });
+      // The answer to anyone who names no site (scanners by IP) must not reveal which tenants are hosted here.
+      if (c !== null) throw invalid('a default certificate must be neutral (tenantId null)', { listener: l.id, certificate: l.defaultCertificate });
+    }
     if (l.defaultSite !== undefined && !namesPerListener.get(l.id)!.has(l.defaultSite)) {
       throw invalid(`default site '${l.defaultSite}' is not a site on listener '${l.id}'`, { listener: l.id });
     }
@@ -75,10 +87,49 @@ export function validateConfig(config: GatewayConfig): void {
   }
 }
 
+/**
+ * Ids unique, names normalised and claimed by one certificate each, PEM that
+ * loads and a key that matches its certificate. Error details name the
+ * certificate by id only: a key never reaches a message or a log.
+ * Returns each certificate's tenant by id.
+ */
+function validateCertificates(config: GatewayConfig): Map<string, string | null> {
+  const tenants = new Map<string, string | null>();
+  const names = new Set<string>();
+  for (const c of config.certificates ?? []) {
+    if (typeof c.id !== 'string' || c.id === '' || tenants.has(c.id)) throw invalid('certificate ids must be unique and non-empty', { certificate: c.id });
+    const details = { certificate: c.id };
+    if (c.tenantId !== null && (typeof c.tenantId !== 'string' || c.tenantId === '')) throw invalid('certificate tenantId must be a tenant id or null', details);
+    if (!Array.isArray(c.hostnames) || c.hostnames.length === 0) throw invalid('certificate needs at least one hostname', details);
+    for (const name of c.hostnames) {
+      if (typeof name !== 'string' || normaliseSiteHostname(name) !== name) throw invalid('certificate hostname is not normalised', { ...details, hostname: name });
+      if (names.has(name)) throw invalid(`two certificates for '${name}'`, { ...details, hostname: name });
+      names.add(name);
+    }
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(c.certPem);
+    } catch {
+      throw invalid('certificate PEM does not load', details);
+    }
+    let matches: boolean;
+    try {
+      matches = cert.checkPrivateKey(createPrivateKey(c.keyPem));
+    } catch {
+      throw invalid('certificate key PEM does not load', details);
+    }
+    if (!matches) throw invalid('certificate key does not match the certificate', details);
+    tenants.set(c.id, c.tenantId);
+  }
+  return tenants;
+}
+
 /** Start-time options with their defaults filled in (see GatewayOptions for what each means). */
 export type ResolvedOptions = Required<Omit<GatewayOptions, 'logger' | 'accessLog' | 'workers'>> & {
   accessLogPath: string | null;
   workers: number;
+  /** Hex; session ticket keys are derived from it per certificate (certificates.ts). */
+  ticketSecret: string;
 };
 
 export function resolveOptions(opts: GatewayOptions, workers: number): ResolvedOptions {
@@ -90,6 +141,8 @@ export function resolveOptions(opts: GatewayOptions, workers: number): ResolvedO
   return {
     workers,
     accessLogPath: opts.accessLog?.path ?? null,
+    ticketSecret: randomBytes(32).toString('hex'),
+    tlsHandshakeTimeoutMs: positive('tlsHandshakeTimeoutMs', opts.tlsHandshakeTimeoutMs, 10_000),
     headersTimeoutMs: positive('headersTimeoutMs', opts.headersTimeoutMs, 20_000),
     requestTimeoutMs: positive('requestTimeoutMs', opts.requestTimeoutMs, 60_000),
     keepAliveTimeoutMs: positive('keepAliveTimeoutMs', opts.keepAliveTimeoutMs, 5_000),

@@ -39,6 +39,10 @@ const enum Reading {
 export interface ListenerInfo {
   id: string;
   protocol: 'http' | 'https';
+  /** `https`: refuse handshakes that name no certificate (updated in place by a new configuration). */
+  strictSni: boolean;
+  /** `https`: certificate id for clients without (matching) SNI. */
+  defaultCertificate: string | undefined;
 }
 
 export class ClientConnection {
@@ -72,6 +76,8 @@ export class ClientConnection {
     readonly socket: Socket,
     ip: string,
     private readonly onClosed: (c: ClientConnection) => void,
+    /** The normalised SNI name the TLS connection was made for (null: plain HTTP, or no SNI). */
+    private readonly sni: string | null = null,
   ) {
     this.ip = ip;
     this.idleSince = ctx.now;
@@ -150,6 +156,11 @@ export class ClientConnection {
     this.longUrl = '';
     if (major !== 1) ex.reject = 505;
     else this.readHead(ex, target, upgrade);
+    if (ex.reject === 0 && this.sni !== null) {
+      // No domain fronting: a request may only name the host its TLS connection was made (and its certificate chosen) for.
+      if (ex.host === null) ex.host = { name: this.sni, isIp: false };
+      else if (ex.host.name !== this.sni) ex.reject = 421;
+    }
     if (ex.reject === 0) {
       ex.site = this.ctx.routes.lookup(this.listener.id, ex.host);
       const limit = ex.site?.maxBodyBytes ?? this.ctx.opts.maxBodyBytes;

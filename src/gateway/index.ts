@@ -21,8 +21,9 @@ import { StrataError } from '../errors.js';
 import { resolveOptions, validateConfig, type ResolvedOptions } from './config.js';
 import type { FromWorker, ToWorker } from './ipc.js';
 import type { MetricJson } from './metrics.js';
+import { sameCertificate } from './certificates.js';
 import { sameRoute, siteKey } from './routes.js';
-import type { Gateway, GatewayAddress, GatewayConfig, GatewayOptions, ListenerConfig, SiteRoute } from './types.js';
+import type { CertificateConfig, Gateway, GatewayAddress, GatewayConfig, GatewayOptions, ListenerConfig, SiteRoute } from './types.js';
 
 export type * from './types.js';
 
@@ -79,7 +80,8 @@ function listenError(f: ListenFailure, bound: Map<string, BoundListener>): Strat
 function sameListeners(a: readonly ListenerConfig[], b: readonly ListenerConfig[]): boolean {
   return a.length === b.length && a.every((l, i) => {
     const m = b[i]!;
-    return l.id === m.id && l.defaultSite === m.defaultSite && l.protocol === m.protocol && sameSocket(l, m);
+    return l.id === m.id && l.defaultSite === m.defaultSite && l.protocol === m.protocol && sameSocket(l, m)
+      && l.strictSni === m.strictSni && l.defaultCertificate === m.defaultCertificate;
   });
 }
 
@@ -94,6 +96,18 @@ function siteChanges(before: readonly SiteRoute[], after: readonly SiteRoute[]):
     if (was === undefined || !sameRoute(was, r)) upsert.push(r);
   }
   return { upsert, remove: [...old.keys()] };
+}
+
+/** Certificates that are new or changed, and ids of those that are gone; null when nothing changed. */
+function certificateChanges(before: readonly CertificateConfig[], after: readonly CertificateConfig[]): { upsert: CertificateConfig[]; remove: string[] } | null {
+  const old = new Map(before.map((c) => [c.id, c]));
+  const upsert: CertificateConfig[] = [];
+  for (const c of after) {
+    const was = old.get(c.id);
+    old.delete(c.id);
+    if (was === undefined || !sameCertificate(was, c)) upsert.push(c);
+  }
+  return upsert.length === 0 && old.size === 0 ? null : { upsert, remove: [...old.keys()] };
 }
 
 const sameSocket = (a: ListenerConfig, b: ListenerConfig): boolean => a.address === b.address && a.port === b.port;
@@ -265,7 +279,10 @@ class Supervisor implements Gateway {
   private async broadcast(config: GatewayConfig, previous?: GatewayConfig): Promise<ListenFailure[]> {
     const version = ++this.version;
     const message: ToWorker = previous !== undefined && sameListeners(previous.listeners, config.listeners)
-      ? { type: 'sites', version, ...siteChanges(previous.sites, config.sites), trustedProxies: config.trustedProxies ?? [] }
+      ? {
+        type: 'sites', version, ...siteChanges(previous.sites, config.sites), trustedProxies: config.trustedProxies ?? [],
+        certificates: certificateChanges(previous.certificates ?? [], config.certificates ?? []),
+      }
       : { type: 'config', version, config };
     const perWorker = await Promise.all(this.slots.map(async (slot) => {
       if (slot.child === null) return []; // restarting: it will start from the latest configuration

@@ -10,14 +10,20 @@
  */
 import type { ResolvedOptions } from './config.js';
 import type { MetricJson } from './metrics.js';
-import type { GatewayConfig, SiteRoute } from './types.js';
+import type { CertificateConfig, GatewayConfig, SiteRoute } from './types.js';
 
 export type ToWorker =
   | { type: 'init'; opts: ResolvedOptions }
   | { type: 'handle'; listener: string }
   | { type: 'config'; version: number; config: GatewayConfig }
-  /** `remove`: site keys (routes.ts siteKey); `upsert`: new or changed routes. */
-  | { type: 'sites'; version: number; upsert: SiteRoute[]; remove: string[]; trustedProxies: string[] }
+  /**
+   * `remove`: site keys (routes.ts siteKey); `upsert`: new or changed routes;
+   * `certificates`: new or changed certificates and ids of removed ones (null: none changed).
+   */
+  | {
+    type: 'sites'; version: number; upsert: SiteRoute[]; remove: string[]; trustedProxies: string[];
+    certificates: { upsert: CertificateConfig[]; remove: string[] } | null;
+  }
   | { type: 'metrics'; request: number }
   | { type: 'close'; graceMs: number };
 

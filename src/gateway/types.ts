@@ -19,6 +19,27 @@ export interface ListenerConfig {
    * this listener (bare IP, unknown names). Without one they get the neutral 404.
    */
   defaultSite?: string;
+  /** `https` only: refuse handshakes without SNI, or naming no configured certificate. Default false. */
+  strictSni?: boolean;
+  /**
+   * `https` only: id of a neutral certificate (one with `tenantId: null`) for
+   * clients that send no SNI, or a name no certificate covers. Without one
+   * those handshakes are refused.
+   */
+  defaultCertificate?: string;
+}
+
+export interface CertificateConfig {
+  /** Stable id; listeners name their default certificate by it, updates replace by it. */
+  id: string;
+  /** Normalised names it serves (SNI); may include '*.example.com'. One certificate per name. */
+  hostnames: string[];
+  /** The certificate, then its chain, PEM. */
+  certPem: string;
+  /** Its private key, PEM. Never logged. */
+  keyPem: string;
+  /** The tenant it belongs to; null for the platform's own (neutral) certificates. */
+  tenantId: string | null;
 }
 
 export type SiteTarget =
@@ -46,6 +67,8 @@ export interface SiteRoute {
 export interface GatewayConfig {
   listeners: ListenerConfig[];
   sites: SiteRoute[];
+  /** Certificates for `https` listeners, chosen by SNI. Default none. */
+  certificates?: CertificateConfig[];
   /**
    * Client addresses (IP literals) of proxies in front of the gateway whose
    * incoming X-Forwarded-* and Forwarded headers are kept and appended to.
@@ -68,6 +91,8 @@ export interface GatewayOptions {
   requestTimeoutMs?: number;
   /** Idle time between requests on a client connection; default 5 s. */
   keepAliveTimeoutMs?: number;
+  /** Time for a TLS client to send its ClientHello and finish the handshake; default 10 s. */
+  tlsHandshakeTimeoutMs?: number;
   /** Largest request head in bytes; default 16 KiB. */
   maxHeaderSize?: number;
   /** Most header lines in a request; default 100. */

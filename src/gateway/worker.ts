@@ -8,6 +8,9 @@
  * by one sweep timer), upstream pools, per-site counters and limiters.
  */
 import { Server, type Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { CertificateStore, type CertificateEntry } from './certificates.js';
+import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js';
 import { AccessLog } from './access-log.js';
 import type { ResolvedOptions } from './config.js';
 import { ClientConnection, type ListenerInfo } from './connection.js';
@@ -19,7 +22,7 @@ import { SiteStats, UNROUTED, statsToJson } from './metrics.js';
 import { RouteTable, sameRoute, siteKey, type RouteEntry } from './routes.js';
 import type { Site } from './site.js';
 import { StaticFiles } from './static.js';
-import type { GatewayConfig, SiteRoute } from './types.js';
+import type { CertificateConfig, GatewayConfig, ListenerConfig, SiteRoute } from './types.js';
 import { UpstreamPool } from './upstream.js';
 
 interface Listening {
@@ -39,6 +42,7 @@ class Worker {
   private readonly connections = new Set<ClientConnection>();
   private readonly pools = new Map<string, UpstreamPool>();
   private sites = new Map<string, RouteEntry<Site>>();
+  private certificates = CertificateStore.empty();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly opts: ResolvedOptions) {
@@ -88,8 +92,14 @@ class Worker {
       next.set(key, { route, site: this.siteFor(route, this.sites.get(key)) });
     }
     const routes = RouteTable.compile(config.listeners, next.values());
-    // The swap: from here every new request routes with the new table.
+    const certificates = CertificateStore.build(config.certificates ?? [], this.opts.ticketSecret, this.certificates);
+    // The swap: from here every new request routes with the new table, every new handshake uses the new certificates.
     this.ctx.routes = routes;
+    this.certificates = certificates;
+    for (const l of config.listeners) {
+      const live = this.listening.get(l.id);
+      if (live !== undefined) Object.assign(live.info, tlsSettings(l));
+    }
     this.ctx.trustedProxies = new Set(config.trustedProxies ?? []);
     this.sites = next;
     this.retireUnusedPools();
@@ -98,7 +108,10 @@ class Worker {
   }
 
   /** Only the sites that changed: the affected listeners' maps are copied and patched, then swapped. */
-  applyChanges(version: number, upsert: SiteRoute[], remove: string[], trustedProxies: string[]): void {
+  applyChanges(
+    version: number, upsert: SiteRoute[], remove: string[], trustedProxies: string[],
+    certificates: { upsert: CertificateConfig[]; remove: string[] } | null,
+  ): void {
     this.ctx.now = Date.now();
     const removed: SiteRoute[] = [];
     const added: Array<RouteEntry<Site>> = [];
@@ -116,7 +129,10 @@ class Worker {
       this.sites.set(key, entry);
       added.push(entry);
     }
+    const certs = certificates === null ? this.certificates
+      : this.certificates.withChanges(certificates.upsert, certificates.remove, this.opts.ticketSecret);
     this.ctx.routes = this.ctx.routes.withChanges(removed, added);
+    this.certificates = certs;
     this.ctx.trustedProxies = new Set(trustedProxies);
     this.retireUnusedPools();
     send({ type: 'applied', version, failed: [] });
@@ -184,9 +200,11 @@ class Worker {
         send({ type: 'warning', message: 'no socket for listener', details: { listener: id } });
         continue;
       }
-      const info: ListenerInfo = { id, protocol: l.protocol === 'https' ? 'https' : 'http' };
+      const info: ListenerInfo = { id, protocol: l.protocol === 'https' ? 'https' : 'http', ...tlsSettings(l) };
       const entry: Listening = { info, server: new Server({ allowHalfOpen: true, noDelay: true }), connections: new Set() };
-      entry.server.on('connection', (socket: Socket) => this.accept(entry, socket));
+      entry.server.on('connection', info.protocol === 'https'
+        ? (socket: Socket) => this.acceptTls(entry, socket)
+        : (socket: Socket) => this.accept(entry, socket));
       starting.push(new Promise((resolve) => {
         entry.server.once('listening', () => resolve(null));
         entry.server.once('error', (err: NodeJS.ErrnoException) => {
@@ -216,6 +234,88 @@ class Worker {
     entry.connections.add(conn);
   }
 
+  /**
+   * A TLS client: read its ClientHello (bounded in size and time), pick the
+   * certificate by SNI — exact name, longest wildcard, else the listener's
+   * neutral default unless strict — and only then start TLS with that
+   * certificate's own context, so session tickets and ids stay per certificate.
+   * Requests then take the HTTP path, knowing the SNI name for the 421 check.
+   */
+  private acceptTls(entry: Listening, socket: Socket): void {
+    const ip = unmapIpv4(socket.remoteAddress ?? '');
+    if (!this.ctx.connectionsPerIp.acquire(ip)) {
+      socket.destroy();
+      return;
+    }
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.ctx.connectionsPerIp.release(ip);
+    };
+    socket.on('close', release);
+    socket.on('error', () => {});
+    const timer = setTimeout(() => socket.destroy(), this.opts.tlsHandshakeTimeoutMs);
+    timer.unref();
+    let buffered: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const hello = parseClientHello(buffered);
+      if (hello.kind === 'partial' && buffered.length <= MAX_HELLO_BYTES + 1024) return;
+      socket.removeListener('data', onData);
+      socket.pause();
+      const cert = hello.kind === 'hello' ? this.certificateFor(entry.info, hello.sni) : null;
+      if (cert === null) {
+        clearTimeout(timer);
+        socket.destroy();
+        return;
+      }
+      socket.unshift(buffered);
+      this.startTls(entry, socket, ip, hello.kind === 'hello' ? hello.sni : null, cert, timer, release);
+    };
+    socket.on('data', onData);
+  }
+
+  private certificateFor(info: ListenerInfo, sni: string | null): CertificateEntry | null {
+    const named = sni === null ? null : this.certificates.lookup(sni);
+    if (named !== null) return named;
+    if (info.strictSni || info.defaultCertificate === undefined) return null;
+    return this.certificates.byId.get(info.defaultCertificate) ?? null;
+  }
+
+  private startTls(
+    entry: Listening, socket: Socket, ip: string, sni: string | null, cert: CertificateEntry,
+    timer: NodeJS.Timeout, release: () => void,
+  ): void {
+    let tls: TLSSocket;
+    try {
+      tls = new TLSSocket(socket, {
+        isServer: true, secureContext: cert.secureContext(), ALPNProtocols: ['http/1.1'], requestCert: false, rejectUnauthorized: false,
+      });
+    } catch {
+      clearTimeout(timer);
+      send({ type: 'warning', message: 'certificate cannot be loaded', details: { certificate: cert.config.id } });
+      socket.destroy();
+      return;
+    }
+    tls.on('error', () => tls.destroy());
+    tls.on('close', release);
+    tls.once('secure', () => {
+      clearTimeout(timer);
+      if (this.listening.get(entry.info.id) !== entry) { // the listener went away during the handshake
+        tls.destroy();
+        return;
+      }
+      const conn = new ClientConnection(this.ctx, entry.info, tls, ip, (c) => {
+        this.connections.delete(c);
+        entry.connections.delete(c);
+        release();
+      }, sni);
+      this.connections.add(conn);
+      entry.connections.add(conn);
+    });
+  }
+
   metrics(request: number): void {
     const stats = new Set([this.ctx.unrouted]);
     for (const { site } of this.sites.values()) stats.add(site.stats);
@@ -234,6 +334,11 @@ class Worker {
     await this.ctx.accessLog?.close();
     process.exit(0);
   }
+}
+
+/** The TLS settings of a listener, as connections read them. */
+function tlsSettings(l: ListenerConfig): Pick<ListenerInfo, 'strictSni' | 'defaultCertificate'> {
+  return { strictSni: l.strictSni === true, defaultCertificate: l.defaultCertificate };
 }
 
 /** '::ffff:1.2.3.4' (an IPv4 client on a dual-stack listener) → '1.2.3.4'. */
@@ -255,7 +360,7 @@ process.on('message', (message: ToWorker, handle: unknown) => {
       void worker?.apply(message.version, message.config);
       break;
     case 'sites':
-      worker?.applyChanges(message.version, message.upsert, message.remove, message.trustedProxies);
+      worker?.applyChanges(message.version, message.upsert, message.remove, message.trustedProxies, message.certificates);
       break;
     case 'metrics':
       worker?.metrics(message.request);

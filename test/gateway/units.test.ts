@@ -85,7 +85,9 @@ test('configuration errors are refused with STRATA_ERR_CONFIG', () => {
   const bad: GatewayConfig[] = [
     { listeners: [listener, listener], sites: [] },
     { listeners: [{ ...listener, address: 'localhost' }], sites: [] },
-    { listeners: [{ ...listener, protocol: 'https' }], sites: [] },
+    { listeners: [{ ...listener, protocol: 'tls-passthrough' }], sites: [] },
+    { listeners: [{ ...listener, strictSni: true }], sites: [] },
+    { listeners: [{ ...listener, protocol: 'https', defaultCertificate: 'missing' }], sites: [] },
     { listeners: [listener], sites: [route('Example.com')] },
     { listeners: [listener], sites: [route('a.test'), route('a.test', 'other')] },
     { listeners: [listener], sites: [route('a.test', 't', ['nope'])] },
