@@ -1,0 +1,175 @@
+/**
+ * The guard: interceptors → warning pool → evaluator → actuator, in one object
+ * the daemon starts with `strata up`.
+ *
+ * `ingest` (what interceptors call) only files the event in the pool and, if
+ * no drain is scheduled, schedules one with `setImmediate`; the drain
+ * evaluates up to `batchSize` warnings, hands matches to the actuator, reports
+ * pool drops as an alert, and yields to the event loop before the next batch.
+ * So evaluation never runs on an interceptor's path and I/O keeps flowing
+ * under a flood.
+ *
+ * Alerts are kept in an in-memory ring (default the last 10,000) for
+ * `alerts()`; each carries the index of its audit log entry, which is the
+ * lasting record.
+ */
+import type { EventBus } from '../control/events.js';
+import { priorityRank, type GuardEvent, type Priority } from './event.js';
+import { Actuator, type ActuatorTarget, type Alert, type AuditSink } from './actuator.js';
+import { Evaluator } from './evaluator.js';
+import type { Interceptor } from './interceptor.js';
+import { WarningPool, type PoolOptions, type RecordOutcome } from './pool.js';
+import type { Ruleset, TenantOverride } from './rules.js';
+
+export interface GuardOptions {
+  ruleset: Ruleset;
+  target: ActuatorTarget;
+  audit: AuditSink;
+  events: EventBus;
+  pool?: PoolOptions;
+  /** Warnings evaluated per turn of the event loop; default 4,096. */
+  batchSize?: number;
+  /** Alerts kept for `alerts()`; default 10,000. */
+  alertRing?: number;
+  /** See ActuatorOptions. */
+  freezeMs?: number;
+  escalateAfter?: number;
+  escalationWindowMs?: number;
+}
+
+export interface GuardStats {
+  /** Events handed to `ingest`. */
+  received: number;
+  /** Events folded into a waiting identical warning. */
+  aggregated: number;
+  /** Events lost to a full pool (each also raised an alert). */
+  dropped: number;
+  /** Warnings evaluated against the rules. */
+  evaluated: number;
+  alerts: number;
+  waiting: number;
+}
+
+export interface AlertQuery {
+  tenantId?: string;
+  /** This priority or a more urgent one. */
+  priority?: Priority;
+  /** ISO 8601 or ms since the epoch: alerts raised at or after it. */
+  since?: string | number;
+  limit?: number;
+}
+
+export class Guard {
+  readonly #pool: WarningPool;
+  readonly #evaluator: Evaluator;
+  readonly #actuator: Actuator;
+  readonly #interceptors = new Map<string, Interceptor>();
+  readonly #batchSize: number;
+  readonly #ring: (Alert | undefined)[];
+  #ringNext = 0;
+  #alertCount = 0;
+  #drainScheduled: NodeJS.Immediate | undefined;
+  #running = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(opts: GuardOptions) {
+    this.#pool = new WarningPool(opts.pool);
+    this.#evaluator = new Evaluator(opts.ruleset);
+    this.#actuator = new Actuator({
+      target: opts.target, audit: opts.audit, events: opts.events,
+      ...(opts.freezeMs !== undefined ? { freezeMs: opts.freezeMs } : {}),
+      ...(opts.escalateAfter !== undefined ? { escalateAfter: opts.escalateAfter } : {}),
+      ...(opts.escalationWindowMs !== undefined ? { escalationWindowMs: opts.escalationWindowMs } : {}),
+    });
+    this.#batchSize = opts.batchSize ?? 4096;
+    this.#ring = new Array(opts.alertRing ?? 10_000);
+  }
+
+  /** Adds an interceptor; started now if the guard runs, else by `start`. Ids must be unique. */
+  async addInterceptor(interceptor: Interceptor): Promise<void> {
+    if (this.#interceptors.has(interceptor.id)) throw new RangeError(`interceptor '${interceptor.id}' is already registered`);
+    this.#interceptors.set(interceptor.id, interceptor);
+    if (this.#running) await interceptor.start(this.ingest);
+  }
+
+  async removeInterceptor(id: string): Promise<void> {
+    const interceptor = this.#interceptors.get(id);
+    this.#interceptors.delete(id);
+    await interceptor?.stop();
+  }
+
+  async start(): Promise<void> {
+    this.#running = true;
+    for (const i of this.#interceptors.values()) await i.start(this.ingest);
+  }
+
+  /** Stops the interceptors, evaluates what is still waiting, and undoes pending freezes. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    await Promise.all([...this.#interceptors.values()].map((i) => i.stop()));
+    await this.drained();
+    await this.#actuator.stop();
+  }
+
+  /** Files one event; O(1), never evaluates. The answer is the pool's back-pressure signal. */
+  readonly ingest = (event: GuardEvent): RecordOutcome => {
+    const outcome = this.#pool.record(event);
+    if (this.#drainScheduled === undefined) this.#drainScheduled = setImmediate(this.#drain);
+    return outcome;
+  };
+
+  /** Disables a rule or changes its action for one tenant (tenant policy). */
+  setOverride(o: TenantOverride): void {
+    this.#evaluator.setOverride(o);
+  }
+
+  /** Resolves when the pool is empty and every action started has finished. */
+  async drained(): Promise<void> {
+    if (this.#pool.waiting > 0 || this.#drainScheduled !== undefined) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    await this.#actuator.settled();
+  }
+
+  stats(): GuardStats {
+    const p = this.#pool.stats();
+    return { received: p.received, aggregated: p.aggregated, dropped: p.dropped, evaluated: this.#evaluator.evaluated, alerts: this.#alertCount, waiting: p.waiting };
+  }
+
+  /** Recent alerts, oldest first, filtered. */
+  alerts(q: AlertQuery = {}): Alert[] {
+    const since = q.since === undefined ? undefined : typeof q.since === 'number' ? q.since : Date.parse(q.since);
+    const maxRank = q.priority === undefined ? undefined : priorityRank(q.priority);
+    const out: Alert[] = [];
+    for (let i = 0; i < this.#ring.length; i++) {
+      const a = this.#ring[(this.#ringNext + i) % this.#ring.length];
+      if (!a) continue;
+      if (q.tenantId !== undefined && a.tenantId !== q.tenantId) continue;
+      if (maxRank !== undefined && priorityRank(a.priority) > maxRank) continue;
+      if (since !== undefined && Date.parse(a.time) < since) continue;
+      out.push(a);
+    }
+    return q.limit === undefined ? out : out.slice(-q.limit);
+  }
+
+  readonly #drain = (): void => {
+    this.#drainScheduled = undefined;
+    for (const warning of this.#pool.drain(this.#batchSize)) {
+      for (const match of this.#evaluator.evaluate(warning)) this.#keep(this.#actuator.handle(match));
+    }
+    const drops = this.#pool.takeDropReport();
+    if (drops) {
+      this.#keep(this.#actuator.raise({
+        rule: 'guard.pool.dropped', priority: 'critical', output: `warning pool full: ${drops.total} events dropped`,
+        tenantId: null, instanceId: null, level: 'host', kind: 'guard.pool', action: 'notify', count: drops.total,
+        fields: Object.fromEntries(Object.entries(drops.byPriority).map(([p, n]) => [`dropped.${p}`, n])), tags: ['guard'], eventTime: Date.now(),
+      }));
+    }
+    if (this.#pool.waiting > 0) this.#drainScheduled = setImmediate(this.#drain);
+    else for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  };
+
+  #keep(alert: Alert): void {
+    this.#ring[this.#ringNext] = alert;
+    this.#ringNext = (this.#ringNext + 1) % this.#ring.length;
+    this.#alertCount++;
+  }
+}

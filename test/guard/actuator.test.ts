@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Actuator } from '../../src/guard/actuator.js';
+import type { Match } from '../../src/guard/evaluator.js';
+import { event, FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
+
+const match = (action: Match['action'], instanceId: string | null = 'i1'): Match => ({
+  rule: 'r', priority: 'critical', action, output: 'bad thing', event: event('process.exec', { 'proc.name': 'sh' }, { instanceId }), count: 1, tags: [],
+});
+
+test('every alert and action goes to the target, the audit log (as the guard) and the event bus', async () => {
+  const target = new FakeTarget(), audit = new MemoryAudit(), { bus, published } = recordingBus();
+  const actuator = new Actuator({ target, audit, events: bus });
+  const alert = actuator.handle(match('snapshot'));
+  await actuator.settled();
+  assert.equal(target.alerts[0], alert);
+  assert.deepEqual(target.calls, ['snapshot i1']);
+  assert.deepEqual(audit.entries.map((e) => [e.action, e.result, e.target]), [['guard.alert', 'ok', 'i1'], ['guard.snapshot', 'ok', 'i1']]);
+  assert.deepEqual(audit.entries[0]!.actor, { userId: null, name: 'guard', role: 'system' });
+  assert.deepEqual((audit.entries[0]!.details as { evidence: unknown }).evidence, { 'proc.name': 'sh' });
+  assert.equal(alert.auditIndex, 0);
+  assert.deepEqual(published.map((e) => [e.category, e.type, e.tenantId]), [['alert', 'guard.alert', 't1'], ['alert', 'guard.snapshot', 't1']]);
+  await actuator.stop();
+});
+
+test('without an instance an alert is notify-only', async () => {
+  const target = new FakeTarget();
+  const actuator = new Actuator({ target, audit: new MemoryAudit(), events: recordingBus().bus });
+  assert.equal(actuator.handle(match('stop', null)).action, 'notify');
+  await actuator.settled();
+  assert.deepEqual(target.calls, []);
+});
+
+test('freeze undoes itself after freezeMs; stop cancels the undo', async () => {
+  const target = new FakeTarget(), audit = new MemoryAudit();
+  const actuator = new Actuator({ target, audit, events: recordingBus().bus, freezeMs: 30 });
+  actuator.handle(match('freeze', 'a'));
+  actuator.handle(match('freeze', 'b'));
+  await actuator.settled();
+  actuator.handle(match('stop', 'b'));
+  await sleep(80);
+  await actuator.settled();
+  assert.deepEqual(target.calls, ['freeze a', 'freeze b', 'stop b', 'resume a']);
+  assert.ok(audit.entries.some((e) => e.action === 'guard.resume' && e.target === 'a'));
+  await actuator.stop();
+});
+
+test('stopping the actuator resumes what it froze', async () => {
+  const target = new FakeTarget();
+  const actuator = new Actuator({ target, audit: new MemoryAudit(), events: recordingBus().bus, freezeMs: 60_000 });
+  actuator.handle(match('freeze'));
+  await actuator.settled();
+  await actuator.stop();
+  assert.deepEqual(target.calls, ['freeze i1', 'resume i1']);
+});
+
+test('repeat offenders escalate notify → freeze → stop', async () => {
+  const target = new FakeTarget();
+  const actuator = new Actuator({ target, audit: new MemoryAudit(), events: recordingBus().bus, escalateAfter: 2, freezeMs: 60_000 });
+  const actions = Array.from({ length: 7 }, () => actuator.handle(match('notify')).action);
+  assert.deepEqual(actions, ['notify', 'notify', 'freeze', 'freeze', 'stop', 'stop', 'stop']);
+  assert.equal(actuator.handle(match('notify', 'other')).action, 'notify', 'strikes are per instance');
+  await actuator.settled();
+  assert.deepEqual(target.calls, ['freeze i1', 'freeze i1', 'stop i1', 'stop i1', 'stop i1']);
+  await actuator.stop();
+  assert.ok(!target.calls.includes('resume i1'), 'a stopped instance is not resumed');
+});
+
+test('a failed action is audited as an error and raises its own alert', async () => {
+  const target = new FakeTarget(), audit = new MemoryAudit();
+  target.failing.add('freeze');
+  const actuator = new Actuator({ target, audit, events: recordingBus().bus });
+  actuator.handle(match('freeze'));
+  await actuator.settled();
+  assert.deepEqual(audit.entries.map((e) => [e.action, e.result]), [['guard.alert', 'ok'], ['guard.freeze', 'error'], ['guard.alert', 'ok']]);
+  assert.equal(target.alerts[1]!.rule, 'guard.action.failed');
+  await actuator.stop();
+  assert.ok(!target.calls.includes('resume i1'), 'nothing to undo');
+});
