@@ -24,6 +24,9 @@ import { OperationRunner } from './control/operations.js';
 import { Reconciler } from './control/reconciler.js';
 import { buildApi } from './api/server.js';
 import { FrontDoor } from './control/front-door.js';
+import { GuardTarget } from './control/guard-target.js';
+import { Guard } from './guard/guard.js';
+import { loadDefaultRuleset } from './guard/rules.js';
 import { startGateway, type GatewayOptions, type ListenerConfig } from './gateway/index.js';
 import type { Services } from './api/services.js';
 import type { LevelDriver } from './levels/driver.js';
@@ -154,9 +157,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     collect() { this.set(audit.size()); },
   });
 
+  const instances = new InstanceService({ store, audit, events, operations, registry, locks });
+  const guard = new Guard({ ruleset: await loadDefaultRuleset(), target: new GuardTarget(store, instances, operations, audit), audit, events });
+  await guard.start();
   const services: Services = {
     version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
-    instances: new InstanceService({ store, audit, events, operations, registry, locks }), metrics,
+    instances, metrics, guard,
   };
   const reconciler = new Reconciler({
     store, registry, locks, logger: log,
@@ -174,6 +180,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     closed = true;
     await frontDoor?.close();
     await api.close();
+    await guard.stop();
     await reconciler.stop();
     await operations.drain();
     audit.close();

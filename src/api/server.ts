@@ -7,6 +7,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { Counter, Histogram } from 'prom-client';
 import { StrataError, isStrataError, type ErrorCode } from '../errors.js';
+import { alertRoutes } from './alerts.js';
 import { auditRoutes } from './audit.js';
 import { eventRoutes } from './events.js';
 import { instanceRoutes } from './instances.js';
@@ -34,6 +35,7 @@ export const API_ROUTES: readonly AnyRoute[] = [
   ...siteRoutes,
   ...operationRoutes,
   ...auditRoutes,
+  ...alertRoutes,
   ...eventRoutes,
 ];
 

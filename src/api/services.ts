@@ -4,6 +4,7 @@
  */
 import type { Registry } from 'prom-client';
 import type { Gateway } from '../gateway/index.js';
+import type { Guard } from '../guard/guard.js';
 import type { AuditLog } from '../audit/log.js';
 import type { Authenticator } from '../auth/authenticate.js';
 import type { EventBus } from '../control/events.js';
@@ -25,4 +26,6 @@ export interface Services {
   metrics: Registry;
   /** The front door, when the daemon runs one: its per-site metrics join /metrics. */
   gateway?: Gateway;
+  /** The security monitor: its alerts are served at /v1/alerts. */
+  guard: Guard;
 }

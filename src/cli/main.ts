@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
 import { registerAudit } from './audit.js';
 import { registerEvents } from './events.js';
+import { registerGuard } from './guard.js';
 import { registerImage } from './image.js';
 import { registerInfo } from './info.js';
 import { registerInstance } from './instance.js';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerToken(program);
   registerInstance(program);
   registerImage(program);
+  registerGuard(program);
   registerSite(program);
   registerSnapshot(program);
   registerOperation(program);

@@ -81,6 +81,7 @@ const CASES: Case[] = [
   { action: 'snapshot.restore', setup: withSnapshot, request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/snapshots/${c.snap}/restore?wait=10` }), expect: ADMIN_INSIDE },
   { action: 'snapshot.delete', setup: withSnapshot, request: (t, c) => ({ method: 'DELETE', path: `/v1/tenants/${t}/instances/${c.name}/snapshots/${c.snap}` }), expect: ADMIN_INSIDE },
   { action: 'audit.read', request: (t) => ({ method: 'GET', path: `/v1/audit/entries?tenant=${t}` }), expect: AUDIT_READERS },
+  { action: 'alert.read', request: (t) => ({ method: 'GET', path: `/v1/alerts?tenant=${t}` }), expect: AUDIT_READERS },
   { action: 'audit.export', request: (t) => ({ method: 'GET', path: `/v1/audit/export?tenant=${t}` }), expect: AUDIT_READERS },
   {
     action: 'operation.read',
