@@ -3,7 +3,7 @@
  * target resolved — an instance's site to the address its driver reports, a
  * static site to a directory under the tenant's own docroot area
  * (`DATA_DIR/docroots/<tenant>/…`). Recomputed as a whole on any change to
- * sites or instances (debounced): 10,000 sites compile in milliseconds, and a
+ * sites or instances (coalesced): 10,000 sites compile in milliseconds, and a
  * whole table is what the gateway swaps atomically.
  */
 import { mkdirSync } from 'node:fs';
@@ -13,8 +13,6 @@ import type { Gateway, GatewayConfig, ListenerConfig, SiteRoute } from '../gatew
 import type { Store } from '../store/store.js';
 import type { Instance, Site, Tenant } from '../store/types.js';
 import type { EventBus } from './events.js';
-
-const DEBOUNCE_MS = 10;
 
 /** Where a tenant's static sites live; `root` was checked at the API edge to stay inside it. */
 export const tenantDocroot = (dataDir: string, tenant: string): string => join(dataDir, 'docroots', tenant);
@@ -51,7 +49,7 @@ export function upstreamOf(info: Record<string, unknown>, port: number): { host:
 }
 
 export class FrontDoor {
-  #timer: NodeJS.Timeout | undefined;
+  #pending = false;
   #running: Promise<void> = Promise.resolve();
   #unsubscribe: (() => void) | undefined;
 
@@ -87,13 +85,18 @@ export class FrontDoor {
     });
   }
 
-  /** Coalesces bursts of changes into one update. */
+  /**
+   * Coalesces bursts of changes into one update: changes in the same turn of the
+   * event loop, or made while an update is in flight, go out together next.
+   */
   schedule(): void {
-    if (this.#timer) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#running = this.#running.then(() => this.sync());
-    }, DEBOUNCE_MS);
+    if (this.#pending) return;
+    this.#pending = true;
+    this.#running = this.#running.then(async () => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      this.#pending = false;
+      await this.sync();
+    });
   }
 
   async sync(): Promise<void> {
@@ -106,7 +109,6 @@ export class FrontDoor {
 
   async close(): Promise<void> {
     this.#unsubscribe?.();
-    clearTimeout(this.#timer);
     await this.#running;
     await this.gateway.close();
   }

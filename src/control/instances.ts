@@ -56,7 +56,9 @@ export class InstanceService {
     const operation = this.#operation(p, tenant, 'instance.create', instance, async () => {
       await this.d.locks.run(instance.id, async () => {
         // The reconciler may have got here first (e.g. after a restart): then there is nothing to create.
-        if (!(await driver.inspect(instance.id))) await this.#drive(driver, instance, 'stopped', () => driver.create(specOf(instance)));
+        await this.#drive(driver, instance, 'stopped', () => driver.create(specOf(instance)).catch((e: unknown) => {
+          if (!(isStrataError(e) && e.code === 'STRATA_ERR_CONFLICT')) throw e;
+        }));
         const now = this.#current(instance.id);
         if (instance.desiredState === 'running' && now.actualState !== 'running') {
           await this.#drive(driver, now, checkAction(now.actualState, 'start'), () => driver.start(instance.id));
@@ -186,8 +188,8 @@ export class InstanceService {
   }
 
   /**
-   * Runs one driver call and records the resulting state with the driver's live
-   * facts (address, pid …: what the gateway routes by), or `failed` with the error.
+   * Runs one driver call and records the resulting state — with the driver's live
+   * facts (address, pid …) when it now runs — or `failed` with the error.
    */
   async #drive(driver: LevelDriver, instance: Instance, to: InstanceState, call: () => Promise<void>): Promise<void> {
     const from = this.d.store.getInstanceById(instance.id)?.actualState ?? instance.actualState;
@@ -201,9 +203,10 @@ export class InstanceService {
       }
       throw isStrataError(e) ? e : new StrataError('STRATA_ERR_DRIVER', message, undefined, { cause: e });
     }
-    const seen = await driver.inspect(instance.id);
+    // Live facts matter once it runs (the gateway routes by its address); other states keep what was known.
+    const seen = to === 'running' ? await driver.inspect(instance.id) : null;
     if (!this.d.store.getInstanceById(instance.id)) return;
-    this.d.store.setActualState(instance.id, to, seen?.info ?? {});
+    this.d.store.setActualState(instance.id, to, seen?.info);
     this.#stateEvent(instance, from, to);
   }
 
