@@ -1,8 +1,9 @@
 /**
- * Requests per second to a hello handler running as an env instance (HTTP into
- * the instance's loopback port → supervisor → isolate host → isolate, and
- * back), against the same handler as a plain Node.js http server in its own
- * process. Both are driven by the same load generator over loopback keep-alive
+ * Requests per second to a hello handler running as an env instance, through
+ * the gateway by hostname (gateway → the instance's loopback port → supervisor →
+ * isolate host → isolate, and back), against the same handler as a plain Node.js
+ * http server in its own process. The instance's port is also measured
+ * directly, to show what the gateway hop costs. Both are driven by the same load generator over loopback keep-alive
  * connections: `wrk` (Debian) when installed, else a node:http Agent loop.
  *
  * The anchor is measured in the same run. Options: --seconds=N (default 10),
@@ -14,9 +15,11 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { startGateway, type Gateway } from '../src/gateway/index.js';
 import { EnvDriver } from '../src/levels/env/index.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
 
+const HOST = 'hello.bench.test';
 const HANDLER = `export default { fetch(request) { return new Response('hello ' + new URL(request.url).pathname) } }`;
 const PLAIN_SERVER = `
 const http = require('node:http');
@@ -27,10 +30,10 @@ s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
 const hasWrk = (): boolean => spawnSync('wrk', ['--version']).error === undefined;
 
 /** req/s from wrk, or from a keep-alive node:http loop when wrk is missing. */
-async function load(url: string, seconds: number, connections: number): Promise<number> {
+async function load(url: string, seconds: number, connections: number, host?: string): Promise<number> {
   if (hasWrk()) {
     const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, url], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, ...(host ? ['-H', `Host: ${host}`] : []), url], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
       child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
       child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}`))));
@@ -44,7 +47,7 @@ async function load(url: string, seconds: number, connections: number): Promise<
   let done = 0;
   const deadline = Date.now() + seconds * 1000;
   const one = (): Promise<void> => new Promise((resolve, reject) => {
-    request(url, { agent }, (res) => { res.resume(); res.on('end', () => { done++; resolve(); }); }).on('error', reject).end();
+    request(url, { agent, ...(host ? { headers: { host } } : {}) }, (res) => { res.resume(); res.on('end', () => { done++; resolve(); }); }).on('error', reject).end();
   });
   await Promise.all(Array.from({ length: connections }, async () => { while (Date.now() < deadline) await one(); }));
   agent.destroy();
@@ -57,6 +60,7 @@ export default async function envProxy(opts: BenchOptions): Promise<BenchResult>
   const dir = mkdtempSync(join(tmpdir(), 'strata-bench-env-'));
   const driver = new EnvDriver({ stateDir: dir, hosts: 1 });
   let plain: ChildProcess | null = null;
+  let gateway: Gateway | null = null;
   try {
     const availability = await driver.provision();
     if (!availability.available) throw new Error(availability.reason);
@@ -67,24 +71,31 @@ export default async function envProxy(opts: BenchOptions): Promise<BenchResult>
     plain = spawn(process.execPath, ['-e', PLAIN_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
     const plainPort = Number(await new Promise<string>((resolve) => createInterface({ input: plain!.stdout! }).once('line', resolve)));
 
-    await load(`http://127.0.0.1:${envPort}/`, 2, connections);
-    const envRps = await load(`http://127.0.0.1:${envPort}/`, seconds, connections);
+    gateway = await startGateway({
+      listeners: [{ id: 'http', address: '127.0.0.1', port: 0, protocol: 'http' }],
+      sites: [{ hostname: HOST, tenantId: 'bench', target: { kind: 'upstream', host: '127.0.0.1', port: envPort } }],
+    });
+    const gatewayUrl = `http://127.0.0.1:${gateway.addresses()[0]!.port}/`;
+    await load(gatewayUrl, 2, connections, HOST);
+    const envRps = await load(gatewayUrl, seconds, connections, HOST);
+    const directRps = await load(`http://127.0.0.1:${envPort}/`, seconds, connections);
     await load(`http://127.0.0.1:${plainPort}/`, 2, connections);
     const plainRps = await load(`http://127.0.0.1:${plainPort}/`, seconds, connections);
     return {
-      metric: 'hello handler req/s over loopback keep-alive (env instance port)',
+      metric: 'hello handler req/s through the gateway by hostname (loopback keep-alive)',
       unit: 'req/s',
       value: envRps,
       anchor: 'the same handler as a plain Node.js http server',
       anchor_value: plainRps,
       summary: [
         `load generator: ${hasWrk() ? 'wrk -t2' : 'node:http keep-alive loop'}, ${connections} connections, ${seconds} s each`,
-        `env instance: ${envRps.toFixed(0)} req/s; plain Node.js server: ${plainRps.toFixed(0)} req/s`,
+        `env instance through the gateway: ${envRps.toFixed(0)} req/s; at its port directly: ${directRps.toFixed(0)} req/s; plain Node.js server: ${plainRps.toFixed(0)} req/s`,
       ],
-      extra: { connections, seconds, generator: hasWrk() ? 'wrk' : 'node' },
+      extra: { connections, seconds, generator: hasWrk() ? 'wrk' : 'node', direct_rps: directRps },
     };
   } finally {
     plain?.kill();
+    await gateway?.close();
     await driver.cleanup();
     rmSync(dir, { recursive: true, force: true });
   }
