@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { instanceFor, tenantFor } from './lookup.js';
 import { presentInstance, presentOperation } from './present.js';
 import { defineRoute } from './route.js';
-import { DEFAULT_LIMITS, ErrorBody, Instance, InstanceAction, InstanceActionBody, InstanceCreate, Name, Operation as OperationSchema, WaitQuery, list } from './schemas.js';
+import { DEFAULT_LIMITS, ErrorBody, Instance, InstanceAction, InstanceActionBody, InstanceCreate, InstanceRedeploy, Name, Operation as OperationSchema, WaitQuery, list } from './schemas.js';
 
 const tag = 'instances';
 const TenantParams = z.object({ tenant: Name }).strict();
@@ -55,6 +55,16 @@ export const instanceRoutes = [
       const graceMs = body?.force ? 0 : body?.graceSeconds !== undefined ? body.graceSeconds * 1000 : undefined;
       const op = s.instances.act(p, tenant, instance, params.action, graceMs === undefined ? {} : { graceMs }, audit);
       return { status: 202, body: { operation: presentOperation(s, op) } };
+    },
+  }),
+  defineRoute({
+    method: 'POST', url: '/v1/tenants/:tenant/instances/:name/redeploy', tag,
+    summary: 'New code for an instance without dropping requests in flight (env level)', params: Params, query: WaitQuery,
+    body: InstanceRedeploy, auditAs: 'instance.redeploy', responses: { 200: Accepted, 202: Accepted, 422: ErrorBody }, operation: {},
+    handler: ({ p, params, body, audit }, s) => {
+      const { tenant, instance } = instanceFor(s, p, params.tenant, params.name, 'instance.deploy');
+      const next = body.source !== undefined ? { source: body.source } : { code: body.code! };
+      return { status: 202, body: { operation: presentOperation(s, s.instances.redeploy(p, tenant, instance, next, audit)) } };
     },
   }),
   defineRoute({

@@ -137,6 +137,10 @@ export const InstanceCreate = z
     start: z.boolean().default(true),
   })
   .strict();
+export const InstanceRedeploy = z
+  .object({ source: z.string().min(1).max(4096).optional(), code: z.string().min(1).max(1_000_000).optional() })
+  .strict()
+  .refine((b) => (b.source === undefined) !== (b.code === undefined), { message: 'give exactly one of source and code' });
 export const InstanceAction = z.enum(['start', 'stop', 'pause', 'resume', 'restart']);
 export const InstanceActionBody = z
   .object({ force: z.boolean().optional(), graceSeconds: z.number().int().min(0).max(3600).optional() })

@@ -50,6 +50,7 @@ export const POLICY = {
   'instance.read': { roles: TENANT_STAFF },
   'instance.action': { roles: TENANT_STAFF, reason: true },
   'instance.delete': { roles: TENANT_ADMINS, reason: true },
+  'instance.deploy': { roles: TENANT_ADMINS, reason: true },
   'site.create': { roles: TENANT_ADMINS, reason: true },
   'site.list': { roles: TENANT_STAFF },
   'site.read': { roles: TENANT_STAFF },

@@ -1,9 +1,17 @@
 /** `strata instance`: launch and drive instances at any isolation level. */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { integer, keyValue, parseRef, positiveNumber, type Ref } from './args.js';
 import { clientFor, seg, type Client, type Operation } from './client.js';
 import { printPending } from './operation.js';
 import { emit, keyValues, table, when } from './output.js';
+
+/**
+ * A source that names a file here is sent as its absolute path (the daemon runs
+ * on this machine); anything else (an image name) goes as typed.
+ */
+const localSource = (source: string): string => (existsSync(source) ? resolve(source) : source);
 
 interface Instance {
   id: string;
@@ -74,7 +82,7 @@ export function registerInstance(program: Command): void {
       const lim = Object.fromEntries(Object.entries({ vcpus: o.vcpus, memoryMiB: o.memory, diskMiB: o.disk }).filter(([, v]) => v !== undefined));
       const body = {
         name: ref.name, level: o.level, start: o.start,
-        ...(o.source ? { source: o.source } : {}), ...(Object.keys(lim).length ? { limits: lim } : {}), ...(o.config ? { config: o.config } : {}),
+        ...(o.source ? { source: localSource(o.source) } : {}), ...(Object.keys(lim).length ? { limits: lim } : {}), ...(o.config ? { config: o.config } : {}),
       };
       const res = await c.request<{ operation: Operation }>('POST', `/v1/tenants/${seg(ref.tenant)}/instances`, { body, idempotent: true });
       if (o.host) {
@@ -119,6 +127,15 @@ export function registerInstance(program: Command): void {
       await finish(c, ref, res, o.wait, verb);
     });
   }
+
+  noWait(instance.command('redeploy').argument('<tenant/name>', 'the instance', parseRef)
+    .description('new code for a running instance, without dropping requests in flight (env level)')
+    .requiredOption('--source <file>', 'the new handler'))
+    .action(async (ref: Ref, o: { source: string; wait: boolean }, cmd: Command) => {
+      const c = clientFor(cmd);
+      const res = await c.request<{ operation: Operation }>('POST', `${instancePath(ref)}/redeploy`, { body: { source: localSource(o.source) } });
+      await finish(c, ref, res, o.wait, 'redeployed');
+    });
 
   noWait(instance.command('delete').argument('<tenant/name>', 'the instance', parseRef)
     .description('delete an instance (stops it first) and everything it holds'))

@@ -95,6 +95,27 @@ export class InstanceService {
     );
   }
 
+  /**
+   * New code for a running instance without dropping requests (drivers that can:
+   * the env level). The store takes the new source once the driver has it.
+   */
+  redeploy(p: Principal, tenant: Tenant, instance: Instance, next: { source?: string; code?: string }, audit: AuditFn): Operation {
+    const driver = this.d.registry.forLevel(instance.level);
+    if (!driver.redeploy) throw new StrataError('STRATA_ERR_UNSUPPORTED', `the ${instance.level} level cannot redeploy; stop, delete and launch instead`, { level: instance.level });
+    const redeploy = driver.redeploy.bind(driver);
+    audit({ action: 'instance.redeploy', target: `${tenant.name}/${instance.name}`, tenantId: tenant.id, details: next.source ? { source: next.source } : { code: 'inline' } });
+    return this.#operation(p, tenant, 'instance.redeploy', instance, () =>
+      this.d.locks.run(instance.id, async () => {
+        await redeploy(instance.id, next);
+        const current = this.#current(instance.id);
+        const config = { ...current.config };
+        if (next.code !== undefined) config.code = next.code;
+        else delete config.code;
+        this.d.store.updateInstance(instance.id, { source: next.source ?? null, config });
+      }),
+    );
+  }
+
   /** Removes the row now; the driver tears the instance down in the background. */
   remove(p: Principal, tenant: Tenant, instance: Instance, audit: AuditFn): Operation {
     const driver = this.d.registry.forLevel(instance.level);

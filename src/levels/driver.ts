@@ -80,6 +80,11 @@ export interface LevelDriver {
    * parent cgroup over all of them), not only on what they declare.
    */
   setTenantQuota?(tenantId: string, quota: Quota): Promise<void>;
+  /**
+   * Optional: replace the instance's code without dropping requests in flight
+   * (the env level swaps isolates). `source` as at create, or inline `code`.
+   */
+  redeploy?(id: string, next: { source?: string; code?: string }): Promise<void>;
   /** Optional: drop what a snapshot holds, for drivers whose snapshots outlive calls to `delete`. */
   deleteSnapshot?(tenantId: string, snapshotId: string): Promise<unknown>;
 }

@@ -290,7 +290,8 @@ export class SqliteStore implements Store {
   updateInstance(id: string, patch: InstancePatch): Instance {
     const cur = this.getInstanceById(id);
     if (!cur) throw notFound('instance', id);
-    this.run('UPDATE instances SET desired_state = ?, actual_state = ?, info = ?, updated_at = ? WHERE id = ?',
+    this.run('UPDATE instances SET source = ?, config = ?, desired_state = ?, actual_state = ?, info = ?, updated_at = ? WHERE id = ?',
+      patch.source === undefined ? cur.source : patch.source, json(patch.config ?? cur.config),
       patch.desiredState ?? cur.desiredState, patch.actualState ?? cur.actualState, json(patch.info ?? cur.info), now(), id);
     return this.getInstanceById(id)!;
   }

@@ -33,6 +33,8 @@ export interface NewInstance {
 }
 
 export interface InstancePatch {
+  source?: string | null;
+  config?: Record<string, unknown>;
   desiredState?: DesiredState;
   actualState?: InstanceState;
   info?: Record<string, unknown>;

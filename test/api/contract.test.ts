@@ -37,7 +37,7 @@ test('the OpenAPI document lists every route with its parameters and schemas', a
 
 test('a walk over every route answers what each route declares', async () => {
   const reason = { 'x-strata-reason': 'contract walk' };
-  const walk: Array<[string, string, unknown?]> = [
+  const walk: Array<[string, string, unknown?, number?]> = [
     ['GET', '/healthz'], ['GET', '/v1/whoami'], ['GET', '/v1/info'],
     ['POST', '/v1/tenants', { name: 'walk' }], ['GET', '/v1/tenants'], ['GET', '/v1/tenants/walk'],
     ['PATCH', '/v1/tenants/walk', { quota: { sites: 30 } }],
@@ -45,6 +45,8 @@ test('a walk over every route answers what each route declares', async () => {
     ['POST', '/v1/tokens', { user: 'walker', name: 'ci' }], ['GET', '/v1/tokens?user=walker'],
     ['POST', '/v1/tenants/walk/instances?wait=10', { name: 'web', level: 'os' }], ['GET', '/v1/tenants/walk/instances'],
     ['GET', '/v1/tenants/walk/instances/web'], ['POST', '/v1/tenants/walk/instances/web/stop?wait=10'],
+    // The fake driver cannot redeploy: the declared 422.
+    ['POST', '/v1/tenants/walk/instances/web/redeploy', { code: 'x' }, 422],
     ['POST', '/v1/tenants/walk/instances/web/snapshots?wait=10', { name: 'snap' }],
     ['GET', '/v1/tenants/walk/instances/web/snapshots'], ['GET', '/v1/tenants/walk/snapshots'],
     ['POST', '/v1/tenants/walk/instances/web/snapshots/snap/restore?wait=10'],
@@ -57,12 +59,12 @@ test('a walk over every route answers what each route declares', async () => {
   ];
   const covered = new Set<AnyRoute>();
   let lastOp = '';
-  for (const [method, path, body] of walk) {
+  for (const [method, path, body, expected] of walk) {
     const res = await d.request(method, path, { body, headers: reason });
     const route = routeFor(method, path);
     assert.ok(route, `${method} ${path} has a route`);
     covered.add(route);
-    assert.ok(res.status < 300, `${method} ${path} → ${res.status} ${JSON.stringify(res.body)}`);
+    assert.ok(expected ? res.status === expected : res.status < 300, `${method} ${path} → ${res.status} ${JSON.stringify(res.body)}`);
     const schema = route.responses[res.status];
     assert.ok(schema !== undefined, `${method} ${path} answered ${res.status}, which it does not declare`);
     if (schema) {

@@ -71,6 +71,8 @@ const CASES: Case[] = [
   { action: 'instance.list', request: (t) => ({ method: 'GET', path: `/v1/tenants/${t}/instances` }), expect: READ_STAFF },
   { action: 'instance.read', setup: (t) => instance(t), request: (t, c) => ({ method: 'GET', path: `/v1/tenants/${t}/instances/${c.name}` }), expect: READ_STAFF },
   { action: 'instance.action', setup: (t) => instance(t), request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/stop?wait=10` }), expect: STAFF_INSIDE },
+  // The fake driver cannot redeploy: 422 after authorization, which is what this table checks.
+  { action: 'instance.deploy', setup: (t) => instance(t), request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/redeploy`, body: { code: 'x' } }), expect: ADMIN_INSIDE },
   { action: 'instance.delete', setup: (t) => instance(t), request: (t, c) => ({ method: 'DELETE', path: `/v1/tenants/${t}/instances/${c.name}?wait=10` }), expect: ADMIN_INSIDE },
   { action: 'site.create', request: (t) => ({ method: 'POST', path: `/v1/tenants/${t}/sites`, body: { hostname: `${fresh('h')}.example`, target: { kind: 'static', root: 'www' } } }), expect: ADMIN_INSIDE },
   { action: 'site.list', request: (t) => ({ method: 'GET', path: `/v1/tenants/${t}/sites` }), expect: READ_STAFF },
