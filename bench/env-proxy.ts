@@ -3,21 +3,21 @@
  * the gateway by hostname (gateway → the instance's loopback port → supervisor →
  * isolate host → isolate, and back), against the same handler as a plain Node.js
  * http server in its own process. The instance's port is also measured
- * directly, to show what the gateway hop costs. Both are driven by the same load generator over loopback keep-alive
- * connections: `wrk` (Debian) when installed, else a node:http Agent loop.
+ * directly, to show what the gateway hop costs. All are driven by wrk over
+ * loopback keep-alive connections.
  *
  * The anchor is measured in the same run. Options: --seconds=N (default 10),
  * --connections=N (default 32).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { startGateway, type Gateway } from '../src/gateway/index.js';
 import { EnvDriver } from '../src/levels/env/index.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
+import { requireTools, wrk } from './load.js';
 
 const HOST = 'hello.bench.test';
 const HANDLER = `export default { fetch(request) { return new Response('hello ' + new URL(request.url).pathname) } }`;
@@ -27,34 +27,12 @@ const s = http.createServer((req, res) => { res.setHeader('content-type', 'text/
 s.keepAliveTimeout = 5000;
 s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
 
-const hasWrk = (): boolean => spawnSync('wrk', ['--version']).error === undefined;
-
-/** req/s from wrk, or from a keep-alive node:http loop when wrk is missing. */
-async function load(url: string, seconds: number, connections: number, host?: string): Promise<number> {
-  if (hasWrk()) {
-    const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, ...(host ? ['-H', `Host: ${host}`] : []), url], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let text = '';
-      child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
-      child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}`))));
-    });
-    const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
-    if (!m) throw new Error(`unexpected wrk output: ${out}`);
-    if (/Non-2xx/.test(out)) throw new Error(`errors under load: ${out}`);
-    return Number(m[1]);
-  }
-  const agent = new Agent({ keepAlive: true, maxSockets: connections });
-  let done = 0;
-  const deadline = Date.now() + seconds * 1000;
-  const one = (): Promise<void> => new Promise((resolve, reject) => {
-    request(url, { agent, ...(host ? { headers: { host } } : {}) }, (res) => { res.resume(); res.on('end', () => { done++; resolve(); }); }).on('error', reject).end();
-  });
-  await Promise.all(Array.from({ length: connections }, async () => { while (Date.now() < deadline) await one(); }));
-  agent.destroy();
-  return done / seconds;
-}
+/** req/s from wrk over keep-alive connections; `host` sets the Host header. */
+const load = async (url: string, seconds: number, connections: number, host?: string): Promise<number> =>
+  (await wrk(url, { seconds, connections, threads: 2, ...(host ? { host } : {}) })).requestsPerSecond;
 
 export default async function envProxy(opts: BenchOptions): Promise<BenchResult> {
+  requireTools('wrk');
   const seconds = intOption(opts, 'seconds', 10);
   const connections = intOption(opts, 'connections', 32);
   const dir = mkdtempSync(join(tmpdir(), 'strata-bench-env-'));
@@ -88,10 +66,10 @@ export default async function envProxy(opts: BenchOptions): Promise<BenchResult>
       anchor: 'the same handler as a plain Node.js http server',
       anchor_value: plainRps,
       summary: [
-        `load generator: ${hasWrk() ? 'wrk -t2' : 'node:http keep-alive loop'}, ${connections} connections, ${seconds} s each`,
+        `load generator: wrk -t2, ${connections} connections, ${seconds} s each`,
         `env instance through the gateway: ${envRps.toFixed(0)} req/s; at its port directly: ${directRps.toFixed(0)} req/s; plain Node.js server: ${plainRps.toFixed(0)} req/s`,
       ],
-      extra: { connections, seconds, generator: hasWrk() ? 'wrk' : 'node', direct_rps: directRps },
+      extra: { connections, seconds, generator: 'wrk', direct_rps: directRps },
     };
   } finally {
     plain?.kill();

@@ -31,7 +31,8 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { startGateway, type CertificateConfig, type SiteRoute } from '../src/gateway/index.js';
-import { Nginx, freePort, nginxVersion, requireTools, wrk, type WrkResult } from './gateway-http.js';
+import { Nginx, nginxVersion } from './gateway-http.js';
+import { freePort, requireTools, wrk, type WrkResult } from './load.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
 
 /** The multi-name client, run in worker threads: counts complete responses over `seconds`. */

@@ -14,27 +14,16 @@ import { createInterface } from 'node:readline';
 import { startGateway, type Gateway } from '../src/gateway/index.js';
 import { OsDriver } from '../src/levels/os/driver.js';
 import { intOption, type Bench } from './harness.js';
+import { requireTools, wrk } from './load.js';
 
 const HOST = 'node.bench.test';
 /** The same one-line server the `node` image runs (src/levels/os/builtin-images.ts), on a free port. */
 const HOST_SERVER = "const s=require('http').createServer((q,r)=>r.end('node ok\\n')).listen(0,'127.0.0.1',()=>console.log(s.address().port))";
 
-async function wrk(url: string, seconds: number, connections: number, host?: string): Promise<number> {
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, ...(host ? ['-H', `Host: ${host}`] : []), url], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let text = '';
-    child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}`))));
-  });
-  const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  if (!m || /Non-2xx|Socket errors/.test(out)) throw new Error(`wrk: ${out}`);
-  return Number(m[1]);
-}
-
 const bench: Bench = async (opts) => {
   const seconds = intOption(opts, 'seconds', 10);
   const connections = intOption(opts, 'connections', 32);
+  requireTools('wrk');
   const stateDir = await mkdtemp(join(tmpdir(), 'strata-bench-osproxy-'));
   const driver = new OsDriver({ stateDir, runRoot: '/run/strata-bench/os', cgroupRoot: 'strata-bench-os', subnet: '10.199.0.0/16', idBase: 3_000_000_000, tag: 'bo', hostPorts: [] });
   let gateway: Gateway | null = null;
@@ -53,10 +42,12 @@ const bench: Bench = async (opts) => {
     hostServer = spawn(process.execPath, ['-e', HOST_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
     const hostPort = Number(await new Promise<string>((resolve) => createInterface({ input: hostServer!.stdout! }).once('line', resolve)));
 
-    await wrk(gatewayUrl, 2, connections, HOST); // warm up both
-    await wrk(`http://127.0.0.1:${hostPort}/`, 2, connections);
-    const throughGateway = await wrk(gatewayUrl, seconds, connections, HOST);
-    const onHost = await wrk(`http://127.0.0.1:${hostPort}/`, seconds, connections);
+    const load = async (url: string, s: number, host?: string) =>
+      (await wrk(url, { seconds: s, connections, threads: 2, ...(host ? { host } : {}) })).requestsPerSecond;
+    await load(gatewayUrl, 2, HOST); // warm up both
+    await load(`http://127.0.0.1:${hostPort}/`, 2);
+    const throughGateway = await load(gatewayUrl, seconds, HOST);
+    const onHost = await load(`http://127.0.0.1:${hostPort}/`, seconds);
     return {
       metric: 'req/s through the gateway into an os container (node image server)',
       unit: 'req/s',

@@ -1,0 +1,43 @@
+/**
+ * Load tools the benchmarks share: wrk (Debian), a free loopback port, and a
+ * check that the tools a bench needs are installed.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+
+export interface WrkResult {
+  requestsPerSecond: number;
+  p99Ms: number;
+}
+
+/** Runs wrk against `url` and reads req/s and the p99 latency from its report. */
+export async function wrk(url: string, o: { seconds: number; connections: number; threads: number; host?: string }): Promise<WrkResult> {
+  const args = [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, '--latency', ...(o.host ? ['-H', `Host: ${o.host}`] : []), url];
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}`))));
+  });
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
+  if (rps === null || p99 === null) throw new Error(`unexpected wrk output:\n${out}`);
+  if (/Non-2xx or 3xx responses|Socket errors/.test(out)) throw new Error(`errors under load:\n${out}`);
+  const scale = p99[2] === 'us' ? 1 / 1000 : p99[2] === 's' ? 1000 : 1;
+  return { requestsPerSecond: Number(rps[1]), p99Ms: Number(p99[1]) * scale };
+}
+
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+export function requireTools(...tools: string[]): void {
+  for (const tool of tools) {
+    if (spawnSync(tool, ['-v']).error !== undefined) throw new Error(`${tool} is not installed (Debian package: ${tool === 'nginx' ? 'nginx-light or nginx' : tool})`);
+  }
+}
