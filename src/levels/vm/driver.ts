@@ -235,7 +235,8 @@ abstract class QemuDriver implements LevelDriver {
       await this.#save(rec);
     } catch (e) {
       await killQemu(pid, this.#qmpPath(id)).catch(() => undefined);
-      await this.#afterExit(id);
+      // Best effort: a cgroup still busy with a dying QEMU must not hide why the start failed.
+      await this.#afterExit(id).catch(() => undefined);
       const log = await readFile(join(this.#dir(id), 'qemu.log'), 'utf8').catch(() => '');
       throw new StrataError('STRATA_ERR_DRIVER', `starting ${id} failed: ${(e as Error).message}`, { id, qemuLog: log.trim().split('\n').slice(-5) }, { cause: e });
     }
