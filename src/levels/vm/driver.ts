@@ -378,7 +378,8 @@ abstract class QemuDriver implements LevelDriver {
   async #connectNew(id: string, pid: number): Promise<QmpClient> {
     const deadline = Date.now() + this.#startTimeoutMs;
     for (;;) {
-      if (!(await isQemu(pid, this.#qmpPath(id)))) throw new StrataError('STRATA_ERR_DRIVER', 'QEMU exited during start-up');
+      // Right after spawn the launcher may not have exec'd yet (its cmdline is still ours): only a gone process has exited.
+      if (!(await isQemu(pid, this.#qmpPath(id))) && !processExists(pid)) throw new StrataError('STRATA_ERR_DRIVER', 'QEMU exited during start-up');
       try {
         const client = await QmpClient.connect(this.#qmpPath(id), { timeoutMs: 2_000 });
         this.#track(id, client);
@@ -538,4 +539,14 @@ function freeLoopbackPort(): Promise<number> {
       server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/** Whether `pid` names a live process (an exited child of ours is reaped by libuv, so it is gone). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
