@@ -27,6 +27,17 @@ import { startGateway } from '../src/gateway/index.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
 import { freePort, requireTools, wrk, type WrkResult } from './load.js';
 
+/** The nginx anchor's proxy location: keep-alive upstream and the forwarding headers the gateway sets, so both do the same work. */
+export const NGINX_PROXY_LOCATION = `    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+    }`;
+
 /** nginx in the foreground with its own prefix and config; stopped by its pid. */
 export class Nginx {
   private constructor(private readonly child: ChildProcess, private readonly prefix: string) {}
@@ -96,15 +107,7 @@ export default async function gatewayHttp(opts: BenchOptions): Promise<BenchResu
   const nginx = await Nginx.start('proxy', `  upstream backend { server 127.0.0.1:${backendPort}; keepalive 256; }
   server {
     listen 127.0.0.1:${nginxPort} default_server;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-Host $host;
-    }
+${NGINX_PROXY_LOCATION}
   }`, workers, nginxPort);
   const gateway = await startGateway({
     listeners: [{ id: 'bench', address: '127.0.0.1', port: 0, protocol: 'http' }],

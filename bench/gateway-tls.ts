@@ -31,7 +31,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { startGateway, type CertificateConfig, type SiteRoute } from '../src/gateway/index.js';
-import { Nginx, nginxVersion } from './gateway-http.js';
+import { NGINX_PROXY_LOCATION, Nginx, nginxVersion } from './gateway-http.js';
 import { freePort, requireTools, wrk, type WrkResult } from './load.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
 
@@ -113,15 +113,7 @@ export default async function gatewayTls(opts: BenchOptions): Promise<BenchResul
     server_name ${name};
     ssl_certificate ${join(dir, `${i}.crt`)};
     ssl_certificate_key ${join(dir, `${i}.key`)};
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-Host $host;
-    }
+${NGINX_PROXY_LOCATION}
   }`).join('\n');
   const nginx = await Nginx.start('tls', `  upstream backend { server 127.0.0.1:${backendPort}; keepalive 256; }
   ssl_protocols TLSv1.2 TLSv1.3;
