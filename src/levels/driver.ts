@@ -8,6 +8,7 @@
  * states the shared state machine (`lifecycle.ts`) allows; a driver may still
  * refuse with `STRATA_ERR_UNSUPPORTED` for operations its level lacks.
  */
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Level, Quota } from '../store/types.js';
 
 export interface InstanceLimits {
@@ -44,7 +45,37 @@ export interface SnapshotResult {
   digest: string;
 }
 
-export type DriverOperation = 'pause' | 'resume' | 'snapshot' | 'restore';
+export type DriverOperation = 'pause' | 'resume' | 'snapshot' | 'restore' | 'clone';
+
+/** A process started inside an instance by `exec`. */
+export interface ExecSession {
+  /** Closed by the caller to send EOF. */
+  stdin: Writable;
+  /** With a TTY, stdout carries the terminal and stderr is null. */
+  stdout: Readable;
+  stderr: Readable | null;
+  /** Resize the TTY; a no-op without one. */
+  resize(cols: number, rows: number): void;
+  /** Ends the process (SIGKILL) if it is still running. */
+  kill(): void;
+  /** Resolves with the exit code (128 + signal when killed). */
+  exit: Promise<number>;
+}
+
+export interface ExecOptions {
+  tty: boolean;
+  env?: readonly string[];
+  cwd?: string;
+  cols?: number;
+  rows?: number;
+}
+
+export interface LogOptions {
+  /** Keep the stream open and send new output as it is written. */
+  follow: boolean;
+  /** Only the last N lines of what is already stored. */
+  tail?: number;
+}
 
 export interface DriverAvailability {
   available: boolean;
@@ -87,4 +118,16 @@ export interface LevelDriver {
   redeploy?(id: string, next: { source?: string; code?: string }): Promise<void>;
   /** Optional: drop what a snapshot holds, for drivers whose snapshots outlive calls to `delete`. */
   deleteSnapshot?(tenantId: string, snapshotId: string): Promise<unknown>;
+  /**
+   * Optional (advertised by 'clone' in `supports`): create a new, stopped instance
+   * `spec` whose state is snapshot `from.snapshotId` of instance `from.instanceId`
+   * (same tenant), with a fresh identity (address, MAC, hostname, machine id …).
+   */
+  clone?(spec: InstanceSpec, from: { instanceId: string; snapshotId: string }): Promise<void>;
+  /** Optional: the instance's captured output (stdout/stderr, or the serial log). Ends unless following. */
+  logs?(id: string, opts: LogOptions): Promise<Readable>;
+  /** Optional: run a command inside a running instance. */
+  exec?(id: string, argv: readonly string[], opts: ExecOptions): Promise<ExecSession>;
+  /** Optional: the instance's console (serial port) as a byte stream, read and write. */
+  console?(id: string): Promise<Duplex>;
 }

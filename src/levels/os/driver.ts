@@ -258,7 +258,7 @@ export class OsDriver implements LevelDriver {
    * state is checked under the instance's lock, the command runs outside it, so
    * a long command never holds up a stop.
    */
-  async exec(id: string, args: readonly string[], opts: { env?: readonly string[]; timeoutMs?: number } = {}): Promise<ExecResult> {
+  async run(id: string, args: readonly string[], opts: { env?: readonly string[]; timeoutMs?: number } = {}): Promise<ExecResult> {
     await this.#serial(id, async () => {
       await this.#record(id);
       const container = await this.#runtime.state(id);

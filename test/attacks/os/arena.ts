@@ -62,7 +62,7 @@ export class Arena {
     const availability = await this.driver.provision();
     assert.ok(availability.available, availability.reason);
     this.good = await this.launch('good', { config: { volumeMiB: 16 } });
-    await this.driver.exec(this.good.id, ['sh', '-c', `echo ${this.secret} > /data/secret; chmod 600 /data/secret`]);
+    await this.driver.run(this.good.id, ['sh', '-c', `echo ${this.secret} > /data/secret; chmod 600 /data/secret`]);
     this.evil = await this.launch('evil', { config: { volumeMiB: 32 }, limits: { vcpus: 0.5, memoryMiB: 64, diskMiB: 64 } });
   }
 
@@ -87,12 +87,12 @@ export class Arena {
 
   /** Runs a shell script as root inside the attacker's container; its stderr is merged into stdout. */
   sh(script: string, timeoutMs = 20_000, target = this.evil.id): Promise<ExecResult> {
-    return this.driver.exec(target, ['sh', '-c', `exec 2>&1\n${script}`], { timeoutMs });
+    return this.driver.run(target, ['sh', '-c', `exec 2>&1\n${script}`], { timeoutMs });
   }
 
   /** Runs one probe attack in the attacker's container; returns its one-line verdict. */
   async probe(attack: string, arg = '', target = this.evil.id): Promise<string> {
-    const result = await this.driver.exec(target, [PROBE, attack, ...(arg ? [arg] : [])]);
+    const result = await this.driver.run(target, [PROBE, attack, ...(arg ? [arg] : [])]);
     return `${result.stdout}${result.stderr}`.trim();
   }
 
@@ -103,7 +103,7 @@ export class Arena {
     const seen = await this.driver.inspect(this.good.id);
     assert.equal(seen?.state, 'running');
     assert.equal(Number(seen?.info?.pid), this.good.pid, "the victim's process was replaced");
-    const secret = await this.driver.exec(this.good.id, ['cat', '/data/secret']);
+    const secret = await this.driver.run(this.good.id, ['cat', '/data/secret']);
     assert.equal(secret.stdout.trim(), this.secret, "the victim's data changed");
   }
 

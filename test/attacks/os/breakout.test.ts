@@ -263,7 +263,7 @@ describe('os breakout suite', () => {
 
   attack('memory bomb: only the attacking instance is OOM-killed', async () => {
     await withBomb(async (id) => {
-      const r = await arena.driver.exec(id, ['/bin/probe', 'memhog', '512'], { timeoutMs: 30_000 });
+      const r = await arena.driver.run(id, ['/bin/probe', 'memhog', '512'], { timeoutMs: 30_000 });
       assert.notEqual(r.exitCode, 0, `the hog survived: ${r.stdout}`);
       const stats = await statsOf(id);
       assert.ok(stats.oomKills >= 1, `oom kills ${stats.oomKills}`);

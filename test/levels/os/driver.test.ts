@@ -77,9 +77,9 @@ describe('os.runc lifecycle', () => {
     const a = await launch('acme');
     const b = await launch('acme');
     await waitFor200(b.address, b.port);
-    const fetched = await driver.exec(a.id, ['timeout', '3', 'wget', '-q', '-O', '-', `http://${b.address}:${b.port}/`]);
+    const fetched = await driver.run(a.id, ['timeout', '3', 'wget', '-q', '-O', '-', `http://${b.address}:${b.port}/`]);
     assert.equal(fetched.stdout, 'busybox ok\n', fetched.stderr);
-    const ids = await driver.exec(a.id, ['sh', '-c', 'id -u; stat -c %u /bin/busybox; cat /proc/self/uid_map']);
+    const ids = await driver.run(a.id, ['sh', '-c', 'id -u; stat -c %u /bin/busybox; cat /proc/self/uid_map']);
     const [uid, owner, map] = ids.stdout.trim().split('\n');
     assert.equal(uid, '0');
     assert.equal(owner, '0');
@@ -97,7 +97,7 @@ describe('os.runc lifecycle', () => {
 
   test('the root is read-only; /tmp and the volume are writable; the volume keeps its data across a restart', async () => {
     const web = await launch('acme', { config: { volumeMiB: 16 } });
-    const probe = await driver.exec(web.id, ['sh', '-c', 'touch /root-write 2>&1; echo tmp > /tmp/x && cat /tmp/x; echo kept > /data/file && cat /data/file; df -k /data | tail -1']);
+    const probe = await driver.run(web.id, ['sh', '-c', 'touch /root-write 2>&1; echo tmp > /tmp/x && cat /tmp/x; echo kept > /data/file && cat /data/file; df -k /data | tail -1']);
     assert.match(probe.stdout, /Read-only file system/);
     assert.match(probe.stdout, /^tmp$/m);
     assert.match(probe.stdout, /^kept$/m);
@@ -105,7 +105,7 @@ describe('os.runc lifecycle', () => {
     assert.ok(sizeKb > 8_000 && sizeKb <= 16_384, `volume size ${sizeKb} KiB`);
     await driver.stop(web.id, { graceMs: 500 });
     await driver.start(web.id);
-    assert.equal((await driver.exec(web.id, ['cat', '/data/file'])).stdout, 'kept\n');
+    assert.equal((await driver.run(web.id, ['cat', '/data/file'])).stdout, 'kept\n');
   });
 
   test('a process that handles SIGTERM ends within the grace period, not after it', async () => {

@@ -219,7 +219,7 @@ describe('os image import', () => {
       const { address, port } = await driver.address(id);
       assert.equal(port, 8080);
       assert.equal((await waitFor200(address, port!)).body, 'imported ok\n');
-      assert.match((await driver.exec(id, ['sh', '-c', 'echo $GREETING'])).stdout, /^hi$/m);
+      assert.match((await driver.run(id, ['sh', '-c', 'echo $GREETING'])).stdout, /^hi$/m);
     } finally {
       await driver.stop(id, { graceMs: 100 }).catch(() => undefined);
       await driver.delete(id);

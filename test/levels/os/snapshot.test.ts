@@ -45,7 +45,7 @@ describe('os.runc snapshots', () => {
   /** The running instance's root as the host sees it (the overlay mount): writes here land in its upper layer. */
   const hostRoot = (id: string): string => join(config.runRoot, 'rootfs', id);
   const cat = async (id: string, path: string): Promise<string> => {
-    const r = await driver.exec(id, ['sh', '-c', `cat ${path} 2>/dev/null || echo MISSING`]);
+    const r = await driver.run(id, ['sh', '-c', `cat ${path} 2>/dev/null || echo MISSING`]);
     return r.stdout;
   };
   const manifestOf = (tenant: string, digest: string): SnapshotManifest =>
@@ -72,7 +72,7 @@ describe('os.runc snapshots', () => {
   test('files written while running, and image files deleted (whiteouts), come back from a snapshot', async () => {
     const web = await launch('acme', 16);
     // Inside the container: the volume. Through the host's view of its root: the upper layer.
-    await driver.exec(web.id, ['sh', '-c', 'echo v1 > /data/note && mkdir -p /data/sub && ln -s ../note /data/sub/link']);
+    await driver.run(web.id, ['sh', '-c', 'echo v1 > /data/note && mkdir -p /data/sub && ln -s ../note /data/sub/link']);
     writeFileSync(join(hostRoot(web.id), 'www', 'extra.txt'), 'from the upper layer\n');
     unlinkSync(join(hostRoot(web.id), 'etc', 'hostname'));
     assert.equal((await httpGet(web.address, web.port, '/extra.txt')).body, 'from the upper layer\n');
@@ -88,7 +88,7 @@ describe('os.runc snapshots', () => {
     assert.equal(manifest.volume?.find((e) => e.path === 'sub/link')?.target, '../note');
 
     // Change everything, then go back.
-    await driver.exec(web.id, ['sh', '-c', 'echo v2 > /data/note && echo later > /data/later']);
+    await driver.run(web.id, ['sh', '-c', 'echo v2 > /data/note && echo later > /data/later']);
     writeFileSync(join(hostRoot(web.id), 'www', 'extra.txt'), 'changed\n');
     writeFileSync(join(hostRoot(web.id), 'www', 'new.txt'), 'new\n');
     writeFileSync(join(hostRoot(web.id), 'etc', 'hostname'), 'back again\n');
@@ -105,7 +105,7 @@ describe('os.runc snapshots', () => {
     assert.equal(await cat(web.id, '/data/note'), 'v1\n');
     assert.equal(await cat(web.id, '/data/sub/link'), 'v1\n', 'the symlink in the volume');
     assert.equal(await cat(web.id, '/data/later'), 'MISSING\n');
-    const owners = await driver.exec(web.id, ['sh', '-c', 'stat -c %u /data/note /www/extra.txt; touch /data/writable && echo ok']);
+    const owners = await driver.run(web.id, ['sh', '-c', 'stat -c %u /data/note /www/extra.txt; touch /data/writable && echo ok']);
     assert.equal(owners.stdout, '0\n0\nok\n', 'restored files belong to the container root and the volume stays writable');
   });
 
@@ -138,7 +138,7 @@ describe('os.runc snapshots', () => {
 
   test('two snapshots of an unchanged instance: the second stores nothing and has the same digest', async () => {
     const web = await launch('acme', 16);
-    await driver.exec(web.id, ['sh', '-c', 'head -c 200000 /dev/urandom > /data/blob']);
+    await driver.run(web.id, ['sh', '-c', 'head -c 200000 /dev/urandom > /data/blob']);
     const first = await driver.snapshot(web.id, `dedup-1-${web.id}`);
     const second = await driver.snapshot(web.id, `dedup-2-${web.id}`);
     assert.ok(first.sizeBytes >= 200_000, `first ${first.sizeBytes}`);
@@ -157,9 +157,9 @@ describe('os.runc snapshots', () => {
     const web = await launch('initech', 16);
     const store = join(config.stateDir, 'snapshots', 'initech');
     const objects = (): number => readdirSync(join(store, 'objects')).reduce((sum, p) => sum + readdirSync(join(store, 'objects', p)).length, 0);
-    await driver.exec(web.id, ['sh', '-c', 'head -c 100000 /dev/urandom > /data/kept']);
+    await driver.run(web.id, ['sh', '-c', 'head -c 100000 /dev/urandom > /data/kept']);
     await driver.snapshot(web.id, 'one');
-    await driver.exec(web.id, ['sh', '-c', 'head -c 50000 /dev/urandom > /data/added']);
+    await driver.run(web.id, ['sh', '-c', 'head -c 50000 /dev/urandom > /data/added']);
     await driver.snapshot(web.id, 'two');
     const before = objects();
     const freed = await driver.deleteSnapshot('initech', 'two');
@@ -168,7 +168,7 @@ describe('os.runc snapshots', () => {
     await driver.stop(web.id, GRACE);
     await driver.restore(web.id, 'one');
     await driver.start(web.id);
-    assert.equal((await driver.exec(web.id, ['sh', '-c', 'wc -c < /data/kept; test -e /data/added || echo gone'])).stdout.replace(/ +/g, ''), '100000\ngone\n');
+    assert.equal((await driver.run(web.id, ['sh', '-c', 'wc -c < /data/kept; test -e /data/added || echo gone'])).stdout.replace(/ +/g, ''), '100000\ngone\n');
     await driver.deleteSnapshot('initech', 'one');
     assert.equal(objects(), 0);
     assert.deepEqual(readdirSync(join(store, 'manifests')), []);
@@ -178,11 +178,11 @@ describe('os.runc snapshots', () => {
 
   test('a tampered object makes restore fail, naming it; the instance keeps what it had', async () => {
     const web = await launch('acme', 16);
-    await driver.exec(web.id, ['sh', '-c', 'echo precious > /data/precious']);
+    await driver.run(web.id, ['sh', '-c', 'echo precious > /data/precious']);
     const taken = await driver.snapshot(web.id, `tamper-${web.id}`);
     const entry = manifestOf('acme', taken.digest).volume!.find((e) => e.path === 'precious')!;
     const object = driver.snapshots.objectPath('acme', entry.sha256!);
-    await driver.exec(web.id, ['sh', '-c', 'echo current > /data/precious']);
+    await driver.run(web.id, ['sh', '-c', 'echo current > /data/precious']);
     await driver.stop(web.id, GRACE);
     chmodSync(object, 0o600);
     writeFileSync(object, 'evil\n');
@@ -210,7 +210,7 @@ describe('os.runc snapshots', () => {
   test("tenants' stores are separate: no shared objects, no restoring another tenant's snapshot", async () => {
     const mine = await launch('acme', 16);
     const theirs = await launch('globex', 16);
-    for (const id of [mine.id, theirs.id]) await driver.exec(id, ['sh', '-c', 'echo same content > /data/same']);
+    for (const id of [mine.id, theirs.id]) await driver.run(id, ['sh', '-c', 'echo same content > /data/same']);
     const a = await driver.snapshot(mine.id, 'shared-name');
     const b = await driver.snapshot(theirs.id, 'shared-name');
     assert.ok(b.sizeBytes > 0, 'identical content is stored again for another tenant, never deduplicated across tenants');
@@ -220,7 +220,7 @@ describe('os.runc snapshots', () => {
     assert.notEqual(driver.snapshots.objectPath('acme', sha), driver.snapshots.objectPath('globex', sha));
     assert.equal(statSync(join(config.stateDir, 'snapshots', 'acme')).mode & 0o777, 0o700);
 
-    await driver.exec(theirs.id, ['sh', '-c', 'echo mine-only > /data/private']);
+    await driver.run(theirs.id, ['sh', '-c', 'echo mine-only > /data/private']);
     await driver.snapshot(theirs.id, `globex-only-${theirs.id}`);
     await driver.stop(mine.id, GRACE);
     await rejectsWith(driver.restore(mine.id, `globex-only-${theirs.id}`), 'STRATA_ERR_NOT_FOUND');
