@@ -9,7 +9,7 @@
  */
 import { generateKeyPairSync, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { StrataError } from './errors.js';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
@@ -24,9 +24,24 @@ import { OperationRunner } from './control/operations.js';
 import { Reconciler } from './control/reconciler.js';
 import { buildApi } from './api/server.js';
 import { FrontDoor } from './control/front-door.js';
+import { challengeDir, type AcmeOptions } from './control/acme.js';
+import { CertificateManager } from './control/certificate-manager.js';
+import { SiteLogs } from './control/site-logs.js';
 import { GuardTarget } from './control/guard-target.js';
 import { Guard } from './guard/guard.js';
 import { loadDefaultRuleset } from './guard/rules.js';
+import { GuardWatch } from './control/guard-watch.js';
+import { ChecksumDb } from './guard/checksums.js';
+import { Hasher } from './guard/hasher.js';
+import { IntegrityMonitor } from './guard/integrity.js';
+import { KnownGoodStore } from './guard/recovery.js';
+import { IsolateInterceptor, type BoundarySource } from './guard/interceptors/env.js';
+import { QmpInterceptor } from './guard/interceptors/qmp.js';
+import { GatewayInterceptor } from './guard/interceptors/gateway.js';
+import { tapQmpEvents } from './levels/vm/qmp.js';
+import { BpfInterceptor, bpfAvailable, osTargets } from './guard/interceptors/bpf.js';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { startGateway, type GatewayOptions, type ListenerConfig } from './gateway/index.js';
 import type { Services } from './api/services.js';
 import type { LevelDriver } from './levels/driver.js';
@@ -45,6 +60,18 @@ export interface DaemonOptions {
   reconcileIntervalMs?: number;
   /** The front door: listeners the gateway opens, and its options. Off when absent (most tests). */
   gateway?: { listeners: ListenerConfig[]; options?: GatewayOptions };
+  /** ACME for tenants' certificates (off without a directory); `renewCheckMs`: how often renewal looks (default 1 h). */
+  acme?: AcmeOptions;
+  renewCheckMs?: number;
+  /**
+   * The guard's integrity work: `selfCheck` baselines and watches Strata's own
+   * installed files (`strata up` turns it on; `selfRoot` defaults to the
+   * package root); `verifyIntervalMs` re-verifies every baseline (default 10
+   * min); `knownGoodDelayMs` waits after an instance starts before its
+   * known-good snapshot and baseline (default 1 s). `bpf` runs the os
+   * interceptor (bpftrace) on the os driver's containers (`strata up` turns it on).
+   */
+  guard?: { selfCheck?: boolean; selfRoot?: string; verifyIntervalMs?: number; knownGoodDelayMs?: number; bpf?: boolean };
 }
 
 export interface Daemon {
@@ -53,6 +80,8 @@ export interface Daemon {
   tokenPath: string;
   services: Services;
   api: FastifyInstance;
+  /** The guard's integrity side: what it watches, and how it reacts. */
+  integrity: { monitor: IntegrityMonitor; watch: GuardWatch; target: GuardTarget };
   close(): Promise<void>;
 }
 
@@ -122,6 +151,8 @@ function bootstrapAdmin(store: SqliteStore, audit: AuditLog, tokenPath: string):
   writeSecret(tokenPath, `${fresh.bearer}\n`);
 }
 
+const isBoundarySource = (d: object): d is BoundarySource => typeof (d as Partial<BoundarySource>).observe === 'function';
+
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.logger ?? pino({ base: { svc: 'strata' } });
   ensureDataDir(opts.dataDir);
@@ -158,30 +189,83 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   });
 
   const instances = new InstanceService({ store, audit, events, operations, registry, locks });
-  const guard = new Guard({ ruleset: await loadDefaultRuleset(), target: new GuardTarget(store, instances, operations, audit), audit, events });
+  // The guard's checksum DB lives in the store's SQLite file, signed with a key kept beside it (0600), not in it.
+  const guardKeyPath = join(opts.dataDir, 'guard-key');
+  if (!existsSync(guardKeyPath)) writeSecret(guardKeyPath, randomBytes(32).toString('hex'));
+  const hasher = new Hasher();
+  const checksums = new ChecksumDb(store.db, { key: Buffer.from(readFileSync(guardKeyPath, 'utf8').trim(), 'hex'), hasher });
+  const guardTarget = new GuardTarget(store, instances, operations, audit, { registry });
+  const guard = new Guard({ ruleset: await loadDefaultRuleset(), target: guardTarget, audit, events });
+  const integrity = new IntegrityMonitor({
+    guard, checksums, knownGood: new KnownGoodStore(join(opts.dataDir, 'guard', 'known-good')),
+    ...(opts.guard?.verifyIntervalMs !== undefined ? { verifyIntervalMs: opts.guard.verifyIntervalMs } : {}),
+  });
+  guardTarget.monitor = integrity;
+  const guardWatch = new GuardWatch({
+    store, registry, monitor: integrity, target: guardTarget, dataDir: opts.dataDir, log: log.child({ svc: 'guard' }), ingest: guard.ingest,
+    ...(opts.guard?.knownGoodDelayMs !== undefined ? { knownGoodDelayMs: opts.guard.knownGoodDelayMs } : {}),
+    ...(opts.guard?.selfCheck ? { selfRoot: opts.guard.selfRoot ?? fileURLToPath(new URL('../..', import.meta.url)) } : {}),
+  });
+  // The isolate boundary: drivers that report it (env) get the guard's interceptor.
+  for (const d of registry.availableDrivers()) {
+    if (isBoundarySource(d)) await guard.addInterceptor(new IsolateInterceptor(d, `${d.id}:boundary`));
+  }
+  const gatewayRefusals = new GatewayInterceptor();
+  await guard.addInterceptor(gatewayRefusals);
+  // QMP events of every VM, by the instance whose run dir holds the monitor socket (…/<id>/run/qmp.sock).
+  await guard.addInterceptor(new QmpInterceptor(tapQmpEvents, (path) => {
+    const i = store.getInstanceById(basename(dirname(dirname(path))));
+    return i && (i.level === 'vm' || i.level === 'emu') ? { tenantId: i.tenantId, instanceId: i.id, level: i.level } : null;
+  }));
   await guard.start();
+  // The os level's syscalls through bpftrace: attached in the background (compiling takes seconds), never failing the start.
+  const osDriver = registry.availableDrivers().find((d) => d.level === 'os');
+  if (osDriver && opts.guard?.bpf) {
+    const guardLog = log.child({ svc: 'guard' });
+    const ready = bpfAvailable();
+    if (!ready.available) guardLog.warn({ reason: ready.reason }, 'the guard has no os interceptor');
+    else {
+      const bpf = new BpfInterceptor({ targets: () => osTargets(store, osDriver), log: (message, details) => guardLog.info(details ?? {}, message) });
+      guard.addInterceptor(bpf).catch((e: Error) => guardLog.error({ error: e.message }, 'the os interceptor did not start'));
+    }
+  }
+  integrity.start();
+  const certificates = new CertificateManager({
+    dataDir: opts.dataDir, store, audit, events, operations, log: log.child({ svc: 'certificates' }),
+    ...(opts.acme ? { acme: opts.acme } : {}), ...(opts.renewCheckMs ? { renewCheckMs: opts.renewCheckMs } : {}),
+  });
+  certificates.start();
   const services: Services = {
     version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
-    instances, metrics, guard,
+    instances, metrics, guard, certificates,
   };
   const reconciler = new Reconciler({
     store, registry, locks, logger: log,
     ...(opts.reconcileIntervalMs ? { intervalMs: opts.reconcileIntervalMs } : {}),
     onEvent: (e) => events.publish('lifecycle', e.type, e.tenantId ?? null, { ...e }),
+    // An instance whose restart policy leaves it dead is meant to be stopped from then on.
+    setDesiredState: (id, desired) => { if (store.getInstanceById(id)) store.updateInstance(id, { desiredState: desired }); },
   });
   await reconciler.start();
+  guardWatch.start(events);
 
   const api = await buildApi(services, { logger: log.child({ svc: 'api' }) });
   let frontDoor: FrontDoor | undefined;
+  let siteLogs: SiteLogs | undefined;
   let closed = false;
   /** Takes everything down in reverse order of start; safe to call twice. */
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
     await frontDoor?.close();
+    siteLogs?.stop();
     await api.close();
+    await guardWatch.stop();
+    await integrity.stop();
     await guard.stop();
+    await hasher.close();
     await reconciler.stop();
+    await certificates.stop();
     await operations.drain();
     audit.close();
     await registry.cleanupAll();
@@ -196,15 +280,23 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
   if (opts.gateway) {
     try {
-      const gateway = await startGateway({ listeners: opts.gateway.listeners, sites: [] }, { logger: log.child({ svc: 'gateway' }), ...opts.gateway.options });
-      frontDoor = new FrontDoor(gateway, store, opts.gateway.listeners, opts.dataDir, log.child({ svc: 'front-door' }));
+      const accessLogPath = join(opts.dataDir, 'logs', 'access.log');
+      const gateway = await startGateway({ listeners: opts.gateway.listeners, sites: [] }, {
+        logger: log.child({ svc: 'gateway' }), accessLog: { path: accessLogPath }, acmeChallengeDir: challengeDir(opts.dataDir), ...opts.gateway.options,
+      });
+      frontDoor = new FrontDoor(gateway, store, opts.gateway.listeners, opts.dataDir, log.child({ svc: 'front-door' }), certificates.files);
       services.gateway = gateway;
+      services.frontDoor = frontDoor;
+      siteLogs = new SiteLogs({ accessLogPath, dir: join(opts.dataDir, 'logs', 'sites'), store });
+      siteLogs.start();
       await frontDoor.sync();
       frontDoor.watch(events);
+      guardTarget.routes = frontDoor;
+      gatewayRefusals.attach(gateway);
     } catch (e) {
       await close();
       throw e;
     }
   }
-  return { url: address, dataDir: opts.dataDir, tokenPath: paths.adminToken, services, api, close };
+  return { url: address, dataDir: opts.dataDir, tokenPath: paths.adminToken, services, api, integrity: { monitor: integrity, watch: guardWatch, target: guardTarget }, close };
 }

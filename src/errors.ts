@@ -24,13 +24,18 @@ export const ERRORS = {
   STRATA_ERR_QUOTA_BELOW_USAGE: { status: 422, summary: 'The new quota is below what the tenant already uses.' },
   STRATA_ERR_LEVEL_UNAVAILABLE: { status: 422, summary: 'No driver for this isolation level is available on this machine.' },
   STRATA_ERR_UNSUPPORTED: { status: 422, summary: 'The driver for this level does not support the operation.' },
+  STRATA_ERR_CERTIFICATE_INVALID: { status: 422, summary: 'The certificate or key does not load, the key does not match, or the certificate has expired.' },
+  STRATA_ERR_CERTIFICATE_NAME: { status: 422, summary: "A name on the certificate is not one of the tenant's configured sites." },
+  STRATA_ERR_ACME: { status: 502, summary: 'The ACME CA refused or failed the order; the message says why.' },
   STRATA_ERR_PAYLOAD_TOO_LARGE: { status: 413, summary: 'The request body is larger than the limit.' },
   STRATA_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: 'The request body must be application/json.' },
+  STRATA_ERR_UPGRADE_REQUIRED: { status: 426, summary: 'The route speaks WebSocket only (exec, console): send an Upgrade: websocket request.' },
   STRATA_ERR_RATE_LIMITED: { status: 429, summary: 'Too many requests.' },
   STRATA_ERR_AUDIT_VERIFY_FAILED: { status: 500, summary: 'The audit log does not verify against its signed tree head.' },
   STRATA_ERR_DRIVER: { status: 500, summary: 'A level driver failed; the instance is marked failed.' },
   STRATA_ERR_CONFIG: { status: 400, summary: 'Invalid daemon or CLI configuration.' },
   STRATA_ERR_UNAVAILABLE: { status: 503, summary: 'The daemon is starting or shutting down.' },
+  STRATA_ERR_GUARD_UNAVAILABLE: { status: 503, summary: 'A guard interceptor cannot run on this machine (a missing tool such as bpftrace, or a kernel feature such as tracefs or BTF).' },
   STRATA_ERR_INTERNAL: { status: 500, summary: 'A bug in Strata; the log has the stack.' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 

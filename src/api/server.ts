@@ -9,17 +9,22 @@ import { Counter, Histogram } from 'prom-client';
 import { StrataError, isStrataError, type ErrorCode } from '../errors.js';
 import { alertRoutes } from './alerts.js';
 import { auditRoutes } from './audit.js';
+import { certificateRoutes } from './certificates.js';
 import { eventRoutes } from './events.js';
 import { instanceRoutes } from './instances.js';
+import { listenerRoutes } from './listeners.js';
 import { operationRoutes } from './operations.js';
 import { defineRoute, openapiDocument, registerRoutes, type AnyRoute } from './route.js';
 import type { Services } from './services.js';
 import { siteRoutes } from './sites.js';
 import { snapshotRoutes } from './snapshots.js';
+import { imageRoutes } from './images.js';
+import { routeUpgrades, streamRoutes } from './streams.js';
 import { systemRoutes } from './system.js';
 import { tenantRoutes } from './tenants.js';
 import { tokenRoutes } from './tokens.js';
 import { userRoutes } from './users.js';
+import { authFailureEvent } from '../guard/interceptors/gateway.js';
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -31,8 +36,12 @@ export const API_ROUTES: readonly AnyRoute[] = [
   ...userRoutes,
   ...tokenRoutes,
   ...instanceRoutes,
+  ...streamRoutes,
   ...snapshotRoutes,
+  ...imageRoutes,
   ...siteRoutes,
+  ...certificateRoutes,
+  ...listenerRoutes,
   ...operationRoutes,
   ...auditRoutes,
   ...alertRoutes,
@@ -96,6 +105,8 @@ export async function buildApi(s: Services, opts: { logger?: FastifyBaseLogger }
     requests.inc({ method: req.method, route, status: String(reply.statusCode) });
     latency.observe({ method: req.method, route }, reply.elapsedTime / 1000);
     const p = req.strataPrincipal;
+    // Authentication failures feed the guard (brute force), after the answer went out.
+    if (reply.statusCode === 401) s.guard.ingest(authFailureEvent(req.ip, route));
     if (reply.statusCode < 400) {
       for (const e of req.strataAuditEvents ?? []) {
         s.events.publish('audit', 'audit.appended', e.tenantId, { action: e.action, target: e.target, actor: p?.name ?? null, result: 'ok' });
@@ -122,6 +133,7 @@ export async function buildApi(s: Services, opts: { logger?: FastifyBaseLogger }
   const routes = [...API_ROUTES, openapi];
   const document = openapiDocument(routes, s.version);
   registerRoutes(app, routes, s);
+  routeUpgrades(app, s);
   await app.ready();
   return app;
 }

@@ -5,6 +5,8 @@
 import type { Registry } from 'prom-client';
 import type { Gateway } from '../gateway/index.js';
 import type { Guard } from '../guard/guard.js';
+import type { CertificateManager } from '../control/certificate-manager.js';
+import type { FrontDoor } from '../control/front-door.js';
 import type { AuditLog } from '../audit/log.js';
 import type { Authenticator } from '../auth/authenticate.js';
 import type { EventBus } from '../control/events.js';
@@ -28,4 +30,8 @@ export interface Services {
   gateway?: Gateway;
   /** The security monitor: its alerts are served at /v1/alerts. */
   guard: Guard;
+  /** Certificates: uploads, the local CA, ACME and renewal (absent when a test builds the API without a daemon). */
+  certificates?: CertificateManager;
+  /** The front door's fixed listeners (`strata up --listen`), listed beside the API's own. */
+  frontDoor?: FrontDoor;
 }

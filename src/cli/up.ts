@@ -6,6 +6,7 @@
  * The daemon and its dependencies are imported only here, so the other commands
  * start fast.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseGatewayListen, parseListen } from './args.js';
@@ -21,7 +22,13 @@ export function registerUp(program: Command): void {
     .option('--api-listen <host:port>', 'address of the REST API (default 127.0.0.1:8470)', parseListen)
     .option('--listen <proto://host:port>', 'a gateway listener for visitors, repeatable (default http://127.0.0.1:8080)', parseGatewayListen)
     .option('--no-gateway', 'run without the front door')
-    .action(async (o: { dataDir: string; apiListen?: { host: string; port: number }; listen?: ReturnType<typeof parseGatewayListen>; gateway: boolean }) => {
+    .option('--acme-directory <url>', "ACME CA directory for tenants' certificates (e.g. https://acme-v02.api.letsencrypt.org/directory)")
+    .option('--acme-ca <file>', "PEM of the CA behind the ACME directory's own TLS, when it is a private one (pebble)")
+    .option('--acme-email <address>', 'contact address for the ACME account')
+    .action(async (o: { dataDir: string; apiListen?: { host: string; port: number }; listen?: ReturnType<typeof parseGatewayListen>; gateway: boolean; acmeDirectory?: string; acmeCa?: string; acmeEmail?: string }) => {
+      const acme = o.acmeDirectory === undefined ? undefined : {
+        directoryUrl: o.acmeDirectory, ...(o.acmeCa ? { directoryCaPem: readFileSync(o.acmeCa, 'utf8') } : {}), ...(o.acmeEmail ? { email: o.acmeEmail } : {}),
+      };
       const { host, port } = o.apiListen ?? DEFAULT_LISTEN;
       const listeners = (o.listen ?? [{ protocol: 'http' as const, ...DEFAULT_GATEWAY_LISTEN }])
         .map((l, i) => ({ id: `${l.protocol}-${i}`, address: l.host, port: l.port, protocol: l.protocol }));
@@ -29,7 +36,7 @@ export function registerUp(program: Command): void {
         import('../daemon.js'), import('../levels/index.js'), import('pino'),
       ]);
       const logger = pino({ base: { svc: 'strata' } }, pino.destination({ dest: 2, sync: true }));
-      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(resolve(o.dataDir), { gatewayPorts: o.gateway ? listeners.map((l) => l.port) : [] }), logger, ...(o.gateway ? { gateway: { listeners } } : {}) }).catch((e: NodeJS.ErrnoException) => {
+      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(resolve(o.dataDir), { gatewayPorts: o.gateway ? listeners.map((l) => l.port) : [] }), logger, guard: { selfCheck: true, bpf: true }, ...(acme ? { acme } : {}), ...(o.gateway ? { gateway: { listeners } } : {}) }).catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${host}:${port}: the address is in use`, e.code);
         if (e.code === 'EACCES' || e.code === 'EPERM') throw new CliError(`${e.message} (run as root, or pass --data-dir)`, e.code);
         throw e;

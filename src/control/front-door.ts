@@ -9,9 +9,9 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Gateway, GatewayConfig, ListenerConfig, SiteRoute } from '../gateway/index.js';
+import type { CertificateConfig, Gateway, GatewayConfig, ListenerConfig, SiteRoute } from '../gateway/index.js';
 import type { Store } from '../store/store.js';
-import type { Instance, Site, Tenant } from '../store/types.js';
+import type { Instance, Site, StoredListener, Tenant } from '../store/types.js';
 import type { EventBus } from './events.js';
 
 /** Where a tenant's static sites live; `root` was checked at the API edge to stay inside it. */
@@ -48,6 +48,27 @@ export function upstreamOf(info: Record<string, unknown>, port: number): { host:
   return { host: info.address, port: info.port };
 }
 
+/** A listener added through the API, as the gateway takes it. */
+export function listenerConfig(l: StoredListener): ListenerConfig {
+  return {
+    id: l.name, address: l.address, port: l.port, protocol: l.protocol,
+    ...(l.defaultSite !== null ? { defaultSite: l.defaultSite } : {}),
+    ...(l.protocol === 'https' && l.strictSni ? { strictSni: true } : {}),
+  };
+}
+
+/**
+ * A `tls-passthrough` listener hands raw streams to instances only, so static
+ * and redirect sites (which answer HTTP) are kept to the other listeners. An
+ * instance's site stays on every listener: on a passthrough one its stream
+ * goes to the instance's address and the site's port.
+ */
+export function keepHttpSitesOffPassthrough(sites: SiteRoute[], listeners: readonly ListenerConfig[]): void {
+  const http = listeners.filter((l) => l.protocol !== 'tls-passthrough').map((l) => l.id);
+  if (http.length === listeners.length) return;
+  for (const site of sites) if (site.target.kind !== 'upstream') site.listeners = http;
+}
+
 export class FrontDoor {
   #pending = false;
   #running: Promise<void> = Promise.resolve();
@@ -56,9 +77,11 @@ export class FrontDoor {
   constructor(
     private readonly gateway: Gateway,
     private readonly store: Store,
-    private readonly listeners: ListenerConfig[],
+    /** The fixed listeners (`strata up --listen`); those added through the API come from the store. */
+    readonly listeners: ListenerConfig[],
     private readonly dataDir: string,
     private readonly log: Logger,
+    private readonly certificates?: { gatewayCertificates(): CertificateConfig[] },
   ) {}
 
   /** The whole configuration as the store has it now. */
@@ -73,14 +96,16 @@ export class FrontDoor {
       const route = siteRoute(site, tenant, instance, this.dataDir);
       if (route) sites.push(route);
     }
-    return { listeners: this.listeners, sites };
+    const listeners = [...this.listeners, ...this.store.listListeners().map(listenerConfig)];
+    keepHttpSitesOffPassthrough(sites, listeners);
+    return { listeners, sites, certificates: this.certificates?.gatewayCertificates() ?? [] };
   }
 
   /** Follows site and instance changes from the event bus. */
   watch(events: EventBus): void {
     mkdirSync(join(this.dataDir, 'docroots'), { recursive: true, mode: 0o755 });
     this.#unsubscribe = events.subscribe((e) => {
-      const relevant = e.category === 'lifecycle' || (e.category === 'audit' && /^(site|tenant|instance)\./.test(String(e.data.action)));
+      const relevant = e.category === 'lifecycle' || (e.category === 'audit' && /^(site|tenant|instance|certificate|listener)\./.test(String(e.data.action)));
       if (relevant) this.schedule();
     });
   }
@@ -99,11 +124,28 @@ export class FrontDoor {
     });
   }
 
+  /** Resolves once the gateway serves what the store holds now. */
+  async flush(): Promise<void> {
+    this.schedule();
+    await this.#running;
+  }
+
   async sync(): Promise<void> {
-    try {
-      await this.gateway.update(this.config());
-    } catch (err) {
-      this.log.error({ err }, 'gateway update failed');
+    // A stored listener that cannot bind (its port taken since) is left out rather than blocking every other change.
+    const skip = new Set<string>();
+    for (;;) {
+      const config = this.config();
+      config.listeners = config.listeners.filter((l) => !skip.has(l.id));
+      try {
+        await this.gateway.update(config);
+        return;
+      } catch (err) {
+        const id = (err as { details?: { listener?: unknown } }).details?.listener;
+        const stored = typeof id === 'string' && !skip.has(id) && !this.listeners.some((l) => l.id === id);
+        this.log.error({ err, ...(stored ? { skipped: id } : {}) }, 'gateway update failed');
+        if (!stored) return;
+        skip.add(id);
+      }
     }
   }
 

@@ -12,7 +12,10 @@
  * in place: an update builds a new one and the worker swaps one reference.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { readFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { TLSSocket, createSecureContext, type SecureContext } from 'node:tls';
 import type { CertificateConfig } from './types.js';
 
 /** Mozilla's "intermediate" TLS 1.2 suites (forward secret AEAD only); TLS 1.3 suites are OpenSSL's defaults. */
@@ -106,4 +109,34 @@ export class CertificateStore {
     }
     return null;
   }
+}
+
+/**
+ * Answers an ACME TLS-ALPN-01 validation (RFC 8737): a ClientHello that offers
+ * only `acme-tls/1` gets the validation certificate the daemon's ACME client
+ * wrote for its SNI name (`<dir>/<name>/tls-alpn-01.pem`), with that ALPN
+ * protocol, and the connection ends after the handshake — it never reaches
+ * routing. Without such a file (or `dir`) the connection is closed. Rare by
+ * nature, so the file is read per connection rather than kept in a store.
+ */
+export function answerAcmeTlsAlpn(dir: string | null, socket: Socket, sni: string | null, hello: Buffer, done: () => void): void {
+  const file = dir === null || sni === null || sni.startsWith('.') || sni.includes('..') ? null : join(dir, sni, 'tls-alpn-01.pem');
+  void (file === null ? Promise.resolve(null) : readFile(file, 'utf8').catch(() => null)).then((pem) => {
+    const cert = pem?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)?.[0];
+    const key = pem?.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----/)?.[0];
+    if (cert === undefined || key === undefined || socket.destroyed) {
+      done();
+      socket.destroy();
+      return;
+    }
+    socket.unshift(hello);
+    const tls = new TLSSocket(socket, {
+      isServer: true, secureContext: createSecureContext({ cert, key, minVersion: 'TLSv1.2' }), ALPNProtocols: ['acme-tls/1'],
+    });
+    tls.on('error', () => tls.destroy());
+    tls.once('secure', () => {
+      done();
+      tls.end();
+    });
+  });
 }

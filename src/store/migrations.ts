@@ -100,4 +100,53 @@ export const MIGRATIONS: readonly Migration[] = [
       ${AUDIT_SCHEMA_SQL}
     `,
   },
+  {
+    version: 2,
+    description: 'certificates (keys live in DATA/certs/<id>/, 0600) and gateway listeners',
+    sql: `
+      CREATE TABLE certificates (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT REFERENCES tenants(id) ON DELETE CASCADE,
+        hostnames TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        challenge TEXT,
+        cert_pem TEXT,
+        fingerprint TEXT,
+        not_before TEXT,
+        not_after TEXT,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+      CREATE INDEX certificates_tenant ON certificates(tenant_id);
+      -- One certificate per name: the gateway chooses by SNI and refuses two claims.
+      CREATE TABLE certificate_names (
+        hostname TEXT NOT NULL UNIQUE,
+        certificate_id TEXT NOT NULL REFERENCES certificates(id) ON DELETE CASCADE
+      );
+      CREATE TABLE listeners (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        address TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        protocol TEXT NOT NULL,
+        default_site TEXT,
+        strict_sni INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (address, port)
+      );
+    `,
+  },
+  {
+    version: 3,
+    description: "system-owned (guard) snapshots, kept out of tenants' lists and usage; a clone's source, kept until the clone is made",
+    sql: `
+      ALTER TABLE snapshots ADD COLUMN system INTEGER NOT NULL DEFAULT 0;
+      -- Before v3 the guard's snapshots were told apart by name only.
+      UPDATE snapshots SET system = 1 WHERE name LIKE 'guard-good-%' OR name LIKE 'guard-forensic-%';
+      -- JSON {instanceId, snapshotId} while a clone is not yet made: a daemon restarted mid-clone finishes it from there.
+      ALTER TABLE instances ADD COLUMN clone_from TEXT;
+    `,
+  },
 ];

@@ -13,7 +13,9 @@ import { randomBytes } from 'node:crypto';
 import { conflict, notFound } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 import type { IdempotentRecord, InstancePatch, NewInstance, Store } from './store.js';
-import type { Instance, Operation, Quota, Role, Site, SiteTarget, Snapshot, Tenant, Token, Usage, User } from './types.js';
+import type {
+  Certificate, CertificateIssued, CloneSource, Instance, Operation, Quota, Role, Site, SiteTarget, Snapshot, StoredListener, Tenant, Token, Usage, User,
+} from './types.js';
 import type { ReconcileRecord } from '../control/reconciler.js';
 import type { DesiredState, InstanceState } from '../levels/lifecycle.js';
 
@@ -57,6 +59,7 @@ const toInstance = (r: Row): Instance => ({
   desiredState: r.desired_state as DesiredState,
   actualState: r.actual_state as InstanceState,
   info: parse(r.info),
+  ...(r.clone_from ? { cloneFrom: parse<CloneSource>(r.clone_from) } : {}),
   createdAt: String(r.created_at),
   updatedAt: String(r.updated_at),
 });
@@ -75,6 +78,7 @@ const toSnapshot = (r: Row): Snapshot => ({
   status: r.status as Snapshot['status'],
   sizeBytes: Number(r.size_bytes),
   digest: (r.digest as string | null) ?? null,
+  system: Number(r.system) === 1,
   createdAt: String(r.created_at),
 });
 const toOperation = (r: Row): Operation => ({
@@ -90,10 +94,37 @@ const toOperation = (r: Row): Operation => ({
   updatedAt: String(r.updated_at),
 });
 
+const toCertificate = (r: Row): Certificate => ({
+  id: String(r.id),
+  tenantId: (r.tenant_id as string | null) ?? null,
+  hostnames: parse<string[]>(r.hostnames),
+  source: r.source as Certificate['source'],
+  status: r.status as Certificate['status'],
+  challenge: (r.challenge as Certificate['challenge']) ?? null,
+  certPem: (r.cert_pem as string | null) ?? null,
+  fingerprint: (r.fingerprint as string | null) ?? null,
+  notBefore: (r.not_before as string | null) ?? null,
+  notAfter: (r.not_after as string | null) ?? null,
+  error: (r.error as string | null) ?? null,
+  createdAt: String(r.created_at),
+  updatedAt: String(r.updated_at),
+});
+const toListener = (r: Row): StoredListener => ({
+  id: String(r.id),
+  name: String(r.name),
+  address: String(r.address),
+  port: Number(r.port),
+  protocol: r.protocol as StoredListener['protocol'],
+  defaultSite: (r.default_site as string | null) ?? null,
+  strictSni: Number(r.strict_sni) === 1,
+  createdAt: String(r.created_at),
+});
+
 const toReconcileRecord = (i: Instance): ReconcileRecord => ({
   spec: { id: i.id, tenantId: i.tenantId, name: i.name, level: i.level, source: i.source, limits: i.limits, config: i.config },
   desiredState: i.desiredState,
   actualState: i.actualState,
+  ...(i.cloneFrom ? { cloneFrom: i.cloneFrom } : {}),
 });
 
 const isUniqueViolation = (e: unknown): boolean =>
@@ -189,7 +220,8 @@ export class SqliteStore implements Store {
     const i = this.get(
       `SELECT COUNT(*) AS n, COALESCE(SUM(vcpus), 0) AS vcpus, COALESCE(SUM(memory_mib), 0) AS mem,
               COALESCE(SUM(disk_mib), 0) AS disk FROM instances WHERE tenant_id = ?`, tenantId)!;
-    const snapBytes = Number(this.get('SELECT COALESCE(SUM(size_bytes), 0) AS b FROM snapshots WHERE tenant_id = ?', tenantId)!.b);
+    // The platform's own snapshots (the guard's) are not the tenant's to pay for.
+    const snapBytes = Number(this.get('SELECT COALESCE(SUM(size_bytes), 0) AS b FROM snapshots WHERE tenant_id = ? AND system = 0', tenantId)!.b);
     const sites = Number(this.get('SELECT COUNT(*) AS n FROM sites WHERE tenant_id = ?', tenantId)!.n);
     return {
       instances: Number(i.n),
@@ -265,13 +297,15 @@ export class SqliteStore implements Store {
     const t = now();
     const inst: Instance = {
       id: newId('in'), tenantId: i.tenantId, name: i.name, level: i.level, source: i.source, limits: i.limits,
-      config: i.config, desiredState: i.desiredState, actualState: 'creating', info: {}, createdAt: t, updatedAt: t,
+      config: i.config, desiredState: i.desiredState, actualState: 'creating', info: {},
+      ...(i.cloneFrom ? { cloneFrom: { instanceId: i.cloneFrom.instanceId, snapshotId: i.cloneFrom.snapshotId } } : {}), createdAt: t, updatedAt: t,
     };
     this.insert('instance', i.name,
       `INSERT INTO instances (id, tenant_id, name, level, source, vcpus, memory_mib, disk_mib, config,
-         desired_state, actual_state, info, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         desired_state, actual_state, info, clone_from, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       inst.id, inst.tenantId, inst.name, inst.level, inst.source, inst.limits.vcpus, inst.limits.memoryMiB,
-      inst.limits.diskMiB, json(inst.config), inst.desiredState, inst.actualState, json(inst.info), t, t);
+      inst.limits.diskMiB, json(inst.config), inst.desiredState, inst.actualState, json(inst.info),
+      inst.cloneFrom ? json(inst.cloneFrom) : null, t, t);
     return inst;
   }
   getInstance(tenantId: string, name: string): Instance | null {
@@ -290,9 +324,10 @@ export class SqliteStore implements Store {
   updateInstance(id: string, patch: InstancePatch): Instance {
     const cur = this.getInstanceById(id);
     if (!cur) throw notFound('instance', id);
-    this.run('UPDATE instances SET source = ?, config = ?, desired_state = ?, actual_state = ?, info = ?, updated_at = ? WHERE id = ?',
+    const cloneFrom = patch.cloneFrom === null ? null : cur.cloneFrom ? json(cur.cloneFrom) : null;
+    this.run('UPDATE instances SET source = ?, config = ?, desired_state = ?, actual_state = ?, info = ?, clone_from = ?, updated_at = ? WHERE id = ?',
       patch.source === undefined ? cur.source : patch.source, json(patch.config ?? cur.config),
-      patch.desiredState ?? cur.desiredState, patch.actualState ?? cur.actualState, json(patch.info ?? cur.info), now(), id);
+      patch.desiredState ?? cur.desiredState, patch.actualState ?? cur.actualState, json(patch.info ?? cur.info), cloneFrom, now(), id);
     return this.getInstanceById(id)!;
   }
   deleteInstance(id: string): void {
@@ -308,6 +343,9 @@ export class SqliteStore implements Store {
   getInstanceForReconcile(id: string): ReconcileRecord | null {
     const i = this.getInstanceById(id);
     return i ? toReconcileRecord(i) : null;
+  }
+  cloneMade(id: string): void {
+    this.run('UPDATE instances SET clone_from = NULL WHERE id = ?', id);
   }
   setActualState(id: string, state: InstanceState, info?: Record<string, unknown>): void {
     this.run('UPDATE instances SET actual_state = ?, info = COALESCE(?, info), updated_at = ? WHERE id = ?',
@@ -340,15 +378,15 @@ export class SqliteStore implements Store {
 
   // Snapshots
 
-  createSnapshot(s: { tenantId: string; instanceId: string; name: string }): Snapshot {
+  createSnapshot(s: { tenantId: string; instanceId: string; name: string; system?: boolean }): Snapshot {
     const snap: Snapshot = {
       id: newId('sn'), tenantId: s.tenantId, instanceId: s.instanceId, name: s.name, status: 'pending',
-      sizeBytes: 0, digest: null, createdAt: now(),
+      sizeBytes: 0, digest: null, system: s.system ?? false, createdAt: now(),
     };
     this.insert('snapshot', s.name,
-      `INSERT INTO snapshots (id, tenant_id, instance_id, name, status, size_bytes, digest, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      snap.id, snap.tenantId, snap.instanceId, snap.name, snap.status, snap.sizeBytes, snap.digest, snap.createdAt);
+      `INSERT INTO snapshots (id, tenant_id, instance_id, name, status, size_bytes, digest, system, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      snap.id, snap.tenantId, snap.instanceId, snap.name, snap.status, snap.sizeBytes, snap.digest, snap.system ? 1 : 0, snap.createdAt);
     return snap;
   }
   getSnapshot(instanceId: string, name: string): Snapshot | null {
@@ -359,10 +397,12 @@ export class SqliteStore implements Store {
     const r = this.get('SELECT * FROM snapshots WHERE id = ?', id);
     return r ? toSnapshot(r) : null;
   }
-  listSnapshots(filter: { tenantId?: string; instanceId?: string }): Snapshot[] {
+  listSnapshots(filter: { tenantId?: string; instanceId?: string; system?: boolean }): Snapshot[] {
+    const system = filter.system === undefined ? null : filter.system ? 1 : 0;
     return this.all(
-      `SELECT * FROM snapshots WHERE (? IS NULL OR tenant_id = ?) AND (? IS NULL OR instance_id = ?) ORDER BY created_at`,
-      filter.tenantId ?? null, filter.tenantId ?? null, filter.instanceId ?? null, filter.instanceId ?? null,
+      `SELECT * FROM snapshots WHERE (? IS NULL OR tenant_id = ?) AND (? IS NULL OR instance_id = ?) AND (? IS NULL OR system = ?)
+       ORDER BY created_at`,
+      filter.tenantId ?? null, filter.tenantId ?? null, filter.instanceId ?? null, filter.instanceId ?? null, system, system,
     ).map(toSnapshot);
   }
   updateSnapshot(id: string, patch: Partial<Pick<Snapshot, 'status' | 'sizeBytes' | 'digest'>>): Snapshot {
@@ -408,6 +448,74 @@ export class SqliteStore implements Store {
     this.run('UPDATE operations SET status = ?, progress = ?, error = ?, result = ?, updated_at = ? WHERE id = ?',
       next.status, next.progress, next.error ? json(next.error) : null, next.result ? json(next.result) : null, now(), id);
     return this.getOperation(id)!;
+  }
+
+  // Certificates
+
+  createCertificate(c: Pick<Certificate, 'tenantId' | 'hostnames' | 'source' | 'status' | 'challenge'> & Partial<CertificateIssued>): Certificate {
+    const t = now();
+    const id = newId('ce');
+    return this.transaction(() => {
+      this.run(
+        `INSERT INTO certificates (id, tenant_id, hostnames, source, status, challenge, cert_pem, fingerprint, not_before,
+           not_after, error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)`,
+        id, c.tenantId, json(c.hostnames), c.source, c.status, c.challenge, c.certPem ?? null, c.fingerprint ?? null,
+        c.notBefore ?? null, c.notAfter ?? null, t, t);
+      for (const name of c.hostnames) {
+        this.insert('certificate for', name, 'INSERT INTO certificate_names (hostname, certificate_id) VALUES (?, ?)', name, id);
+      }
+      return this.getCertificate(id)!;
+    });
+  }
+  getCertificate(id: string): Certificate | null {
+    const r = this.get('SELECT * FROM certificates WHERE id = ?', id);
+    return r ? toCertificate(r) : null;
+  }
+  getCertificateByName(hostname: string): Certificate | null {
+    const r = this.get('SELECT c.* FROM certificates c JOIN certificate_names n ON n.certificate_id = c.id WHERE n.hostname = ?', hostname);
+    return r ? toCertificate(r) : null;
+  }
+  listCertificates(filter: { tenantId?: string; source?: Certificate['source'] } = {}): Certificate[] {
+    return this.all(
+      'SELECT * FROM certificates WHERE (? IS NULL OR tenant_id = ?) AND (? IS NULL OR source = ?) ORDER BY created_at, id',
+      filter.tenantId ?? null, filter.tenantId ?? null, filter.source ?? null, filter.source ?? null,
+    ).map(toCertificate);
+  }
+  updateCertificate(id: string, patch: Partial<CertificateIssued> & Partial<Pick<Certificate, 'status' | 'error'>>): Certificate {
+    const cur = this.getCertificate(id);
+    if (!cur) throw notFound('certificate', id);
+    const issued = patch.certPem !== undefined;
+    this.run(
+      `UPDATE certificates SET status = ?, cert_pem = ?, fingerprint = ?, not_before = ?, not_after = ?, error = ?, updated_at = ?
+       WHERE id = ?`,
+      patch.status ?? (issued ? 'active' : cur.status), patch.certPem ?? cur.certPem, patch.fingerprint ?? cur.fingerprint,
+      patch.notBefore ?? cur.notBefore, patch.notAfter ?? cur.notAfter,
+      patch.error !== undefined ? patch.error : issued ? null : cur.error, now(), id);
+    return this.getCertificate(id)!;
+  }
+  deleteCertificate(id: string): void {
+    this.run('DELETE FROM certificates WHERE id = ?', id);
+  }
+
+  // Listeners
+
+  createListener(l: Omit<StoredListener, 'id' | 'createdAt'>): StoredListener {
+    const listener: StoredListener = { ...l, id: newId('li'), createdAt: now() };
+    this.insert('listener', `${l.name} (${l.address}:${l.port})`,
+      `INSERT INTO listeners (id, name, address, port, protocol, default_site, strict_sni, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      listener.id, l.name, l.address, l.port, l.protocol, l.defaultSite, l.strictSni ? 1 : 0, listener.createdAt);
+    return listener;
+  }
+  getListener(name: string): StoredListener | null {
+    const r = this.get('SELECT * FROM listeners WHERE name = ?', name);
+    return r ? toListener(r) : null;
+  }
+  listListeners(): StoredListener[] {
+    return this.all('SELECT * FROM listeners ORDER BY name').map(toListener);
+  }
+  deleteListener(id: string): void {
+    this.run('DELETE FROM listeners WHERE id = ?', id);
   }
 
   // Idempotency keys

@@ -7,6 +7,9 @@
  * complete after a crash.
  */
 import type {
+  Certificate,
+  CloneSource,
+  CertificateIssued,
   Instance,
   Operation,
   Quota,
@@ -14,6 +17,7 @@ import type {
   Site,
   SiteTarget,
   Snapshot,
+  StoredListener,
   Tenant,
   Token,
   Usage,
@@ -30,6 +34,8 @@ export interface NewInstance {
   limits: Instance['limits'];
   config: Record<string, unknown>;
   desiredState: DesiredState;
+  /** A clone: the snapshot it is made from, kept with the instance until the clone is made. */
+  cloneFrom?: CloneSource;
 }
 
 export interface InstancePatch {
@@ -38,6 +44,8 @@ export interface InstancePatch {
   desiredState?: DesiredState;
   actualState?: InstanceState;
   info?: Record<string, unknown>;
+  /** null: the clone is made. */
+  cloneFrom?: null;
 }
 
 export interface IdempotentRecord {
@@ -57,7 +65,7 @@ export interface Store extends ReconcileStore {
   listTenants(): Tenant[];
   setTenantQuota(id: string, quota: Quota): Tenant;
   deleteTenant(id: string): void;
-  /** What a tenant uses now: counted from its instances, snapshots and sites. */
+  /** What a tenant uses now: counted from its instances, its own snapshots (not the system's) and sites. */
   usage(tenantId: string): Usage;
 
   createUser(u: { name: string; role: Role; tenantId: string | null }): User;
@@ -81,16 +89,19 @@ export interface Store extends ReconcileStore {
   listInstances(filter?: { tenantId?: string }): Instance[];
   updateInstance(id: string, patch: InstancePatch): Instance;
   deleteInstance(id: string): void;
+  /** Forgets a clone's source once the driver has made the clone. */
+  cloneMade(id: string): void;
 
   createSite(s: { tenantId: string; hostname: string; target: SiteTarget }): Site;
   getSite(hostname: string): Site | null;
   listSites(filter?: { tenantId?: string; instanceName?: string }): Site[];
   deleteSite(id: string): void;
 
-  createSnapshot(s: { tenantId: string; instanceId: string; name: string }): Snapshot;
+  createSnapshot(s: { tenantId: string; instanceId: string; name: string; system?: boolean }): Snapshot;
   getSnapshot(instanceId: string, name: string): Snapshot | null;
   getSnapshotById(id: string): Snapshot | null;
-  listSnapshots(filter: { tenantId?: string; instanceId?: string }): Snapshot[];
+  /** `system`: only the platform's (true) or only the tenant's own (false); both when absent. */
+  listSnapshots(filter: { tenantId?: string; instanceId?: string; system?: boolean }): Snapshot[];
   updateSnapshot(id: string, patch: Partial<Pick<Snapshot, 'status' | 'sizeBytes' | 'digest'>>): Snapshot;
   deleteSnapshot(id: string): void;
 
@@ -98,6 +109,21 @@ export interface Store extends ReconcileStore {
   getOperation(id: string): Operation | null;
   listOperations(filter?: { tenantId?: string; status?: Operation['status']; limit?: number }): Operation[];
   updateOperation(id: string, patch: Partial<Pick<Operation, 'status' | 'progress' | 'error' | 'result'>>): Operation;
+
+  /** Claims `hostnames` for a new certificate; a name another certificate holds is a 409. */
+  createCertificate(c: Pick<Certificate, 'tenantId' | 'hostnames' | 'source' | 'status' | 'challenge'> & Partial<CertificateIssued>): Certificate;
+  getCertificate(id: string): Certificate | null;
+  /** The certificate holding `hostname`, if any. */
+  getCertificateByName(hostname: string): Certificate | null;
+  listCertificates(filter?: { tenantId?: string; source?: Certificate['source'] }): Certificate[];
+  /** A new chain (issue, renewal) makes the certificate active; a failure keeps the chain it had. */
+  updateCertificate(id: string, patch: Partial<CertificateIssued> & Partial<Pick<Certificate, 'status' | 'error'>>): Certificate;
+  deleteCertificate(id: string): void;
+
+  createListener(l: Omit<StoredListener, 'id' | 'createdAt'>): StoredListener;
+  getListener(name: string): StoredListener | null;
+  listListeners(): StoredListener[];
+  deleteListener(id: string): void;
 
   getIdempotent(userId: string, key: string): IdempotentRecord | null;
   putIdempotent(userId: string, key: string, rec: IdempotentRecord): void;

@@ -60,8 +60,15 @@ export interface Instance {
   actualState: InstanceState;
   /** Live facts from the driver (address, pid, accelerator …), last observed. */
   info: Record<string, unknown>;
+  /** A clone not yet made: the snapshot it is made from (cleared once the driver has made it). */
+  cloneFrom?: CloneSource;
   createdAt: string;
   updatedAt: string;
+}
+
+export interface CloneSource {
+  instanceId: string;
+  snapshotId: string;
 }
 
 export type SiteTarget =
@@ -85,6 +92,11 @@ export interface Snapshot {
   status: 'pending' | 'ready' | 'failed';
   sizeBytes: number;
   digest: string | null;
+  /**
+   * Taken by the platform (the guard's known-good and forensic snapshots), not
+   * the tenant: absent from the tenant's lists and usage, listed for the provider.
+   */
+  system: boolean;
   createdAt: string;
 }
 
@@ -104,4 +116,54 @@ export interface Operation {
   result: Record<string, unknown> | null;
   createdAt: string;
   updatedAt: string;
+}
+
+export const CERTIFICATE_SOURCES = ['upload', 'local-ca', 'acme'] as const;
+export type CertificateSource = (typeof CERTIFICATE_SOURCES)[number];
+export const ACME_CHALLENGES = ['http-01', 'tls-alpn-01'] as const;
+export type AcmeChallenge = (typeof ACME_CHALLENGES)[number];
+
+/**
+ * A TLS certificate the gateway serves for some of a tenant's sites (tenantId
+ * null: the platform's own). The chain is public and kept here; the private key
+ * never is: it lives in `DATA/certs/<id>/key.pem` (0600).
+ */
+export interface Certificate {
+  id: string;
+  tenantId: string | null;
+  /** Normalised names, each served by this certificate only. */
+  hostnames: string[];
+  source: CertificateSource;
+  /** `pending`: an ACME order in progress (no chain yet); `failed`: see `error`. */
+  status: 'pending' | 'active' | 'failed';
+  /** ACME only: how the names are validated (and renewed). */
+  challenge: AcmeChallenge | null;
+  /** The certificate then its chain, PEM; null until issued. */
+  certPem: string | null;
+  /** SHA-256 of the leaf, hex with colons. */
+  fingerprint: string | null;
+  notBefore: string | null;
+  notAfter: string | null;
+  error: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface CertificateIssued {
+  certPem: string;
+  fingerprint: string;
+  notBefore: string;
+  notAfter: string;
+}
+
+/** A gateway listener added through the API (listeners given to `strata up --listen` are not stored). */
+export interface StoredListener {
+  id: string;
+  name: string;
+  address: string;
+  port: number;
+  protocol: 'http' | 'https' | 'tls-passthrough';
+  defaultSite: string | null;
+  strictSni: boolean;
+  createdAt: string;
 }

@@ -50,9 +50,20 @@ test('a walk over every route answers what each route declares', async () => {
     ['POST', '/v1/tenants/walk/instances/web/snapshots?wait=10', { name: 'snap' }],
     ['GET', '/v1/tenants/walk/instances/web/snapshots'], ['GET', '/v1/tenants/walk/snapshots'],
     ['POST', '/v1/tenants/walk/instances/web/snapshots/snap/restore?wait=10'],
+    // The fake driver cannot clone: the declared 422.
+    ['POST', '/v1/tenants/walk/instances/web/snapshots/snap/clone', { name: 'copy' }, 422],
+    // The fake driver has no images and cannot import: an empty list, the declared 422.
+    ['GET', '/v1/images'], ['POST', '/v1/images', { name: 'walked', path: '/nonexistent' }, 422],
     ['DELETE', '/v1/tenants/walk/instances/web/snapshots/snap'],
     ['POST', '/v1/tenants/walk/sites', { hostname: 'walk.example', target: { kind: 'instance', instance: 'web', port: 8080 } }],
-    ['GET', '/v1/tenants/walk/sites'], ['GET', '/v1/tenants/walk/sites/walk.example'], ['DELETE', '/v1/tenants/walk/sites/walk.example'],
+    ['GET', '/v1/tenants/walk/sites'], ['GET', '/v1/tenants/walk/sites/walk.example'],
+    ['GET', '/v1/certificates/ca'], ['POST', '/v1/tenants/walk/certificates/local-ca', { hostnames: ['walk.example'] }],
+    ['GET', '/v1/tenants/walk/certificates'], ['POST', '/v1/tenants/walk/certificates', { certificate: 'x', key: 'y' }, 422],
+    // This daemon has no ACME directory and no gateway: the declared 422s.
+    ['POST', '/v1/tenants/walk/certificates/acme', { hostnames: ['walk.example'] }, 422],
+    ['GET', '/v1/listeners'], ['POST', '/v1/listeners', { name: 'extra', address: '127.0.0.1', port: 1, protocol: 'http' }, 422],
+    ['DELETE', '/v1/listeners/extra', undefined, 404],
+    ['DELETE', '/v1/tenants/walk/sites/walk.example'],
     ['GET', '/v1/operations'], ['GET', '/v1/audit/head'], ['GET', '/v1/audit/entries'], ['GET', '/v1/audit/proof/inclusion?index=0'],
     ['GET', '/v1/audit/proof/consistency?from=1'], ['GET', '/v1/audit/export?tenant=walk'], ['GET', '/v1/audit/verify'], ['GET', '/v1/alerts?tenant=walk&priority=warning'],
     ['DELETE', '/v1/tenants/walk/instances/web?wait=10'], ['DELETE', '/v1/users/walker'], ['DELETE', '/v1/tenants/walk'],
@@ -77,6 +88,16 @@ test('a walk over every route answers what each route declares', async () => {
       const opCheck = routeFor('GET', `/v1/operations/${lastOp}`)!.responses[200]!.safeParse(op.body);
       assert.ok(opCheck.success, JSON.stringify([op.body, opCheck.error?.issues]));
       covered.add(routeFor('GET', `/v1/operations/${lastOp}`)!);
+    }
+    if (method === 'POST' && path === '/v1/tenants/walk/certificates/local-ca') {
+      for (const [m, status] of [['GET', 200], ['DELETE', 204]] as const) {
+        const p = `/v1/tenants/walk/certificates/${res.body.id}`;
+        const r = await d.request(m, p, { headers: reason });
+        assert.equal(r.status, status);
+        const declared = routeFor(m, p)!.responses[status];
+        if (declared) assert.ok(declared.safeParse(r.body).success, JSON.stringify(r.body));
+        covered.add(routeFor(m, p)!);
+      }
     }
     if (method === 'POST' && path === '/v1/tokens') {
       const del = await d.request('DELETE', `/v1/tokens/${res.body.token.id}`);

@@ -59,6 +59,11 @@ const site = async (t: string) => {
   await admin('POST', `/v1/tenants/${t}/sites`, { hostname: host, target: { kind: 'static', root: 'www' } });
   return { host };
 };
+const certificate = async (t: string) => {
+  const { host } = await site(t);
+  const body = await admin('POST', `/v1/tenants/${t}/certificates/local-ca`, { hostnames: [host] });
+  return { id: body.id as string };
+};
 
 const CASES: Case[] = [
   { action: 'tenant.read', request: (t) => ({ method: 'GET', path: `/v1/tenants/${t}` }), expect: READ_STAFF },
@@ -73,14 +78,27 @@ const CASES: Case[] = [
   { action: 'instance.action', setup: (t) => instance(t), request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/stop?wait=10` }), expect: STAFF_INSIDE },
   // The fake driver cannot redeploy: 422 after authorization, which is what this table checks.
   { action: 'instance.deploy', setup: (t) => instance(t), request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/redeploy`, body: { code: 'x' } }), expect: ADMIN_INSIDE },
+  // Streams: the fake driver has none, so an authorised call ends in 422 (exec and console are WebSocket routes; a plain GET is refused after authorization).
+  { action: 'instance.logs', setup: (t) => instance(t), request: (t, c) => ({ method: 'GET', path: `/v1/tenants/${t}/instances/${c.name}/logs` }), expect: STAFF_INSIDE },
+  { action: 'instance.exec', setup: (t) => instance(t), request: (t, c) => ({ method: 'GET', path: `/v1/tenants/${t}/instances/${c.name}/exec?cmd=id` }), expect: ADMIN_INSIDE },
+  { action: 'instance.console', setup: (t) => instance(t), request: (t, c) => ({ method: 'GET', path: `/v1/tenants/${t}/instances/${c.name}/console` }), expect: ADMIN_INSIDE },
   { action: 'instance.delete', setup: (t) => instance(t), request: (t, c) => ({ method: 'DELETE', path: `/v1/tenants/${t}/instances/${c.name}?wait=10` }), expect: ADMIN_INSIDE },
   { action: 'site.create', request: (t) => ({ method: 'POST', path: `/v1/tenants/${t}/sites`, body: { hostname: `${fresh('h')}.example`, target: { kind: 'static', root: 'www' } } }), expect: ADMIN_INSIDE },
   { action: 'site.list', request: (t) => ({ method: 'GET', path: `/v1/tenants/${t}/sites` }), expect: READ_STAFF },
   { action: 'site.read', setup: site, request: (t, c) => ({ method: 'GET', path: `/v1/tenants/${t}/sites/${c.host}` }), expect: READ_STAFF },
   { action: 'site.delete', setup: site, request: (t, c) => ({ method: 'DELETE', path: `/v1/tenants/${t}/sites/${c.host}` }), expect: ADMIN_INSIDE },
+  // A PEM that does not parse is a 422 after authorization, which is what this table checks.
+  { action: 'certificate.create', request: (t) => ({ method: 'POST', path: `/v1/tenants/${t}/certificates`, body: { certificate: 'x', key: 'y' } }), expect: ADMIN_INSIDE },
+  { action: 'certificate.issue', setup: site, request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/certificates/local-ca`, body: { hostnames: [c.host] } }), expect: ADMIN_INSIDE },
+  { action: 'certificate.issue (acme)', setup: site, request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/certificates/acme`, body: { hostnames: [c.host] } }), expect: ADMIN_INSIDE },
+  { action: 'certificate.list', request: (t) => ({ method: 'GET', path: `/v1/tenants/${t}/certificates` }), expect: READ_STAFF },
+  { action: 'certificate.read', setup: certificate, request: (t, c) => ({ method: 'GET', path: `/v1/tenants/${t}/certificates/${c.id}` }), expect: READ_STAFF },
+  { action: 'certificate.delete', setup: certificate, request: (t, c) => ({ method: 'DELETE', path: `/v1/tenants/${t}/certificates/${c.id}` }), expect: ADMIN_INSIDE },
   { action: 'snapshot.create', setup: (t) => instance(t), request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/snapshots?wait=10`, body: { name: fresh('s') } }), expect: STAFF_INSIDE },
   { action: 'snapshot.list', request: (t) => ({ method: 'GET', path: `/v1/tenants/${t}/snapshots` }), expect: READ_STAFF },
   { action: 'snapshot.restore', setup: withSnapshot, request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/snapshots/${c.snap}/restore?wait=10` }), expect: ADMIN_INSIDE },
+  // The fake driver cannot clone: 422 after authorization, which is what this table checks.
+  { action: 'instance.clone', setup: withSnapshot, request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/snapshots/${c.snap}/clone?wait=10`, body: { name: fresh('c') } }), expect: ADMIN_INSIDE },
   { action: 'snapshot.delete', setup: withSnapshot, request: (t, c) => ({ method: 'DELETE', path: `/v1/tenants/${t}/instances/${c.name}/snapshots/${c.snap}` }), expect: ADMIN_INSIDE },
   { action: 'audit.read', request: (t) => ({ method: 'GET', path: `/v1/audit/entries?tenant=${t}` }), expect: AUDIT_READERS },
   { action: 'alert.read', request: (t) => ({ method: 'GET', path: `/v1/alerts?tenant=${t}` }), expect: AUDIT_READERS },
@@ -158,6 +176,42 @@ test('provider-wide actions: only a provider-admin creates tenants; the auditor 
   assert.equal((await d.request('GET', '/v1/audit/entries', { token: tokens.auditor })).status, 200);
   const listed = await d.request('GET', '/v1/tenants', { token: tokens['tenant-member'] });
   assert.deepEqual(listed.body.items.map((t: { name: string }) => t.name), ['own'], 'a tenant lists only itself');
+});
+
+test('listeners are the provider\'s alone; the local CA certificate is for every tenant role, not the auditor', async () => {
+  const calls = [
+    { method: 'GET', path: '/v1/listeners' },
+    { method: 'POST', path: '/v1/listeners', body: { name: fresh('l'), address: '127.0.0.1', port: 1, protocol: 'http' } },
+    { method: 'DELETE', path: '/v1/listeners/no-such' },
+  ];
+  for (const c of calls) {
+    for (const caller of ['tenant-admin', 'tenant-member', 'auditor'] as Caller[]) {
+      const r = await d.request(c.method, c.path, { token: tokens[caller], body: c.body });
+      assert.equal(r.status, 403, `${caller} ${c.method} ${c.path}`);
+    }
+    const r = await d.request(c.method, c.path, { body: c.body });
+    assert.ok(r.status < 300 || r.status === 404 || r.status === 422, `provider ${c.method} ${c.path} → ${r.status}`);
+  }
+  for (const caller of ['provider', 'tenant-admin', 'tenant-member'] as Caller[]) {
+    assert.equal((await d.request('GET', '/v1/certificates/ca', { token: tokens[caller] })).status, 200, caller);
+  }
+  assert.equal((await d.request('GET', '/v1/certificates/ca', { token: tokens.auditor })).status, 403);
+});
+
+test('images: tenant staff and providers list them; only a provider-admin imports', async () => {
+  for (const caller of ['provider', 'tenant-admin', 'tenant-member'] as Caller[]) {
+    assert.equal((await d.request('GET', '/v1/images', { token: tokens[caller] })).status, 200, caller);
+  }
+  assert.equal((await d.request('GET', '/v1/images', { token: tokens.auditor })).status, 403);
+  const body = { name: 'img', path: '/nonexistent' };
+  for (const caller of ['tenant-admin', 'tenant-member', 'auditor'] as Caller[]) {
+    const r = await d.request('POST', '/v1/images', { token: tokens[caller], body });
+    assert.equal(r.status, 403, caller);
+    assert.equal(r.body.error.code, 'STRATA_ERR_FORBIDDEN');
+  }
+  // Authorised; the fake driver cannot import.
+  const ok = await d.request('POST', '/v1/images', { token: tokens.provider, body });
+  assert.equal(ok.body.error.code, 'STRATA_ERR_UNSUPPORTED');
 });
 
 test("a provider-admin's reason lands in the audit log, where the tenant reads it", async () => {

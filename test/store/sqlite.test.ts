@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import Database from 'better-sqlite3';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 
@@ -55,6 +56,69 @@ test('usage counts instances, their limits, snapshot bytes and sites', () => {
     assert.equal(s.usage(t.id).instances, 0);
     assert.equal(s.listSnapshots({ tenantId: t.id }).length, 0, 'snapshots go with their instance');
   });
+});
+
+test("system (guard) snapshots: listed apart, never counted in the tenant's usage", () => {
+  withStore((s) => {
+    const t = s.createTenant({ name: 'acme', quota });
+    const i = s.createInstance({ tenantId: t.id, name: 'web', level: 'os', source: null, limits: { vcpus: 1, memoryMiB: 256, diskMiB: 100 }, config: {}, desiredState: 'running' });
+    const own = s.createSnapshot({ tenantId: t.id, instanceId: i.id, name: 'mine' });
+    const guard = s.createSnapshot({ tenantId: t.id, instanceId: i.id, name: 'guard-good-x', system: true });
+    s.updateSnapshot(own.id, { status: 'ready', sizeBytes: 2 * 1024 * 1024 });
+    s.updateSnapshot(guard.id, { status: 'ready', sizeBytes: 50 * 1024 * 1024 });
+    assert.equal(s.usage(t.id).diskMiB, 102, 'only the tenant\'s own snapshot counts');
+    assert.deepEqual(s.listSnapshots({ instanceId: i.id, system: false }).map((x) => x.name), ['mine']);
+    assert.deepEqual(s.listSnapshots({ tenantId: t.id, system: true }).map((x) => [x.name, x.system]), [['guard-good-x', true]]);
+    assert.equal(s.listSnapshots({ instanceId: i.id }).length, 2, 'no filter: both (an instance\'s deletion removes both)');
+    assert.equal(s.getSnapshotById(guard.id)?.system, true);
+  });
+});
+
+test("a clone's source is kept with the instance until the clone is made", () => {
+  withStore((s) => {
+    const t = s.createTenant({ name: 'acme', quota });
+    const limits = { vcpus: 1, memoryMiB: 256, diskMiB: 100 };
+    const c = s.createInstance({ tenantId: t.id, name: 'copy', level: 'os', source: null, limits, config: {}, desiredState: 'running', cloneFrom: { instanceId: 'in_a', snapshotId: 'sn_b' } });
+    assert.deepEqual(s.getInstanceById(c.id)?.cloneFrom, { instanceId: 'in_a', snapshotId: 'sn_b' });
+    assert.deepEqual(s.getInstanceForReconcile(c.id)?.cloneFrom, { instanceId: 'in_a', snapshotId: 'sn_b' });
+    s.updateInstance(c.id, { desiredState: 'stopped' });
+    assert.deepEqual(s.getInstanceById(c.id)?.cloneFrom, { instanceId: 'in_a', snapshotId: 'sn_b' }, 'other updates keep it');
+    s.cloneMade(c.id);
+    assert.equal(s.getInstanceById(c.id)?.cloneFrom, undefined);
+    assert.equal(s.getInstanceForReconcile(c.id)?.cloneFrom, undefined);
+    const plain = s.createInstance({ tenantId: t.id, name: 'plain', level: 'os', source: null, limits, config: {}, desiredState: 'running' });
+    assert.equal(plain.cloneFrom, undefined);
+  });
+});
+
+test('migration 3 marks the guard snapshots a version-2 store already holds as the system\'s', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-store-'));
+  const path = join(dir, 'strata.db');
+  try {
+    // A version-2 file: migrations 1 and 2 only, with a tenant's and a guard's snapshot.
+    const old = new Database(path);
+    for (const m of MIGRATIONS.filter((x) => x.version <= 2)) old.exec(m.sql);
+    old.pragma('user_version = 2');
+    const t = '2026-01-01T00:00:00Z';
+    old.prepare('INSERT INTO tenants VALUES (?, ?, ?, ?)').run('te_1', 'acme', JSON.stringify(quota), t);
+    old.prepare(`INSERT INTO instances (id, tenant_id, name, level, source, vcpus, memory_mib, disk_mib, config, desired_state, actual_state, info, created_at, updated_at)
+      VALUES ('in_1', 'te_1', 'web', 'os', NULL, 1, 256, 100, '{}', 'running', 'running', '{}', ?, ?)`).run(t, t);
+    const snap = old.prepare(`INSERT INTO snapshots VALUES (?, 'te_1', 'in_1', ?, 'ready', 1048576, NULL, ?)`);
+    snap.run('sn_1', 'mine', t);
+    snap.run('sn_2', 'guard-forensic-abc', t);
+    old.close();
+    const s = new SqliteStore(path);
+    try {
+      assert.equal(s.schemaVersion(), MIGRATIONS.at(-1)!.version);
+      assert.deepEqual(s.listSnapshots({ tenantId: 'te_1', system: true }).map((x) => x.name), ['guard-forensic-abc']);
+      assert.deepEqual(s.listSnapshots({ tenantId: 'te_1', system: false }).map((x) => x.name), ['mine']);
+      assert.equal(s.getInstanceById('in_1')?.cloneFrom, undefined);
+    } finally {
+      s.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a transaction that throws leaves nothing behind', () => {
