@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startGateway } from '../src/gateway/index.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
-import { freePort, requireTools, wrk, type WrkResult } from './load.js';
+import { freePort, median, requireTools, round2, wrk, type WrkResult } from './load.js';
 
 /** The nginx anchor's proxy location: keep-alive upstream and the forwarding headers the gateway sets, so both do the same work. */
 export const NGINX_PROXY_LOCATION = `    location / {
@@ -42,13 +42,15 @@ export const NGINX_PROXY_LOCATION = `    location / {
 export class Nginx {
   private constructor(private readonly child: ChildProcess, private readonly prefix: string) {}
 
-  static async start(name: string, httpBlock: string, workers: number, port: number): Promise<Nginx> {
+  /** `mainBlock`: top-level directives before `http` (load_module, a `stream` block). */
+  static async start(name: string, httpBlock: string, workers: number, port: number, mainBlock = ''): Promise<Nginx> {
     const prefix = mkdtempSync(join(tmpdir(), `strata-bench-nginx-${name}-`));
     mkdirSync(join(prefix, 'logs'));
     const conf = join(prefix, 'nginx.conf');
     writeFileSync(conf, `worker_processes ${workers};
 pid ${prefix}/nginx.pid;
 error_log ${prefix}/logs/error.log warn;
+${mainBlock}
 events { worker_connections 8192; }
 http {
   access_log off;
@@ -90,7 +92,6 @@ async function waitForPort(port: number, failed: () => boolean): Promise<void> {
   throw new Error(`nothing listens on ${port}`);
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export default async function gatewayHttp(opts: BenchOptions): Promise<BenchResult> {
   requireTools('nginx', 'wrk');
@@ -156,7 +157,6 @@ ${NGINX_PROXY_LOCATION}
   };
 }
 
-const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 export function nginxVersion(): string {
   const out = spawnSync('nginx', ['-v'], { encoding: 'utf8' });

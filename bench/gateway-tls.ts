@@ -25,14 +25,13 @@
  *
  * Needs the Debian packages nginx (nginx-light is enough), wrk and openssl.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { startGateway, type CertificateConfig, type SiteRoute } from '../src/gateway/index.js';
 import { NGINX_PROXY_LOCATION, Nginx, nginxVersion } from './gateway-http.js';
-import { freePort, requireTools, wrk, type WrkResult } from './load.js';
+import { freePort, median, requireTools, round2, selfSignedEcCert, wrk, type WrkResult } from './load.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
 
 /** The multi-name client, run in worker threads: counts complete responses over `seconds`. */
@@ -81,8 +80,6 @@ async function multiNameClient(port: number, names: string[], o: { seconds: numb
   return results.reduce((a, r) => a + r.done, 0) / o.seconds;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 export default async function gatewayTls(opts: BenchOptions): Promise<BenchResult> {
   requireTools('nginx', 'wrk');
@@ -99,11 +96,8 @@ export default async function gatewayTls(opts: BenchOptions): Promise<BenchResul
   // 'localhost' is the one name wrk can resolve; the rest exist for SNI only.
   const names = ['localhost', ...Array.from({ length: count - 1 }, (_, i) => `s${i}.bench.test`)];
   const certs: CertificateConfig[] = names.map((name, i) => {
-    const key = join(dir, `${i}.key`);
-    const crt = join(dir, `${i}.crt`);
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', key, '-out', crt, '-days', '2', '-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`], { stdio: 'ignore' });
-    return { id: `c${i}`, hostnames: [name], certPem: readFileSync(crt, 'utf8'), keyPem: readFileSync(key, 'utf8'), tenantId: `t${i}` };
+    const { certPem, keyPem } = selfSignedEcCert(dir, String(i), [name]);
+    return { id: `c${i}`, hostnames: [name], certPem, keyPem, tenantId: `t${i}` };
   });
 
   const [backendPort, nginxPort] = [await freePort(), await freePort()];

@@ -1,18 +1,25 @@
 /**
- * Load tools the benchmarks share: wrk (Debian), a free loopback port, and a
- * check that the tools a bench needs are installed.
+ * Load tools the benchmarks share: wrk (Debian), a free loopback port, a
+ * check that the tools a bench needs are installed, self-signed ECDSA
+ * certificates, and the statistics every round-based bench reports.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 
 export interface WrkResult {
   requestsPerSecond: number;
   p99Ms: number;
 }
 
-/** Runs wrk against `url` and reads req/s and the p99 latency from its report. */
-export async function wrk(url: string, o: { seconds: number; connections: number; threads: number; host?: string }): Promise<WrkResult> {
-  const args = [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, '--latency', ...(o.host ? ['-H', `Host: ${o.host}`] : []), url];
+/**
+ * Runs wrk against `url` and reads req/s and the p99 latency from its report.
+ * `script`: a wrk Lua script (e.g. one that picks each request's Host).
+ */
+export async function wrk(url: string, o: { seconds: number; connections: number; threads: number; host?: string; script?: string }): Promise<WrkResult> {
+  const args = [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, '--latency',
+    ...(o.host ? ['-H', `Host: ${o.host}`] : []), ...(o.script ? ['-s', o.script] : []), url];
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
@@ -40,4 +47,17 @@ export function requireTools(...tools: string[]): void {
   for (const tool of tools) {
     if (spawnSync(tool, ['-v']).error !== undefined) throw new Error(`${tool} is not installed (Debian package: ${tool === 'nginx' ? 'nginx-light or nginx' : tool})`);
   }
+}
+
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+export const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+/** A self-signed ECDSA P-256 certificate for `names` (the first is the CN), written to DIR/LABEL.{crt,key} by the openssl CLI. */
+export function selfSignedEcCert(dir: string, label: string, names: string[]): { certPath: string; keyPath: string; certPem: string; keyPem: string } {
+  const keyPath = join(dir, `${label}.key`);
+  const certPath = join(dir, `${label}.crt`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', `/CN=${names[0]}`,
+    '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`], { stdio: 'ignore' });
+  return { certPath, keyPath, certPem: readFileSync(certPath, 'utf8'), keyPem: readFileSync(keyPath, 'utf8') };
 }

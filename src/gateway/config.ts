@@ -14,8 +14,8 @@ import type { GatewayConfig, GatewayOptions } from './types.js';
 const invalid = (message: string, details: Record<string, unknown>): StrataError =>
   new StrataError('STRATA_ERR_CONFIG', `gateway: ${message}`, details);
 
-/** Listener protocols this build serves; TLS passthrough comes later. */
-const SUPPORTED_PROTOCOLS = new Set(['http', 'https']);
+/** Listener protocols this build serves. */
+const SUPPORTED_PROTOCOLS = new Set(['http', 'https', 'tls-passthrough']);
 
 export function validateConfig(config: GatewayConfig): void {
   const listenerIds = new Set<string>();
@@ -36,6 +36,7 @@ export function validateConfig(config: GatewayConfig): void {
   }
 
   const namesPerListener = new Map<string, Set<string>>([...listenerIds].map((id) => [id, new Set<string>()]));
+  const passthrough = new Set(config.listeners.filter((l) => l.protocol === 'tls-passthrough').map((l) => l.id));
   for (const site of config.sites) {
     const details = { hostname: site.hostname, tenant: site.tenantId };
     if (normaliseSiteHostname(site.hostname) !== site.hostname) throw invalid('site hostname is not normalised', details);
@@ -47,6 +48,7 @@ export function validateConfig(config: GatewayConfig): void {
       names.add(site.hostname);
     }
     const t = site.target;
+    checkPassthroughSite(site, passthrough, listenerIds);
     if (t.kind === 'upstream') {
       if (!t.host || !Number.isInteger(t.port) || t.port < 1 || t.port > 65535) throw invalid('upstream needs a host and a port', details);
     } else if (t.kind === 'static') {
@@ -88,6 +90,26 @@ export function validateConfig(config: GatewayConfig): void {
 }
 
 /**
+ * A `tls-passthrough` listener can only hand a stream to an upstream (there is
+ * no HTTP to answer from a docroot or with a redirect), and the PROXY header
+ * only exists on passthrough streams (a pooled HTTP connection carries many
+ * clients), so a site asking for it must name passthrough listeners only.
+ */
+function checkPassthroughSite(site: GatewayConfig['sites'][number], passthrough: Set<string>, all: Set<string>): void {
+  const details = { hostname: site.hostname, tenant: site.tenantId };
+  const on = site.listeners ?? [...all];
+  if (site.target.kind !== 'upstream' && on.some((id) => passthrough.has(id))) {
+    throw invalid(`a ${site.target.kind} site cannot be on a tls-passthrough listener (give it listeners)`, details);
+  }
+  if (site.target.kind === 'upstream' && site.target.proxyProtocol !== undefined) {
+    if (site.target.proxyProtocol !== 'v2') throw invalid("proxyProtocol must be 'v2'", details);
+    if (site.listeners === undefined || !site.listeners.every((id) => passthrough.has(id))) {
+      throw invalid('proxyProtocol needs a site whose listeners are all tls-passthrough', details);
+    }
+  }
+}
+
+/**
  * Ids unique, names normalised and claimed by one certificate each, PEM that
  * loads and a key that matches its certificate. Error details name the
  * certificate by id only: a key never reaches a message or a log.
@@ -125,8 +147,9 @@ function validateCertificates(config: GatewayConfig): Map<string, string | null>
 }
 
 /** Start-time options with their defaults filled in (see GatewayOptions for what each means). */
-export type ResolvedOptions = Required<Omit<GatewayOptions, 'logger' | 'accessLog' | 'workers'>> & {
+export type ResolvedOptions = Required<Omit<GatewayOptions, 'logger' | 'accessLog' | 'workers' | 'acmeChallengeDir'>> & {
   accessLogPath: string | null;
+  acmeChallengeDir: string | null;
   workers: number;
   /** Hex; session ticket keys are derived from it per certificate (certificates.ts). */
   ticketSecret: string;
@@ -141,8 +164,10 @@ export function resolveOptions(opts: GatewayOptions, workers: number): ResolvedO
   return {
     workers,
     accessLogPath: opts.accessLog?.path ?? null,
+    acmeChallengeDir: opts.acmeChallengeDir ?? null,
     ticketSecret: randomBytes(32).toString('hex'),
     tlsHandshakeTimeoutMs: positive('tlsHandshakeTimeoutMs', opts.tlsHandshakeTimeoutMs, 10_000),
+    passthroughIdleTimeoutMs: positive('passthroughIdleTimeoutMs', opts.passthroughIdleTimeoutMs, 600_000),
     headersTimeoutMs: positive('headersTimeoutMs', opts.headersTimeoutMs, 20_000),
     requestTimeoutMs: positive('requestTimeoutMs', opts.requestTimeoutMs, 60_000),
     keepAliveTimeoutMs: positive('keepAliveTimeoutMs', opts.keepAliveTimeoutMs, 5_000),
@@ -150,6 +175,7 @@ export function resolveOptions(opts: GatewayOptions, workers: number): ResolvedO
     maxHeadersCount: positive('maxHeadersCount', opts.maxHeadersCount, 100),
     maxBodyBytes: positive('maxBodyBytes', opts.maxBodyBytes, 10 * 1024 * 1024),
     maxConnectionsPerIp: positive('maxConnectionsPerIp', opts.maxConnectionsPerIp, 256),
+    h2MaxConcurrentStreams: positive('h2MaxConcurrentStreams', opts.h2MaxConcurrentStreams, 128),
     upstreamConnectTimeoutMs: positive('upstreamConnectTimeoutMs', opts.upstreamConnectTimeoutMs, 5_000),
     upstreamResponseTimeoutMs: positive('upstreamResponseTimeoutMs', opts.upstreamResponseTimeoutMs, 60_000),
     upstreamIdleTimeoutMs: positive('upstreamIdleTimeoutMs', opts.upstreamIdleTimeoutMs, 3_000),

@@ -12,13 +12,18 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { WorkerContext } from './context.js';
+import { answerAcmeHttp01, isAcmeHttp01 } from './acme-http.js';
+import { dispatchExchange } from './dispatch.js';
 import { Exchange } from './exchange.js';
-import { Header, classifyHeader, connectionListed, forwardedNode, forwardedQuoted, tokenEquals } from './headers.js';
+import { Header, classifyHeader, tokenEquals } from './headers.js';
 import { normaliseHost } from './host.js';
-import { METHODS, REQUEST, createParser, feedParser, type HttpParser, type ParseError, type SocketFeed } from './http-parser.js';
+import { METHODS, REQUEST, createParser, feedParser, setOnMessageComplete, type HttpParser, type ParseError, type SocketFeed } from './http-parser.js';
 import { errorPage, httpDate, reason } from './pages.js';
-import { redirectLocation } from './redirect.js';
-import type { Site } from './site.js';
+import { recordExchange } from './record.js';
+import { isFramingError } from './security.js';
+
+/** The HTTP/2 client connection preface (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 /** How long a half-closed connection may keep sending before it is reset. */
 const LINGER_MS = 2_000;
@@ -46,6 +51,8 @@ export interface ListenerInfo {
 }
 
 export class ClientConnection {
+  /** Discriminates the responders (see responder.ts). */
+  readonly h2 = false;
   /** Client address, IPv4-mapped IPv6 unwrapped. */
   readonly ip: string;
   /** Finish the current response, then close (listener removed, worker stopping). */
@@ -69,6 +76,13 @@ export class ClientConnection {
   private readonly feed: SocketFeed;
   /** The last parse met an Upgrade request, after which the parser stops early. */
   private upgradeSeen = false;
+  /** A request head was read on this connection (an h2c preface is only taken before any). */
+  private sawRequest = false;
+  /** The parser calls onMessageComplete (cleared while requests come without bodies). */
+  private completeArmed = true;
+  private readonly completeHandler: () => void;
+  /** A request head or a whole request completed during the current read (see onExecute). */
+  private progressInRead = false;
 
   constructor(
     private readonly ctx: WorkerContext,
@@ -78,15 +92,17 @@ export class ClientConnection {
     private readonly onClosed: (c: ClientConnection) => void,
     /** The normalised SNI name the TLS connection was made for (null: plain HTTP, or no SNI). */
     private readonly sni: string | null = null,
+    /** Plain HTTP listeners: takes the socket over as HTTP/2 when it opens with the h2 preface (h2c, prior knowledge). */
+    private readonly startH2c: (() => void) | null = null,
   ) {
     this.ip = ip;
     this.idleSince = ctx.now;
+    this.completeHandler = this.onMessageComplete.bind(this);
     this.parser = createParser(REQUEST, ctx.opts.maxHeaderSize, {
-      onMessageBegin: this.onMessageBegin.bind(this),
       onHeaders: this.onHeaders.bind(this),
       onHeadersComplete: this.onHeadersComplete.bind(this),
       onBody: this.onBody.bind(this),
-      onMessageComplete: this.onMessageComplete.bind(this),
+      onMessageComplete: this.completeHandler,
     });
     this.feed = feedParser(this.parser, socket, this.onExecute.bind(this));
     socket.on('drain', this.onDrain.bind(this));
@@ -105,9 +121,18 @@ export class ClientConnection {
   private onExecute(ret: number | ParseError, current: () => Buffer): void {
     if (this.closingSince !== 0 || this.closed) return; // discarding what a closing client still sends
     if (typeof ret !== 'number') {
+      if (ret.code === 'HPE_PAUSED_H2_UPGRADE' && this.handOverToH2(ret, current())) return;
       if (this.reading !== Reading.Stopped) this.onParseError(ret);
       return;
     }
+    // Bytes that completed neither a head nor a request while idle are the start of a head: the header
+    // timeout starts. (This replaces llhttp's message-begin callback, one native→JS call per request.)
+    // Bytes left after a complete request stay under the shorter keep-alive timeout until their head completes.
+    if (this.reading === Reading.Idle && !this.progressInRead) {
+      this.reading = Reading.Head;
+      this.readStartedAt = this.ctx.now;
+    }
+    this.progressInRead = false;
     if (!this.upgradeSeen) return;
     // llhttp stops at the end of an upgrade request's head; only then can bytes be left over.
     this.upgradeSeen = false;
@@ -125,14 +150,24 @@ export class ClientConnection {
     }
   }
 
-  private lastQueued(): Exchange | null {
-    return this.queue !== null && this.queue.length > 0 ? this.queue[this.queue.length - 1]! : this.active;
+  /**
+   * The HTTP/2 connection preface as the very first bytes (llhttp pauses
+   * right after it): the socket goes to an H2Connection with those bytes put
+   * back, and this object falls silent. Anywhere else the preface is a 400.
+   */
+  private handOverToH2(err: ParseError, chunk: Buffer): boolean {
+    if (this.startH2c === null || this.sawRequest || err.bytesParsed !== H2_PREFACE.length ||
+      chunk.length < H2_PREFACE.length || !chunk.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) return false;
+    this.closed = true;
+    this.feed.release();
+    this.parser.close();
+    this.socket.unshift(Buffer.from(chunk));
+    this.startH2c();
+    return true;
   }
 
-  private onMessageBegin(): void {
-    if (this.reading === Reading.Stopped) return;
-    this.reading = Reading.Head;
-    this.readStartedAt = this.ctx.now;
+  private lastQueued(): Exchange | null {
+    return this.queue !== null && this.queue.length > 0 ? this.queue[this.queue.length - 1]! : this.active;
   }
 
   private onHeaders(headers: string[], url: string): void {
@@ -146,6 +181,8 @@ export class ClientConnection {
   ): number {
     if (this.reading === Reading.Stopped || this.closed) return 0;
     if (upgrade) this.upgradeSeen = true;
+    this.progressInRead = true;
+    this.sawRequest = true;
     const ex = new Exchange();
     ex.startedAt = performance.now();
     ex.method = METHODS[method] ?? '';
@@ -172,9 +209,18 @@ export class ClientConnection {
     } else if (ex.websocket) {
       // The bytes after this head belong to the tunnel, not to the parser.
       this.stopReading();
+    } else if (!upgrade && ex.contentLength <= 0 && !ex.chunked) {
+      // llhttp completes a request without a body right after its head: completing it here spares
+      // the parser's message-complete callback (one native→JS call per request).
+      ex.bodyComplete = true;
+      this.reading = Reading.Idle;
+      this.armMessageComplete(false);
+      this.enqueue(ex);
+      return 0;
     } else {
       this.reading = Reading.Body;
     }
+    this.armMessageComplete(true);
     this.receiving = ex;
     this.enqueue(ex);
     return 0;
@@ -211,6 +257,7 @@ export class ClientConnection {
     }
     // Two Host headers could route differently here and at the backend.
     if (hosts > 1) {
+      this.ctx.security.note('smuggling', this.ip);
       ex.reject = 400;
       return;
     }
@@ -252,6 +299,12 @@ export class ClientConnection {
     }
   }
 
+  private armMessageComplete(on: boolean): void {
+    if (on === this.completeArmed) return;
+    this.completeArmed = on;
+    setOnMessageComplete(this.parser, on ? this.completeHandler : undefined);
+  }
+
   private onBody(chunk: Buffer): void {
     const ex = this.receiving;
     if (ex === null || this.closed) return;
@@ -270,6 +323,7 @@ export class ClientConnection {
   }
 
   private onMessageComplete(): void {
+    this.progressInRead = true;
     const ex = this.receiving;
     this.receiving = null;
     if (this.reading !== Reading.Stopped) this.reading = Reading.Idle;
@@ -296,6 +350,7 @@ export class ClientConnection {
   private onParseError(err: ParseError): void {
     this.stopReading();
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    this.ctx.security.note(isFramingError(err.code) ? 'smuggling' : 'malformed', this.ip);
     const partial = this.receiving;
     if (partial !== null) {
       // A framing error inside a body: that request is broken too.
@@ -339,101 +394,11 @@ export class ClientConnection {
   private dispatch(ex: Exchange): void {
     this.active = ex;
     ex.dispatched = true;
-    if (ex.reject !== 0) {
-      this.respondError(ex, ex.reject);
+    if (this.listener.protocol === 'http' && isAcmeHttp01(this.ctx, ex)) {
+      answerAcmeHttp01(this.ctx, this, ex, () => dispatchExchange(this.ctx, this, ex, this.ip, this.listener.protocol));
       return;
     }
-    const site = ex.site;
-    if (site === null) {
-      this.respondError(ex, 404);
-      return;
-    }
-    if (site.limiter !== null && !site.limiter.take(ex.startedAt)) {
-      this.respondError(ex, 429, 'Retry-After: 1\r\n');
-      return;
-    }
-    const target = site.target;
-    switch (target.kind) {
-      case 'upstream':
-        this.proxy(ex, site);
-        return;
-      case 'static':
-        this.ctx.staticFiles.serve(this, ex, target.root);
-        return;
-      case 'redirect': {
-        const location = redirectLocation(target.to, ex.target);
-        this.respondLocal(ex, target.status, `Location: ${location}\r\nContent-Type: text/html\r\n`, errorPage(target.status));
-        return;
-      }
-    }
-  }
-
-  private proxy(ex: Exchange, site: Site): void {
-    const up = site.pool!.acquire(this.ctx.now);
-    up.begin(this, ex, this.upstreamHead(ex), this.ctx.now);
-    const pending = ex.pendingBody;
-    if (pending !== null) {
-      ex.pendingBody = null;
-      for (const chunk of pending) up.sendBody(chunk, ex.chunked);
-    }
-    if (ex.bodyComplete) up.endBody(ex.chunked);
-  }
-
-  /**
-   * The request head for the backend: request line in origin-form, the
-   * client's end-to-end headers, Host (the target's authority for
-   * absolute-form), the gateway's framing, and X-Forwarded-For / -Proto /
-   * -Host and Forwarded — kept and appended to only when the client is a
-   * trusted proxy, otherwise replaced.
-   */
-  private upstreamHead(ex: Exchange): string {
-    const trusted = this.ctx.trustedProxies.size > 0 && this.ctx.trustedProxies.has(this.ip);
-    const listed = connectionListed(ex.connection);
-    const h = ex.headers;
-    let head = `${ex.method} ${ex.target} HTTP/1.1\r\n`;
-    let xff: string | null = null;
-    let xfProto: string | null = null;
-    let xfHost: string | null = null;
-    let forwarded: string | null = null;
-    for (let i = 0; i < h.length; i += 2) {
-      const name = h[i]!;
-      const value = h[i + 1]!;
-      switch (classifyHeader(name)) {
-        case Header.Other:
-          if (listed === null || !listed.has(name.toLowerCase())) head += `${name}: ${value}\r\n`;
-          break;
-        case Header.Host:
-          if (!ex.absoluteForm) head += `${name}: ${value}\r\n`;
-          break;
-        case Header.ContentLength:
-          head += `Content-Length: ${value}\r\n`;
-          break;
-        case Header.XForwardedFor:
-          if (trusted) xff = xff === null ? value : `${xff}, ${value}`;
-          break;
-        case Header.XForwardedProto:
-          if (trusted) xfProto ??= value;
-          break;
-        case Header.XForwardedHost:
-          if (trusted) xfHost ??= value;
-          break;
-        case Header.Forwarded:
-          if (trusted) forwarded = forwarded === null ? value : `${forwarded}, ${value}`;
-          break;
-        // Hop-by-hop: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*.
-      }
-    }
-    const proto = this.listener.protocol;
-    if (ex.absoluteForm) head += `Host: ${ex.hostRaw!}\r\n`;
-    head += `X-Forwarded-For: ${xff === null ? this.ip : `${xff}, ${this.ip}`}\r\nX-Forwarded-Proto: ${xfProto ?? proto}\r\n`;
-    const host = xfHost ?? ex.hostRaw;
-    if (host !== null && host !== '') head += `X-Forwarded-Host: ${host}\r\n`;
-    let node = `for=${forwardedNode(this.ip)}`;
-    if (ex.hostRaw !== null && ex.hostRaw !== '') node += `;host=${forwardedQuoted(ex.hostRaw)}`;
-    head += `Forwarded: ${forwarded === null ? '' : `${forwarded}, `}${node};proto=${proto}\r\n`;
-    if (ex.chunked) head += 'Transfer-Encoding: chunked\r\n';
-    if (ex.websocket) head += 'Connection: upgrade\r\nUpgrade: websocket\r\n';
-    return `${head}\r\n`;
+    dispatchExchange(this.ctx, this, ex, this.ip, this.listener.protocol);
   }
 
   /** Called by the upstream connection when it failed before or while relaying the response. */
@@ -532,13 +497,7 @@ export class ClientConnection {
   }
 
   private record(ex: Exchange): void {
-    const site = ex.site;
-    const seconds = (performance.now() - ex.startedAt) / 1000;
-    (site?.stats ?? this.ctx.unrouted).record(ex.status, ex.bodyBytes, ex.bytesOut, seconds);
-    this.ctx.accessLog?.write({
-      site: site?.hostname ?? '-', tenant: site?.tenantId ?? '-', listener: this.listener.id, ip: this.ip,
-      method: ex.method, url: ex.target, status: ex.status, bytes: ex.bytesOut, ms: Math.round(seconds * 1e6) / 1000,
-    });
+    recordExchange(this.ctx, this.listener.id, this.ip, ex);
   }
 
   /**
@@ -568,6 +527,8 @@ export class ClientConnection {
   }
 
   private resume(reason: number): void {
+    // Not paused for this reason: nothing to restart (spares a native readStart per request).
+    if ((this.paused & reason) === 0) return;
     this.paused &= ~reason;
     if (this.paused === 0 && !this.closed && this.reading !== Reading.Stopped) this.feed.resume();
   }
@@ -632,6 +593,7 @@ export class ClientConnection {
   }
 
   private onEnd(): void {
+    if (this.closed) return; // handed over to HTTP/2, or gone
     this.clientEnded = true;
     if (this.tunnelPeer !== null) return; // pipe() carries the half-close
     if (this.active === null && this.receiving === null) this.closeGracefully();

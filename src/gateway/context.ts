@@ -10,6 +10,7 @@ import type { SiteStats } from './metrics.js';
 import type { RouteTable } from './routes.js';
 import type { Site } from './site.js';
 import type { StaticFiles } from './static.js';
+import type { SecurityTally } from './security.js';
 
 export interface WorkerContext {
   routes: RouteTable<Site>;
@@ -22,4 +23,6 @@ export interface WorkerContext {
   readonly staticFiles: StaticFiles;
   /** Coarse clock (ms), advanced by the worker's sweep; deadlines use it. */
   now: number;
+  /** Refusals the guard hears about (sent by the sweep, in batches). */
+  readonly security: SecurityTally;
 }

@@ -136,6 +136,15 @@ export interface SocketFeed {
   release(): void;
 }
 
+/**
+ * Sets or clears the message-complete callback between messages: a request
+ * parser clears it while requests come without bodies (the connection
+ * completes those at their head) and sets it again for one with a body.
+ */
+export function setOnMessageComplete(parser: HttpParser, fn: (() => void) | undefined): void {
+  parser[kOnMessageComplete] = fn;
+}
+
 /** A parser with its callbacks set once (one per connection, reused for every message). */
 export function createParser(
   type: number, maxHeaderSize: number,

@@ -24,6 +24,7 @@ import type { MetricJson } from './metrics.js';
 import { sameCertificate } from './certificates.js';
 import { sameRoute, siteKey } from './routes.js';
 import type { CertificateConfig, Gateway, GatewayAddress, GatewayConfig, GatewayOptions, ListenerConfig, SiteRoute } from './types.js';
+import type { SecurityCount } from './security.js';
 
 export type * from './types.js';
 
@@ -180,9 +181,14 @@ class Supervisor implements Gateway {
   private closing = false;
   private queue: Promise<void> = Promise.resolve();
   private metricRequest = 0;
+  private securityListener: ((counts: SecurityCount[]) => void) | undefined;
 
   constructor(private readonly opts: ResolvedOptions, private readonly log: Logger) {
     this.slots = Array.from({ length: opts.workers }, (_, i) => new WorkerSlot(i));
+  }
+
+  onSecurity(listener: ((counts: SecurityCount[]) => void) | undefined): void {
+    this.securityListener = listener;
   }
 
   async start(config: GatewayConfig): Promise<void> {
@@ -200,7 +206,10 @@ class Supervisor implements Gateway {
     delete env.NODE_UNIQUE_ID; // never let a worker mistake itself for a cluster worker
     const child = fork(WORKER_SCRIPT, [], { execArgv: ['--enable-source-maps'], env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     slot.child = child;
-    child.on('message', (m: FromWorker) => slot.onMessage(m, this.log));
+    child.on('message', (m: FromWorker) => {
+      if (m.type === 'security') this.securityListener?.(m.counts);
+      else slot.onMessage(m, this.log);
+    });
     child.on('exit', (code, signal) => {
       if (slot.child !== child) return;
       slot.child = null;

@@ -11,6 +11,7 @@
 import type { ResolvedOptions } from './config.js';
 import type { MetricJson } from './metrics.js';
 import type { CertificateConfig, GatewayConfig, SiteRoute } from './types.js';
+import type { SecurityCount } from './security.js';
 
 export type ToWorker =
   | { type: 'init'; opts: ResolvedOptions }
@@ -31,4 +32,6 @@ export type FromWorker =
   /** `failed`: listeners this worker could not listen on (e.g. EADDRINUSE, found only at listen time). */
   | { type: 'applied'; version: number; failed: Array<{ listener: string; error: string }> }
   | { type: 'metrics'; request: number; metrics: MetricJson[] }
-  | { type: 'warning'; message: string; details?: Record<string, unknown> };
+  | { type: 'warning'; message: string; details?: Record<string, unknown> }
+  /** Refusals since the last such message (security.ts), for the guard. */
+  | { type: 'security'; counts: SecurityCount[] };

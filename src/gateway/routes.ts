@@ -36,7 +36,7 @@ export function sameRoute(a: SiteRoute, b: SiteRoute): boolean {
   if (a.limits?.maxBodyBytes !== b.limits?.maxBodyBytes || a.limits?.ratePerSecond !== b.limits?.ratePerSecond) return false;
   const [x, y] = [a.target, b.target];
   switch (x.kind) {
-    case 'upstream': return y.kind === 'upstream' && x.host === y.host && x.port === y.port;
+    case 'upstream': return y.kind === 'upstream' && x.host === y.host && x.port === y.port && x.proxyProtocol === y.proxyProtocol;
     case 'static': return y.kind === 'static' && x.root === y.root;
     case 'redirect': return y.kind === 'redirect' && x.to === y.to && x.status === y.status;
   }

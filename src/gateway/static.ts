@@ -18,7 +18,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { brotliCompress, constants as zlib, gzip } from 'node:zlib';
-import type { ClientConnection } from './connection.js';
+import type { Responder } from './responder.js';
 import type { Exchange } from './exchange.js';
 import { contentType, isCompressible } from './mime.js';
 
@@ -50,7 +50,7 @@ export class StaticFiles {
   private readonly compressed = new Map<string, Buffer>();
   private compressedBytes = 0;
 
-  serve(conn: ClientConnection, ex: Exchange, root: string): void {
+  serve(conn: Responder, ex: Exchange, root: string): void {
     if (ex.method !== 'GET' && ex.method !== 'HEAD') {
       conn.respondError(ex, 405, 'Allow: GET, HEAD\r\n');
       return;
@@ -67,7 +67,7 @@ export class StaticFiles {
     });
   }
 
-  private async serveAsync(conn: ClientConnection, ex: Exchange, root: string, aborted: () => boolean): Promise<void> {
+  private async serveAsync(conn: Responder, ex: Exchange, root: string, aborted: () => boolean): Promise<void> {
     const query = ex.target.indexOf('?');
     const urlPath = query === -1 ? ex.target : ex.target.slice(0, query);
     const found = await this.resolve(root, urlPath);
@@ -130,7 +130,7 @@ export class StaticFiles {
     return { path: real, size: st.size, mtime: st.mtime, isDirectory: st.isDirectory() };
   }
 
-  private async sendFile(conn: ClientConnection, ex: Exchange, file: FileInfo, aborted: () => boolean): Promise<void> {
+  private async sendFile(conn: Responder, ex: Exchange, file: FileInfo, aborted: () => boolean): Promise<void> {
     const type = contentType(file.path);
     const baseTag = `${file.size.toString(16)}-${Math.floor(file.mtime.getTime()).toString(16)}`;
     const lastModified = file.mtime.toUTCString();
@@ -194,7 +194,7 @@ export class StaticFiles {
   }
 
   /** Streams a large file (or range of it), pausing while the client's socket is full. */
-  private stream(conn: ClientConnection, ex: Exchange, path: string, start: number, end: number, status: number, lines: string, length: number): void {
+  private stream(conn: Responder, ex: Exchange, path: string, start: number, end: number, status: number, lines: string, length: number): void {
     const source = createReadStream(path, { start, end, highWaterMark: 64 * 1024 });
     ex.onAbort = () => source.destroy();
     conn.writeHead(ex, status, lines, length);

@@ -43,7 +43,13 @@ export interface CertificateConfig {
 }
 
 export type SiteTarget =
-  | { kind: 'upstream'; host: string; port: number }
+  /**
+   * On `http`/`https` listeners: HTTP to host:port. On `tls-passthrough`
+   * listeners: the raw TLS stream to host:port, preceded by a PROXY protocol
+   * v2 header when `proxyProtocol: 'v2'` (allowed only on sites whose
+   * listeners are all `tls-passthrough`).
+   */
+  | { kind: 'upstream'; host: string; port: number; proxyProtocol?: 'v2' }
   | { kind: 'static'; root: string }
   | { kind: 'redirect'; to: string; status: 301 | 302 | 307 | 308 };
 
@@ -85,6 +91,14 @@ export interface GatewayOptions {
   logger?: import('pino').Logger;
   /** JSON access log, one line per request, appended by every worker. Off when absent. */
   accessLog?: { path: string };
+  /**
+   * Where ACME challenge answers are written (by the daemon's ACME client):
+   * `<dir>/<name>/http-01/<token>` is served at `/.well-known/acme-challenge/<token>`
+   * for Host `<name>` on http listeners, `<dir>/<name>/tls-alpn-01.pem` (certificate
+   * and key) answers ClientHellos offering only ALPN `acme-tls/1` on https listeners.
+   * Off when absent.
+   */
+  acmeChallengeDir?: string;
   /** Time from a request's first byte to the end of its headers; default 20 s. */
   headersTimeoutMs?: number;
   /** Time from a request's first byte to the end of its body; default 60 s. */
@@ -93,6 +107,8 @@ export interface GatewayOptions {
   keepAliveTimeoutMs?: number;
   /** Time for a TLS client to send its ClientHello and finish the handshake; default 10 s. */
   tlsHandshakeTimeoutMs?: number;
+  /** `tls-passthrough`: a stream with no byte either way for this long is closed; default 10 min (nginx's proxy_timeout). */
+  passthroughIdleTimeoutMs?: number;
   /** Largest request head in bytes; default 16 KiB. */
   maxHeaderSize?: number;
   /** Most header lines in a request; default 100. */
@@ -101,6 +117,8 @@ export interface GatewayOptions {
   maxBodyBytes?: number;
   /** Open connections per client IP across all workers (each worker enforces its share); default 256. */
   maxConnectionsPerIp?: number;
+  /** HTTP/2: streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); default 128. */
+  h2MaxConcurrentStreams?: number;
   /** Time to connect to an upstream; default 5 s (then 502). */
   upstreamConnectTimeoutMs?: number;
   /** Time from a request sent upstream to its response head; default 60 s (then 504). */
@@ -126,4 +144,6 @@ export interface Gateway {
   addresses(): GatewayAddress[];
   /** Per-site request, byte, status class and latency metrics, summed over the workers. */
   metrics(): Promise<import('prom-client').Registry>;
+  /** Hears the workers' refusal counts (security.ts), in batches: the guard's gateway interceptor. */
+  onSecurity(listener: ((counts: import('./security.js').SecurityCount[]) => void) | undefined): void;
 }

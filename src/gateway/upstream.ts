@@ -12,6 +12,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { ClientConnection } from './connection.js';
+import type { Responder } from './responder.js';
 import type { Exchange } from './exchange.js';
 import { Header, classifyHeader, connectionListed, isHopByHop } from './headers.js';
 import { RESPONSE, createParser, type HttpParser } from './http-parser.js';
@@ -100,7 +101,7 @@ export class UpstreamConnection {
   private readonly parser: HttpParser;
   private phase = Phase.Connecting;
   private reading = Reading.Start;
-  private client: ClientConnection | null = null;
+  private client: Responder | null = null;
   private ex: Exchange | null = null;
   /** Taken from the pool: may have been closed by the backend meanwhile (then a retry is safe). */
   reused = false;
@@ -150,7 +151,7 @@ export class UpstreamConnection {
   }
 
   /** Sends a request head; the response is relayed to `client` and ends with `client.finish(ex)`. */
-  begin(client: ClientConnection, ex: Exchange, head: string, now: number): void {
+  begin(client: Responder, ex: Exchange, head: string, now: number): void {
     this.client = client;
     this.ex = ex;
     ex.upstream = this;
@@ -242,7 +243,8 @@ export class UpstreamConnection {
     // A backend that stalls mid-response is given up on after the response timeout too.
     this.deadline = client.now() + this.timeouts.responseMs;
     if (this.reading === Reading.Start) {
-      const head = ex.method === 'HEAD' ? null : parseSimpleHead(buf, n);
+      // HTTP/2 clients take llhttp's header list; the fast path yields HTTP/1.1 bytes.
+      const head = ex.method === 'HEAD' || client.h2 ? null : parseSimpleHead(buf, n);
       if (head === null) {
         this.reading = Reading.Parsed;
       } else {
@@ -265,7 +267,7 @@ export class UpstreamConnection {
   }
 
   /** A simple response: its head (and the body bytes of this read) leave in one write. */
-  private startCounted(client: ClientConnection, ex: Exchange, head: SimpleHead, buf: Buffer, n: number): void {
+  private startCounted(client: Responder, ex: Exchange, head: SimpleHead, buf: Buffer, n: number): void {
     const close = ex.closeAfter || !ex.keepAlive || client.draining || ex.bodyPending;
     if (close) ex.closeAfter = true;
     ex.status = head.status;
@@ -278,7 +280,7 @@ export class UpstreamConnection {
   }
 
   /** Relays body bytes of a Counted response (copied out of the shared read buffer); completes it at its length. */
-  private relayCounted(client: ClientConnection, buf: Buffer, from: number, n: number): void {
+  private relayCounted(client: Responder, buf: Buffer, from: number, n: number): void {
     const take = Math.min(n - from, this.remaining);
     this.remaining -= take;
     const head = this.pendingHead;
@@ -298,7 +300,7 @@ export class UpstreamConnection {
     }
   }
 
-  private holdForClient(client: ClientConnection): void {
+  private holdForClient(client: Responder): void {
     // The client reads slower than the backend sends: hold the backend until the client drains.
     this.waitingForClient = true;
     client.waitForDrain();
@@ -359,7 +361,8 @@ export class UpstreamConnection {
     if (status < 200 && status !== 101) {
       // Interim (100 Continue, 103 Early Hints): relayed to HTTP/1.1 clients, then the real response follows.
       this.interim = true;
-      if (!ex.http10) client.write(`HTTP/1.1 ${status} ${statusMessage}\r\n${relayedHeaderLines(h).lines}\r\n`);
+      if (client.h2) client.relayInterim(status, h);
+      else if (!ex.http10) client.write(`HTTP/1.1 ${status} ${statusMessage}\r\n${relayedHeaderLines(h).lines}\r\n`);
       return 0;
     }
     if (status === 101) {
@@ -372,6 +375,14 @@ export class UpstreamConnection {
       ex.headSent = true;
       client.write(`HTTP/1.1 101 ${statusMessage}\r\n${relayedHeaderLines(h).lines}Connection: upgrade\r\nUpgrade: websocket\r\n\r\n`);
       return 0;
+    }
+    if (client.h2) {
+      ex.status = status;
+      ex.headSent = true;
+      this.upstreamKeepAlive = keepAlive;
+      this.rechunk = false;
+      client.relayHead(ex, status, h);
+      return ex.method === 'HEAD' ? 1 : 0;
     }
     const noBody = ex.method === 'HEAD' || status === 204 || status === 304;
     const { lines, hasLength: lengthKnown } = relayedHeaderLines(h);
@@ -397,6 +408,11 @@ export class UpstreamConnection {
   private onBody(chunk: Buffer): void {
     const client = this.client;
     if (client === null || this.complete) return;
+    if (client.h2) {
+      // llhttp hands body chunks over as copies: they can be queued on the stream as they are.
+      if (!client.write(chunk)) this.holdForClient(client);
+      return;
+    }
     const head = this.pendingHead;
     this.pendingHead = null;
     let ok: boolean;
@@ -452,7 +468,8 @@ export class UpstreamConnection {
 
   /** After a 101: the rest is raw bytes both ways, and this connection leaves the pool for good. */
   private startTunnel(rest: Buffer): void {
-    const client = this.client!;
+    // Only HTTP/1.1 WebSocket handshakes get here (an HTTP/2 exchange is never `websocket`).
+    const client = this.client as ClientConnection;
     const ex = this.ex!;
     this.ex = null;
     this.client = null;

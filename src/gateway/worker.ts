@@ -9,15 +9,18 @@
  */
 import { Server, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { CertificateStore, type CertificateEntry } from './certificates.js';
+import { CertificateStore, answerAcmeTlsAlpn, type CertificateEntry } from './certificates.js';
 import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js';
 import { AccessLog } from './access-log.js';
 import type { ResolvedOptions } from './config.js';
 import { ClientConnection, type ListenerInfo } from './connection.js';
+import { H2Connection } from './h2.js';
 import type { WorkerContext } from './context.js';
 import { assertParserShape } from './http-parser.js';
 import type { FromWorker, ToWorker } from './ipc.js';
 import { ConnectionCounter, RateLimiter } from './limits.js';
+import { PassthroughStreams } from './passthrough.js';
+import { SecurityTally } from './security.js';
 import { SiteStats, UNROUTED, statsToJson } from './metrics.js';
 import { RouteTable, sameRoute, siteKey, type RouteEntry } from './routes.js';
 import type { Site } from './site.js';
@@ -28,8 +31,11 @@ import { UpstreamPool } from './upstream.js';
 interface Listening {
   info: ListenerInfo;
   server: Server;
-  connections: Set<ClientConnection>;
+  connections: Set<ClientConnection | H2Connection>;
 }
+
+/** How often at most the guard's counters go to the supervisor. */
+const SECURITY_FLUSH_MS = 500;
 
 const send = (message: FromWorker): void => {
   process.send?.(message);
@@ -39,11 +45,13 @@ class Worker {
   private readonly ctx: WorkerContext;
   private readonly handles = new Map<string, object>();
   private readonly listening = new Map<string, Listening>();
-  private readonly connections = new Set<ClientConnection>();
+  private readonly connections = new Set<ClientConnection | H2Connection>();
   private readonly pools = new Map<string, UpstreamPool>();
   private sites = new Map<string, RouteEntry<Site>>();
   private certificates = CertificateStore.empty();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly passthrough: PassthroughStreams;
+  private securitySentAt = 0;
 
   constructor(private readonly opts: ResolvedOptions) {
     this.ctx = {
@@ -55,7 +63,9 @@ class Worker {
       connectionsPerIp: new ConnectionCounter(Math.ceil(opts.maxConnectionsPerIp / opts.workers)),
       staticFiles: new StaticFiles(),
       now: Date.now(),
+      security: new SecurityTally(),
     };
+    this.passthrough = new PassthroughStreams(this.ctx);
     const shortest = Math.min(opts.headersTimeoutMs, opts.requestTimeoutMs, opts.keepAliveTimeoutMs,
       opts.upstreamConnectTimeoutMs, opts.upstreamResponseTimeoutMs, opts.upstreamIdleTimeoutMs);
     this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(25, shortest / 4)));
@@ -64,8 +74,14 @@ class Worker {
   /** Advances the clock and fires every deadline that has passed. */
   private sweep(): void {
     const now = (this.ctx.now = Date.now());
+    // The guard's counters travel with the sweep, at most twice a second, never per request.
+    if (this.ctx.security.size > 0 && now - this.securitySentAt >= SECURITY_FLUSH_MS) {
+      this.securitySentAt = now;
+      send({ type: 'security', counts: this.ctx.security.take() });
+    }
     for (const c of this.connections) c.checkTimeouts(now);
     for (const pool of this.pools.values()) pool.sweep(now);
+    this.passthrough.sweep(now);
   }
 
   /** A socket for a listener; one replacing the socket of a listener being served stops accepting on the old one. */
@@ -202,9 +218,12 @@ class Worker {
       }
       const info: ListenerInfo = { id, protocol: l.protocol === 'https' ? 'https' : 'http', ...tlsSettings(l) };
       const entry: Listening = { info, server: new Server({ allowHalfOpen: true, noDelay: true }), connections: new Set() };
-      entry.server.on('connection', info.protocol === 'https'
-        ? (socket: Socket) => this.acceptTls(entry, socket)
-        : (socket: Socket) => this.accept(entry, socket));
+      // Passthrough streams outlive their listener's removal (they end on their own or idle out).
+      entry.server.on('connection', l.protocol === 'tls-passthrough'
+        ? (socket: Socket) => this.passthrough.accept(id, socket, unmapIpv4(socket.remoteAddress ?? ''))
+        : info.protocol === 'https'
+          ? (socket: Socket) => this.acceptTls(entry, socket)
+          : (socket: Socket) => this.accept(entry, socket));
       starting.push(new Promise((resolve) => {
         entry.server.once('listening', () => resolve(null));
         entry.server.once('error', (err: NodeJS.ErrnoException) => {
@@ -222,13 +241,22 @@ class Worker {
   private accept(entry: Listening, socket: Socket): void {
     const ip = unmapIpv4(socket.remoteAddress ?? '');
     if (!this.ctx.connectionsPerIp.acquire(ip)) {
+      this.ctx.security.note('conn_limit', ip);
       socket.destroy();
       return;
     }
-    const conn = new ClientConnection(this.ctx, entry.info, socket, ip, (c) => {
+    const closed = (c: ClientConnection | H2Connection): void => {
       this.connections.delete(c);
       entry.connections.delete(c);
       this.ctx.connectionsPerIp.release(ip);
+    };
+    const conn = new ClientConnection(this.ctx, entry.info, socket, ip, closed, null, () => {
+      // h2c with prior knowledge: the connection began with the HTTP/2 preface.
+      this.connections.delete(conn);
+      entry.connections.delete(conn);
+      const h2 = new H2Connection(this.ctx, entry.info, socket, ip, closed, null);
+      this.connections.add(h2);
+      entry.connections.add(h2);
     });
     this.connections.add(conn);
     entry.connections.add(conn);
@@ -244,6 +272,7 @@ class Worker {
   private acceptTls(entry: Listening, socket: Socket): void {
     const ip = unmapIpv4(socket.remoteAddress ?? '');
     if (!this.ctx.connectionsPerIp.acquire(ip)) {
+      this.ctx.security.note('conn_limit', ip);
       socket.destroy();
       return;
     }
@@ -264,6 +293,10 @@ class Worker {
       if (hello.kind === 'partial' && buffered.length <= MAX_HELLO_BYTES + 1024) return;
       socket.removeListener('data', onData);
       socket.pause();
+      if (hello.kind === 'hello' && hello.acmeTls === true) {
+        answerAcmeTlsAlpn(this.opts.acmeChallengeDir, socket, hello.sni, buffered, () => clearTimeout(timer));
+        return;
+      }
       const cert = hello.kind === 'hello' ? this.certificateFor(entry.info, hello.sni) : null;
       if (cert === null) {
         clearTimeout(timer);
@@ -290,7 +323,7 @@ class Worker {
     let tls: TLSSocket;
     try {
       tls = new TLSSocket(socket, {
-        isServer: true, secureContext: cert.secureContext(), ALPNProtocols: ['http/1.1'], requestCert: false, rejectUnauthorized: false,
+        isServer: true, secureContext: cert.secureContext(), ALPNProtocols: ['h2', 'http/1.1'], requestCert: false, rejectUnauthorized: false,
       });
     } catch {
       clearTimeout(timer);
@@ -306,11 +339,14 @@ class Worker {
         tls.destroy();
         return;
       }
-      const conn = new ClientConnection(this.ctx, entry.info, tls, ip, (c) => {
+      const closed = (c: ClientConnection | H2Connection): void => {
         this.connections.delete(c);
         entry.connections.delete(c);
         release();
-      }, sni);
+      };
+      const conn = tls.alpnProtocol === 'h2'
+        ? new H2Connection(this.ctx, entry.info, tls, ip, closed, sni)
+        : new ClientConnection(this.ctx, entry.info, tls, ip, closed, sni);
       this.connections.add(conn);
       entry.connections.add(conn);
     });
@@ -319,7 +355,7 @@ class Worker {
   metrics(request: number): void {
     const stats = new Set([this.ctx.unrouted]);
     for (const { site } of this.sites.values()) stats.add(site.stats);
-    send({ type: 'metrics', request, metrics: statsToJson(stats) });
+    send({ type: 'metrics', request, metrics: [...statsToJson(stats), ...this.passthrough.metrics(stats)] });
   }
 
   /** Stops accepting, lets responses in flight finish for up to `graceMs`, then exits. */
@@ -327,8 +363,9 @@ class Worker {
     for (const l of this.listening.values()) l.server.close();
     for (const c of this.connections) c.drain();
     const deadline = Date.now() + graceMs;
-    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (this.connections.size + this.passthrough.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const c of this.connections) c.destroy();
+    await this.passthrough.destroyAll();
     for (const pool of this.pools.values()) pool.retire();
     clearInterval(this.sweeper);
     await this.ctx.accessLog?.close();

@@ -4,7 +4,10 @@
  * requests.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
 import pino from 'pino';
@@ -186,3 +189,13 @@ export async function withGateway<T>(
 }
 
 export const upstream = (b: Backend) => ({ kind: 'upstream' as const, host: '127.0.0.1', port: b.port });
+
+/** A self-signed ECDSA P-256 certificate for `names` (the first one the CN), made by the openssl CLI in `dir`. */
+export function makeEcCert(dir: string, label: string, names: string[]): { certPem: string; keyPem: string } {
+  const key = join(dir, `${label}.key`);
+  const crt = join(dir, `${label}.crt`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', crt, '-days', '2', '-subj', `/CN=${names[0]}`,
+    '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`], { stdio: 'ignore' });
+  return { certPem: readFileSync(crt, 'utf8'), keyPem: readFileSync(key, 'utf8') };
+}

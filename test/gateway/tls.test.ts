@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -8,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { CertificateConfig, GatewayConfig, SiteRoute } from '../../src/gateway/index.js';
 import { parseClientHello } from '../../src/gateway/client-hello.js';
-import { startBackend, upstream, withGateway, type Backend } from './helpers.js';
+import { makeEcCert, startBackend, upstream, withGateway, type Backend } from './helpers.js';
 
 let dir: string;
 let alpha: Backend;
@@ -16,14 +15,7 @@ let beta: Backend;
 const pems = new Map<string, { certPem: string; keyPem: string }>();
 
 /** A self-signed ECDSA P-256 certificate for `names` (first one the CN) from the openssl CLI. */
-function makeCert(label: string, names: string[]): { certPem: string; keyPem: string } {
-  const key = join(dir, `${label}.key`);
-  const crt = join(dir, `${label}.crt`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', key, '-out', crt, '-days', '2', '-subj', `/CN=${names[0]}`,
-    '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`], { stdio: 'ignore' });
-  return { certPem: readFileSync(crt, 'utf8'), keyPem: readFileSync(key, 'utf8') };
-}
+const makeCert = (label: string, names: string[]): { certPem: string; keyPem: string } => makeEcCert(dir, label, names);
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'strata-tls-'));
@@ -113,7 +105,7 @@ function handshake(port: number, opts: tls.ConnectionOptions & { request?: strin
 
 const get = (host: string): string => `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
 
-test('SNI picks each tenant\'s certificate; requests reach their own site; ALPN http/1.1 only', async () => {
+test('SNI picks each tenant\'s certificate; requests reach their own site; ALPN http/1.1 for clients that offer only it', async () => {
   await withGateway(config(), {}, async (_gw, port) => {
     const a = await handshake(port(), { servername: 'a.test', request: get('a.test') });
     assert.equal(a.error, undefined);
@@ -128,7 +120,7 @@ test('SNI picks each tenant\'s certificate; requests reach their own site; ALPN 
     assert.equal(b.san, 'DNS:b.test');
     assert.match(b.response!, /"backend":"beta"/);
     const h2 = await handshake(port(), { servername: 'a.test', ALPNProtocols: ['h2', 'http/1.1'] });
-    assert.equal(h2.alpn, 'http/1.1', 'h2 is not advertised yet');
+    assert.equal(h2.alpn, 'h2', 'a client offering h2 gets it (test/gateway/h2.test.ts)');
   });
 });
 
@@ -176,7 +168,7 @@ test('a default certificate must be neutral and must exist; keys that do not mat
       assert.doesNotMatch(JSON.stringify({ m: e.message, d: e.details }), /PRIVATE KEY/);
       return true;
     });
-    await assert.rejects(gw.update({ ...config(), listeners: [{ id: 'p', address: '127.0.0.1', port: 0, protocol: 'tls-passthrough' }] }),
+    await assert.rejects(gw.update({ ...config(), listeners: [{ id: 'p', address: '127.0.0.1', port: 0, protocol: 'tls-passthrough', defaultCertificate: 'neutral' }] }),
       (e: any) => e.code === 'STRATA_ERR_CONFIG');
   });
 });

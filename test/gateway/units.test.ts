@@ -85,7 +85,7 @@ test('configuration errors are refused with STRATA_ERR_CONFIG', () => {
   const bad: GatewayConfig[] = [
     { listeners: [listener, listener], sites: [] },
     { listeners: [{ ...listener, address: 'localhost' }], sites: [] },
-    { listeners: [{ ...listener, protocol: 'tls-passthrough' }], sites: [] },
+    { listeners: [{ ...listener, protocol: 'tls-passthrough' }], sites: [{ ...route('a.test'), target: { kind: 'static', root: '/srv' } }] },
     { listeners: [{ ...listener, strictSni: true }], sites: [] },
     { listeners: [{ ...listener, protocol: 'https', defaultCertificate: 'missing' }], sites: [] },
     { listeners: [listener], sites: [route('Example.com')] },
