@@ -27,9 +27,12 @@ import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, Ob
 import { checkAction, type InstanceState } from '../lifecycle.js';
 import { Admission } from './admission.js';
 import { MAX_CODE_BYTES, parseInstanceConfig, validationError, type EnvDriverOptions, type EnvInstanceConfig } from './config.js';
-import { HostCalls, type CallerContext } from './host-calls.js';
+import { HostCalls, type CallerContext, type HostCallEvent } from './host-calls.js';
 import { InstanceFiles, SAFE_ID } from './instance-files.js';
-import { InstanceLog } from './instance-log.js';
+import { InstanceLog, entriesAsText } from './instance-log.js';
+import type { LogOptions } from '../driver.js';
+import { logStream } from '../log-stream.js';
+import type { Readable } from 'node:stream';
 import { KvStores } from './kv.js';
 import { InstanceListener, LOOPBACK, type EnvRequest, type EnvResponse } from './listener.js';
 import { loopbackOnly } from './outbound.js';
@@ -69,6 +72,8 @@ export class EnvDriver implements LevelDriver {
   #calls: HostCalls | null = null;
   #supervisor: Supervisor | null = null;
   #facilities: SandboxFacilities | null = null;
+  /** The guard's boundary interceptor, once it attaches (the driver exists before the guard). */
+  #observer: ((event: HostCallEvent) => void) | null = null;
 
   constructor(opts: EnvDriverOptions = {}) {
     this.#opts = opts;
@@ -84,7 +89,7 @@ export class EnvDriver implements LevelDriver {
       this.#facilities = facilities;
       if (facilities.cgroups) await removeStaleCgroups(facilities.cgroups);
       this.#kv = new KvStores(join(this.#stateDir, 'tenants'));
-      this.#calls = new HostCalls(this.#kv, o.outboundPolicy ?? loopbackOnly, o.onHostCall ?? (() => undefined));
+      this.#calls = new HostCalls(this.#kv, o.outboundPolicy ?? loopbackOnly, (e) => { o.onHostCall?.(e); this.#observer?.(e); });
       const hosts = o.hosts ?? 2;
       this.#supervisor = new Supervisor({
         hosts,
@@ -220,6 +225,19 @@ export class EnvDriver implements LevelDriver {
     return [...this.#instances.values()].map((i) => this.#observe(i));
   }
 
+  /** The instance's log (console output, uncaught errors, platform events) as text lines; a follower ends on delete. */
+  async logs(id: string, opts: LogOptions): Promise<Readable> {
+    if (!this.#instances.has(id)) throw notFound('instance', id);
+    const source = logStream({
+      path: this.#files.logPath(id), keep: 1, follow: opts.follow, ...(opts.tail !== undefined ? { tail: opts.tail } : {}),
+      gone: () => !this.#instances.has(id),
+    });
+    const text = entriesAsText();
+    source.on('error', (e) => text.destroy(e));
+    text.on('close', () => source.destroy());
+    return source.pipe(text);
+  }
+
   async cleanup(): Promise<void> {
     for (const inst of this.#instances.values()) {
       inst.admission.close();
@@ -284,6 +302,7 @@ export class EnvDriver implements LevelDriver {
     if (result.ok) return { status: result.status, headers: result.headers, body: result.body };
     const log = (level: string, message: string, source: 'error' | 'platform' = 'platform'): void =>
       inst.caller.log.write([{ source, level, message }]);
+    this.#observeFailure(inst, result.failure, result.detail);
     switch (result.failure) {
       case 'exception':
         log('error', `Uncaught exception handling ${req.method} ${req.url}: ${result.detail}`, 'error');
@@ -301,6 +320,32 @@ export class EnvDriver implements LevelDriver {
         return text(502, 'Bad Gateway');
       case 'unloaded':
         return text(503, 'Service Unavailable');
+    }
+  }
+
+  /** The directory holding an instance's deployed handler (`code.js`), for the guard's baseline of it. */
+  instanceDir(id: string): string {
+    return this.#files.dir(id);
+  }
+
+  /**
+   * Lets the guard observe the isolate boundary: every host call, every limit
+   * hit (`isolate.limit`: cpu, memory, wall) and every host crash under an
+   * instance (`isolate.crash`). The observer must return at once; it never
+   * changes what tenant code sees. null detaches it.
+   */
+  observe(observer: ((event: HostCallEvent) => void) | null): void {
+    this.#observer = observer;
+  }
+
+  #observeFailure(inst: EnvInstance, failure: string, detail: string): void {
+    const limit = failure === 'cpu' || failure === 'memory' ? failure : failure === 'timeout' ? 'wall' : null;
+    const kind = limit ? 'isolate.limit' : failure === 'crashed' ? 'isolate.crash' : null;
+    if (!kind || !this.#observer) return;
+    try {
+      this.#observer({ time: Date.now(), tenantId: inst.spec.tenantId, instanceId: inst.spec.id, kind, fields: limit ? { limit, detail } : { detail } });
+    } catch {
+      // An observer's failure must never change what tenant code sees.
     }
   }
 

@@ -8,6 +8,7 @@
  * generation kept), and one entry's message is cut at `MAX_MESSAGE`.
  */
 import { appendFileSync, renameSync, statSync } from 'node:fs';
+import { Transform } from 'node:stream';
 
 const MAX_BYTES = 8 * 1024 * 1024;
 const MAX_MESSAGE = 16 * 1024;
@@ -47,4 +48,30 @@ export class InstanceLog {
       // The instance was deleted under us; its log goes with it.
     }
   }
+}
+
+/**
+ * Turns the JSON lines of a log into text for people, one line per entry:
+ * `TIME SOURCE/LEVEL MESSAGE`. A line that is not an entry passes unchanged.
+ */
+export function entriesAsText(): Transform {
+  let rest = '';
+  const format = (line: string): string => {
+    try {
+      const e = JSON.parse(line) as LogEntry;
+      return `${e.time} ${e.source}/${e.level} ${e.message}\n`;
+    } catch {
+      return `${line}\n`;
+    }
+  };
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      const lines = (rest + chunk.toString('utf8')).split('\n');
+      rest = lines.pop()!;
+      done(null, lines.filter((l) => l !== '').map(format).join(''));
+    },
+    flush(done) {
+      done(null, rest ? format(rest) : '');
+    },
+  });
 }
