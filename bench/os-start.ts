@@ -39,7 +39,7 @@ const ANCHOR_BUNDLE = '/var/lib/strata-bench/runc-bare';
 const ANCHOR_PORT = 18_731;
 
 /** GETs until the first 200 (connection refused is retried at once); `hostname` sets the Host header. */
-async function first200(host: string, port: number, timeoutMs = 10_000, hostname?: string): Promise<void> {
+export async function first200(host: string, port: number, timeoutMs = 10_000, hostname?: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const status = await new Promise<number>((resolve) => {
@@ -58,7 +58,7 @@ async function first200(host: string, port: number, timeoutMs = 10_000, hostname
 }
 
 /** Runs runc with stdio on /dev/null (a detached container keeps whatever it inherits open), until runc itself exits. */
-function runDetached(args: string[]): Promise<void> {
+export function runDetached(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('runc', args, { stdio: 'ignore' });
     child.on('error', reject);

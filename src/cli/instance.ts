@@ -59,6 +59,7 @@ interface LaunchFlags {
   memory?: number;
   disk?: number;
   config?: Record<string, unknown>;
+  restart?: string;
   start: boolean;
   wait: boolean;
 }
@@ -74,15 +75,17 @@ export function registerInstance(program: Command): void {
     .option('--memory <mib>', 'memory limit in MiB (default 256)', integer(16))
     .option('--disk <mib>', 'disk limit in MiB (default 1024)', integer(0))
     .option('--config <key=value>', 'level-specific setting, repeatable; values that parse as JSON are JSON', keyValue)
+    .addOption(new Option('--restart <policy>', 'restart policy when its process dies (default no)').choices(['no', 'on-failure', 'always']))
     .option('--no-start', 'create the instance stopped')
     .option('--host <hostname>', 'also add a site: this hostname, served by the instance through the gateway')
     .option('--port <port>', "the instance's port the site sends to (default 80)", integer(1)))
     .action(async (ref: Ref, o: LaunchFlags & { host?: string; port?: number }, cmd: Command) => {
       const c = clientFor(cmd);
       const lim = Object.fromEntries(Object.entries({ vcpus: o.vcpus, memoryMiB: o.memory, diskMiB: o.disk }).filter(([, v]) => v !== undefined));
+      const config = o.restart ? { ...o.config, restart: o.restart } : o.config;
       const body = {
         name: ref.name, level: o.level, start: o.start,
-        ...(o.source ? { source: localSource(o.source) } : {}), ...(Object.keys(lim).length ? { limits: lim } : {}), ...(o.config ? { config: o.config } : {}),
+        ...(o.source ? { source: localSource(o.source) } : {}), ...(Object.keys(lim).length ? { limits: lim } : {}), ...(config ? { config } : {}),
       };
       const res = await c.request<{ operation: Operation }>('POST', `/v1/tenants/${seg(ref.tenant)}/instances`, { body, idempotent: true });
       if (o.host) {
@@ -135,6 +138,18 @@ export function registerInstance(program: Command): void {
       const c = clientFor(cmd);
       const res = await c.request<{ operation: Operation }>('POST', `${instancePath(ref)}/redeploy`, { body: { source: localSource(o.source) } });
       await finish(c, ref, res, o.wait, 'redeployed');
+    });
+
+  noWait(instance.command('clone').argument('<tenant/name>', 'the instance the snapshot was taken of', parseRef)
+    .argument('<snapshot>', 'the snapshot').argument('<new-name>', 'the new instance, in the same tenant')
+    .description('a new instance from a snapshot: same level, image, limits and config; its own address and hostname')
+    .option('--no-start', 'create the clone stopped'))
+    .action(async (ref: Ref, snapshot: string, newName: string, o: { start: boolean; wait: boolean }, cmd: Command) => {
+      const c = clientFor(cmd);
+      const res = await c.request<{ operation: Operation }>('POST', `${instancePath(ref)}/snapshots/${seg(snapshot)}/clone`, {
+        body: { name: newName, start: o.start }, idempotent: true,
+      });
+      await finish(c, { tenant: ref.tenant, name: newName }, res, o.wait, 'cloned');
     });
 
   noWait(instance.command('delete').argument('<tenant/name>', 'the instance', parseRef)

@@ -21,6 +21,7 @@ import type { EventBus } from './events.js';
 import type { KeyedMutex } from './keyed-mutex.js';
 import type { OperationRunner } from './operations.js';
 import { checkQuota } from './quotas.js';
+import { driverSpec, parseRestartPolicy } from './restart-policy.js';
 
 export type UserAction = 'start' | 'stop' | 'pause' | 'resume' | 'restart';
 
@@ -35,7 +36,8 @@ export interface InstanceServiceDeps {
   locks: KeyedMutex;
 }
 
-const specOf = (i: Instance): InstanceSpec => ({
+/** What the driver gets: the control plane's own config keys (the restart policy) taken out. */
+const specOf = (i: Instance): InstanceSpec => driverSpec({
   id: i.id, tenantId: i.tenantId, name: i.name, level: i.level, source: i.source, limits: i.limits, config: i.config,
 });
 
@@ -45,6 +47,7 @@ export class InstanceService {
   /** Creates the instance (quota checked in the same transaction) and starts it unless asked not to. */
   launch(p: Principal, tenant: Tenant, input: Omit<NewInstance, 'tenantId'>, audit: AuditFn): { instance: Instance; operation: Operation } {
     const driver = this.d.registry.forLevel(input.level);
+    parseRestartPolicy(input.config);
     const instance = this.d.store.transaction(() => {
       checkQuota(tenant.quota, this.d.store.usage(tenant.id), {
         instances: 1, vcpus: input.limits.vcpus, memoryMiB: input.limits.memoryMiB, diskMiB: input.limits.diskMiB,
@@ -59,6 +62,52 @@ export class InstanceService {
         await this.#drive(driver, instance, 'stopped', () => driver.create(specOf(instance)).catch((e: unknown) => {
           if (!(isStrataError(e) && e.code === 'STRATA_ERR_CONFLICT')) throw e;
         }));
+        const now = this.#current(instance.id);
+        if (instance.desiredState === 'running' && now.actualState !== 'running') {
+          await this.#drive(driver, now, checkAction(now.actualState, 'start'), () => driver.start(instance.id));
+        }
+      });
+    });
+    this.#stateEvent(instance, null, 'creating');
+    return { instance, operation };
+  }
+
+  /**
+   * A new instance `input.name` from snapshot `snapshot` of `source`, at the
+   * source's level, with its image, limits and config (quota-checked as a launch);
+   * the driver gives it the snapshot's state and a fresh identity. Started unless
+   * asked not to. Refused at once where the level's driver cannot clone.
+   */
+  clone(p: Principal, tenant: Tenant, source: Instance, snapshot: Snapshot, input: { name: string; start: boolean }, audit: AuditFn): { instance: Instance; operation: Operation } {
+    const driver = this.d.registry.forLevel(source.level);
+    if (!driver.clone || !driver.supports.has('clone')) {
+      throw new StrataError('STRATA_ERR_UNSUPPORTED', `the ${source.level} driver cannot clone`, { level: source.level, action: 'clone' });
+    }
+    if (snapshot.status !== 'ready') {
+      throw new StrataError('STRATA_ERR_INVALID_STATE_TRANSITION', `snapshot '${snapshot.name}' is ${snapshot.status}, not ready`);
+    }
+    const clone = driver.clone.bind(driver);
+    const instance = this.d.store.transaction(() => {
+      checkQuota(tenant.quota, this.d.store.usage(tenant.id), {
+        instances: 1, vcpus: source.limits.vcpus, memoryMiB: source.limits.memoryMiB, diskMiB: source.limits.diskMiB,
+      });
+      const created = this.d.store.createInstance({
+        tenantId: tenant.id, name: input.name, level: source.level, source: source.source, limits: source.limits, config: source.config,
+        desiredState: input.start ? 'running' : 'stopped', cloneFrom: { instanceId: source.id, snapshotId: snapshot.id },
+      });
+      audit({
+        action: 'instance.clone', target: `${tenant.name}/${input.name}`, tenantId: tenant.id,
+        details: { from: `${tenant.name}/${source.name}@${snapshot.name}`, level: source.level, limits: source.limits },
+      });
+      return created;
+    });
+    const operation = this.#operation(p, tenant, 'instance.clone', instance, async () => {
+      await this.d.locks.run(instance.id, async () => {
+        // The source stays recorded until the clone is made: a daemon that dies before makes it again (reconciler.ts).
+        await this.#drive(driver, instance, 'stopped', async () => {
+          await clone(specOf(instance), { instanceId: source.id, snapshotId: snapshot.id });
+          this.d.store.cloneMade(instance.id);
+        });
         const now = this.#current(instance.id);
         if (instance.desiredState === 'running' && now.actualState !== 'running') {
           await this.#drive(driver, now, checkAction(now.actualState, 'start'), () => driver.start(instance.id));
@@ -135,14 +184,23 @@ export class InstanceService {
     );
   }
 
-  snapshot(p: Principal, tenant: Tenant, instance: Instance, name: string, audit: AuditFn): { snapshot: Snapshot; operation: Operation } {
+  /**
+   * A snapshot of the instance. `system` (the guard's known-good and forensic
+   * snapshots) makes it the platform's: no quota check, and its record, operation
+   * and audit entries stay out of the tenant's sight (provider-wide, tenant null).
+   */
+  snapshot(p: Principal, tenant: Tenant, instance: Instance, name: string, audit: AuditFn, opts: { system?: boolean } = {}): { snapshot: Snapshot; operation: Operation } {
     const driver = this.d.registry.forLevel(instance.level);
+    const system = opts.system ?? false;
     checkAction(instance.actualState, 'snapshot');
     if (!driver.supports.has('snapshot')) throw new StrataError('STRATA_ERR_UNSUPPORTED', `the ${instance.level} driver cannot snapshot`);
     const snapshot = this.d.store.transaction(() => {
-      checkQuota(tenant.quota, this.d.store.usage(tenant.id), {});
-      const s = this.d.store.createSnapshot({ tenantId: tenant.id, instanceId: instance.id, name });
-      audit({ action: 'snapshot.create', target: `${tenant.name}/${instance.name}@${name}`, tenantId: tenant.id });
+      if (!system) checkQuota(tenant.quota, this.d.store.usage(tenant.id), {});
+      const s = this.d.store.createSnapshot({ tenantId: tenant.id, instanceId: instance.id, name, system });
+      audit({
+        action: 'snapshot.create', target: `${tenant.name}/${instance.name}@${name}`, tenantId: system ? null : tenant.id,
+        ...(system ? { details: { system: true, snapshotId: s.id } } : {}),
+      });
       return s;
     });
     const operation = this.#operation(p, tenant, 'snapshot.create', instance, () =>
@@ -156,6 +214,7 @@ export class InstanceService {
           throw e;
         }
       }),
+      { system },
     );
     return { snapshot, operation };
   }
@@ -226,8 +285,11 @@ export class InstanceService {
     }
     // Live facts matter once it runs (the gateway routes by its address); other states keep what was known.
     const seen = to === 'running' ? await driver.inspect(instance.id) : null;
-    if (!this.d.store.getInstanceById(instance.id)) return;
-    this.d.store.setActualState(instance.id, to, seen?.info);
+    const known = this.d.store.getInstanceById(instance.id);
+    if (!known) return;
+    // Restarts made by the restart policy stay counted across a user's start or restart.
+    const restarts = known.info.restarts;
+    this.d.store.setActualState(instance.id, to, seen ? { ...seen.info, ...(typeof restarts === 'number' ? { restarts } : {}) } : undefined);
     this.#stateEvent(instance, from, to);
   }
 
@@ -235,13 +297,14 @@ export class InstanceService {
     this.d.events.publish('lifecycle', 'instance.state', i.tenantId, { instance: i.name, id: i.id, level: i.level, from, to });
   }
 
-  /** Starts the operation and audits its outcome under the caller's name. */
-  #operation(p: Principal, tenant: Tenant, kind: string, instance: Instance, work: () => Promise<Record<string, unknown> | void>): Operation {
+  /** Starts the operation and audits its outcome under the caller's name; a `system` one is the provider's, not the tenant's. */
+  #operation(p: Principal, tenant: Tenant, kind: string, instance: Instance, work: () => Promise<Record<string, unknown> | void>, scope = { system: false }): Operation {
+    const tenantId = scope.system ? null : tenant.id;
     const target = `${tenant.name}/${instance.name}`;
-    return this.d.operations.start({ tenantId: tenant.id, kind, target }, async () => {
+    return this.d.operations.start({ tenantId, kind, target }, async () => {
       const entry = (result: 'ok' | 'error', details?: Record<string, unknown>) =>
         this.d.audit.append({
-          actor: { userId: p.userId, name: p.name, role: p.role }, tenantId: tenant.id, action: `${kind}.done`, target, result,
+          actor: { userId: p.userId, name: p.name, role: p.role }, tenantId, action: `${kind}.done`, target, result,
           ...(p.reason ? { reason: p.reason } : {}), ...(details ? { details } : {}),
         });
       try {

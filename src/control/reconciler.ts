@@ -22,6 +22,16 @@
  * likely a launch whose operation is about to take the lock, and creating it
  * first would make that launch fail on a duplicate.
  *
+ * A clone carries its source (a snapshot) until the driver has made it. One the
+ * daemon did not finish (it died mid-copy) is made again from that snapshot —
+ * whatever the driver holds of it is half a copy and is removed first — never
+ * created empty from its image; where that cannot be done the instance is
+ * marked `failed` with the reason.
+ *
+ * An instance that died while the daemon watched it (recorded alive, observed
+ * dead, meant to run) meets its restart policy (`restart-policy.ts`): left dead
+ * and then meant to be stopped, or started again after an exponential back-off.
+ *
  * A driver call that throws marks that instance `failed` with the error in its
  * info; the pass goes on with the others, and the next pass tries again.
  * `start()` runs a pass at once and then every `intervalMs`; passes never overlap.
@@ -29,14 +39,17 @@
 import type { DriverOperation, InstanceSpec, LevelDriver, ObservedInstance } from '../levels/driver.js';
 import { STATES, assertTransition, canTransition, checkAction, type DesiredState, type InstanceState } from '../levels/lifecycle.js';
 import type { DriverRegistry } from '../levels/registry.js';
-import type { Level } from '../store/types.js';
+import type { CloneSource, Level } from '../store/types.js';
 import type { KeyedMutex } from './keyed-mutex.js';
+import { RestartBackoff, driverSpec, restartPolicyOf, shouldRestart, type BackoffOptions } from './restart-policy.js';
 
 /** What the reconciler knows of one instance from the store. */
 export interface ReconcileRecord {
   spec: InstanceSpec;
   desiredState: DesiredState;
   actualState: InstanceState;
+  /** A clone not yet made: the snapshot to make it from. */
+  cloneFrom?: CloneSource;
 }
 
 export interface ReconcileStore {
@@ -49,6 +62,8 @@ export interface ReconcileStore {
    */
   getInstanceForReconcile?(id: string): ReconcileRecord | null;
   setActualState(id: string, state: InstanceState, info?: Record<string, unknown>): void;
+  /** Forgets a clone's source once the driver has made the clone. */
+  cloneMade?(id: string): void;
 }
 
 /**
@@ -56,7 +71,7 @@ export interface ReconcileStore {
  * the other types say why, once per instance and pass.
  */
 export interface ReconcileEvent {
-  type: 'instance.adopted' | 'instance.orphan-removed' | 'instance.restarted' | 'instance.state';
+  type: 'instance.adopted' | 'instance.orphan-removed' | 'instance.restarted' | 'instance.exited' | 'instance.state';
   instanceId: string;
   /** Absent for orphans: the store no longer says whose they were. */
   tenantId?: string;
@@ -64,6 +79,11 @@ export interface ReconcileEvent {
   from?: InstanceState;
   to?: InstanceState;
   error?: string;
+  /** instance.exited: the instance's restart policy, and whether it is started again. */
+  policy?: string;
+  restart?: boolean;
+  /** instance.restarted by the restart policy: its restarts so far. */
+  restarts?: number;
 }
 
 export interface ReconcileLogger {
@@ -82,6 +102,16 @@ export interface ReconcilerOptions {
   intervalMs?: number;
   /** Grace the reconciler gives a process it stops (an orphan, or an instance that should be stopped) before killing it; default 10 s, as for a user's stop. */
   stopGraceMs?: number;
+  /** Back-off of restarts made by instances' restart policies. */
+  restartBackoff?: BackoffOptions;
+  /**
+   * Records a new desired state: an instance that died and whose policy does not
+   * restart it is meant to be stopped from then on (so a daemon restart does not
+   * start it either). Without it, the reconciler only remembers that for its lifetime.
+   */
+  setDesiredState?: (id: string, desired: DesiredState) => void;
+  /** Milliseconds since the epoch, for the restart back-off; tests pass a clock they move. Default Date.now. */
+  now?: () => number;
 }
 
 /** Counts for one pass. `unchanged` counts known instances that needed nothing. */
@@ -182,6 +212,13 @@ export class Reconciler {
   #queued: Promise<ReconcileReport> | null = null;
   #timer: NodeJS.Timeout | null = null;
   #looping = false;
+  readonly #backoff: RestartBackoff;
+  readonly #setDesiredState: ((id: string, desired: DesiredState) => void) | undefined;
+  readonly #now: () => number;
+  /** Instances that died and stay down by their policy, where the store cannot be told (no setDesiredState). */
+  readonly #keptDown = new Set<string>();
+  /** A pass asked for when the earliest back-off ends (only while looping). */
+  #wake: { timer: NodeJS.Timeout; at: number } | null = null;
 
   constructor(opts: ReconcilerOptions) {
     this.#store = opts.store;
@@ -191,6 +228,9 @@ export class Reconciler {
     this.#log = opts.logger ?? silentLogger;
     this.#intervalMs = opts.intervalMs ?? DEFAULT_INTERVAL_MS;
     this.#stopGraceMs = opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+    this.#backoff = new RestartBackoff(opts.restartBackoff);
+    this.#setDesiredState = opts.setDesiredState;
+    this.#now = opts.now ?? Date.now;
   }
 
   /**
@@ -222,6 +262,8 @@ export class Reconciler {
     this.#looping = false;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    if (this.#wake) clearTimeout(this.#wake.timer);
+    this.#wake = null;
     await this.#queued;
     await this.#current;
   }
@@ -316,7 +358,7 @@ export class Reconciler {
 
   /** A cheap look at the listing, so instances already where they should be take no lock. */
   #needsWork(driver: LevelDriver, record: ReconcileRecord, observed: ObservedInstance | null, adopting: boolean): boolean {
-    if (!observed) return true;
+    if (!observed || record.cloneFrom) return true;
     if (observed.state !== record.actualState) return true;
     if (adopting && isAlive(observed.state)) return true;
     return nextStep(observed.state, record.desiredState, driver.supports) !== null;
@@ -344,6 +386,19 @@ export class Reconciler {
       return false;
     }
 
+    if (observed && record.cloneFrom) {
+      // Under the lock a clone's source is still set only when its making was cut short: the driver's copy is not to be trusted.
+      try {
+        if (isAlive(observed.state)) await driver.stop(id, { graceMs: 0 });
+        await driver.delete(id);
+      } catch (e) {
+        this.#fail(driver, record, record.actualState, e, report);
+        return true;
+      }
+      this.#log.warn({ instanceId: id, from: record.cloneFrom }, 'reconcile: removed an unfinished clone; making it again');
+      observed = null;
+    }
+
     const { spec, desiredState } = record;
     let state = record.actualState;
     let changed = false;
@@ -352,7 +407,7 @@ export class Reconciler {
       return false;
     }
     if (observed && (observed.state !== state || (adopting && isAlive(observed.state)))) {
-      this.#store.setActualState(id, observed.state, observed.info ?? {});
+      this.#store.setActualState(id, observed.state, this.#withRestarts(id, observed.info ?? {}));
       if (observed.state !== state) this.#emit({ type: 'instance.state', instanceId: id, tenantId: spec.tenantId, level: driver.level, from: state, to: observed.state });
       if (isAlive(observed.state)) {
         report.adopted++;
@@ -360,6 +415,30 @@ export class Reconciler {
       }
       state = observed.state;
       changed = true;
+    }
+    if (observed && isAlive(observed.state)) this.#keptDown.delete(id);
+
+    // A process that died while we watched (not while the daemon was down: that is recovery) meets its restart policy.
+    const byPolicy = !adopting && observed !== null && !isAlive(observed.state) && desiredState !== 'stopped'
+      && (isAlive(record.actualState) || this.#backoff.pending(id) || this.#keptDown.has(id));
+    if (byPolicy && observed && isAlive(record.actualState)) {
+      const policy = restartPolicyOf(spec.config);
+      const exitCode = typeof observed.info?.exitCode === 'number' ? observed.info.exitCode : undefined;
+      const restart = shouldRestart(policy, exitCode);
+      this.#emit({ type: 'instance.exited', instanceId: id, tenantId: spec.tenantId, level: driver.level, from: record.actualState, to: state, policy, restart });
+      if (!restart) {
+        this.#keepDown(id);
+        return true;
+      }
+      this.#backoff.died(id, this.#now());
+    }
+    if (byPolicy) {
+      if (this.#keptDown.has(id)) return changed;
+      const wait = this.#backoff.waitMs(id, this.#now());
+      if (wait > 0) {
+        this.#wakeIn(wait);
+        return changed;
+      }
     }
 
     const before = state;
@@ -369,7 +448,7 @@ export class Reconciler {
     try {
       for (let step = nextStep(current, desiredState, driver.supports); step; step = nextStep(current, desiredState, driver.supports)) {
         const to = this.#target(state, step);
-        await this.#call(driver, spec, step);
+        await this.#call(driver, record, step);
         this.#count(step, report);
         acted = true;
         if (step === 'start') restarted = true;
@@ -379,9 +458,10 @@ export class Reconciler {
         current = to;
       }
       if (acted) {
-        // Record fresh live facts (pid, address), which also clears an earlier error.
+        if (byPolicy && restarted) this.#backoff.restarted(id, this.#now());
+        // Record fresh live facts (pid, address), which also clears an earlier error; restarts made by the policy are counted there.
         const fresh = await driver.inspect(id);
-        this.#store.setActualState(id, state, fresh?.info ?? {});
+        this.#store.setActualState(id, state, this.#withRestarts(id, fresh?.info ?? {}));
         changed = true;
       }
     } catch (e) {
@@ -389,10 +469,40 @@ export class Reconciler {
       return true;
     }
     if (restarted) {
-      this.#emit({ type: 'instance.restarted', instanceId: id, tenantId: spec.tenantId, level: driver.level, from: before, to: state });
+      this.#emit({
+        type: 'instance.restarted', instanceId: id, tenantId: spec.tenantId, level: driver.level, from: before, to: state,
+        ...(byPolicy ? { restarts: this.#backoff.total(id) } : {}),
+      });
       this.#log.info({ instanceId: id, from: before, to: state }, 'reconcile: restarted an instance that should run');
     }
     return changed;
+  }
+
+  /** Live facts as recorded: with the restarts the policy made, once there are any. */
+  #withRestarts(id: string, info: Record<string, unknown>): Record<string, unknown> {
+    const restarts = this.#backoff.total(id);
+    return restarts > 0 ? { ...info, restarts } : info;
+  }
+
+  /** An instance that died and whose policy leaves it dead: it is meant to be stopped from now on. */
+  #keepDown(id: string): void {
+    this.#backoff.forget(id);
+    if (this.#setDesiredState) this.#setDesiredState(id, 'stopped');
+    else this.#keptDown.add(id);
+  }
+
+  /** Asks for a pass when a back-off ends, so a restart is not late by a whole interval. */
+  #wakeIn(ms: number): void {
+    if (!this.#looping) return;
+    const at = Date.now() + ms;
+    if (this.#wake && this.#wake.at <= at) return;
+    if (this.#wake) clearTimeout(this.#wake.timer);
+    const timer = setTimeout(() => {
+      this.#wake = null;
+      if (this.#looping) void this.reconcileOnce();
+    }, ms + 5);
+    timer.unref();
+    this.#wake = { timer, at };
   }
 
   /** The state a step leads to, checked against the shared state machine. */
@@ -405,14 +515,28 @@ export class Reconciler {
     return checkAction(state, step);
   }
 
-  #call(driver: LevelDriver, spec: InstanceSpec, step: Step): Promise<void> {
+  #call(driver: LevelDriver, record: ReconcileRecord, step: Step): Promise<void> {
+    const { spec } = record;
     switch (step) {
-      case 'create': return driver.create(spec);
+      case 'create': return record.cloneFrom ? this.#clone(driver, spec, record.cloneFrom) : driver.create(driverSpec(spec));
       case 'start': return driver.start(spec.id);
       case 'stop': return driver.stop(spec.id, { graceMs: this.#stopGraceMs });
       case 'pause': return driver.pause(spec.id);
       case 'resume': return driver.resume(spec.id);
     }
+  }
+
+  /** Makes a clone from its snapshot (never from its image: that would lose the snapshot's data without a word). */
+  async #clone(driver: LevelDriver, spec: InstanceSpec, from: CloneSource): Promise<void> {
+    if (!driver.clone || !driver.supports.has('clone')) {
+      throw new Error(`unfinished clone of snapshot ${from.snapshotId}: the ${driver.level} driver cannot clone`);
+    }
+    try {
+      await driver.clone(driverSpec(spec), from);
+    } catch (e) {
+      throw new Error(`unfinished clone of snapshot ${from.snapshotId} could not be made again: ${messageOf(e)}`, { cause: e });
+    }
+    this.#store.cloneMade?.(spec.id);
   }
 
   #count(step: Step, report: ReconcileReport): void {

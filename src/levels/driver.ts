@@ -64,6 +64,8 @@ export interface ExecSession {
 
 export interface ExecOptions {
   tty: boolean;
+  /** Run as this user ("uid", "uid:gid", a name from the image); default: the instance's own process user, as `docker exec`. */
+  user?: string;
   env?: readonly string[];
   cwd?: string;
   cols?: number;
@@ -75,6 +77,19 @@ export interface LogOptions {
   follow: boolean;
   /** Only the last N lines of what is already stored. */
   tail?: number;
+}
+
+/** An image a driver can create instances from (os: a root filesystem; vm: a kernel …). */
+export interface ImageInfo {
+  name: string;
+  level: Level;
+  /** Where it came from: `builtin:…`, `oci:sha256:…`. */
+  source: string;
+  builtin: boolean;
+  /** sha256 (hex) naming its exact content. */
+  digest: string;
+  sizeBytes: number;
+  createdAt: string;
 }
 
 export interface DriverAvailability {
@@ -130,4 +145,8 @@ export interface LevelDriver {
   exec?(id: string, argv: readonly string[], opts: ExecOptions): Promise<ExecSession>;
   /** Optional: the instance's console (serial port) as a byte stream, read and write. */
   console?(id: string): Promise<Duplex>;
+  /** Optional: the images this driver creates instances from. */
+  listImages?(): Promise<ImageInfo[]>;
+  /** Optional: import an image from a file or directory on this machine (os: an OCI layout or tarball) as `name`. */
+  importImage?(path: string, name: string, progress?: (fraction: number) => void): Promise<ImageInfo>;
 }

@@ -1,20 +1,33 @@
 /**
  * Instances through the API, over the fake driver: lifecycle and its refusals,
  * operations and ?wait, quotas under concurrency, idempotency keys, the event
- * stream's scoping.
+ * stream's scoping; clones from snapshots and the restart policy's validation.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import type { InstanceSpec } from '../../src/levels/driver.js';
 import { FakeDriver } from '../support/fake-driver.js';
 import { TestDaemon } from '../support/harness.js';
 
+/** A fake that can clone: it creates the new instance and remembers what from. */
+class CloningFake extends FakeDriver {
+  readonly clones: Array<{ spec: InstanceSpec; from: { instanceId: string; snapshotId: string } }> = [];
+  constructor() {
+    super({ level: 'os', supports: ['pause', 'resume', 'snapshot', 'restore', 'clone'] });
+  }
+  async clone(spec: InstanceSpec, from: { instanceId: string; snapshotId: string }): Promise<void> {
+    await this.create(spec);
+    this.clones.push({ spec, from });
+  }
+}
+
 let d: TestDaemon;
-let driver: FakeDriver;
+let driver: CloningFake;
 let acme: string;
 
 before(async () => {
-  driver = new FakeDriver({ level: 'os' });
-  d = await TestDaemon.start({ drivers: [driver] });
+  driver = new CloningFake();
+  d = await TestDaemon.start({ drivers: [driver, new FakeDriver({ level: 'emu' })] });
   acme = await d.tenantWithUser('acme', 'tenant-admin', { instances: 5, vcpus: 4, memoryMiB: 4096, diskMiB: 100_000, sites: 3 });
 });
 after(() => d.close());
@@ -137,4 +150,76 @@ test('an Idempotency-Key on launch starts one instance, however often it is sent
   assert.equal(new Set(bodies.map((b) => b.body.operation.id)).size, 1, 'one operation');
   assert.equal(bodies[0]!.body.instance.state, 'running');
   await as('DELETE', '/v1/tenants/acme/instances/once?wait=10');
+});
+
+test('clone: a new running instance from a snapshot, quota-checked, audited, idempotent', async () => {
+  const cloner = await d.tenantWithUser('cloner', 'tenant-admin', { instances: 2, vcpus: 4, memoryMiB: 4096, diskMiB: 100_000, sites: 1 });
+  const by = (method: string, path: string, body?: unknown, headers?: Record<string, string>) =>
+    d.request(method, path, { token: cloner, ...(body !== undefined ? { body } : {}), ...(headers ? { headers } : {}) });
+  const base = '/v1/tenants/cloner/instances';
+  assert.equal((await by('POST', `${base}?wait=10`, { name: 'orig', level: 'os', source: 'busybox', limits: { memoryMiB: 128 }, config: { port: 8080, restart: 'always' } })).status, 200);
+  assert.equal((await by('POST', `${base}/orig/snapshots?wait=10`, { name: 'snap' })).status, 200);
+
+  const key = { 'idempotency-key': 'clone-once' };
+  const r = await by('POST', `${base}/orig/snapshots/snap/clone?wait=10`, { name: 'copy' }, key);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.operation.status, 'succeeded');
+  assert.equal(r.body.operation.kind, 'instance.clone');
+  const copy = (await by('GET', `${base}/copy`)).body;
+  const orig = (await by('GET', `${base}/orig`)).body;
+  assert.equal(copy.state, 'running');
+  assert.notEqual(copy.id, orig.id);
+  assert.deepEqual([copy.level, copy.source, copy.limits, copy.config], [orig.level, orig.source, orig.limits, orig.config]);
+  const made = driver.clones.at(-1)!;
+  const snapshots = (await by('GET', `${base}/orig/snapshots`)).body.items as Array<{ id: string; name: string }>;
+  assert.deepEqual(made.from, { instanceId: orig.id, snapshotId: snapshots.find((x) => x.name === 'snap')!.id });
+  assert.equal(made.spec.id, copy.id);
+  assert.deepEqual(made.spec.config, { port: 8080 }, 'the restart policy is the control plane\'s, not the driver\'s');
+
+  const replay = await by('POST', `${base}/orig/snapshots/snap/clone?wait=10`, { name: 'copy' }, key);
+  assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+  assert.equal(driver.clones.filter((c) => c.spec.name === 'copy').length, 1, 'one clone, however often the key is sent');
+
+  const overQuota = await by('POST', `${base}/orig/snapshots/snap/clone`, { name: 'third' });
+  assert.equal(overQuota.status, 422, JSON.stringify(overQuota.body));
+  assert.equal(overQuota.body.error.code, 'STRATA_ERR_QUOTA_EXCEEDED');
+  assert.equal((await by('DELETE', `${base}/copy?wait=10`)).status, 200);
+  const taken = await by('POST', `${base}/orig/snapshots/snap/clone`, { name: 'orig' });
+  assert.equal(taken.status, 409, JSON.stringify(taken.body));
+  assert.equal(taken.body.error.code, 'STRATA_ERR_CONFLICT');
+  const missing = await by('POST', `${base}/orig/snapshots/nope/clone`, { name: 'x' });
+  assert.equal(missing.status, 404);
+
+  const audit = ((await d.request('GET', '/v1/audit/entries?tenant=cloner&limit=1000')).body.items as Array<{ entry: { action: string; target: string; details?: { from?: string } } }>).map((r) => r.entry);
+  const entry = audit.find((e) => e.action === 'instance.clone');
+  assert.ok(entry, JSON.stringify(audit.map((e) => e.action)));
+  assert.equal(entry.target, 'cloner/copy');
+  assert.equal(entry.details?.from, 'cloner/orig@snap');
+  assert.ok(audit.some((e) => e.action === 'instance.clone.done'));
+  await by('DELETE', `${base}/orig?wait=10`);
+});
+
+test('clone where the level cannot: 422 STRATA_ERR_UNSUPPORTED, nothing created', async () => {
+  const r = await as('POST', '/v1/tenants/acme/instances?wait=10', { name: 'vm1', level: 'emu', start: false });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal((await as('POST', '/v1/tenants/acme/instances/vm1/snapshots?wait=10', { name: 's' })).status, 200);
+  const c = await as('POST', '/v1/tenants/acme/instances/vm1/snapshots/s/clone', { name: 'vm2' });
+  assert.equal(c.status, 422);
+  assert.equal(c.body.error.code, 'STRATA_ERR_UNSUPPORTED');
+  assert.equal((await as('GET', '/v1/tenants/acme/instances/vm2')).status, 404);
+  await as('DELETE', '/v1/tenants/acme/instances/vm1?wait=10');
+});
+
+test('the restart policy is validated at the edge and kept in the config', async () => {
+  const bad = await as('POST', '/v1/tenants/acme/instances', { name: 'pol', level: 'os', config: { restart: 'sometimes' } });
+  assert.equal(bad.status, 400, JSON.stringify(bad.body));
+  assert.equal(bad.body.error.code, 'STRATA_ERR_VALIDATION');
+  assert.equal(bad.body.error.details.field, 'config.restart');
+  assert.equal((await as('GET', '/v1/tenants/acme/instances/pol')).status, 404, 'nothing was created');
+  const ok = await as('POST', '/v1/tenants/acme/instances?wait=10', { name: 'pol', level: 'os', config: { restart: 'on-failure' } });
+  assert.equal(ok.status, 200);
+  const shown = (await as('GET', '/v1/tenants/acme/instances/pol')).body;
+  assert.equal(shown.config.restart, 'on-failure');
+  assert.deepEqual(driver.specOf(shown.id)?.config, {});
+  await as('DELETE', '/v1/tenants/acme/instances/pol?wait=10');
 });

@@ -10,7 +10,7 @@ import {
   type ReconcileRecord,
   type ReconcileStore,
 } from '../../src/control/reconciler.js';
-import type { InstanceSpec } from '../../src/levels/driver.js';
+import type { InstanceSpec, ObservedInstance } from '../../src/levels/driver.js';
 import type { DesiredState, InstanceState } from '../../src/levels/lifecycle.js';
 import { DriverRegistry } from '../../src/levels/registry.js';
 import type { Level } from '../../src/store/types.js';
@@ -48,7 +48,27 @@ class MemoryStore implements ReconcileStore {
   }
 }
 
-function setup(opts: { drivers?: FakeDriver[]; store?: ReconcileStore & MemoryStore; intervalMs?: number } = {}) {
+/** A fake that knows its processes' exit codes, as some drivers do. */
+class ExitCodeDriver extends FakeDriver {
+  readonly exitCodes = new Map<string, number>();
+  override async inspect(id: string): Promise<ObservedInstance | null> {
+    const seen = await super.inspect(id);
+    const code = this.exitCodes.get(id);
+    return seen && code !== undefined && seen.state !== 'running' ? { ...seen, info: { ...seen.info, exitCode: code } } : seen;
+  }
+}
+
+interface SetupOptions {
+  drivers?: FakeDriver[];
+  store?: ReconcileStore & MemoryStore;
+  intervalMs?: number;
+  backoffMs?: number;
+  resetAfterMs?: number;
+  setDesiredState?: (id: string, desired: DesiredState) => void;
+  now?: () => number;
+}
+
+function setup(opts: SetupOptions = {}) {
   const drivers = opts.drivers ?? [new FakeDriver({ level: 'os' })];
   const registry = new DriverRegistry();
   for (const d of drivers) registry.register(d);
@@ -57,6 +77,9 @@ function setup(opts: { drivers?: FakeDriver[]; store?: ReconcileStore & MemorySt
   const events: ReconcileEvent[] = [];
   const reconciler = new Reconciler({
     store, registry, locks, onEvent: (e) => events.push(e), stopGraceMs: 10, ...(opts.intervalMs ? { intervalMs: opts.intervalMs } : {}),
+    restartBackoff: { baseMs: opts.backoffMs ?? 1_000, ...(opts.resetAfterMs ? { resetAfterMs: opts.resetAfterMs } : {}) },
+    ...(opts.setDesiredState ? { setDesiredState: opts.setDesiredState } : {}),
+    ...(opts.now ? { now: opts.now } : {}),
   });
   return { driver: drivers[0]!, drivers, registry, store, locks, events, reconciler, ready: registry.provisionAll() };
 }
@@ -109,10 +132,12 @@ test('removes orphans: ids the store does not know, knows as deleted, or knows a
   assert.equal(store.row('other-level').actualState, 'running', 'the vm row is no business of the os driver');
 });
 
-test('restarts what should run and died, and records the death first', async () => {
-  const { driver, store, events, reconciler, ready } = setup();
+test('restart "always": restarts what should run and died, and records the death first', async () => {
+  const { driver, store, events, reconciler, ready } = setup({ backoffMs: 0 });
   await ready;
   store.add('crashed', 'running', 'running').add('exited', 'running', 'running');
+  store.row('crashed').spec.config = { restart: 'always' };
+  store.row('exited').spec.config = { restart: 'always' };
   driver.seed(spec('crashed'), 'running');
   driver.seed(spec('exited'), 'running');
   await reconciler.reconcileOnce();
@@ -128,8 +153,120 @@ test('restarts what should run and died, and records the death first', async () 
     assert.equal(typeof store.row(id).info.pid, 'number');
   }
   assert.deepEqual(typesOf(events, 'crashed').slice(1), [
-    'instance.state running→failed', 'instance.state failed→running', 'instance.restarted failed→running',
+    'instance.state running→failed', 'instance.exited running→failed', 'instance.state failed→running', 'instance.restarted failed→running',
   ]);
+  assert.equal(store.row('crashed').info.restarts, 1, 'restarts are counted in the live facts');
+  assert.equal(events.find((e) => e.type === 'instance.restarted' && e.instanceId === 'crashed')?.restarts, 1);
+  assert.ok(driver.callsOf('create').length === 0);
+});
+
+test('restart "no" (the default): a process that died stays dead and is then meant to be stopped', async () => {
+  const desired: Array<[string, string]> = [];
+  const { driver, store, events, reconciler, ready } = setup({ setDesiredState: (id, d) => desired.push([id, d]) });
+  await ready;
+  store.add('plain', 'running', 'running').add('said-no', 'running', 'running');
+  store.row('said-no').spec.config = { restart: 'no' };
+  driver.seed(spec('plain'), 'running');
+  driver.seed(spec('said-no'), 'running');
+  await reconciler.reconcileOnce();
+  driver.simulateExit('plain', 'failed');
+  driver.simulateExit('said-no', 'stopped');
+
+  const report = await reconciler.reconcileOnce();
+  assert.equal(report.started, 0);
+  assert.equal(store.row('plain').actualState, 'failed');
+  assert.equal(store.row('said-no').actualState, 'stopped');
+  assert.deepEqual(desired.sort(), [['plain', 'stopped'], ['said-no', 'stopped']]);
+  const exited = events.filter((e) => e.type === 'instance.exited');
+  assert.deepEqual(exited.map((e) => [e.instanceId, e.policy, e.restart]).sort(), [['plain', 'no', false], ['said-no', 'no', false]]);
+  assert.deepEqual(driver.callsOf('start'), []);
+});
+
+test('restart "no" without a store that takes desired states: remembered for the daemon\'s life', async () => {
+  const { driver, store, reconciler, ready } = setup();
+  await ready;
+  store.add('a', 'running', 'running');
+  driver.seed(spec('a'), 'running');
+  await reconciler.reconcileOnce();
+  driver.simulateExit('a', 'failed');
+  await reconciler.reconcileOnce();
+  await reconciler.reconcileOnce();
+  assert.deepEqual(driver.callsOf('start'), []);
+  assert.equal(store.row('a').actualState, 'failed');
+});
+
+test('restart "on-failure": restarts unless the process is known to have exited with 0', async () => {
+  const driver = new ExitCodeDriver({ level: 'os' });
+  const { store, reconciler, ready } = setup({ drivers: [driver], backoffMs: 0 });
+  await ready;
+  for (const id of ['zero', 'one', 'unknown']) {
+    store.add(id, 'running', 'running');
+    store.row(id).spec.config = { restart: 'on-failure' };
+    driver.seed(spec(id), 'running');
+  }
+  await reconciler.reconcileOnce();
+  driver.exitCodes.set('zero', 0);
+  driver.exitCodes.set('one', 1);
+  for (const id of ['zero', 'one', 'unknown']) driver.simulateExit(id, 'failed');
+  await reconciler.reconcileOnce();
+  assert.deepEqual(driver.callsOf('start').sort(), ['one', 'unknown']);
+  assert.equal(store.row('zero').actualState, 'failed');
+  assert.equal(store.row('one').actualState, 'running');
+});
+
+test('restarts back off exponentially, and the back-off starts over once the instance stayed up', async () => {
+  let now = 1_000_000;
+  const { driver, store, reconciler, ready } = setup({ backoffMs: 80, resetAfterMs: 400, now: () => now });
+  await ready;
+  store.add('loop', 'running', 'running');
+  store.row('loop').spec.config = { restart: 'always' };
+  driver.seed(spec('loop'), 'running');
+  await reconciler.reconcileOnce();
+  /** Kills the process; checks it stays down until `delay` ms later, and is restarted then. */
+  const dieAndExpectDelay = async (delay: number): Promise<void> => {
+    driver.simulateExit('loop', 'failed');
+    await reconciler.reconcileOnce();
+    assert.equal(store.row('loop').actualState, 'failed');
+    now += delay - 1;
+    await reconciler.reconcileOnce();
+    assert.equal(driver.stateOf('loop'), 'failed', `held down for ${delay} ms`);
+    now += 1;
+    await reconciler.reconcileOnce();
+    assert.equal(driver.stateOf('loop'), 'running', `restarted after ${delay} ms`);
+    now += 10;
+  };
+  await dieAndExpectDelay(80);
+  await dieAndExpectDelay(160);
+  await dieAndExpectDelay(320);
+  now += 400; // up long enough: the back-off starts over
+  await dieAndExpectDelay(80);
+  assert.equal(store.row('loop').info.restarts, 4);
+});
+
+test('a user\'s stop is never undone, whatever the policy', async () => {
+  const { driver, store, reconciler, ready } = setup({ backoffMs: 0 });
+  await ready;
+  store.add('s', 'running', 'running');
+  store.row('s').spec.config = { restart: 'always' };
+  driver.seed(spec('s'), 'running');
+  await reconciler.reconcileOnce();
+  // The API records the desired state before it asks the driver to stop.
+  store.row('s').desiredState = 'stopped';
+  driver.simulateExit('s', 'stopped');
+  await reconciler.reconcileOnce();
+  await reconciler.reconcileOnce();
+  assert.deepEqual(driver.callsOf('start'), []);
+  assert.equal(store.row('s').actualState, 'stopped');
+});
+
+test('the control plane\'s config keys never reach the driver', async () => {
+  const { driver, store, reconciler, ready } = setup();
+  await ready;
+  store.add('new', 'running', 'creating');
+  store.row('new').spec.config = { restart: 'always', port: 8080 };
+  await reconciler.reconcileOnce();
+  await reconciler.reconcileOnce();
+  assert.deepEqual(driver.specOf('new')?.config, { port: 8080 });
 });
 
 test('creates what the driver does not hold: a launch cut short, or an instance that vanished', async () => {

@@ -67,6 +67,28 @@ export class Cgroups {
     await writeFile(join(dir, 'pids.max'), limits ? String(limits.pids) : 'max');
   }
 
+  /**
+   * Sets the CFS CPU quota of one instance's own cgroup (`cgroupsPath` as runc
+   * got it) to `vcpus` CPUs — the guard's throttle, and its undo with the
+   * instance's declared vCPUs. Takes effect at once on a running container.
+   */
+  async setCpuLimit(cgroupsPath: string, vcpus: number): Promise<void> {
+    const quota = Math.max(1000, Math.round(vcpus * CPU_PERIOD_US));
+    if (this.mode === 'v1') await writeFile(join(this.fsRoot, 'cpu', cgroupsPath, 'cpu.cfs_quota_us'), String(quota));
+    else await writeFile(join(this.fsRoot, cgroupsPath, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);
+  }
+
+  /** The instance's CPU quota in CPUs, or null when unlimited. */
+  async cpuLimit(cgroupsPath: string): Promise<number | null> {
+    if (this.mode === 'v1') {
+      const quota = Number((await readFile(join(this.fsRoot, 'cpu', cgroupsPath, 'cpu.cfs_quota_us'), 'utf8')).trim());
+      const period = Number((await readFile(join(this.fsRoot, 'cpu', cgroupsPath, 'cpu.cfs_period_us'), 'utf8')).trim());
+      return quota < 0 ? null : quota / period;
+    }
+    const [quota, period] = (await readFile(join(this.fsRoot, cgroupsPath, 'cpu.max'), 'utf8')).trim().split(/\s+/);
+    return quota === 'max' ? null : Number(quota) / Number(period);
+  }
+
   /** Removes the tenant's parent in every hierarchy; returns false while instances still live in it. */
   async removeTenant(tenantId: string): Promise<boolean> {
     return this.#removeEverywhere(join(this.root, tenantCgroupName(tenantId)));

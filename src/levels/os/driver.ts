@@ -33,12 +33,17 @@ import { z } from 'zod';
 import { KeyedMutex } from '../../control/keyed-mutex.js';
 import { InvalidStateTransition, StrataError, conflict, notFound } from '../../errors.js';
 import type { Level, Quota } from '../../store/types.js';
-import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
+import type { DriverAvailability, DriverOperation, ImageInfo, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
+import type { ExecOptions, ExecSession, LogOptions } from '../driver.js';
+import { logStream } from '../log-stream.js';
+import { startExecSession } from './exec-session.js';
+import type { Readable } from 'node:stream';
 import { Allocations, type TenantLimits } from './allocations.js';
 import { Cgroups, detectCgroupMode, instanceCgroupPath } from './cgroups.js';
 import { run } from './exec.js';
-import { ImageStore } from './images.js';
-import { rotateIfLarge, withLogFd } from './logs.js';
+import { ImageStore, treeSize, type ImageManifest } from './images.js';
+import { importOciImage } from './oci-import.js';
+import { rotateIfLarge } from './logs.js';
 import { Network } from './network.js';
 import { parseOsDriverOptions, type OsDriverConfig, type OsDriverOptions } from './options.js';
 import { createVolume, ensureShiftedImage, mountOverlay, mountPoints, mountVolume, prepareUpper, pruneShiftedImages, unmount } from './rootfs.js';
@@ -46,6 +51,7 @@ import { SnapshotStore, emptyDir } from './snapshots.js';
 import { catchesSigterm, isAlive, waitForExit } from './process.js';
 import { Runtime, type ExecResult } from './runtime.js';
 import { defaultSeccompProfile } from './seccomp.js';
+import { resolveImageUser, type ProcessUser } from './image-user.js';
 import { instanceSpec } from './spec.js';
 import { readJson, writeJsonAtomic } from './state-file.js';
 import { validateSpec } from './validate.js';
@@ -63,6 +69,8 @@ export const osInstanceConfigSchema = z.object({
   port: z.number().int().min(1).max(65_535).optional(),
   /** A data volume of this many MiB at /data (at most the instance's diskMiB). */
   volumeMiB: z.number().int().min(16).optional(),
+  /** The user the process runs as ("1000:1000", "www-data" …); default: the image's `User`, else root. */
+  user: z.string().min(1).max(256).optional(),
 }).strict();
 export type OsInstanceConfig = z.output<typeof osInstanceConfigSchema>;
 
@@ -91,7 +99,7 @@ const LOG_ROTATION_INTERVAL_MS = 5_000;
 export class OsDriver implements LevelDriver {
   readonly id = 'os.runc';
   readonly level: Level = 'os';
-  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore']);
+  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore', 'clone']);
 
   readonly config: OsDriverConfig;
   readonly images: ImageStore;
@@ -103,6 +111,8 @@ export class OsDriver implements LevelDriver {
   readonly #locks = new KeyedMutex();
   #cgroups: Cgroups | null = null;
   #rotation: NodeJS.Timeout | null = null;
+  /** Image sizes by digest: an image's content never changes under its digest. */
+  readonly #imageSizes = new Map<string, number>();
 
   constructor(options: OsDriverOptions = {}) {
     this.config = parseOsDriverOptions(options);
@@ -199,8 +209,41 @@ export class OsDriver implements LevelDriver {
     return this.#serial(id, () => this.#restore(id, snapshotId));
   }
 
+  /**
+   * Creates `spec` as a new, stopped instance whose root upper layer and volume
+   * are snapshot `from.snapshotId` (of its tenant's instance `from.instanceId`),
+   * every object checked against its sha256. It gets everything else fresh: its
+   * own address, veth, hostname (its name) and cgroup. The snapshot's image must
+   * be the one the new instance is created over, byte for byte.
+   */
+  clone(spec: InstanceSpec, from: { instanceId: string; snapshotId: string }): Promise<void> {
+    return this.#serial(spec.id, () => this.#clone(spec, from));
+  }
+
   delete(id: string): Promise<void> {
     return this.#serial(id, () => this.#delete(id));
+  }
+
+  /** The image store's images (built-in and imported), with digest and size. */
+  async listImages(): Promise<ImageInfo[]> {
+    const manifests = await this.images.list();
+    return Promise.all(manifests.sort((a, b) => a.name.localeCompare(b.name)).map((m) => this.#imageInfo(m)));
+  }
+
+  /** Imports an OCI image layout or tarball on this machine (digests checked, whiteouts applied) as `name`. */
+  async importImage(path: string, name: string, progress?: (fraction: number) => void): Promise<ImageInfo> {
+    if (!path.startsWith('/')) throw new StrataError('STRATA_ERR_VALIDATION', 'the image path must be absolute (a file on the server)', { field: 'path' });
+    const { manifest } = await importOciImage(this.images, path, name, (p) => progress?.(p.bytes > 0 ? p.doneBytes / p.bytes : 0));
+    return this.#imageInfo(manifest);
+  }
+
+  async #imageInfo(m: ImageManifest): Promise<ImageInfo> {
+    let size = this.#imageSizes.get(m.digest);
+    if (size === undefined) {
+      size = await treeSize(join(this.images.dir, m.name, 'rootfs')).catch(() => 0);
+      this.#imageSizes.set(m.digest, size);
+    }
+    return { name: m.name, level: 'os', source: m.source, builtin: m.source.startsWith('builtin:'), digest: m.digest, sizeBytes: size, createdAt: m.createdAt };
   }
 
   /** Deletes one of a tenant's snapshots and what no other snapshot of the tenant needs; returns the bytes freed. */
@@ -258,13 +301,54 @@ export class OsDriver implements LevelDriver {
    * state is checked under the instance's lock, the command runs outside it, so
    * a long command never holds up a stop.
    */
-  async run(id: string, args: readonly string[], opts: { env?: readonly string[]; timeoutMs?: number } = {}): Promise<ExecResult> {
+  async run(id: string, args: readonly string[], opts: { env?: readonly string[]; timeoutMs?: number; user?: string } = {}): Promise<ExecResult> {
+    await this.#requireRunning(id);
+    const { user: asked, ...rest } = opts;
+    const user = await this.#execUser(id, asked);
+    return this.#runtime.exec(id, args, { ...rest, ...(user ? { user } : {}) });
+  }
+
+  /**
+   * A live process in a running instance, with or without a terminal (see
+   * `exec-session.ts`), confined as the instance's own process is; the state is
+   * checked under the instance's lock, the session lives outside it.
+   */
+  async exec(id: string, argv: readonly string[], opts: ExecOptions): Promise<ExecSession> {
+    await this.#requireRunning(id);
+    const user = await this.#execUser(id, opts.user);
+    return startExecSession({ binary: this.#runtime.binary, root: this.#runtime.root, id, ...(user ? { user } : {}) }, argv, opts);
+  }
+
+  /**
+   * The user an exec asks for, resolved against the instance's image (its
+   * read-only lower layer: names the tenant added at run time resolve only as
+   * ids) and checked to lie in the tenant's id range; none: the container's own.
+   */
+  async #execUser(id: string, user: string | undefined): Promise<ProcessUser | undefined> {
+    if (user === undefined) return undefined;
+    return resolveImageUser(user, (await this.#record(id)).lower);
+  }
+
+  /**
+   * The container's captured stdout and stderr, across rotations: all of it (or
+   * its last `tail` lines), then, when following, what it writes next, until the
+   * instance is deleted.
+   */
+  async logs(id: string, opts: LogOptions): Promise<Readable> {
+    const dir = this.#dir(id);
+    await this.#record(id);
+    return logStream({
+      path: this.logPath(id), keep: this.config.logKeep, follow: opts.follow,
+      ...(opts.tail !== undefined ? { tail: opts.tail } : {}), gone: () => !existsSync(dir),
+    });
+  }
+
+  async #requireRunning(id: string): Promise<void> {
     await this.#serial(id, async () => {
       await this.#record(id);
       const container = await this.#runtime.state(id);
       if (container?.status !== 'running') throw new InvalidStateTransition(container?.status ?? 'stopped', 'running', 'exec in');
     });
-    return this.#runtime.exec(id, args, opts);
   }
 
   /** The current log file of an instance (older ones are `.1`, `.2` …). */
@@ -298,6 +382,8 @@ export class OsDriver implements LevelDriver {
       await prepareUpper(dir, tenant.hostId);
       if (config.volumeMiB !== undefined) await createVolume(join(dir, 'volume.ext4'), config.volumeMiB, tenant.hostId);
       const port = config.port ?? image.manifest.config.port ?? null;
+      const userSpec = config.user ?? image.manifest.config.user;
+      const user = userSpec ? await resolveImageUser(userSpec, image.rootfs) : undefined;
       const record: InstanceRecord = {
         spec, config, image: image.name, imageDigest: image.manifest.digest, lower,
         hostId: tenant.hostId, tenantIndex: tenant.index, address, gateway: tenant.gateway, port,
@@ -323,6 +409,7 @@ export class OsDriver implements LevelDriver {
         rootPath: this.#rootfsDir(spec.id),
         volumes: config.volumeMiB !== undefined ? [{ source: this.#volumeDir(spec.id), destination: VOLUME_MOUNT_POINT, readonly: false }] : [],
         seccomp: defaultSeccompProfile(),
+        ...(user ? { user } : {}),
       });
       validateSpec(oci, { allowedBindSources: [this.#volumeDir(spec.id)] });
       await writeFile(join(dir, 'bundle', 'config.json'), `${JSON.stringify(oci, null, 2)}\n`, { mode: 0o600 });
@@ -338,18 +425,22 @@ export class OsDriver implements LevelDriver {
     const dir = this.#dir(id);
     const cgroups = this.#requireCgroups();
     const tenant = await this.#allocations.tenant(record.spec.tenantId);
+    // Before the container's cgroup exists: cgroup v1 refuses a parent CPU quota below a child's.
     await cgroups.ensureTenant(record.spec.tenantId, tenant.limits);
-    const bridge = await this.#network.ensureBridge(record.tenantIndex, `${record.gateway}/24`);
+    // The bridge is needed only once the container's network namespace exists: a tenant's first start makes it meanwhile.
+    const bridge = this.#network.ensureBridge(record.tenantIndex, `${record.gateway}/24`);
+    bridge.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
     try {
       // A container left from a process that died on its own (runc state "stopped") holds the id.
       if (this.#runtime.holds(id)) await this.#runtime.delete(id, true);
       await mountOverlay(record.lower, join(dir, 'upper'), join(dir, 'work'), this.#rootfsDir(id));
       if (record.config.volumeMiB !== undefined) await mountVolume(join(dir, 'volume.ext4'), this.#volumeDir(id));
-      await withLogFd(this.logPath(id), (fd) => this.#runtime.create(id, join(dir, 'bundle'), fd));
+      await this.#runtime.create(id, join(dir, 'bundle'), this.logPath(id));
       const pid = Number((await readFile(join(dir, 'bundle', 'pid'), 'utf8')).trim());
-      await this.#network.attach(pid, record.hostVeth, bridge, `${record.address}/24`);
+      await this.#network.attach(pid, record.hostVeth, await bridge, `${record.address}/24`);
       await this.#runtime.start(id);
     } catch (e) {
+      await bridge.catch(() => undefined);
       await this.#teardownRunning(id, record).catch(() => undefined);
       throw e;
     }
@@ -432,6 +523,19 @@ export class OsDriver implements LevelDriver {
       }
     } finally {
       await rm(staging, { recursive: true, force: true });
+    }
+  }
+
+  async #clone(spec: InstanceSpec, from: { instanceId: string; snapshotId: string }): Promise<void> {
+    const taken = await this.snapshots.get(spec.tenantId, from.snapshotId);
+    if (!taken || taken.instanceId !== from.instanceId) throw notFound('snapshot', from.snapshotId);
+    await this.#create(spec);
+    try {
+      const record = await this.#record(spec.id);
+      await this.snapshots.locked(spec.tenantId, () => this.#restoreLocked(spec.id, record, from.snapshotId));
+    } catch (e) {
+      await this.#delete(spec.id).catch(() => undefined);
+      throw e;
     }
   }
 

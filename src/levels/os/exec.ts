@@ -3,8 +3,10 @@
  * arrays only, never a shell, and a failure becomes a `StrataError` carrying the
  * command and its stderr.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
 import { StrataError } from '../../errors.js';
+import { spawner } from './spawner.js';
 
 export interface RunResult {
   stdout: string;
@@ -20,8 +22,16 @@ export class CommandError extends StrataError {
   }
 }
 
-/** Runs `command` with `args`; resolves with its output, rejects with `CommandError` on a non-zero exit. */
-export function run(command: string, args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+/**
+ * Runs `command` with `args`; resolves with its output, rejects with `CommandError` on a non-zero exit.
+ * Started by the spawn helper (`spawner.ts`: cheap forks), or here where there is none.
+ */
+export async function run(command: string, args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  if (spawner) {
+    const r = await spawner.run({ command, args, timeoutMs: opts.timeoutMs ?? 60_000, ...(opts.input !== undefined ? { input: opts.input } : {}) });
+    if (r.code === 0) return { stdout: r.stdout, stderr: r.stderr };
+    throw new CommandError(command, args, r.stderr || r.error || '', r.code);
+  }
   return new Promise((resolve, reject) => {
     const child = execFile(command, args, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
       if (error) {
@@ -40,5 +50,27 @@ export async function runQuietly(command: string, args: readonly string[]): Prom
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Runs `command` with stdin from /dev/null and stdout and stderr appended to
+ * `logPath` (created 0640); resolves with its exit code (null: killed).
+ */
+export async function runLogged(command: string, args: readonly string[], logPath: string): Promise<number | null> {
+  if (spawner) {
+    const r = await spawner.run({ command, args, logPath });
+    if (r.error !== undefined && r.code === null) throw new CommandError(command, args, r.error, null);
+    return r.code;
+  }
+  const fd = openSync(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o640);
+  try {
+    return await new Promise((resolve, reject) => {
+      const child = spawn(command, args, { stdio: ['ignore', fd, fd] });
+      child.on('error', reject);
+      child.on('exit', (code) => resolve(code));
+    });
+  } finally {
+    closeSync(fd);
   }
 }

@@ -26,6 +26,8 @@ export const imageRunConfigSchema = z.object({
   cwd: z.string().startsWith('/').default('/'),
   /** The TCP port its service listens on, if it has one. */
   port: z.number().int().min(1).max(65_535).optional(),
+  /** The OCI `User` its process runs as ("1000:1000", "www-data" …; resolved at create, see image-user.ts); default root. */
+  user: z.string().max(256).optional(),
 }).strict();
 export type ImageRunConfig = z.output<typeof imageRunConfigSchema>;
 
@@ -131,6 +133,26 @@ export function sha256File(path: string): Promise<string> {
       .on('end', () => resolve(hash.digest('hex')))
       .on('error', reject);
   });
+}
+
+/** Bytes of the regular files under `root` (hard links once), not following links. */
+export async function treeSize(root: string): Promise<number> {
+  const seen = new Set<string>();
+  let total = 0;
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else if (entry.isFile()) {
+        const st = await lstat(path);
+        const key = `${st.dev}:${st.ino}`;
+        if (!seen.has(key)) total += st.size;
+        seen.add(key);
+      }
+    }
+  };
+  await walk(root);
+  return total;
 }
 
 /** True when `path` exists (without following a final symlink). */

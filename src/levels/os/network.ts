@@ -22,6 +22,8 @@ import { run, runQuietly } from './exec.js';
 export interface NetworkNames {
   tag: string;
   hostPorts: readonly number[];
+  /** The nftables table; default `<tag>_os` (the vm level names its own, `<tag>_vm`). */
+  table?: string;
 }
 
 export interface InterfaceCounters {
@@ -33,7 +35,7 @@ export class Network {
   readonly table: string;
 
   constructor(private readonly names: NetworkNames) {
-    this.table = `${names.tag}_os`;
+    this.table = names.table ?? `${names.tag}_os`;
   }
 
   bridgeName(tenantIndex: number): string {
@@ -120,6 +122,17 @@ export class Network {
     });
   }
 
+  /** Takes an instance's host veth down (the guard's network cut: nothing in or out) or up again. */
+  async setLink(hostVeth: string, up: boolean): Promise<void> {
+    await run('ip', ['link', 'set', hostVeth, up ? 'up' : 'down']);
+  }
+
+  /** Whether the host veth is up; null when it does not exist. */
+  async linkUp(hostVeth: string): Promise<boolean | null> {
+    const flags = await readFile(`/sys/class/net/${hostVeth}/flags`, 'utf8').catch(() => null);
+    return flags === null ? null : (Number(flags.trim()) & 1) === 1;
+  }
+
   /** Removes the host end (the pair goes with it); a veth whose namespace died is gone already. */
   async detach(hostVeth: string): Promise<void> {
     if (existsSync(`/sys/class/net/${hostVeth}`)) await runQuietly('ip', ['link', 'del', hostVeth]);
@@ -150,7 +163,7 @@ export class Network {
   }
 }
 
-async function disableIpv6(ifname: string): Promise<void> {
+export async function disableIpv6(ifname: string): Promise<void> {
   const path = `/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`;
   if (existsSync(path)) await writeFile(path, '1');
 }

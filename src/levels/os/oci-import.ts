@@ -179,7 +179,7 @@ function parseBlob<T>(blob: Buffer): T {
   }
 }
 
-/** How the image runs: Entrypoint + Cmd, its Env and WorkingDir, and the first exposed TCP port. */
+/** How the image runs: Entrypoint + Cmd, its Env, WorkingDir and User, and the first exposed TCP port. */
 export function runConfigOf(image: OciImageConfig): ImageRunConfig {
   const c = image.config ?? {};
   const args = [...(c.Entrypoint ?? []), ...(c.Cmd ?? [])];
@@ -189,7 +189,8 @@ export function runConfigOf(image: OciImageConfig): ImageRunConfig {
     throw invalid(`working directory '${cwd}' must be a clean absolute path outside /proc`, { field: 'WorkingDir' });
   }
   const port = Object.keys(c.ExposedPorts ?? {}).map((p) => /^(\d+)(\/tcp)?$/.exec(p)).find((m) => m !== null);
-  const parsed = imageRunConfigSchema.safeParse({ args, env: c.Env ?? [], cwd, ...(port ? { port: Number(port[1]) } : {}) });
+  const user = c.User?.trim();
+  const parsed = imageRunConfigSchema.safeParse({ args, env: c.Env ?? [], cwd, ...(port ? { port: Number(port[1]) } : {}), ...(user ? { user } : {}) });
   if (!parsed.success) throw invalid(`the image config is unusable: ${parsed.error.issues[0]!.message}`, { field: parsed.error.issues[0]!.path.join('.') });
   return parsed.data;
 }

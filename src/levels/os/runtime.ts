@@ -10,7 +10,8 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CommandError, run } from './exec.js';
+import { CommandError, run, runLogged } from './exec.js';
+import { execUserArgs, type ProcessUser } from './image-user.js';
 
 export type RuntimeStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
 
@@ -44,33 +45,27 @@ export class Runtime {
   }
 
   /**
-   * Creates the container from `bundle`; its process inherits `logFd` as stdout
-   * and stderr (stdin is /dev/null). The runtime's own log goes to `bundle/runtime.log`,
-   * whose last error is the message when creation fails.
+   * Creates the container from `bundle`; its process gets stdout and stderr
+   * appended to `logPath` (stdin is /dev/null). The runtime's own log goes to
+   * `bundle/runtime.log`, whose last error is the message when creation fails.
    */
-  create(id: string, bundle: string, logFd: number): Promise<void> {
+  async create(id: string, bundle: string, logPath: string): Promise<void> {
     const runtimeLog = join(bundle, 'runtime.log');
     const args = ['--log', runtimeLog, '--log-format', 'json', ...this.#args('create', '--bundle', bundle, '--pid-file', join(bundle, 'pid'), id)];
-    return new Promise((resolve, reject) => {
-      const child = spawn(this.binary, args, { stdio: ['ignore', logFd, logFd] });
-      child.on('error', reject);
-      child.on('exit', (code) => {
-        if (code === 0) return resolve();
-        void lastRuntimeError(runtimeLog).then((message) => reject(new CommandError(this.binary, ['create', id], message, code)));
-      });
-    });
+    const code = await runLogged(this.binary, args, logPath);
+    if (code !== 0) throw new CommandError(this.binary, ['create', id], await lastRuntimeError(runtimeLog), code);
   }
 
   /**
-   * Runs `args` in the container as its root user, under the container's own
-   * seccomp profile, capabilities, no_new_privs and cgroups (runc applies the
-   * container's config to every exec). Resolves with the exit code and output;
-   * does not throw for a non-zero exit.
+   * Runs `args` in the container as its process user (or `opts.user`), under
+   * the container's own seccomp profile, capabilities, no_new_privs and cgroups
+   * (runc applies the container's config to every exec). Resolves with the exit
+   * code and output; does not throw for a non-zero exit.
    */
-  exec(id: string, args: readonly string[], opts: { env?: readonly string[]; timeoutMs?: number } = {}): Promise<ExecResult> {
-    const envArgs = (opts.env ?? []).flatMap((e) => ['--env', e]);
+  exec(id: string, args: readonly string[], opts: { env?: readonly string[]; timeoutMs?: number; user?: ProcessUser } = {}): Promise<ExecResult> {
+    const flags = [...(opts.user ? execUserArgs(opts.user) : []), ...(opts.env ?? []).flatMap((e) => ['--env', e])];
     return new Promise((resolve, reject) => {
-      const child = spawn(this.binary, this.#args('exec', ...envArgs, id, ...args), { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(this.binary, this.#args('exec', ...flags, id, ...args), { stdio: ['ignore', 'pipe', 'pipe'] });
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
       child.stdout.on('data', (c: Buffer) => stdout.push(c));

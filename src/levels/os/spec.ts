@@ -263,6 +263,12 @@ export const withRootPath = (path: string): SpecOpt => (spec) => ({ ...spec, roo
 
 export const withHostname = (hostname: string): SpecOpt => (spec) => ({ ...spec, hostname });
 
+/** The container process's user and groups (container ids; the image's `User`, resolved). */
+export const withUser = (user: OciProcess['user']): SpecOpt => (spec) => ({
+  ...spec,
+  process: { ...spec.process, user: { uid: user.uid, gid: user.gid, ...(user.additionalGids?.length ? { additionalGids: [...user.additionalGids] } : {}) } },
+});
+
 /**
  * Namespaced sysctls set inside the container's network namespace: no IPv6 (the
  * firewall and the address plan are IPv4), and unprivileged binds to any port so a
@@ -296,6 +302,8 @@ export interface InstanceSpecInput {
   seccomp: SeccompProfile;
   capabilities?: readonly string[];
   tmpSizeMiB?: number;
+  /** Default: root (0:0) of the container. */
+  user?: OciProcess['user'];
 }
 
 /** The whole spec of an instance, in the one order Strata applies the options. */
@@ -317,4 +325,5 @@ export const instanceSpec = (input: InstanceSpecInput): OciSpec =>
     withMounts(input.volumes),
     withSysctl(NETWORK_SYSCTLS),
     withProcess(input.args, input.env, input.cwd),
+    ...(input.user ? [withUser(input.user)] : []),
   );

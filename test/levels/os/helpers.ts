@@ -12,6 +12,8 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import assert from 'node:assert/strict';
+import { isStrataError } from '../../../src/errors.js';
 import type { InstanceSpec } from '../../../src/levels/driver.js';
 import { ensureBuiltinImages } from '../../../src/levels/os/builtin-images.js';
 import { OsDriver } from '../../../src/levels/os/driver.js';
@@ -181,3 +183,12 @@ export async function leftovers(options: OsDriverOptions): Promise<Record<string
 }
 
 export const nothingLeft = (found: Record<string, string[]>): boolean => Object.values(found).every((list) => list.length === 0);
+
+/** Asserts that `p` rejects with a StrataError of `code` (and a message matching `message`). */
+export const rejectsWith = (p: Promise<unknown>, code: string, message?: RegExp): Promise<void> =>
+  assert.rejects(p, (e: unknown) => {
+    assert.ok(isStrataError(e), String(e));
+    assert.equal(e.code, code, e.message);
+    if (message) assert.match(e.message, message);
+    return true;
+  });

@@ -6,7 +6,6 @@
  * and the imported image launched by the driver, serving HTTP.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,61 +18,7 @@ import { ImageStore } from '../../../src/levels/os/images.js';
 import { importOciImage, type ImportProgress } from '../../../src/levels/os/oci-import.js';
 import { claimSlot, spec, testDriverOptions, waitFor200 } from './helpers.js';
 
-interface TarInput {
-  path: string;
-  type?: 'file' | 'dir' | 'symlink';
-  content?: string | Buffer;
-  linkname?: string;
-  mode?: number;
-}
-
-/** A minimal ustar writer: enough for test layers (paths under 100 bytes). */
-function tar(entries: readonly TarInput[]): Buffer {
-  const blocks: Buffer[] = [];
-  for (const e of entries) {
-    const type = e.type ?? 'file';
-    const data = type === 'file' ? Buffer.from(e.content ?? '') : Buffer.alloc(0);
-    const header = Buffer.alloc(512);
-    header.write(e.path + (type === 'dir' && !e.path.endsWith('/') ? '/' : ''), 0, 100, 'utf8');
-    header.write(`${(e.mode ?? (type === 'dir' ? 0o755 : 0o644)).toString(8).padStart(7, '0')}\0`, 100);
-    header.write('0000000\0', 108);
-    header.write('0000000\0', 116);
-    header.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124);
-    header.write(`${(1_700_000_000).toString(8).padStart(11, '0')}\0`, 136);
-    header.write(type === 'file' ? '0' : type === 'dir' ? '5' : '2', 156);
-    if (e.linkname) header.write(e.linkname, 157, 100, 'utf8');
-    header.write('ustar\0', 257);
-    header.write('00', 263);
-    header.fill(0x20, 148, 156);
-    let sum = 0;
-    for (const b of header) sum += b;
-    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-    blocks.push(header, data, Buffer.alloc((512 - (data.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
-}
-
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/** Writes an OCI layout with the given layers and config; returns its directory. */
-async function writeLayout(dir: string, layers: Array<{ blob: Buffer; gzip: boolean }>, config: Record<string, unknown>): Promise<void> {
-  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-  const put = async (blob: Buffer, mediaType: string): Promise<{ mediaType: string; digest: string; size: number }> => {
-    await writeFile(join(dir, 'blobs', 'sha256', sha(blob)), blob);
-    return { mediaType, digest: `sha256:${sha(blob)}`, size: blob.length };
-  };
-  const configBlob = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config, rootfs: { type: 'layers', diff_ids: [] } }));
-  const manifest = {
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: await put(configBlob, 'application/vnd.oci.image.config.v1+json'),
-    layers: await Promise.all(layers.map((l) => put(l.blob, l.gzip ? 'application/vnd.oci.image.layer.v1.tar+gzip' : 'application/vnd.oci.image.layer.v1.tar'))),
-  };
-  const manifestDescriptor = await put(Buffer.from(JSON.stringify(manifest)), 'application/vnd.oci.image.manifest.v1+json');
-  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...manifestDescriptor, platform: { architecture: 'amd64', os: 'linux' } }] }));
-}
+import { sha, tar, writeLayout, type TarInput } from './oci-layout.js';
 
 const busybox = readFileSync('/bin/busybox');
 const baseLayer = (): Buffer => gzipSync(tar([
@@ -223,6 +168,84 @@ describe('os image import', () => {
     } finally {
       await driver.stop(id, { graceMs: 100 }).catch(() => undefined);
       await driver.delete(id);
+      await driver.cleanup();
+    }
+  });
+
+  test("the image's User (a name from its /etc/passwd) runs the process, with its groups; config.user overrides it", { timeout: 60_000 }, async () => {
+    const images = join(work, 'user-images');
+    const users = tar([
+      { path: 'etc/passwd', content: 'root:x:0:0::/:/bin/sh\nweb:x:1000:1000::/www:/bin/sh\n' },
+      { path: 'etc/group', content: 'root:x:0:\nweb:x:1000:\nstaff:x:50:web\n' },
+    ]);
+    const imported = await importOciImage(new ImageStore(images), await layout('with-user', [{ blob: baseLayer(), gzip: true }, { blob: users, gzip: false }], { ...httpdConfig, User: 'web' }), 'tiny-user');
+    assert.equal(imported.manifest.config.user, 'web');
+    const options = testDriverOptions(await claimSlot(), { imagesDir: images });
+    const driver = new OsDriver(options);
+    assert.ok((await driver.provision()).available);
+    const ids = [`user-${process.pid}-a`, `user-${process.pid}-b`];
+    const status = async (id: string): Promise<{ uid: string; gid: string; groups: string }> => {
+      const text = (await driver.run(id, ['/bin/busybox', 'cat', '/proc/1/status'])).stdout;
+      const field = (name: string): string => new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '';
+      return { uid: field('Uid').split(/\s+/)[0]!, gid: field('Gid').split(/\s+/)[0]!, groups: field('Groups') };
+    };
+    try {
+      await driver.create(spec(ids[0]!, 'importer', { source: 'tiny-user' }));
+      await driver.start(ids[0]!);
+      const { address, port } = await driver.address(ids[0]!);
+      assert.equal((await waitFor200(address, port!)).body, 'imported ok\n', 'serves as an unprivileged user');
+      assert.deepEqual(await status(ids[0]!), { uid: '1000', gid: '1000', groups: '50' });
+      await driver.create(spec(ids[1]!, 'importer', { source: 'tiny-user', config: { user: '4242:4343' } }));
+      await driver.start(ids[1]!);
+      const b = await driver.address(ids[1]!);
+      await waitFor200(b.address, b.port!);
+      assert.deepEqual(await status(ids[1]!), { uid: '4242', gid: '4343', groups: '' });
+      await assert.rejects(driver.create(spec(`user-${process.pid}-c`, 'importer', { source: 'tiny-user', config: { user: 'ghost' } })),
+        (e: unknown) => isStrataError(e) && e.code === 'STRATA_ERR_VALIDATION' && /ghost/.test(e.message));
+    } finally {
+      for (const id of ids) {
+        await driver.stop(id, { graceMs: 100 }).catch(() => undefined);
+        await driver.delete(id).catch(() => undefined);
+      }
+      await driver.cleanup();
+    }
+  });
+
+  test("exec runs as the image's User, as docker exec does (with and without a tty); another user only inside the tenant's ids", { timeout: 60_000 }, async () => {
+    const images = join(work, 'exec-user-images');
+    const users = tar([
+      { path: 'etc/passwd', content: 'root:x:0:0::/:/bin/sh\nweb:x:1000:1000::/www:/bin/sh\n' },
+      { path: 'etc/group', content: 'root:x:0:\nweb:x:1000:\nstaff:x:50:web\n' },
+    ]);
+    await importOciImage(new ImageStore(images), await layout('exec-user', [{ blob: baseLayer(), gzip: true }, { blob: users, gzip: false }], { ...httpdConfig, User: '1000' }), 'tiny-exec-user');
+    const options = testDriverOptions(await claimSlot(), { imagesDir: images });
+    const driver = new OsDriver(options);
+    assert.ok((await driver.provision()).available);
+    const id = `exec-user-${process.pid}`;
+    const exec = async (argv: string[], opts: { tty: boolean; user?: string }): Promise<string> => {
+      const session = await driver.exec(id, argv, opts);
+      let out = '';
+      session.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+      session.stderr?.on('data', (c: Buffer) => (out += c.toString('utf8')));
+      session.stdin.end();
+      assert.equal(await session.exit, 0, out);
+      return out.replace(/\r/g, '').trim();
+    };
+    try {
+      await driver.create(spec(id, 'importer', { source: 'tiny-exec-user' }));
+      await driver.start(id);
+      for (const tty of [false, true]) {
+        assert.equal(await exec(['/bin/busybox', 'id', '-u'], { tty }), '1000', `tty=${tty}: the image's User`);
+      }
+      assert.equal((await driver.run(id, ['/bin/busybox', 'id', '-u'])).stdout.trim(), '1000', 'run too');
+      assert.equal(await exec(['/bin/busybox', 'id', '-u'], { tty: false, user: '0' }), '0', 'root on request');
+      assert.equal(await exec(['/bin/sh', '-c', '/bin/busybox id -u; /bin/busybox id -g'], { tty: true, user: 'web:staff' }), '1000\n50', 'a name from the image');
+      assert.equal((await driver.run(id, ['/bin/busybox', 'id', '-u'], { user: '4242' })).stdout.trim(), '4242');
+      await rejectsValidation(driver.exec(id, ['/bin/busybox', 'id'], { tty: false, user: '70000' }), /outside the ids/);
+      await rejectsValidation(driver.exec(id, ['/bin/busybox', 'id'], { tty: false, user: 'ghost' }), /ghost/);
+    } finally {
+      await driver.stop(id, { graceMs: 100 }).catch(() => undefined);
+      await driver.delete(id).catch(() => undefined);
       await driver.cleanup();
     }
   });

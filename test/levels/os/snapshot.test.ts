@@ -11,23 +11,14 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isStrataError } from '../../../src/errors.js';
 import { OsDriver } from '../../../src/levels/os/driver.js';
 import { parseOsDriverOptions } from '../../../src/levels/os/options.js';
 import { tenantDirName, type SnapshotManifest } from '../../../src/levels/os/snapshots.js';
-import { builtinImages, claimSlot, httpGet, leftovers, nothingLeft, spec, testDriverOptions, waitFor200 } from './helpers.js';
+import { builtinImages, claimSlot, httpGet, leftovers, nothingLeft, rejectsWith, spec, testDriverOptions, waitFor200 } from './helpers.js';
 
 const options = testDriverOptions(await claimSlot());
 const config = parseOsDriverOptions(options);
 const GRACE = { graceMs: 500 };
-
-const rejectsWith = (p: Promise<unknown>, code: string, message?: RegExp): Promise<void> =>
-  assert.rejects(p, (e: unknown) => {
-    assert.ok(isStrataError(e), String(e));
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
 
 describe('os.runc snapshots', () => {
   let driver: OsDriver;
