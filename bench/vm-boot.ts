@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- vm-boot [--json] [--runs=N]`: launch → first HTTP 200 from
- * the guest's busybox httpd, through the forwarded loopback port. x86_64 under
+ * the guest's busybox httpd, at the guest's own address on its tenant bridge. x86_64 under
  * the `vm` level (KVM if its probe boots, else TCG — the figure says which) and
  * aarch64 under `emu` (TCG). The value is the x86_64 median; aarch64 is in `extra`.
  * Anchor: Firecracker's published boot of a minimal guest on KVM (~125 ms).
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LevelDriver } from '../src/levels/driver.js';
 import { EmuDriver, VmDriver } from '../src/levels/vm/index.js';
-import { getWhen200, imageMissing, vmSpec } from '../test/levels/vm/support.js';
+import { getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../test/levels/vm/support.js';
 import { intOption, percentile, timed, type Bench } from './harness.js';
 
 async function bootTimes(driver: LevelDriver, level: 'vm' | 'emu', arch: 'x86_64' | 'aarch64', runs: number): Promise<{ ms: number[]; accelerator: string }> {
@@ -24,7 +24,7 @@ async function bootTimes(driver: LevelDriver, level: 'vm' | 'emu', arch: 'x86_64
         await driver.start(id);
         const seen = await driver.inspect(id);
         accelerator = String(seen?.info?.accelerator);
-        await getWhen200(`http://127.0.0.1:${String(seen?.info?.port)}/`, 120_000, 10);
+        await getWhen200(await guestUrl(driver, id), 120_000, 10);
       });
       ms.push(t);
     } finally {
@@ -43,8 +43,8 @@ const bench: Bench = async (opts) => {
   }
   const root = await mkdtemp(join(tmpdir(), 'strata-bench-vm-boot-'));
   await chmod(root, 0o711);
-  const vm = new VmDriver({ stateDir: join(root, 'vm') });
-  const emu = new EmuDriver({ stateDir: join(root, 'emu') });
+  const vm = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(4) });
+  const emu = new EmuDriver({ stateDir: join(root, 'emu'), network: testNetwork(9) });
   try {
     const vmReason = (await vm.provision()).reason;
     await emu.provision();

@@ -9,7 +9,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VmDriver } from '../src/levels/vm/index.js';
-import { getWhen200, imageMissing, vmSpec } from '../test/levels/vm/support.js';
+import { getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../test/levels/vm/support.js';
 import { intOption, percentile, timed, type Bench } from './harness.js';
 
 const bench: Bench = async (opts) => {
@@ -19,13 +19,13 @@ const bench: Bench = async (opts) => {
   if (missing) throw new Error(`vm-restore: ${missing}`);
   const root = await mkdtemp(join(tmpdir(), 'strata-bench-vm-restore-'));
   await chmod(root, 0o711);
-  const driver = new VmDriver({ stateDir: join(root, 'vm') });
+  const driver = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(4) });
   const id = 'bench-restore';
   try {
     const reason = (await driver.provision()).reason;
     await driver.create(vmSpec(id, 'vm', {}, memoryMiB));
     await driver.start(id);
-    const url = async (): Promise<string> => `http://127.0.0.1:${String((await driver.inspect(id))?.info?.port)}/`;
+    const url = (): Promise<string> => guestUrl(driver, id);
     await getWhen200(await url(), 120_000);
     const accelerator = String((await driver.inspect(id))?.info?.accelerator);
     const snap = await driver.snapshot(id, 'bench');

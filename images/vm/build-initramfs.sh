@@ -3,8 +3,8 @@
 # package and a static busybox:
 #   build-initramfs.sh ARCH KERNEL_ROOT BUSYBOX OUT_DIR
 # writes OUT_DIR/vmlinuz (the Debian kernel as shipped), OUT_DIR/initramfs.cpio.gz
-# (busybox, ./init, the virtio-mmio + virtio-net modules the kernel lacks built
-# in, in load order, and a default /www) and OUT_DIR/kernel.release. For x86_64
+# (busybox, ./init, strata-poweroff, strata-identity, the modules the kernel lacks
+# built in, in load order, acpid's power-button action and a default /www) and OUT_DIR/kernel.release. For x86_64
 # it also writes OUT_DIR/vmlinux, the kernel uncompressed: QEMU boots that ELF
 # through its PVH entry, which skips the in-guest decompression (seconds under
 # TCG; a probe boot goes from ~9 s to ~2.5 s wall here).
@@ -14,9 +14,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 kver=$(ls "$kroot/lib/modules" | head -n1)
 moddir=$kroot/lib/modules/$kver
 root=$(mktemp -d); trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,etc,proc,sys,dev,tmp,www,lib/modules}
+mkdir -p "$root"/{bin,etc/acpi/PWRF,proc,sys,dev,tmp,run,www,data,lib/modules}
 install -m 0755 "$busybox" "$root/bin/busybox"
 install -m 0755 "$here/init" "$root/init"
+install -m 0755 "$here/strata-poweroff" "$root/bin/strata-poweroff"
+install -m 0755 "$here/strata-identity" "$root/bin/strata-identity"
+# busybox acpid maps the power button (KEY_POWER) to the action PWRF/00000080.
+printf '#!/bin/busybox sh\nexec /bin/strata-poweroff\n' > "$root/etc/acpi/PWRF/00000080"
+chmod 0755 "$root/etc/acpi/PWRF/00000080"
 printf 'strata vm guest (%s)\n' "$arch" > "$root/www/index.html"
 
 # Modules in dependency order; a module built into the kernel needs nothing.
@@ -37,7 +42,9 @@ add() {
   esac
   order+=("$m")
 }
-for m in virtio_mmio virtio_net; do add "$m"; done
+# virtio devices (NIC, disk), ext4 for /data, and the power button as an input
+# event for acpid: ACPI button on x86_64 microvm, gpio-keys on aarch64 virt.
+for m in virtio_mmio virtio_net virtio_blk crc32c_generic ext4 button gpio_keys evdev qemu_fw_cfg; do add "$m"; done
 printf '%s\n' "${order[@]}" > "$root/etc/modules"
 
 (cd "$root" && find . | cpio -o -H newc -R 0:0 --quiet) | gzip -9 > "$out/initramfs.cpio.gz.new"

@@ -19,7 +19,7 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 # 1. Host packages: QEMU for both guest architectures, qemu-img, busybox for the
 #    guests, cpio to pack the initramfs, kmod's modinfo to resolve module order.
 APT_UPDATED=0
-apt_ensure qemu-system-x86 qemu-system-arm qemu-utils busybox-static cpio kmod
+apt_ensure qemu-system-x86 qemu-system-arm qemu-utils busybox-static cpio kmod e2fsprogs
 updated=$APT_UPDATED
 
 # 2. The unprivileged user QEMU drops to (-runas).
@@ -31,7 +31,7 @@ id strata-vm >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/s
 build() { # arch deb-arch
   local arch=$1 darch=$2 out=$IMAGES/$1
   local stamp=$out/.built recipe_sum
-  recipe_sum=$(cat "$RECIPES"/init "$RECIPES"/build-initramfs.sh | sha256sum | cut -d' ' -f1)
+  recipe_sum=$(cat "$RECIPES"/init "$RECIPES"/strata-poweroff "$RECIPES"/strata-identity "$RECIPES"/build-initramfs.sh | sha256sum | cut -d' ' -f1)
   if [[ -f $stamp && "$(cat "$stamp")" == "$recipe_sum" && -f $out/vmlinuz && -f $out/initramfs.cpio.gz ]]; then return; fi
   say "building the $arch guest image"
   if [[ $darch != "$(dpkg --print-architecture)" ]]; then
@@ -50,4 +50,21 @@ build() { # arch deb-arch
 }
 build x86_64 amd64
 build aarch64 arm64
+
+# 4. The shared base disk every instance's qcow2 overlay sits on: a small ext4
+#    (arch-independent) with a default docroot; the driver grows each overlay's
+#    filesystem to the instance's diskMiB.
+base_disk() {
+  local out=$IMAGES/disk work
+  [[ -f $out/base.qcow2 ]] && return
+  say "building the base disk"
+  work=$(mktemp -d); trap 'rm -rf "$work"' RETURN
+  mkdir -p "$work/root/www" "$out"
+  printf 'strata vm disk\n' > "$work/root/www/index.html"
+  truncate -s 32M "$work/base.raw"
+  mkfs.ext4 -q -F -L strata-data -b 4096 -m 0 -d "$work/root" "$work/base.raw"
+  qemu-img convert -q -f raw -O qcow2 "$work/base.raw" "$out/base.qcow2.new"
+  mv "$out/base.qcow2.new" "$out/base.qcow2"
+}
+base_disk
 chmod -R a+rX "$IMAGES"

@@ -9,12 +9,12 @@ import { EnvDriver } from './env/index.js';
 import { OsDriver } from './os/driver.js';
 import { EmuDriver, VmDriver } from './vm/index.js';
 
-/** `gatewayPorts`: the front door's ports on the host, the only host ports containers may reach. */
+/** `gatewayPorts`: the front door's ports on the host, the only host ports containers and VMs may reach. */
 export function productDrivers(dataDir: string, opts: { gatewayPorts?: number[] } = {}): LevelDriver[] {
   return [
     new EnvDriver({ stateDir: join(dataDir, 'env') }),
     new OsDriver({ stateDir: join(dataDir, 'os'), ...(opts.gatewayPorts ? { hostPorts: opts.gatewayPorts } : {}) }),
-    new VmDriver({ stateDir: join(dataDir, 'vm') }),
-    new EmuDriver({ stateDir: join(dataDir, 'emu') }),
+    new VmDriver({ stateDir: join(dataDir, 'vm'), ...(opts.gatewayPorts ? { network: { hostPorts: opts.gatewayPorts } } : {}) }),
+    new EmuDriver({ stateDir: join(dataDir, 'emu'), ...(opts.gatewayPorts ? { network: { hostPorts: opts.gatewayPorts } } : {}) }),
   ];
 }

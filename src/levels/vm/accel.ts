@@ -66,7 +66,7 @@ export async function probeKvm(o: ProbeOptions): Promise<{ accelerator: Accelera
   }
   const dir = await mkdtemp(join(tmpdir(), 'strata-kvm-probe-'));
   const serial = join(dir, 'serial.log');
-  const append = kernelCommandLine({ arch: o.image.arch, accelerator: 'kvm', tscKhz: null, port: 80, command: null, hostname: 'probe', probe: true, network: false });
+  const append = kernelCommandLine({ arch: o.image.arch, accelerator: 'kvm', tscKhz: null, port: 80, command: null, hostname: 'probe', probe: true, network: null });
   const args = [...machineArgs(o.image.arch), '-accel', 'kvm', '-cpu', 'host', '-m', '128M', ...consoleArgs(serial),
     ...bootArgs(o.image.kernel, o.image.initrd, append), '-nic', 'none', '-no-reboot'];
   const child = spawn(QEMU_BINARY[o.image.arch], args, { stdio: ['ignore', 'ignore', 'pipe'] });

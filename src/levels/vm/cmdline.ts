@@ -11,18 +11,15 @@
  * needs (QEMU 7.2 dies with SIGSYS), and starting unprivileged keeps the
  * sandbox whole.
  *
- * Network (this milestone): QEMU user-mode networking with `restrict=on` — the
- * guest can open no connection anywhere — and one `hostfwd` from 127.0.0.1:PORT
- * to the guest's service port. Taps into per-tenant bridges come later.
+ * Network: one virtio-net device on a tap the daemon created on the tenant's
+ * bridge and gave to the VM user (`network.ts`); QEMU attaches to it by name and
+ * runs no helper script. The guest's address arrives on the kernel command line.
  */
 import { StrataError } from '../../errors.js';
 
 export const GUEST_ARCHES = ['x86_64', 'aarch64'] as const;
 export type GuestArch = (typeof GUEST_ARCHES)[number];
 export type Accelerator = 'kvm' | 'tcg';
-
-/** Guest address and gateway inside QEMU's user-mode network (fixed by QEMU). */
-export const USER_NET = { guestCidr: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
 
 /** Translation-cache size for TCG, MiB. QEMU's default (1 GiB) would count against the VM's memory cgroup. */
 export const TCG_TB_MIB = 64;
@@ -36,9 +33,8 @@ export const QEMU_BINARY: Readonly<Record<GuestArch, string>> = {
 export const CONSOLE: Readonly<Record<GuestArch, string>> = { x86_64: 'ttyS0', aarch64: 'ttyAMA0' };
 
 export interface NetworkConfig {
-  /** Port on 127.0.0.1 that forwards to the guest. */
-  hostPort: number;
-  guestPort: number;
+  /** A tap on the tenant's bridge, owned by the VM user (see `network.ts`). */
+  tap: string;
   mac: string;
 }
 
@@ -53,12 +49,20 @@ export interface LaunchConfig {
   /** Kernel command line, from `kernelCommandLine`. */
   append: string;
   serialLog: string;
+  /** Where the serial port also listens (a unix socket, for `strata console`); without it the serial goes to the log only. */
+  consoleSocket?: string;
   qmpSocket: string;
   pidFile: string;
   /** null: no network device at all (`-nic none`). */
   network: NetworkConfig | null;
+  /** The instance's qcow2 overlay (see `disk.ts`), or null for no disk. */
+  disk?: string | null;
+  /** The guest's identity for fw_cfg (`guestIdentity`): a restored clone takes it from there. */
+  identity?: string | null;
   /** Restore: read the migration stream from this inherited file descriptor. */
   incomingFd?: number;
+  /** Move: wait for the migration stream, whose socket QMP names later. */
+  incomingDefer?: boolean;
 }
 
 export interface CommandLine {
@@ -90,18 +94,48 @@ export function bootArgs(kernel: string, initrd: string, append: string): string
   return ['-kernel', kernel, '-initrd', initrd, '-append', append];
 }
 
-/** No display, no default devices, no config files; the serial console goes to a log file. */
-export function consoleArgs(serialLog: string): string[] {
-  return ['-nodefaults', '-no-user-config', '-nographic', '-serial', `file:${serialLog}`];
+/**
+ * No display, no default devices, no config files; the serial console goes to a
+ * log file. With `consoleSocket`, the serial port is a unix-socket chardev
+ * (QEMU listens; one client at a time, the console) that still logs everything
+ * the guest writes to the same file.
+ */
+export function consoleArgs(serialLog: string, consoleSocket?: string): string[] {
+  const flags = ['-nodefaults', '-no-user-config', '-nographic'];
+  if (consoleSocket === undefined) return [...flags, '-serial', `file:${serialLog}`];
+  return [...flags, '-chardev', `socket,id=serial0,path=${consoleSocket},server=on,wait=off,logfile=${serialLog},logappend=on`, '-serial', 'chardev:serial0'];
 }
 
-/** User-mode networking restricted to one forward from host loopback; or no NIC at all. */
+/** One virtio NIC on the VM's tap (no helper scripts: QEMU may not spawn them); or no NIC at all. */
 export function networkArgs(net: NetworkConfig | null): string[] {
   if (!net) return ['-nic', 'none'];
   return [
-    '-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${net.hostPort}-:${net.guestPort}`,
+    '-netdev', `tap,id=net0,ifname=${net.tap},script=no,downscript=no`,
     '-device', `virtio-net-device,netdev=net0,mac=${net.mac}`,
   ];
+}
+
+/** The instance's qcow2 overlay as one virtio disk; its backing file (the shared base) is opened read-only by QEMU. */
+export function diskArgs(disk: string | null | undefined): string[] {
+  if (!disk) return [];
+  return ['-blockdev', `driver=qcow2,node-name=disk0,file.driver=file,file.filename=${disk}`, '-device', 'virtio-blk-device,drive=disk0'];
+}
+
+export interface GuestIdentity {
+  addressCidr: string;
+  hostname: string;
+  mac: string;
+  seed: string;
+}
+
+/** One line, spaces between `key=value`s, read by the guest's `strata-identity`; no commas (QEMU's option syntax). */
+export function guestIdentity(i: GuestIdentity): string {
+  return `ip=${i.addressCidr} host=${i.hostname} mac=${i.mac} seed=${i.seed}`;
+}
+
+/** The identity as a fw_cfg file the guest reads from /sys/firmware/qemu_fw_cfg (fw_cfg is not migrated: a restore sees the new QEMU's). */
+export function identityArgs(identity: string | null | undefined): string[] {
+  return identity ? ['-fw_cfg', `name=opt/strata/identity,string=${identity}`] : [];
 }
 
 export const SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
@@ -116,7 +150,9 @@ export function controlArgs(name: string, qmpSocket: string, pidFile: string): s
   return ['-name', name, '-qmp', `unix:${qmpSocket},server=on,wait=off`, '-pidfile', pidFile, '-S', '-no-reboot'];
 }
 
-export function incomingArgs(fd: number | undefined): string[] {
+/** Restore reads an inherited fd; a move's receiver waits (`defer`) for QMP `migrate-incoming` on a socket. */
+export function incomingArgs(fd: number | undefined, defer = false): string[] {
+  if (defer) return ['-incoming', 'defer'];
   return fd === undefined ? [] : ['-incoming', `fd:${fd}`];
 }
 
@@ -128,12 +164,14 @@ export function buildCommandLine(c: LaunchConfig): CommandLine {
       ...acceleratorArgs(c.accelerator),
       ...cpuArgs(c.arch, c.accelerator),
       ...resourceArgs(c.vcpus, c.memoryMiB),
-      ...consoleArgs(c.serialLog),
+      ...consoleArgs(c.serialLog, c.consoleSocket),
       ...bootArgs(c.kernel, c.initrd, c.append),
       ...networkArgs(c.network),
+      ...diskArgs(c.disk),
+      ...identityArgs(c.identity),
       ...sandboxArgs(),
       ...controlArgs(c.name, c.qmpSocket, c.pidFile),
-      ...incomingArgs(c.incomingFd),
+      ...incomingArgs(c.incomingFd, c.incomingDefer),
     ],
   };
 }
@@ -148,10 +186,12 @@ export interface GuestBootOptions {
   /** Tenant command replacing the default service; base64 so it is one word on the kernel command line. */
   command: string | null;
   hostname: string;
+  /** Hex bytes the guest's init writes into its RNG: fresh for every boot, so no two guests (or clones) share a random state. */
+  seed?: string;
   /** Accelerator probe: print the marker and power off. */
   probe?: boolean;
-  /** Whether the guest has a NIC to configure. */
-  network: boolean;
+  /** The guest's address on its tenant's /24 (no default route), or null without a NIC. */
+  network: { addressCidr: string } | null;
 }
 
 /**
@@ -165,7 +205,8 @@ export function kernelCommandLine(o: GuestBootOptions): string {
   if (o.arch === 'x86_64') parts.push('pci=off');
   if (o.arch === 'x86_64' && o.accelerator === 'tcg' && o.tscKhz) parts.push(`tsc_early_khz=${o.tscKhz}`, 'tsc=reliable');
   parts.push(`strata.hostname=${o.hostname}`, `strata.port=${o.port}`);
-  if (o.network) parts.push(`strata.ip=${USER_NET.guestCidr}`, `strata.gw=${USER_NET.gateway}`);
+  if (o.network) parts.push(`strata.ip=${o.network.addressCidr}`);
+  if (o.seed) parts.push(`strata.seed=${o.seed}`);
   if (o.command !== null) parts.push(`strata.cmd=${Buffer.from(o.command, 'utf8').toString('base64')}`);
   if (o.probe) parts.push('strata.probe=1');
   return parts.join(' ');
@@ -203,9 +244,9 @@ class Argv {
 }
 
 const REQUIRED_FLAGS = ['-nodefaults', '-no-user-config', '-nographic', '-S', '-no-reboot'];
-/** Options a launch may carry; anything else (-runas, -chardev, -monitor, -drive, -virtfs …) is refused. */
-const ALLOWED = new Set([...REQUIRED_FLAGS, '-machine', '-accel', '-cpu', '-smp', '-m', '-serial', '-kernel', '-initrd', '-append',
-  '-netdev', '-device', '-nic', '-sandbox', '-name', '-qmp', '-pidfile', '-incoming']);
+/** Options a launch may carry; anything else (-runas, -monitor, -drive, -virtfs …) is refused; -chardev only as the serial console. */
+const ALLOWED = new Set([...REQUIRED_FLAGS, '-machine', '-accel', '-cpu', '-smp', '-m', '-serial', '-chardev', '-kernel', '-initrd', '-append',
+  '-netdev', '-device', '-nic', '-blockdev', '-fw_cfg', '-sandbox', '-name', '-qmp', '-pidfile', '-incoming']);
 const SAFE_PATH = /^\/[A-Za-z0-9._/-]+$/;
 const SAFE_APPEND = /^[A-Za-z0-9._=,:/+\- ]*$/;
 
@@ -237,27 +278,46 @@ function validators(arch: GuestArch): Validator[] {
       return null;
     } },
     { name: 'paths', check: (a) => {
-      const paths = [a.one('-kernel'), a.one('-initrd'), a.one('-pidfile'), a.one('-serial')?.replace(/^file:/, ''),
+      const paths = [a.one('-kernel'), a.one('-initrd'), a.one('-pidfile'), ...(a.one('-serial') === 'chardev:serial0' ? [] : [a.one('-serial')?.replace(/^file:/, '')]),
         a.one('-qmp')?.replace(/^unix:/, '').replace(/,server=on,wait=off$/, '')];
       const bad = paths.filter((p) => p === undefined || !SAFE_PATH.test(p));
       return bad.length ? `kernel, initrd, pidfile, serial log and QMP socket must be safe absolute paths` : null;
     } },
+    { name: 'serial: a log file, or the console socket chardev that logs', check: (a) => {
+      const chardevs = a.options.get('-chardev') ?? [];
+      if (a.one('-serial') !== 'chardev:serial0') return chardevs.length ? '-chardev only as the serial console' : null;
+      const m = chardevs.length === 1 ? /^socket,id=serial0,path=([^,]+),server=on,wait=off,logfile=([^,]+),logappend=on$/.exec(chardevs[0]!) : null;
+      return m && SAFE_PATH.test(m[1]!) && SAFE_PATH.test(m[2]!) ? null : 'the serial chardev must be one unix server socket with a log file, at safe absolute paths';
+    } },
     { name: 'qmp is a unix server socket', check: (a) => (/^unix:\/[^,]+,server=on,wait=off$/.test(a.one('-qmp') ?? '') ? null : 'bad -qmp') },
     { name: 'kernel command line', check: (a) => (SAFE_APPEND.test(a.one('-append') ?? '\u0000') ? null : '-append has characters outside the safe set') },
-    { name: 'network: loopback forward only, no egress', check: (a) => {
+    { name: 'network: one prepared tap, no scripts', check: (a) => {
       const netdevs = a.options.get('-netdev') ?? [];
       const nic = a.options.get('-nic') ?? [];
       if (netdevs.length === 0) return nic.length === 1 && nic[0] === 'none' ? null : 'without a netdev, -nic none is required';
       if (netdevs.length > 1 || nic.length) return 'exactly one netdev';
-      return /^user,id=net0,restrict=on,hostfwd=tcp:127\.0\.0\.1:\d{1,5}-:\d{1,5}$/.test(netdevs[0]!) ? null : `netdev must be restricted user networking forwarding from 127.0.0.1 only`;
+      return /^tap,id=net0,ifname=[a-z]{2}t[0-9a-f]{12},script=no,downscript=no$/.test(netdevs[0]!) ? null : 'netdev must be a prepared tap by name, without scripts';
+    } },
+    { name: 'disk: one qcow2 file at a safe path', check: (a) => {
+      const blockdevs = a.options.get('-blockdev') ?? [];
+      if (blockdevs.length > 1) return 'at most one -blockdev';
+      const file = /^driver=qcow2,node-name=disk0,file\.driver=file,file\.filename=(.+)$/.exec(blockdevs[0] ?? 'driver=qcow2,node-name=disk0,file.driver=file,file.filename=/none')?.[1];
+      return file && SAFE_PATH.test(file) && !file.includes('..') ? null : 'the disk must be a qcow2 file at a safe absolute path';
+    } },
+    { name: 'fw_cfg: the identity only', check: (a) => {
+      const files = a.options.get('-fw_cfg') ?? [];
+      const ok = /^name=opt\/strata\/identity,string=ip=[0-9./]+ host=[a-z0-9-]{1,63} mac=52:54:00(:[0-9a-f]{2}){3} seed=[0-9a-f]{1,128}$/;
+      return files.length <= 1 && files.every((f) => ok.test(f)) ? null : 'only the strata identity may be passed through fw_cfg';
     } },
     { name: 'devices', check: (a) => {
       const devices = a.options.get('-device') ?? [];
-      return devices.every((d) => /^virtio-net-device,netdev=net0,mac=52:54:00(:[0-9a-f]{2}){3}$/.test(d)) ? null : 'only the virtio-net device is allowed';
+      const hasDisk = (a.options.get('-blockdev') ?? []).length === 1;
+      return devices.every((d) => /^virtio-net-device,netdev=net0,mac=52:54:00(:[0-9a-f]{2}){3}$/.test(d) || (hasDisk && d === 'virtio-blk-device,drive=disk0'))
+        ? null : 'only the virtio-net device and the instance disk are allowed';
     } },
-    { name: 'incoming from an inherited fd only', check: (a) => {
+    { name: 'incoming from an inherited fd or deferred only', check: (a) => {
       const incoming = a.options.get('-incoming');
-      return !incoming || (incoming.length === 1 && /^fd:\d+$/.test(incoming[0]!)) ? null : '-incoming must be fd:N';
+      return !incoming || (incoming.length === 1 && /^(fd:\d+|defer)$/.test(incoming[0]!)) ? null : '-incoming must be fd:N or defer';
     } },
   ];
 }

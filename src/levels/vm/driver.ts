@@ -11,32 +11,45 @@
  * pause and resume, `system_powerdown` → `quit` → SIGKILL to stop, `migrate` to
  * snapshot memory and devices, `-incoming` to restore. Each QEMU runs in its own
  * cgroup, unprivileged, under `-sandbox` (see `launch.ts`, `cgroup.ts`).
- * Networking in this milestone is QEMU's user-mode stack, restricted: the guest
- * reaches nothing, and one forward from 127.0.0.1:`info.port` reaches its service.
+ * Each VM has a tap on its tenant's bridge and an address from the tenant's /24
+ * (`network.ts`, the os level's design): `info.address` is where the gateway
+ * reaches the guest's service. A disk is a qcow2 overlay over a shared base
+ * (`disk.ts`). Clones resume a snapshot's memory and take a new identity from
+ * fw_cfg; `moveIn`/`moveOut` live-migrate a VM between two drivers (`mirror.ts`
+ * for its disk).
  *
  * On disk, per instance (`<stateDir>/instances/<id>/`):
  *   instance.json        spec, parsed config, pending restore, facts of the last launch
  *   qemu.log             QEMU's own stderr
  *   run/                 owned by the VM user: qmp.sock, qemu.pid, console.log (serial)
- *   snapshots/<sid>/     manifest.json, memory.bin (the migration stream)
+ *   disk.qcow2           the instance's disk: a qcow2 overlay over the shared base (when diskMiB > 0)
+ *   snapshots/<sid>/     manifest.json, memory.bin (the migration stream), disk.qcow2
  * QEMU outlives a daemon crash; `list()` finds it again through the pidfile and
  * /proc, also when the instance directory is gone (an orphan).
  */
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StrataError, notFound } from '../../errors.js';
+import { InvalidStateTransition, StrataError, notFound } from '../../errors.js';
+import type { LogOptions } from '../driver.js';
+import { logStream } from '../log-stream.js';
+import { attachConsole } from './console.js';
+import { existsSync } from 'node:fs';
+import type { Duplex, Readable } from 'node:stream';
 import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
 import { chooseAccelerator } from './accel.js';
 import { createVmCgroup, removeVmCgroup } from './cgroup.js';
-import { QEMU_BINARY, USER_NET, buildCommandLine, kernelCommandLine, validateCommandLine, type Accelerator, type GuestArch } from './cmdline.js';
+import { baseDiskPath, copyDisk, createOverlay, giveTo, wantsDisk } from './disk.js';
+import { QEMU_BINARY, buildCommandLine, guestIdentity, type GuestIdentity, kernelCommandLine, validateCommandLine, type Accelerator, type GuestArch } from './cmdline.js';
 import { DEFAULT_IMAGE_ROOT, findImage, hostArch, hostTscKhz, type GuestImage } from './images.js';
 import { findQemus, isQemu, killQemu, launchQemu, vmUser, waitForExit, type VmUser } from './launch.js';
 import { parseVmConfig, type VmConfig } from './options.js';
 import { QmpClient } from './qmp.js';
-import { manifestDigest, migrateToFile, sha256File, type SnapshotManifest } from './snapshot.js';
+import { finishMirror, mirrorDiskTo } from './mirror.js';
+import { VmNetwork, grantTunAccess, type VmAddress } from './network.js';
+import { awaitMigration, manifestDigest, migrateToFile, sha256File, type SnapshotManifest } from './snapshot.js';
 
 export interface QemuDriverOptions {
   /** Default `/var/lib/strata/<level>`. */
@@ -47,7 +60,15 @@ export interface QemuDriverOptions {
   probeTimeoutMs?: number;
   /** Time QEMU has to open its QMP socket, and a restore to load. Default 30 s. */
   startTimeoutMs?: number;
+  /**
+   * Names and address plan of the tenant networks (see `network.ts`). Defaults:
+   * vm tag `sv`, subnet 10.89.0.0/16; emu `se`, 10.90.0.0/16; hostPorts [80, 443].
+   * Two drivers on one machine must differ in tag and subnet.
+   */
+  network?: { tag?: string; subnet?: string; hostPorts?: readonly number[] };
 }
+
+const NETWORK_DEFAULTS = { vm: { tag: 'sv', subnet: '10.89.0.0/16' }, emu: { tag: 'se', subnet: '10.90.0.0/16' } } as const;
 
 interface InstanceRecord {
   spec: InstanceSpec;
@@ -55,8 +76,12 @@ interface InstanceRecord {
   createdAt: string;
   /** Set by restore: the next start loads this snapshot instead of booting. */
   restoreFrom: string | null;
+  /** Set by a clone from a memory snapshot: the next start makes the resumed guest take this instance's identity. */
+  reidentify?: boolean;
+  /** The VM's tap and address on its tenant's bridge, kept for its life. */
+  network: VmAddress;
   /** Facts of the current or last launch. */
-  launch: { hostPort: number; accelerator: Accelerator; startedAt: string; restoredFrom: string | null } | null;
+  launch: { accelerator: Accelerator; startedAt: string; restoredFrom: string | null } | null;
 }
 
 interface QueryStatus {
@@ -74,7 +99,7 @@ const QUERY_TIMEOUT_MS = 5_000;
 abstract class QemuDriver implements LevelDriver {
   abstract readonly id: string;
   abstract readonly level: 'vm' | 'emu';
-  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore']);
+  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore', 'clone']);
 
   protected readonly stateDir: string;
   protected readonly imageRoot: string;
@@ -83,6 +108,7 @@ abstract class QemuDriver implements LevelDriver {
   protected readonly images = new Map<GuestArch, GuestImage>();
   protected accel: { accelerator: Accelerator; reason: string } = { accelerator: 'tcg', reason: 'not provisioned' };
   #user: VmUser | null = null;
+  protected readonly network: VmNetwork;
   readonly #qmp = new Map<string, QmpClient>();
   readonly #locks = new Map<string, Promise<unknown>>();
 
@@ -91,6 +117,12 @@ abstract class QemuDriver implements LevelDriver {
     this.imageRoot = o.imageRoot ?? DEFAULT_IMAGE_ROOT;
     this.probeTimeoutMs = o.probeTimeoutMs;
     this.#startTimeoutMs = o.startTimeoutMs ?? 30_000;
+    this.network = new VmNetwork({
+      tag: o.network?.tag ?? NETWORK_DEFAULTS[level].tag,
+      subnet: o.network?.subnet ?? NETWORK_DEFAULTS[level].subnet,
+      hostPorts: o.network?.hostPorts ?? [80, 443],
+      stateDir: this.stateDir,
+    });
   }
 
   /** Guest architectures this driver runs. */
@@ -102,6 +134,8 @@ abstract class QemuDriver implements LevelDriver {
     if (process.getuid?.() !== 0) return { available: false, reason: 'needs root (cgroups, dropping to the VM user)' };
     this.#user = vmUser();
     if (!this.#user) return { available: false, reason: 'no unprivileged user for QEMU (strata-vm or nobody)' };
+    const tun = await grantTunAccess(this.#user);
+    if (tun) return { available: false, reason: tun };
     const missing: string[] = [];
     for (const arch of this.arches()) {
       const image = findImage(this.imageRoot, arch);
@@ -147,12 +181,30 @@ abstract class QemuDriver implements LevelDriver {
     return this.#serial(id, () => this.#restore(id, snapshotId));
   }
 
+  clone(spec: InstanceSpec, from: { instanceId: string; snapshotId: string }): Promise<void> {
+    return this.#serial(spec.id, () => this.#clone(spec, from));
+  }
+
   delete(id: string): Promise<void> {
     return this.#serial(id, () => this.#delete(id));
   }
 
   inspect(id: string): Promise<ObservedInstance | null> {
     return this.#inspect(id);
+  }
+
+  /** The serial console log (everything the guest printed, across boots); a follower ends when the instance is deleted. */
+  async logs(id: string, opts: LogOptions): Promise<Readable> {
+    if (!(await this.#load(id))) throw notFound('instance', id);
+    const dir = this.#dir(id);
+    return logStream({ path: this.#consolePath(id), keep: 0, follow: opts.follow, ...(opts.tail !== undefined ? { tail: opts.tail } : {}), gone: () => !existsSync(dir) });
+  }
+
+  /** The guest's serial port, read and write (see `console.ts`); the VM must run. */
+  async console(id: string): Promise<Duplex> {
+    if (!(await this.#load(id))) throw notFound('instance', id);
+    if (!(await this.#pid(id))) throw new InvalidStateTransition('stopped', 'running', 'attach to the console of');
+    return attachConsole(this.#consoleSocketPath(id), id);
   }
 
   async list(): Promise<ObservedInstance[]> {
@@ -165,15 +217,22 @@ abstract class QemuDriver implements LevelDriver {
     return seen.filter((o): o is ObservedInstance => o !== null);
   }
 
-  /** Closes QMP connections. VMs keep running: a restarted daemon adopts them. */
+  /**
+   * Closes QMP connections. VMs keep running: a restarted daemon adopts them.
+   * When the driver holds no instance any more, its taps, bridges and firewall table go too.
+   */
   async cleanup(): Promise<void> {
     for (const client of this.#qmp.values()) client.close();
     this.#qmp.clear();
+    if (process.getuid?.() !== 0) return;
+    const held = (await readdir(this.#instancesDir()).catch(() => [])).length + (await findQemus(`${this.#instancesDir()}/`)).length;
+    if (held === 0) await this.network.removeAll();
   }
 
   // --- lifecycle --------------------------------------------------------------
 
-  async #create(spec: InstanceSpec): Promise<void> {
+  /** `diskFrom`: a qcow2 (a snapshot's) that becomes the disk, or 'bare' (a move's mirror target), instead of a fresh overlay. */
+  async #create(spec: InstanceSpec, diskFrom?: string | 'bare'): Promise<void> {
     this.#checkId(spec.id);
     const config = parseVmConfig(spec.config, this.arches()[0]!);
     if (!this.arches().includes(config.arch)) {
@@ -184,6 +243,7 @@ abstract class QemuDriver implements LevelDriver {
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 16 || !Number.isInteger(memoryMiB) || memoryMiB < 64 || memoryMiB > 65536) {
       throw new StrataError('STRATA_ERR_VALIDATION', 'vm limits: vcpus 1..16, memoryMiB 64..65536', { vcpus, memoryMiB });
     }
+    const disk = wantsDisk(spec.limits.diskMiB);
     if (await this.#pid(spec.id)) throw new StrataError('STRATA_ERR_CONFLICT', `instance ${spec.id} already runs`, { id: spec.id });
     const dir = this.#dir(spec.id);
     await mkdir(dir, { recursive: true, mode: 0o711 }); // the VM user traverses it to reach run/
@@ -191,10 +251,17 @@ abstract class QemuDriver implements LevelDriver {
     await mkdir(join(dir, 'snapshots'), { recursive: true, mode: 0o700 });
     await mkdir(this.#runDir(spec.id), { recursive: true, mode: 0o700 });
     await chown(this.#runDir(spec.id), this.#vmUser().uid, this.#vmUser().gid);
-    await this.#save({ spec, config, createdAt: new Date().toISOString(), restoreFrom: null, launch: null });
+    if (disk && diskFrom === 'bare') await createOverlay(this.#diskPath(spec.id), baseDiskPath(this.imageRoot), spec.limits.diskMiB, this.#vmUser(), false);
+    else if (disk && diskFrom) {
+      await copyDisk(diskFrom, this.#diskPath(spec.id));
+      await giveTo(this.#diskPath(spec.id), this.#vmUser());
+    } else if (disk) await createOverlay(this.#diskPath(spec.id), baseDiskPath(this.imageRoot), spec.limits.diskMiB, this.#vmUser());
+    const network = await this.network.allocate(spec.id, spec.tenantId);
+    await this.#save({ spec, config, createdAt: new Date().toISOString(), restoreFrom: null, network, launch: null });
   }
 
-  async #start(id: string): Promise<void> {
+  /** `moveIn`: start as a move's receiver — wait for the stream on a socket, call `send` with it, then resume as this instance. */
+  async #start(id: string, moveIn?: (socket: string) => Promise<void>): Promise<void> {
     const rec = await this.#load(id);
     if (!rec) throw notFound('instance', id);
     if (await this.#pid(id)) return;
@@ -204,20 +271,29 @@ abstract class QemuDriver implements LevelDriver {
     await this.#clearRunFiles(id);
     const user = this.#vmUser();
     const cgroup = await createVmCgroup(this.#cgroupName(id), rec.spec.limits);
-    const hostPort = await freeLoopbackPort();
+    // The tap outlives stops (it costs spawns of `ip` that a restore should not wait for); delete removes it.
+    if (!this.network.isPlugged(rec.network.tap)) await this.network.plug(rec.network, user);
     const snapshot = rec.restoreFrom ? await this.#manifest(id, rec.restoreFrom) : null;
     const incomingFd = snapshot?.memory ? openSync(join(this.#snapshotDir(id, rec.restoreFrom!), snapshot.memory.file), 'r') : undefined;
     const logFd = openSync(join(this.#dir(id), 'qemu.log'), 'a', 0o600);
+    // Where this launch's console output begins (the log is appended to): a clone's guest reports its new identity there.
+    const consoleOffset = (await stat(this.#consolePath(id)).catch(() => null))?.size ?? 0;
+    const identity: GuestIdentity = {
+      addressCidr: `${rec.network.address}/${rec.network.prefixLength}`, hostname: guestHostname(rec.spec.name), mac: macFor(id), seed: randomBytes(32).toString('hex'),
+    };
     const cmd = validateCommandLine(buildCommandLine({
       name: `strata-${id}`, arch, accelerator: this.accel.accelerator, vcpus: rec.spec.limits.vcpus, memoryMiB: rec.spec.limits.memoryMiB,
       kernel: image.kernel, initrd: image.initrd,
       append: kernelCommandLine({
         arch, accelerator: this.accel.accelerator, tscKhz: hostTscKhz(), port: rec.config.port, command: rec.config.command,
-        hostname: guestHostname(rec.spec.name), network: true,
+        hostname: identity.hostname, network: { addressCidr: identity.addressCidr }, seed: identity.seed,
       }),
-      serialLog: this.#consolePath(id), qmpSocket: this.#qmpPath(id), pidFile: this.#pidPath(id),
-      network: { hostPort, guestPort: rec.config.port, mac: macFor(id) },
+      serialLog: this.#consolePath(id), consoleSocket: this.#consoleSocketPath(id), qmpSocket: this.#qmpPath(id), pidFile: this.#pidPath(id),
+      network: { tap: rec.network.tap, mac: macFor(id) },
+      disk: rec.spec.limits.diskMiB > 0 ? this.#diskPath(id) : null,
+      identity: guestIdentity(identity),
       ...(incomingFd === undefined ? {} : { incomingFd: 3 }),
+      ...(moveIn ? { incomingDefer: true } : {}),
     }), arch);
     let pid: number;
     try {
@@ -228,9 +304,29 @@ abstract class QemuDriver implements LevelDriver {
     }
     try {
       const qmp = await this.#connectNew(id, pid);
-      if (incomingFd !== undefined) await this.#awaitIncoming(qmp);
+      if (moveIn) {
+        const socket = join(this.#runDir(id), 'incoming.sock');
+        await qmp.execute('migrate-incoming', { uri: `unix:${socket}` });
+        // The disk arrives by a mirror into this NBD export, next to the migration socket (see moveOut).
+        if (rec.spec.limits.diskMiB > 0) {
+          await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: join(this.#runDir(id), 'nbd.sock') } } }); // SocketAddressLegacy
+          await qmp.execute('block-export-add', { type: 'nbd', id: 'disk0', 'node-name': 'disk0', writable: true });
+        }
+        await moveIn(socket);
+        if (rec.spec.limits.diskMiB > 0) await qmp.execute('nbd-server-stop');
+      }
+      if (incomingFd !== undefined || moveIn) await this.#awaitIncoming(qmp);
+      // A moved guest has its sender's address (another driver's network): it takes this one's like a clone.
+      const reidentify = (incomingFd !== undefined && rec.reidentify === true) || moveIn !== undefined;
+      // The resumed guest still has its source's identity: no frame may leave with it.
+      if (reidentify) await qmp.execute('set_link', { name: 'net0', up: false });
       await qmp.execute('cont');
-      rec.launch = { hostPort, accelerator: this.accel.accelerator, startedAt: new Date().toISOString(), restoredFrom: rec.restoreFrom };
+      if (reidentify) {
+        await this.#awaitReidentified(id, consoleOffset);
+        await qmp.execute('set_link', { name: 'net0', up: true });
+      }
+      rec.reidentify = false;
+      rec.launch = { accelerator: this.accel.accelerator, startedAt: new Date().toISOString(), restoredFrom: rec.restoreFrom };
       rec.restoreFrom = null;
       await this.#save(rec);
     } catch (e) {
@@ -240,6 +336,48 @@ abstract class QemuDriver implements LevelDriver {
       const log = await readFile(join(this.#dir(id), 'qemu.log'), 'utf8').catch(() => '');
       throw new StrataError('STRATA_ERR_DRIVER', `starting ${id} failed: ${(e as Error).message}`, { id, qemuLog: log.trim().split('\n').slice(-5) }, { cause: e });
     }
+  }
+
+  /**
+   * Receiving side of a move (live migration from another Strata daemon's driver
+   * on this machine): creates `spec` here, starts its QEMU waiting on a Unix
+   * socket, and calls `send(socket)`, which must make the sender migrate into it
+   * (`sender.moveOut(id, socket)`). The guest resumes here with the link down,
+   * takes this driver's address for it (as a clone does), and the link comes up.
+   */
+  moveIn(spec: InstanceSpec, send: (socket: string) => Promise<void>): Promise<void> {
+    return this.#serial(spec.id, async () => {
+      await this.#create(spec, 'bare');
+      try {
+        await this.#start(spec.id, send);
+      } catch (e) {
+        await this.#delete(spec.id).catch(() => undefined);
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * Sending side of a move: live-migrates the running `id` into `socket` (a
+   * receiver's, see `moveIn`) — memory while the guest runs on, then a short
+   * pause for the rest and the device state. A disk goes first, by a mirror
+   * into the receiver's NBD export (`mirror.ts`). Then this side's QEMU ends and
+   * the instance is deleted here.
+   */
+  moveOut(id: string, socket: string): Promise<void> {
+    return this.#serial(id, async () => {
+      const rec = await this.#load(id);
+      if (!rec) throw notFound('instance', id);
+      const qmp = await this.#running(id);
+      const disk = rec.spec.limits.diskMiB > 0;
+      if (disk) await mirrorDiskTo(qmp, join(dirname(socket), 'nbd.sock'), this.#startTimeoutMs * 4);
+      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 100 });
+      await qmp.execute('migrate', { uri: `unix:${socket}` });
+      await awaitMigration(qmp, this.#startTimeoutMs * 4);
+      // Paused now: the mirror's last writes go across, then the receiver may run.
+      if (disk) await finishMirror(qmp, this.#startTimeoutMs);
+      await this.#delete(id);
+    });
   }
 
   /** ACPI power-down, then `quit` after `graceMs`, then SIGKILL. A paused guest cannot hear the button: straight to `quit`. */
@@ -271,7 +409,9 @@ abstract class QemuDriver implements LevelDriver {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });
     let memory: SnapshotManifest['memory'] = null;
-    if (await this.#pid(id)) {
+    let disk: SnapshotManifest['disk'] = null;
+    if (!(await this.#pid(id))) disk = await this.#copyDiskInto(id, dir);
+    else {
       const qmp = await this.#client(id);
       const { running } = await qmp.execute<QueryStatus>('query-status');
       if (running) await qmp.execute('stop');
@@ -279,6 +419,7 @@ abstract class QemuDriver implements LevelDriver {
         const file = join(dir, 'memory.bin');
         await migrateToFile(qmp, join(this.#runDir(id), 'migrate.sock'), file, this.#vmUser());
         memory = { file: 'memory.bin', sizeBytes: (await stat(file)).size, sha256: await sha256File(file) };
+        disk = await this.#copyDiskInto(id, dir);
       } finally {
         if (running) await qmp.execute('cont');
       }
@@ -286,11 +427,11 @@ abstract class QemuDriver implements LevelDriver {
     const manifest: SnapshotManifest = {
       version: 1, instanceId: id, snapshotId, arch: rec.config.arch,
       machine: { vcpus: rec.spec.limits.vcpus, memoryMiB: rec.spec.limits.memoryMiB },
-      memory, createdAt: new Date().toISOString(),
+      memory, disk, createdAt: new Date().toISOString(),
     };
     const text = JSON.stringify(manifest);
     await writeFile(join(dir, 'manifest.json'), text, { mode: 0o600 });
-    return { sizeBytes: (memory?.sizeBytes ?? 0) + Buffer.byteLength(text), digest: `sha256:${manifestDigest(manifest)}` };
+    return { sizeBytes: (memory?.sizeBytes ?? 0) + (disk?.sizeBytes ?? 0) + Buffer.byteLength(text), digest: `sha256:${manifestDigest(manifest)}` };
   }
 
   /** Makes the next start load the snapshot (a stopped-VM snapshot has no memory: the next start boots afresh). */
@@ -304,8 +445,74 @@ abstract class QemuDriver implements LevelDriver {
     if (manifest.arch !== rec.config.arch || manifest.machine.vcpus !== vcpus || manifest.machine.memoryMiB !== memoryMiB) {
       throw new StrataError('STRATA_ERR_CONFLICT', `snapshot ${snapshotId} was taken of a different machine`, { snapshot: manifest.machine, instance: { vcpus, memoryMiB } });
     }
+    if (manifest.disk) {
+      await copyDisk(join(this.#snapshotDir(id, snapshotId), manifest.disk.file), this.#diskPath(id));
+      await giveTo(this.#diskPath(id), this.#vmUser());
+    }
     rec.restoreFrom = manifest.memory ? snapshotId : null;
     await this.#save(rec);
+  }
+
+  /**
+   * A new, stopped instance with the snapshot's disk and memory and a fresh
+   * identity: its own address, MAC (from its id), hostname (its name) and RNG
+   * seed. Its first start resumes the snapshot's memory with the link held down;
+   * the guest (`strata-identity`) finds the new identity in fw_cfg, takes it and
+   * says so on the console, and only then does the link come up, so no frame
+   * leaves with the source's identity. A snapshot without memory (of a stopped
+   * VM) gives a clone that boots from the disk with its identity on the kernel
+   * command line.
+   */
+  async #clone(spec: InstanceSpec, from: { instanceId: string; snapshotId: string }): Promise<void> {
+    this.#checkId(from.instanceId);
+    this.#checkId(from.snapshotId);
+    const source = await this.#load(from.instanceId);
+    if (!source || source.spec.tenantId !== spec.tenantId) throw notFound('instance', from.instanceId);
+    const manifest = await this.#manifest(from.instanceId, from.snapshotId);
+    if (manifest.disk && spec.limits.diskMiB !== source.spec.limits.diskMiB) {
+      throw new StrataError('STRATA_ERR_CONFLICT', `a clone of ${from.instanceId} has its disk size (${source.spec.limits.diskMiB} MiB)`, { diskMiB: spec.limits.diskMiB });
+    }
+    const sourceDir = this.#snapshotDir(from.instanceId, from.snapshotId);
+    await this.#create(spec, manifest.disk ? join(sourceDir, manifest.disk.file) : undefined);
+    if (!manifest.memory) return;
+    const { vcpus, memoryMiB } = spec.limits;
+    if (manifest.machine.vcpus !== vcpus || manifest.machine.memoryMiB !== memoryMiB) {
+      await this.#delete(spec.id);
+      throw new StrataError('STRATA_ERR_CONFLICT', `snapshot ${from.snapshotId} was taken of a different machine`, { snapshot: manifest.machine, clone: { vcpus, memoryMiB } });
+    }
+    // The clone keeps its own copy of the memory stream: it resumes from it at its first start.
+    const dir = this.#snapshotDir(spec.id, from.snapshotId);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await copyDisk(join(sourceDir, manifest.memory.file), join(dir, manifest.memory.file));
+    await writeFile(join(dir, 'manifest.json'), JSON.stringify({ ...manifest, disk: null }), { mode: 0o600 });
+    const rec = (await this.#load(spec.id))!;
+    rec.restoreFrom = from.snapshotId;
+    rec.reidentify = true;
+    await this.#save(rec);
+  }
+
+  /**
+   * The guest's `strata-identity` prints STRATA-REIDENTIFIED on the console once
+   * it has its new address, hostname, seed and MAC. (The NIC's MAC as QMP reports
+   * it is no signal: after a restore it is already the new QEMU's.) A guest that
+   * fakes the marker early only brings its own link up sooner.
+   */
+  async #awaitReidentified(id: string, offset: number): Promise<void> {
+    const deadline = Date.now() + this.#startTimeoutMs;
+    for (;;) {
+      const log = await readFile(this.#consolePath(id)).catch(() => Buffer.alloc(0));
+      if (log.subarray(offset).includes('STRATA-REIDENTIFIED')) return;
+      if (Date.now() > deadline) throw new StrataError('STRATA_ERR_DRIVER', `the clone did not take its new identity in ${this.#startTimeoutMs} ms`, { id });
+      await sleep(20);
+    }
+  }
+
+  /** Copies the (paused or stopped) instance's overlay into snapshot dir `dir`; null without a disk. */
+  async #copyDiskInto(id: string, dir: string): Promise<SnapshotManifest['disk']> {
+    if (!(await stat(this.#diskPath(id)).catch(() => null))) return null;
+    const file = join(dir, 'disk.qcow2');
+    await copyDisk(this.#diskPath(id), file);
+    return { file: 'disk.qcow2', sizeBytes: (await stat(file)).size, sha256: await sha256File(file) };
   }
 
   async #delete(id: string): Promise<void> {
@@ -313,6 +520,9 @@ abstract class QemuDriver implements LevelDriver {
     const pid = await this.#pid(id);
     if (pid) await killQemu(pid, this.#qmpPath(id));
     await this.#afterExit(id);
+    await this.network.unplug(this.network.tapName(id));
+    const rec = await this.#load(id);
+    if (rec) await this.network.release(id, rec.spec.tenantId);
     await rm(this.#dir(id), { recursive: true, force: true });
   }
 
@@ -331,11 +541,11 @@ abstract class QemuDriver implements LevelDriver {
     if (!pid) return { id, state: 'stopped', info };
     Object.assign(info, {
       pid,
-      address: '127.0.0.1',
-      port: rec?.launch?.hostPort ?? null,
-      guestAddress: USER_NET.guestCidr.split('/')[0],
+      // No `port`: the gateway reaches the site's port at the VM's own address.
+      address: rec?.network.address ?? null,
       guestPort: rec?.config.port ?? null,
-      network: 'qemu user-mode, restrict=on, one hostfwd from 127.0.0.1',
+      tap: rec?.network.tap ?? this.network.tapName(id),
+      bridge: rec ? this.network.bridgeName(rec.network.tenantIndex) : null,
     });
     try {
       const status = await (await this.#client(id)).execute<QueryStatus>('query-status', undefined, QUERY_TIMEOUT_MS);
@@ -420,7 +630,7 @@ abstract class QemuDriver implements LevelDriver {
   }
 
   async #clearRunFiles(id: string): Promise<void> {
-    for (const f of ['qmp.sock', 'qemu.pid', 'migrate.sock']) await rm(join(this.#runDir(id), f), { force: true });
+    for (const f of ['qmp.sock', 'qemu.pid', 'migrate.sock', 'console.sock']) await rm(join(this.#runDir(id), f), { force: true });
   }
 
   /** The live QEMU of `id`: from its pidfile, else (pidfile gone) from /proc. */
@@ -470,6 +680,8 @@ abstract class QemuDriver implements LevelDriver {
   #qmpPath(id: string): string { return join(this.#runDir(id), 'qmp.sock'); }
   #pidPath(id: string): string { return join(this.#runDir(id), 'qemu.pid'); }
   #consolePath(id: string): string { return join(this.#runDir(id), 'console.log'); }
+  #consoleSocketPath(id: string): string { return join(this.#runDir(id), 'console.sock'); }
+  #diskPath(id: string): string { return join(this.#dir(id), 'disk.qcow2'); }
   #snapshotDir(id: string, snapshotId: string): string { return join(this.#dir(id), 'snapshots', snapshotId); }
   #cgroupName(id: string): string { return `${this.level}-${id}`; }
 }
@@ -527,18 +739,6 @@ export function macFor(id: string): string {
 export function guestHostname(name: string): string {
   const h = name.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
   return h || 'strata-vm';
-}
-
-/** A free TCP port on 127.0.0.1 for the VM's forward (asked of the kernel, then released for QEMU to bind). */
-function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** Whether `pid` names a live process (an exited child of ours is reaped by libuv, so it is gone). */

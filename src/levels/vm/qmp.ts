@@ -59,6 +59,26 @@ export interface QmpConnectOptions {
   timeoutMs?: number;
 }
 
+/**
+ * Every live client by the socket path it connected to, and observers of every
+ * client's events: how the guard's QMP interceptor watches all VMs without a
+ * second monitor connection (QEMU serves one client per QMP socket).
+ */
+const liveClients = new Map<string, QmpClient>();
+const eventTaps = new Set<(socketPath: string, event: QmpEvent) => void>();
+
+/** Calls `tap` with every event of every client, and its socket path, until the returned function is called. */
+export function tapQmpEvents(tap: (socketPath: string, event: QmpEvent) => void): () => void {
+  eventTaps.add(tap);
+  return () => { eventTaps.delete(tap); };
+}
+
+/** The open client connected to `socketPath`, if any. */
+export const liveQmpClient = (socketPath: string): QmpClient | undefined => liveClients.get(socketPath);
+
+/** Socket paths of every open client. */
+export const liveQmpSockets = (): string[] => [...liveClients.keys()];
+
 /** Default time a command may take before `execute` gives up. */
 const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 
@@ -70,6 +90,7 @@ export class QmpClient {
   #buffer = '';
   #closedReason: string | null = null;
   #greeting: Record<string, unknown> | null = null;
+  #path = '';
   #onGreeting: ((greeting: Record<string, unknown>) => void) | null = null;
   /** Resolves when the socket closes, for whoever waits for QEMU to go away. */
   readonly closed: Promise<void>;
@@ -100,6 +121,9 @@ export class QmpClient {
           client.close();
           throw e;
         }
+        client.#path = path;
+        liveClients.set(path, client);
+        void client.closed.then(() => { if (liveClients.get(path) === client) liveClients.delete(path); });
         return client;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
@@ -202,6 +226,9 @@ export class QmpClient {
     }
     if (typeof message.event === 'string') {
       for (const listener of [...this.#listeners]) listener(message as unknown as QmpEvent);
+      for (const tap of eventTaps) {
+        try { tap(this.#path, message as unknown as QmpEvent); } catch { /* an observer never disturbs the driver */ }
+      }
       return;
     }
     const pending = typeof message.id === 'number' ? this.#pending.get(message.id) : undefined;

@@ -7,8 +7,9 @@
  * Restore hands the file to a new QEMU as an inherited descriptor
  * (`-incoming fd:3`), which reads it at full speed.
  *
- * The guest is paused (QMP `stop`) for the whole migration, so memory, devices
- * and disk are one consistent point in time; it runs on afterwards if it ran.
+ * The guest is paused (QMP `stop`, which also drains and flushes its disk) for
+ * the whole migration and the copy of its qcow2 overlay, so memory, devices and
+ * disk are one consistent point in time; it runs on afterwards if it ran.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -28,6 +29,8 @@ export interface SnapshotManifest {
   machine: { vcpus: number; memoryMiB: number };
   /** Null for a snapshot of a stopped VM: there is no memory to keep, restore boots afresh. */
   memory: { file: string; sizeBytes: number; sha256: string } | null;
+  /** The instance's qcow2 overlay as it was at that point (null: the instance has no disk). Absent in older manifests. */
+  disk?: { file: string; sizeBytes: number; sha256: string } | null;
   createdAt: string;
 }
 
@@ -49,19 +52,7 @@ export async function migrateToFile(qmp: QmpClient, socketPath: string, file: st
     // Default bandwidth caps at 32 MiB/s; the guest is paused, so take the disk's speed.
     await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 * 1024 * 1024 });
     await qmp.execute('migrate', { uri: `unix:${socketPath}` });
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const info = await qmp.execute<MigrationInfo>('query-migrate');
-      if (info.status === 'completed') break;
-      if (info.status === 'failed' || info.status === 'cancelled') {
-        throw new StrataError('STRATA_ERR_DRIVER', `snapshot migration ${info.status}: ${info['error-desc'] ?? 'no reason given'}`);
-      }
-      if (Date.now() > deadline) {
-        await qmp.execute('migrate_cancel').catch(() => undefined);
-        throw new StrataError('STRATA_ERR_DRIVER', `snapshot migration did not finish in ${timeoutMs} ms`);
-      }
-      await sleep(10);
-    }
+    await awaitMigration(qmp, timeoutMs);
     if (!received) throw new StrataError('STRATA_ERR_DRIVER', 'migration completed but no stream arrived');
     await received;
   } finally {
@@ -78,3 +69,20 @@ export async function sha256File(file: string): Promise<string> {
 
 /** The content address of a manifest: sha256 of its canonical JSON. */
 export const manifestDigest = (m: SnapshotManifest): string => createHash('sha256').update(JSON.stringify(m)).digest('hex');
+
+/** Waits for the outgoing migration to complete; cancels it and throws when it fails or takes longer than `timeoutMs`. */
+export async function awaitMigration(qmp: QmpClient, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = await qmp.execute<MigrationInfo>('query-migrate');
+    if (info.status === 'completed') return;
+    if (info.status === 'failed' || info.status === 'cancelled') {
+      throw new StrataError('STRATA_ERR_DRIVER', `migration ${info.status}: ${info['error-desc'] ?? 'no reason given'}`);
+    }
+    if (Date.now() > deadline) {
+      await qmp.execute('migrate_cancel').catch(() => undefined);
+      throw new StrataError('STRATA_ERR_DRIVER', `migration did not finish in ${timeoutMs} ms`);
+    }
+    await sleep(10);
+  }
+}

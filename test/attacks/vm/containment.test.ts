@@ -1,8 +1,10 @@
 /**
- * A `vm` guest tries to reach a service on the host (a listener on 127.0.0.1,
- * which QEMU's user network would map to 10.0.2.2 without `restrict=on`) and
- * must fail; its QEMU runs unprivileged (the VM user, no capabilities) inside
- * its own cgroup. One boot; everything is removed at the end, also on failure.
+ * A `vm` guest tries to reach a service on the host's loopback through its
+ * gateway address (as QEMU's user network would have let it) and must fail;
+ * its QEMU runs unprivileged (the VM user, no capabilities) inside its own
+ * cgroup. One boot; everything is removed at the end, also on failure. The
+ * network attacks proper (other tenants, host services on every address) are in
+ * `network.test.ts`.
  */
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -11,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { VmDriver } from '../../../src/levels/vm/index.js';
-import { getWhen200, imageMissing, vmSpec } from '../../levels/vm/support.js';
+import { DEFINE_PROBE, ROUTE_VIA_GATEWAY, getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../../levels/vm/support.js';
 
 let root: string | null = null;
 let driver: VmDriver | null = null;
@@ -38,13 +40,15 @@ test('a vm guest reaches no host service, and its QEMU is unprivileged and in it
 
   root = await mkdtemp(join(tmpdir(), 'strata-vm-attack-'));
   await chmod(root, 0o711);
-  driver = new VmDriver({ stateDir: join(root, 'vm') });
+  driver = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(2) });
   assert.ok((await driver.provision()).available);
-  const probe = `(if wget -q -T 3 -O /www/loot http://10.0.2.2:${hostPort}/; then echo reached; else echo blocked; fi > /www/result) & exec httpd -f -p 80 -h /www`;
+  // The guest is root in its VM: it adds a default route through its gateway (the host's bridge address) first.
+  const probe = `(${ROUTE_VIA_GATEWAY}; ${DEFINE_PROBE}; if probe 127.0.0.1 ${hostPort} || probe $gw ${hostPort}; `
+    + `then echo reached; else echo blocked; fi > /www/r.tmp; mv /www/r.tmp /www/result) & exec httpd -f -p 80 -h /www`;
   await driver.create(vmSpec(id, 'vm', { command: probe }));
   await driver.start(id);
   const seen = await driver.inspect(id);
-  const result = await getWhen200(`http://127.0.0.1:${String(seen?.info?.port)}/result`, 60_000, 100);
+  const result = await getWhen200(await guestUrl(driver, id, '/result'), 60_000, 100);
   assert.equal(result.trim(), 'blocked');
   assert.equal(hits, 0, 'the host service saw no request from the guest');
 

@@ -12,28 +12,31 @@ const base: LaunchConfig = {
   name: 'strata-i1', arch: 'x86_64', accelerator: 'tcg', vcpus: 1, memoryMiB: 128,
   kernel: '/img/x86_64/vmlinux', initrd: '/img/x86_64/initramfs.cpio.gz', append: 'console=ttyS0 quiet',
   serialLog: '/s/i1/run/console.log', qmpSocket: '/s/i1/run/qmp.sock', pidFile: '/s/i1/run/qemu.pid',
-  network: { hostPort: 40001, guestPort: 80, mac: '52:54:00:12:34:56' },
+  network: { tap: 'svt0123456789ab', mac: '52:54:00:12:34:56' }, disk: '/s/i1/disk.qcow2',
+  identity: 'ip=10.89.0.2/24 host=web-1 mac=52:54:00:12:34:56 seed=00ff',
 };
 
 const SANDBOX = ['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny'];
 const CONTROL = ['-name', 'strata-i1', '-qmp', 'unix:/s/i1/run/qmp.sock,server=on,wait=off', '-pidfile', '/s/i1/run/qemu.pid', '-S', '-no-reboot'];
 
 describe('QEMU command line', () => {
-  test('x86_64 under TCG: microvm, direct kernel boot, restricted user networking, sandbox, QMP', () => {
+  test('x86_64 under TCG: microvm, direct kernel boot, a prepared tap, a qcow2 disk, sandbox, QMP', () => {
     assert.deepEqual(buildCommandLine(base), {
       binary: 'qemu-system-x86_64',
       args: [
         '-machine', 'microvm,x-option-roms=off', '-accel', 'tcg,tb-size=64', '-smp', '1', '-m', '128M',
         '-nodefaults', '-no-user-config', '-nographic', '-serial', 'file:/s/i1/run/console.log',
         '-kernel', '/img/x86_64/vmlinux', '-initrd', '/img/x86_64/initramfs.cpio.gz', '-append', 'console=ttyS0 quiet',
-        '-netdev', 'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40001-:80', '-device', 'virtio-net-device,netdev=net0,mac=52:54:00:12:34:56',
+        '-netdev', 'tap,id=net0,ifname=svt0123456789ab,script=no,downscript=no', '-device', 'virtio-net-device,netdev=net0,mac=52:54:00:12:34:56',
+        '-blockdev', 'driver=qcow2,node-name=disk0,file.driver=file,file.filename=/s/i1/disk.qcow2', '-device', 'virtio-blk-device,drive=disk0',
+        '-fw_cfg', 'name=opt/strata/identity,string=ip=10.89.0.2/24 host=web-1 mac=52:54:00:12:34:56 seed=00ff',
         ...SANDBOX, ...CONTROL,
       ],
     });
   });
 
   test('aarch64 under TCG: virt with GICv3 and a Cortex-A72; a restore reads fd 3; no NIC when there is no network', () => {
-    const cmd = buildCommandLine({ ...base, arch: 'aarch64', network: null, incomingFd: 3, kernel: '/img/aarch64/vmlinuz', initrd: '/img/aarch64/initramfs.cpio.gz' });
+    const cmd = buildCommandLine({ ...base, arch: 'aarch64', network: null, disk: null, incomingFd: 3, kernel: '/img/aarch64/vmlinuz', initrd: '/img/aarch64/initramfs.cpio.gz' });
     assert.equal(cmd.binary, 'qemu-system-aarch64');
     assert.deepEqual(cmd.args.slice(0, 6), ['-machine', 'virt,gic-version=3', '-accel', 'tcg,tb-size=64', '-cpu', 'cortex-a72']);
     assert.deepEqual(cmd.args.slice(cmd.args.indexOf('-nic'), cmd.args.indexOf('-nic') + 2), ['-nic', 'none']);
@@ -51,6 +54,21 @@ describe('QEMU command line', () => {
     assert.equal(validateCommandLine(cmd, 'x86_64'), cmd);
   });
 
+  test('the serial console: a unix-socket chardev that keeps the log, and nothing else as a chardev', () => {
+    const cmd = buildCommandLine({ ...base, consoleSocket: '/s/i1/run/console.sock' });
+    const at = cmd.args.indexOf('-nographic') + 1;
+    assert.deepEqual(cmd.args.slice(at, at + 4), [
+      '-chardev', 'socket,id=serial0,path=/s/i1/run/console.sock,server=on,wait=off,logfile=/s/i1/run/console.log,logappend=on', '-serial', 'chardev:serial0',
+    ]);
+    assert.equal(validateCommandLine(cmd, 'x86_64'), cmd);
+    const check = (args: string[]): void => void validateCommandLine({ binary: cmd.binary, args }, 'x86_64');
+    const chardev = cmd.args[at + 1]!;
+    assert.throws(() => check(cmd.args.map((a) => (a === chardev ? chardev.replace('/s/i1/run/console.sock', '../console.sock') : a))), /serial chardev/);
+    assert.throws(() => check(cmd.args.map((a) => (a === chardev ? chardev.replace('socket,', 'pty,') : a))), /serial chardev/);
+    assert.throws(() => check([...cmd.args, '-chardev', 'socket,id=mon,path=/s/m.sock,server=on,wait=off']), /serial chardev/);
+    assert.throws(() => check([...buildCommandLine(base).args, '-chardev', 'file,id=x,path=/s/x']), /-chardev only as the serial console/);
+  });
+
   const refused = (mutate: (args: string[]) => string[], arch: 'x86_64' | 'aarch64' = 'x86_64', binary = 'qemu-system-x86_64'): RegExp | null => {
     const cmd: CommandLine = { binary, args: mutate(buildCommandLine(base).args) };
     try {
@@ -66,9 +84,23 @@ describe('QEMU command line', () => {
     assert.match(String(refused((a) => [...a, '-runas', 'nobody'])), /options not allowed: -runas/);
     assert.match(String(refused((a) => swap(a, 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny', 'on'))), /sandbox/);
     assert.match(String(refused((a) => a.filter((x) => x !== '-nodefaults'))), /missing -nodefaults/);
-    assert.match(String(refused((a) => swap(a, 'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40001-:80', 'user,id=net0,hostfwd=tcp:0.0.0.0:40001-:80'))), /loopback forward only/);
+    const tap = 'tap,id=net0,ifname=svt0123456789ab,script=no,downscript=no';
+    assert.match(String(refused((a) => swap(a, tap, 'tap,id=net0,ifname=svt0123456789ab,script=/tmp/x,downscript=no'))), /prepared tap/);
+    assert.match(String(refused((a) => swap(a, tap, 'user,id=net0,hostfwd=tcp:0.0.0.0:40001-:80'))), /prepared tap/);
+    assert.match(String(refused((a) => swap(a, tap, 'bridge,id=net0,br=svb0'))), /prepared tap/);
     assert.match(String(refused((a) => [...a, '-device', 'virtio-9p-device,fsdev=f0'])), /only the virtio-net device/);
+    const blockdev = 'driver=qcow2,node-name=disk0,file.driver=file,file.filename=/s/i1/disk.qcow2';
+    assert.match(String(refused((a) => swap(a, blockdev, 'driver=qcow2,node-name=disk0,file.driver=file,file.filename=/dev/sda'.replace('/dev/sda', '../x')))), /safe absolute path/);
+    assert.match(String(refused((a) => swap(a, blockdev, 'driver=host_device,node-name=disk0,filename=/dev/sda'))), /qcow2 file/);
+    assert.match(String(refused((a) => a.filter((x, i) => x !== blockdev && a[i + 1] !== blockdev))), /only the virtio-net device and the instance disk/);
+    const identity = 'name=opt/strata/identity,string=ip=10.89.0.2/24 host=web-1 mac=52:54:00:12:34:56 seed=00ff';
+    assert.match(String(refused((a) => swap(a, identity, 'name=opt/strata/identity,file=/etc/shadow'))), /fw_cfg/);
+    assert.match(String(refused((a) => swap(a, identity, 'name=etc/other,string=x'))), /fw_cfg/);
     assert.match(String(refused((a) => [...a, '-incoming', 'exec:cat /x'])), /incoming/);
+    assert.match(String(refused((a) => [...a, '-incoming', 'tcp:0.0.0.0:4444'])), /incoming/);
+    const receiver = buildCommandLine({ ...base, incomingDefer: true });
+    assert.deepEqual(receiver.args.slice(-2), ['-incoming', 'defer']);
+    assert.equal(validateCommandLine(receiver, 'x86_64'), receiver);
     assert.match(String(refused((a) => swap(a, '/img/x86_64/vmlinux', 'relative/vmlinux'))), /safe absolute paths/);
     assert.match(String(refused((a) => swap(a, 'console=ttyS0 quiet', 'console=ttyS0 "quoted"'))), /-append/);
     assert.match(String(refused((a) => swap(a, '128M', '16M'))), /-m must be/);
@@ -77,12 +109,12 @@ describe('QEMU command line', () => {
 
   test('guest kernel command line: quiet, trimmed, TSC frequency under TCG on x86_64, network and service from strata.*', () => {
     assert.equal(
-      kernelCommandLine({ arch: 'x86_64', accelerator: 'tcg', tscKhz: 2100000, port: 8080, command: 'echo hi', hostname: 'web-1', network: true }),
+      kernelCommandLine({ arch: 'x86_64', accelerator: 'tcg', tscKhz: 2100000, port: 8080, command: 'echo hi', hostname: 'web-1', network: { addressCidr: '10.89.0.2/24' }, seed: '00ff' }),
       'console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests audit=0 lsm= nowatchdog pci=off tsc_early_khz=2100000 tsc=reliable '
-      + 'strata.hostname=web-1 strata.port=8080 strata.ip=10.0.2.15/24 strata.gw=10.0.2.2 strata.cmd=ZWNobyBoaQ==',
+      + 'strata.hostname=web-1 strata.port=8080 strata.ip=10.89.0.2/24 strata.seed=00ff strata.cmd=ZWNobyBoaQ==',
     );
     assert.equal(
-      kernelCommandLine({ arch: 'aarch64', accelerator: 'tcg', tscKhz: 2100000, port: 80, command: null, hostname: 'probe', network: false, probe: true }),
+      kernelCommandLine({ arch: 'aarch64', accelerator: 'tcg', tscKhz: 2100000, port: 80, command: null, hostname: 'probe', network: null, probe: true }),
       'console=ttyAMA0 quiet panic=-1 mitigations=off cryptomgr.notests audit=0 lsm= nowatchdog strata.hostname=probe strata.port=80 strata.probe=1',
     );
   });

@@ -1,18 +1,18 @@
 /**
- * Real guests: an x86_64 guest under `vm` serves HTTP on its forwarded port,
+ * Real guests: an x86_64 guest under `vm` serves HTTP at its own address,
  * pauses (and then does not answer) and resumes, and a counter it keeps in
  * memory survives snapshot / stop / restore and counts on; an aarch64 guest
  * boots under `emu` and serves HTTP. Every QEMU, cgroup and temp dir is removed
  * at the end, also on failure. Skipped (with the reason) where the images are not built.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { LevelDriver } from '../../../src/levels/driver.js';
 import { EmuDriver, VmDriver } from '../../../src/levels/vm/index.js';
-import { COUNTER_COMMAND, getWhen200, imageMissing, vmSpec } from './support.js';
+import { COUNTER_COMMAND, getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from './support.js';
 
 const BOOT_MS = 60_000;
 
@@ -35,14 +35,15 @@ describe('vm and emu guests', () => {
 
   const urlOf = async (driver: LevelDriver, id: string, path: string): Promise<string> => {
     const seen = await driver.inspect(id);
-    assert.equal(seen?.info?.address, '127.0.0.1');
-    return `http://127.0.0.1:${String(seen?.info?.port)}${path}`;
+    assert.match(String(seen?.info?.address), /^10\.181\.0\.\d+$/, 'the guest has its own address on its tenant network');
+    assert.equal(seen?.info?.port, undefined, 'no loopback forward: the gateway reaches the guest at its address');
+    return guestUrl(driver, id, path);
   };
 
   test('x86_64 under vm: serves HTTP, pauses and resumes, a counter survives snapshot and restore', { timeout: 240_000 }, async (t) => {
     const missing = imageMissing('x86_64');
     if (missing) return t.skip(missing);
-    const driver = new VmDriver({ stateDir: join(root, 'vm') });
+    const driver = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(1) });
     const availability = await driver.provision();
     assert.ok(availability.available, availability.reason);
     assert.match(availability.reason, /^(KVM|TCG)/);
@@ -85,7 +86,7 @@ describe('vm and emu guests', () => {
   test('aarch64 under emu: boots and serves HTTP', { timeout: 180_000 }, async (t) => {
     const missing = imageMissing('aarch64');
     if (missing) return t.skip(missing);
-    const driver = new EmuDriver({ stateDir: join(root, 'emu') });
+    const driver = new EmuDriver({ stateDir: join(root, 'emu'), network: testNetwork(7) });
     const availability = await driver.provision();
     assert.ok(availability.available, availability.reason);
     const id = 'guest-arm';
@@ -95,14 +96,16 @@ describe('vm and emu guests', () => {
     const seen = await driver.inspect(id);
     assert.equal(seen?.info?.accelerator, 'tcg');
     assert.equal(seen?.info?.arch, 'aarch64');
-    assert.match(await getWhen200(await urlOf(driver, id, '/'), BOOT_MS), /strata vm guest \(aarch64\)/);
-    await driver.stop(id, { graceMs: 200 });
+    assert.match(await getWhen200(await guestUrl(driver, id, '/'), BOOT_MS), /strata vm guest \(aarch64\)/);
+    // The power button of virt is a GPIO key: acpid hears it too, and the guest powers itself off well within the grace.
+    await driver.stop(id, { graceMs: 120_000 });
+    assert.match(await readFile(String(seen?.info?.console), 'utf8'), /STRATA-POWEROFF/);
   });
 
   test('vm refuses a foreign architecture; emu takes it', { timeout: 30_000 }, async (t) => {
     const missing = imageMissing('x86_64');
     if (missing) return t.skip(missing);
-    const driver = new VmDriver({ stateDir: join(root, 'vm-arch') });
+    const driver = new VmDriver({ stateDir: join(root, 'vm-arch'), network: testNetwork(8) });
     await driver.provision();
     made.push([driver, 'wrong-arch']);
     await assert.rejects(driver.create(vmSpec('wrong-arch', 'vm', { arch: 'aarch64' })), /runs x86_64 guests, not aarch64/);

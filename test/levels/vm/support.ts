@@ -1,7 +1,8 @@
 /** Shared by the vm/emu tests and benchmarks: specs, a temp state dir, image presence, and polling HTTP until it answers. */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { InstanceSpec } from '../../../src/levels/driver.js';
+import type { InstanceSpec, LevelDriver } from '../../../src/levels/driver.js';
+import type { QemuDriverOptions } from '../../../src/levels/vm/driver.js';
 import { findImage, DEFAULT_IMAGE_ROOT } from '../../../src/levels/vm/images.js';
 import type { GuestArch } from '../../../src/levels/vm/cmdline.js';
 
@@ -9,8 +10,37 @@ import type { GuestArch } from '../../../src/levels/vm/cmdline.js';
 export const COUNTER_COMMAND =
   'i=0; while true; do i=$((i+1)); echo $i > /www/c.tmp; mv /www/c.tmp /www/counter; sleep 0.5; done & exec httpd -f -p 80 -h /www';
 
-export function vmSpec(id: string, level: 'vm' | 'emu', config: Record<string, unknown> = {}, memoryMiB = 128): InstanceSpec {
-  return { id, tenantId: 'test', name: id, level, source: null, limits: { vcpus: 1, memoryMiB, diskMiB: 0 }, config };
+export function vmSpec(id: string, level: 'vm' | 'emu', config: Record<string, unknown> = {}, memoryMiB = 128, extra: { tenantId?: string; diskMiB?: number; vcpus?: number } = {}): InstanceSpec {
+  return { id, tenantId: extra.tenantId ?? 'test', name: id, level, source: null, limits: { vcpus: extra.vcpus ?? 1, memoryMiB, diskMiB: extra.diskMiB ?? 0 }, config };
+}
+
+/**
+ * Tenant networks of a test or benchmark driver: its own tag and /16, so it never
+ * shares a bridge or address with a daemon or another test on the machine. Slots:
+ * 0 conformance, 1 guests, 2 attacks, 3 runaway, 4 benches, 5 disks/clone, 6 stop.
+ */
+export function testNetwork(slot: number, hostPorts: readonly number[] = []): NonNullable<QemuDriverOptions['network']> {
+  return { tag: `v${'abcdefghij'[slot]!}`, subnet: `10.${180 + slot}.0.0/16`, hostPorts };
+}
+
+/**
+ * Guest shell: what an attacker who is root in its VM does first — find its
+ * gateway (the host's address on the tenant bridge, .1 of its /24) into `$gw`
+ * and route everything through it.
+ */
+export const ROUTE_VIA_GATEWAY = "gw=$(ip route | awk '/dev eth0/ {print $1; exit}' | sed 's|0/24$|1|'); ip route add default via $gw";
+
+/**
+ * Guest shell: defines `probe HOST PORT`, which succeeds when an HTTP server there
+ * answers 200 within 3 s (busybox nc; the static busybox's wget crashes in these guests).
+ */
+export const DEFINE_PROBE = "probe() { printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $1 $2 | grep -q ' 200 '; }";
+
+/** Where the instance's service answers: its own address and guest port (what the gateway routes to). */
+export async function guestUrl(driver: LevelDriver, id: string, path = '/'): Promise<string> {
+  const seen = await driver.inspect(id);
+  if (typeof seen?.info?.address !== 'string') throw new Error(`${id} reports no address`);
+  return `http://${seen.info.address}:${String(seen.info.guestPort)}${path}`;
 }
 
 /** null when the image for `arch` is built, else why the test must skip. */
