@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The guard's os interceptor: bpftrace (syscall tracepoints, BTF) and tracefs,
+# which bpftrace needs to attach tracepoints. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+source scripts/lib.sh
+
+apt_ensure bpftrace
+
+# tracefs is not mounted on these machines; the daemon mounts it too when missing.
+if [ -z "$(ls -A /sys/kernel/tracing 2>/dev/null)" ]; then
+  mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || say "guard: could not mount tracefs (the os interceptor will say why at start)"
+fi

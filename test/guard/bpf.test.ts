@@ -1,0 +1,158 @@
+/**
+ * The os interceptor against a live container: bpftrace really attached, real
+ * syscalls made inside a runc container, each turned into the typed event with
+ * the instance it came from; nothing from the host; supervision restarts a
+ * killed bpftrace and reports the death.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { GuardEvent } from '../../src/guard/event.js';
+import { BpfInterceptor, bpfAvailable, osTargets, resolvePath } from '../../src/guard/interceptors/bpf.js';
+import type { LevelDriver } from '../../src/levels/driver.js';
+import type { Store } from '../../src/store/store.js';
+import { OsDriver } from '../../src/levels/os/driver.js';
+import { builtinImages, claimSlot, leftovers, nothingLeft, spec, testDriverOptions } from '../levels/os/helpers.js';
+
+const availability = bpfAvailable();
+const slot = await claimSlot();
+const options = testDriverOptions(slot);
+const driver = new OsDriver(options);
+const ID = `bpf-${slot}-${process.pid}`;
+let initPid = 0;
+const events: GuardEvent[] = [];
+const interceptor = new BpfInterceptor({
+  targets: async () => [{ tenantId: 'tbpf', instanceId: ID, pid: initPid, labels: { 'instance.role': 'web' } }],
+  restartMs: { initial: 200, max: 1000 },
+});
+
+/** Waits until an event matching `pred` arrived (the pipeline is asynchronous), or fails naming what did. */
+async function seen(pred: (e: GuardEvent) => boolean, what: string, timeoutMs = 10_000): Promise<GuardEvent> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const hit = events.find(pred);
+    if (hit) return hit;
+    if (Date.now() > deadline) assert.fail(`no ${what} among ${events.length} events: ${JSON.stringify(events.slice(-5))}`);
+    await sleep(50);
+  }
+}
+const sh = (script: string) => driver.run(ID, ['sh', '-c', script], { timeoutMs: 20_000 });
+
+describe('os interceptor (bpftrace)', { skip: availability.available ? false : availability.reason }, () => {
+  before(async () => {
+    await builtinImages();
+    assert.ok((await driver.provision()).available);
+    await driver.create(spec(ID, 'tbpf'));
+    await driver.start(ID);
+    initPid = Number((await driver.inspect(ID))?.info?.pid);
+    await interceptor.start((e) => { events.push(e); });
+  }, { timeout: 120_000 });
+
+  after(async () => {
+    await interceptor.stop();
+    await driver.stop(ID, { graceMs: 100 }).catch(() => undefined);
+    await driver.delete(ID).catch(() => undefined);
+    await driver.cleanup();
+    const found = await leftovers(options);
+    assert.ok(nothingLeft(found), JSON.stringify(found));
+  }, { timeout: 60_000 });
+
+  test('exec: path, argv and parent, attributed to the instance', async () => {
+    await sh('/bin/ls / guard-probe-arg > /dev/null 2>&1; true');
+    const e = await seen((x) => x.kind === 'process.exec' && x.fields['proc.name'] === 'ls' && String(x.fields['proc.cmdline']).includes('guard-probe-arg'), 'exec of ls');
+    assert.equal(e.instanceId, ID);
+    assert.equal(e.tenantId, 'tbpf');
+    assert.equal(e.level, 'os');
+    assert.equal(e.fields['proc.exe'], '/bin/ls');
+    assert.equal(e.fields['proc.pname'], 'sh');
+    assert.equal(e.fields['proc.cmdline'], '/bin/ls / guard-probe-arg');
+    assert.equal(e.fields['user.uid'], 0, 'uid as the container sees it');
+    assert.equal(e.fields['instance.role'], 'web', 'labels from the target are added');
+  });
+
+  test('writes under watched paths (absolute, relative, renamed) and none elsewhere', async () => {
+    await sh('echo x > /tmp/guard-abs; cd /tmp && { echo y > guard-rel; sleep 0.5; } && mv /tmp/guard-rel /tmp/guard-moved; mkdir -p /data2; echo z > /root/unwatched 2>/dev/null; true');
+    await seen((x) => x.kind === 'file.write' && x.fields['file.path'] === '/tmp/guard-abs' && x.fields['file.op'] === 'create', 'write of /tmp/guard-abs');
+    await seen((x) => x.kind === 'file.write' && x.fields['file.path'] === '/tmp/guard-rel', 'relative write resolved against the cwd');
+    await seen((x) => x.kind === 'file.write' && x.fields['file.path'] === '/tmp/guard-moved' && x.fields['file.op'] === 'rename', 'rename target');
+    assert.ok(!events.some((x) => x.kind === 'file.write' && String(x.fields['file.path']).startsWith('/root/')), 'unwatched paths are not reported');
+  });
+
+  test('connect: address and port', async () => {
+    await sh('nc -w 1 127.0.0.1 9 </dev/null 2>/dev/null; true');
+    const e = await seen((x) => x.kind === 'net.connect' && x.fields['net.dport'] === 9, 'connect to port 9');
+    assert.equal(e.fields['net.dip'], '127.0.0.1');
+    assert.equal(e.fields['net.family'], 'inet');
+  });
+
+  test('a syscall the seccomp profile refuses is a denial, named', async () => {
+    await sh('chroot /tmp /bin/true 2>/dev/null; unshare -U true 2>/dev/null; true');
+    const e = await seen((x) => x.kind === 'syscall.denied' && x.fields['syscall.name'] === 'chroot', 'chroot denial');
+    assert.equal(e.fields['syscall.seccomp'], true);
+    assert.equal(e.fields['syscall.class'], 'mount');
+    await seen((x) => x.kind === 'syscall.denied' && x.fields['syscall.name'] === 'unshare', 'unshare denial');
+  });
+
+  test('forks and CPU are counted in the kernel and reported per second', async () => {
+    const from = events.length;
+    await sh('for i in $(seq 30); do sh -c :; done; timeout 3 sh -c "while :; do :; done"; true');
+    const cpu = await seen((x) => x.kind === 'resource.cpu' && x.fields['cpu.sleeps'] === 0, 'CPU report of a loop that never sleeps');
+    assert.ok(Number(cpu.fields['cpu.cores']) > 0, JSON.stringify(cpu.fields));
+    assert.equal(cpu.fields['proc.name'], 'sh');
+    await sleep(1100);
+    const forks = events.slice(from).filter((x) => x.kind === 'process.spawn').reduce((n, x) => n + Number(x.fields['proc.forks']), 0);
+    assert.ok(forks >= 30, `${forks} forks counted`);
+  });
+
+  test('a write from a task gone before its cwd was read is reported unresolved, not dropped', async () => {
+    await sh('cd /etc && echo x > guard-gone 2>/dev/null; true');
+    await seen((x) => x.kind === 'file.write' && /^(\/etc|\?)\/guard-gone$/.test(String(x.fields['file.path'])), 'relative write to /etc');
+  });
+
+  test('the host is not watched: its execs and writes emit nothing', async () => {
+    const before = interceptor.stats().records;
+    spawnSync('sh', ['-c', 'for i in 1 2 3; do /bin/true; done; echo x > /tmp/guard-host-write; rm -f /tmp/guard-host-write']);
+    await sleep(1500);
+    assert.ok(!events.some((x) => x.instanceId !== ID && x.level === 'os'), 'only the instance emits os events');
+    assert.ok(!events.some((x) => x.fields['file.path'] === '/tmp/guard-host-write'));
+    assert.ok(interceptor.stats().records >= before);
+  });
+
+  test('bpftrace killed: the death is an event, and it comes back and sees again', { timeout: 120_000 }, async () => {
+    const pid = interceptor.pid!;
+    process.kill(pid, 'SIGKILL');
+    const died = await seen((x) => x.kind === 'guard.interceptor' && x.fields['guard.state'] === 'died', 'death event');
+    assert.equal(died.priority, 'critical');
+    await seen((x) => x.kind === 'guard.interceptor' && x.fields['guard.state'] === 'restarted', 'restart', 90_000);
+    assert.notEqual(interceptor.pid, pid);
+    assert.equal(interceptor.stats().starts, 2);
+    await sh('/bin/ls after-restart >/dev/null 2>&1; true');
+    await seen((x) => x.kind === 'process.exec' && String(x.fields['proc.cmdline']).includes('after-restart'), 'exec after restart');
+  });
+});
+
+test('paths: normalised, so /tmp/../usr/bin is /usr/bin', () => {
+  assert.equal(resolvePath(1, -100, '/tmp/../usr/bin/x'), '/usr/bin/x');
+  assert.equal(resolvePath(1, -100, '//etc///passwd'), '/etc/passwd');
+});
+
+test('osTargets: running os instances, their init pid and CPU limit; web when a site routes to them', async () => {
+  const instances = [
+    { id: 'i1', tenantId: 't1', name: 'shop', level: 'os', limits: { vcpus: 0.5 } },
+    { id: 'i2', tenantId: 't1', name: 'batch', level: 'os', limits: { vcpus: 2 } },
+    { id: 'i3', tenantId: 't1', name: 'stopped', level: 'os', limits: { vcpus: 1 } },
+    { id: 'i4', tenantId: 't1', name: 'api', level: 'env', limits: { vcpus: 1 } },
+  ];
+  const store = {
+    listInstances: () => instances,
+    listSites: () => [{ tenantId: 't1', target: { kind: 'instance', instance: 'shop', port: 8080 } }, { tenantId: 't1', target: { kind: 'static', root: '/x' } }],
+  } as unknown as Store;
+  const driver = {
+    inspect: async (id: string) => (id === 'i3' ? { id, state: 'stopped' } : { id, state: 'running', info: { pid: id === 'i1' ? 101 : 102 } }),
+  } as unknown as LevelDriver;
+  assert.deepEqual(await osTargets(store, driver), [
+    { tenantId: 't1', instanceId: 'i1', pid: 101, vcpus: 0.5, labels: { 'instance.role': 'web' } },
+    { tenantId: 't1', instanceId: 'i2', pid: 102, vcpus: 2, labels: { 'instance.role': 'worker' } },
+  ]);
+});
