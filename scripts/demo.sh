@@ -49,9 +49,13 @@ mkdir -p "$DIR/docroots/demo/www"
 site() { cli site show demo "$1" >/dev/null 2>&1 || cli site add demo "$@" >/dev/null; }
 site www.demo.localhost --static www
 available() { bin/strata --json info | node -e "const i=JSON.parse(require('fs').readFileSync(0));process.exit(i.levels.some(l=>l.level==='$1'&&l.available)?0:1)"; }
+site_instance() { bin/strata --json site show demo "$1" 2>/dev/null | node -e "try{const s=JSON.parse(require('fs').readFileSync(0));if(s.target&&s.target.instance)console.log(s.target.instance)}catch{}" || true; }
 launch() { # NAME LEVEL HOST PORT [launch flags…]
   local name=$1 level=$2 host=$3 port=$4; shift 4
   available "$level" || { echo "  ($level level not available here: skipped)"; return 0; }
+  # After a hot recovery the site names the guard's replacement (web-r1 …): keep that one running.
+  local routed; routed=$(site_instance "$host")
+  [[ -n $routed ]] && name=$routed
   if cli instance show "demo/$name" >/dev/null 2>&1; then
     cli --json instance show "demo/$name" | grep -q '"state": *"running"' || cli instance start "demo/$name" >/dev/null
   else
@@ -70,6 +74,52 @@ for host in www api web vm arm; do
   out=$(curl -fs --max-time 10 --retry 20 --retry-delay 1 --retry-all-errors -H "Host: $host.demo.localhost" "http://$GATEWAY/" | head -c 120 | tr '\n' ' ')
   printf '  %-22s %s\n' "$host.demo.localhost" "${out:-(no answer)}"
 done
+
+# The guard catching and undoing a tamper: deface the static site and the
+# container's page (from the host side, as an attacker who got past the tenant
+# boundary would); the guard sees the write (inotify + the signed checksum DB),
+# raises the alert, and the visitor gets the clean content back — the docroot
+# from its known-good copies, the container by a replacement restored from its
+# known-good snapshot, with the site's route swapped and the defaced instance
+# frozen for forensics.
+echo
+echo "The guard catches and undoes a tamper:"
+serve() { curl -s --max-time 2 -H "Host: $1" "http://$GATEWAY/" | head -c 100 | tr '\n' ' '; }
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+until_served() { # HOST TEXT: polls the gateway until HOST answers TEXT
+  for _ in $(seq 1 200); do [[ $(serve "$1") == "$2" ]] && return 0; sleep 0.02; done; return 1
+}
+sleep 2 # the guard baselines an instance a second after it starts, with a known-good snapshot
+clean=$(serve www.demo.localhost)
+t0=$(date +%s%N)
+cp "$DIR/docroots/demo/www/index.html" "$DIR/.demo-index.html"
+echo '<h1>defaced</h1>' > "$DIR/docroots/demo/www/index.html"
+if until_served www.demo.localhost "$clean"; then
+  echo "  www.demo.localhost  defaced index.html → clean again through the gateway after $(ms_since "$t0") ms"
+else
+  echo "  www.demo.localhost  still defaced: see bin/strata guard alerts"; cp "$DIR/.demo-index.html" "$DIR/docroots/demo/www/index.html"
+fi
+web=$(site_instance web.demo.localhost)
+if [[ -n $web ]] && bin/strata --json instance show "demo/$web" 2>/dev/null | grep -q '"state": *"running"'; then
+  id=$(bin/strata --json instance show "demo/$web" | node -e "console.log(JSON.parse(require('fs').readFileSync(0)).id)")
+  page=/run/strata/os/rootfs/$id/www/index.html
+  if [[ -f $page ]]; then
+    clean=$(serve web.demo.localhost)
+    t0=$(date +%s%N)
+    echo 'defaced' > "$page"
+    if until_served web.demo.localhost "$clean"; then
+      now=$(site_instance web.demo.localhost)
+      echo "  web.demo.localhost  defaced /www/index.html in demo/$web → clean again after $(ms_since "$t0") ms, served by demo/$now"
+      echo "                      demo/$web is $(bin/strata --json instance show "demo/$web" | node -e "console.log(JSON.parse(require('fs').readFileSync(0)).state)"), kept for forensics; the demo removes it so it can run again"
+      sleep 1; cli instance delete "demo/$web" >/dev/null 2>&1 || true
+    else
+      echo "  web.demo.localhost  still defaced: see bin/strata guard alerts"
+    fi
+  fi
+fi
+echo "  what the guard recorded (bin/strata guard alerts --tenant demo):"
+bin/strata guard alerts --tenant demo --limit 4 | sed 's/^/    /'
+
 cat <<MSG
 
 Strata is up: $URL  (pid $(cat "$PIDFILE"), log $DIR/strata.log)

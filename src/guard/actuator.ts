@@ -2,18 +2,23 @@
  * The actuator: turns a rule match into an alert and an action.
  *
  * Every alert and every action goes three ways: to the daemon's target
- * (`alert`, and `freeze` / `stop` / `snapshot` on the instance), to the audit
- * log (actor `guard`, with the event's fields as evidence) and to the event bus
- * (category 'alert'). Actions need an instance; an alert about Strata itself or
- * the gateway is notify-only.
+ * (`alert`, and the action on the instance), to the audit log (actor `guard`,
+ * with the event's fields as evidence; an action's entry names its alert and
+ * that alert's audit index, plus what the action produced — a snapshot, a
+ * replacement instance) and to the event bus (category 'alert'). Actions need
+ * an instance, except `recover`, which also restores what an integrity scope
+ * names (a static site's docroot); other alerts without an instance are
+ * notify-only.
  *
  * Dynamic reaction:
- * - freeze undoes itself: the instance is resumed after `freezeMs` (default
- *   5 min) unless it was stopped meanwhile;
+ * - freeze, throttle and cut undo themselves: resume / unthrottle / reconnect
+ *   after `freezeMs` / `throttleMs` / `cutMs` (default 5 min each) unless the
+ *   instance was stopped meanwhile; `stop()` undoes whatever is still pending;
  * - repeat offenders escalate: every `escalateAfter` (default 3) alerts on one
  *   instance within `escalationWindowMs` (default 10 min) raise its response a
- *   rung on the ladder notify → freeze → stop (a snapshot rule counts as notify
- *   and still takes its snapshot);
+ *   rung on the ladder notify → freeze → stop (snapshot, throttle and cut count
+ *   as notify and still happen when not escalated; recover is never replaced:
+ *   the compromised instance is swapped out anyway);
  * - a failed action is itself audited and alerted, never swallowed.
  */
 import { randomUUID } from 'node:crypto';
@@ -46,17 +51,45 @@ export interface Alert {
   auditIndex: number;
 }
 
+/** What an action produced, recorded in its audit entry (e.g. `{ snapshot: 'guard-…' }`). */
+export type ActionOutcome = Record<string, unknown> | void;
+
+/** What `recover` is asked to make whole: an instance, or (without one) the tree an integrity scope names. */
+export interface RecoverySubject {
+  instanceId: string | null;
+  tenantId: string | null;
+  /** `integrity.scope` of the alert's event, when it has one (`instance:<id>`, `site:<hostname>`). */
+  scope: string | null;
+  alertId: string;
+  /** The alert's audit entry: the evidence the recovery answers. */
+  auditIndex: number;
+}
+
 /** What the daemon gives the guard to act with; the level drivers do the work. */
 export interface ActuatorTarget {
   /** Delivers an alert beyond the log and the event stream (webhook, pager). Must not throw. */
   alert(alert: Alert): void;
-  freeze(instanceId: string): Promise<void>;
+  freeze(instanceId: string): Promise<ActionOutcome>;
   /** Undoes a freeze. */
-  resume(instanceId: string): Promise<void>;
-  stop(instanceId: string): Promise<void>;
+  resume(instanceId: string): Promise<ActionOutcome>;
+  stop(instanceId: string): Promise<ActionOutcome>;
   /** A forensic snapshot of the instance as it is now. */
-  snapshot(instanceId: string): Promise<void>;
+  snapshot(instanceId: string): Promise<ActionOutcome>;
+  /** Caps the instance's CPU; absent where no level can. */
+  throttle?(instanceId: string): Promise<ActionOutcome>;
+  unthrottle?(instanceId: string): Promise<ActionOutcome>;
+  /** Cuts the instance's network off; `reconnect` undoes it. */
+  cut?(instanceId: string): Promise<ActionOutcome>;
+  reconnect?(instanceId: string): Promise<ActionOutcome>;
+  /** Hot recovery: serve the subject's last known-good state again. */
+  recover?(subject: RecoverySubject): Promise<ActionOutcome>;
 }
+
+type TargetAction = 'freeze' | 'resume' | 'stop' | 'snapshot' | 'throttle' | 'unthrottle' | 'cut' | 'reconnect';
+
+/** Timed actions and the action that undoes each. */
+const UNDO = { freeze: 'resume', throttle: 'unthrottle', cut: 'reconnect' } as const;
+type Undoable = keyof typeof UNDO;
 
 /** The one part of the audit log the actuator needs. */
 export interface AuditSink {
@@ -68,6 +101,10 @@ export interface ActuatorOptions {
   audit: AuditSink;
   events: EventBus;
   freezeMs?: number;
+  /** How long a throttle lasts; default 5 min. */
+  throttleMs?: number;
+  /** How long a network cut lasts; default 5 min. */
+  cutMs?: number;
   escalateAfter?: number;
   escalationWindowMs?: number;
 }
@@ -80,13 +117,13 @@ export class Actuator {
   readonly #target: ActuatorTarget;
   readonly #audit: AuditSink;
   readonly #events: EventBus;
-  readonly #freezeMs: number;
+  readonly #undoAfterMs: Record<Undoable, number>;
   readonly #escalateAfter: number;
   readonly #escalationWindowMs: number;
   /** instance → times of its recent alerts. */
   readonly #strikes = new Map<string, number[]>();
-  /** instance → the timer that will resume it. */
-  readonly #thawTimers = new Map<string, NodeJS.Timeout>();
+  /** `action instance` → the timer that will undo it. */
+  readonly #undoTimers = new Map<string, { timer: NodeJS.Timeout; action: Undoable; instanceId: string; tenantId: string | null }>();
   /** instance → how many stops were ordered, so a freeze that finishes after a stop schedules no resume. */
   readonly #stops = new Map<string, number>();
   readonly #pending = new Set<Promise<void>>();
@@ -95,7 +132,7 @@ export class Actuator {
     this.#target = opts.target;
     this.#audit = opts.audit;
     this.#events = opts.events;
-    this.#freezeMs = opts.freezeMs ?? 300_000;
+    this.#undoAfterMs = { freeze: opts.freezeMs ?? 300_000, throttle: opts.throttleMs ?? 300_000, cut: opts.cutMs ?? 300_000 };
     this.#escalateAfter = opts.escalateAfter ?? 3;
     this.#escalationWindowMs = opts.escalationWindowMs ?? 600_000;
   }
@@ -103,12 +140,19 @@ export class Actuator {
   /** Raises the alert for a match (audit, bus, target) and starts its action; returns the alert at once. */
   handle(match: Match): Alert {
     const e = match.event;
-    const action = e.instanceId === null ? 'notify' : this.#escalate(e.instanceId, match.action);
+    const scope = typeof e.fields['integrity.scope'] === 'string' ? e.fields['integrity.scope'] : null;
+    const action = e.instanceId !== null ? this.#escalate(e.instanceId, match.action)
+      : match.action === 'recover' && scope !== null ? 'recover' : 'notify';
     const alert = this.raise({
       rule: match.rule, priority: match.priority, output: match.output, tenantId: e.tenantId, instanceId: e.instanceId,
       level: e.level, kind: e.kind, action, count: match.count, fields: e.fields, tags: match.tags, eventTime: e.time,
     });
-    if (e.instanceId !== null && action !== 'notify') this.#track(this.#act(action, e.instanceId, e.tenantId, alert.id));
+    if (action === 'recover') {
+      this.#track(this.#perform('recover', e.instanceId ?? scope!, e.tenantId, alert, () =>
+        this.#call('recover', { instanceId: e.instanceId, tenantId: e.tenantId, scope, alertId: alert.id, auditIndex: alert.auditIndex })));
+    } else if (e.instanceId !== null && action !== 'notify') {
+      this.#track(this.#act(action, e.instanceId, e.tenantId, alert));
+    }
     return alert;
   }
 
@@ -131,12 +175,14 @@ export class Actuator {
     while (this.#pending.size > 0) await Promise.all([...this.#pending]);
   }
 
-  /** Stops the undo timers and resumes what they would have resumed, so a stopping guard leaves nothing frozen. */
+  /** Stops the undo timers and undoes now what they would have undone, so a stopping guard leaves nothing frozen, throttled or cut off. */
   async stop(): Promise<void> {
-    const frozen = [...this.#thawTimers.keys()];
-    for (const t of this.#thawTimers.values()) clearTimeout(t);
-    this.#thawTimers.clear();
-    for (const id of frozen) this.#track(this.#perform('resume', id, null, null));
+    const pending = [...this.#undoTimers.values()];
+    this.#undoTimers.clear();
+    for (const u of pending) {
+      clearTimeout(u.timer);
+      this.#track(this.#perform(UNDO[u.action], u.instanceId, u.tenantId, null, () => this.#call(UNDO[u.action], u.instanceId)));
+    }
     await this.settled();
   }
 
@@ -149,42 +195,59 @@ export class Actuator {
     while (expired < strikes.length && now - strikes[expired]! > this.#escalationWindowMs) expired++;
     if (expired > 0) strikes.splice(0, expired);
     strikes.push(now);
+    if (action === 'recover') return action;
     const rungs = Math.floor((strikes.length - 1) / this.#escalateAfter);
-    const base = action === 'snapshot' ? 0 : LADDER.indexOf(action);
+    const base = LADDER.includes(action) ? LADDER.indexOf(action) : 0;
     const rung = Math.min(LADDER.length - 1, base + rungs);
     return rung === base ? action : LADDER[rung]!;
   }
 
-  async #act(action: Exclude<Action, 'notify'>, instanceId: string, tenantId: string | null, alertId: string): Promise<void> {
+  async #act(action: Exclude<Action, 'notify' | 'recover'>, instanceId: string, tenantId: string | null, alert: Alert): Promise<void> {
     const stopsBefore = this.#stops.get(instanceId) ?? 0;
     if (action === 'stop') {
       this.#stops.set(instanceId, stopsBefore + 1);
-      clearTimeout(this.#thawTimers.get(instanceId));
-      this.#thawTimers.delete(instanceId);
+      for (const undoable of Object.keys(UNDO) as Undoable[]) this.#cancelUndo(undoable, instanceId);
     }
-    const ok = await this.#perform(action, instanceId, tenantId, alertId);
+    const ok = await this.#perform(action, instanceId, tenantId, alert, () => this.#call(action, instanceId));
     const stoppedMeanwhile = (this.#stops.get(instanceId) ?? 0) !== stopsBefore;
-    if (action === 'freeze' && ok && !stoppedMeanwhile) {
-      clearTimeout(this.#thawTimers.get(instanceId));
+    if ((action === 'freeze' || action === 'throttle' || action === 'cut') && ok && !stoppedMeanwhile) {
+      this.#cancelUndo(action, instanceId);
+      const key = `${action} ${instanceId}`;
       const timer = setTimeout(() => {
-        this.#thawTimers.delete(instanceId);
-        this.#track(this.#perform('resume', instanceId, tenantId, alertId));
-      }, this.#freezeMs);
+        this.#undoTimers.delete(key);
+        this.#track(this.#perform(UNDO[action], instanceId, tenantId, alert, () => this.#call(UNDO[action], instanceId)));
+      }, this.#undoAfterMs[action]);
       timer.unref();
-      this.#thawTimers.set(instanceId, timer);
+      this.#undoTimers.set(key, { timer, action, instanceId, tenantId });
     }
   }
 
-  /** Calls the target, audits and publishes the outcome; true when it worked. */
-  async #perform(action: Exclude<Action, 'notify'> | 'resume', instanceId: string, tenantId: string | null, alertId: string | null): Promise<boolean> {
+  #cancelUndo(action: Undoable, instanceId: string): void {
+    const key = `${action} ${instanceId}`;
+    clearTimeout(this.#undoTimers.get(key)?.timer);
+    this.#undoTimers.delete(key);
+  }
+
+  /** The target's method for an action; one the target lacks fails (and is alerted) like any failed action. */
+  #call(action: TargetAction, instanceId: string): Promise<ActionOutcome>;
+  #call(action: 'recover', subject: RecoverySubject): Promise<ActionOutcome>;
+  #call(action: TargetAction | 'recover', arg: string | RecoverySubject): Promise<ActionOutcome> {
+    const method = this.#target[action] as ((a: string | RecoverySubject) => Promise<ActionOutcome>) | undefined;
+    if (!method) return Promise.reject(new Error(`this installation cannot ${action}`));
+    return method.call(this.#target, arg);
+  }
+
+  /** Runs the action, audits and publishes the outcome with its evidence; true when it worked. */
+  async #perform(action: TargetAction | 'recover', subject: string, tenantId: string | null, alert: Alert | null, run: () => Promise<ActionOutcome>): Promise<boolean> {
     let error: string | undefined;
-    try { await this.#target[action](instanceId); } catch (err) { error = err instanceof Error ? err.message : String(err); }
-    const details = { alertId, ...(error ? { error } : {}) };
-    this.#audit.append({ actor: GUARD_ACTOR, tenantId, action: `guard.${action}`, target: instanceId, result: error ? 'error' : 'ok', details });
-    this.#events.publish('alert', `guard.${action}`, tenantId, { instanceId, ok: !error, ...details });
+    let outcome: ActionOutcome = undefined;
+    try { outcome = await run(); } catch (err) { error = err instanceof Error ? err.message : String(err); }
+    const details = { alertId: alert?.id ?? null, ...(alert ? { alertAuditIndex: alert.auditIndex } : {}), ...(outcome ?? {}), ...(error ? { error } : {}) };
+    this.#audit.append({ actor: GUARD_ACTOR, tenantId, action: `guard.${action}`, target: subject, result: error ? 'error' : 'ok', details });
+    this.#events.publish('alert', `guard.${action}`, tenantId, { instanceId: subject, ok: !error, ...details });
     if (error) {
       this.raise({
-        rule: 'guard.action.failed', priority: 'critical', output: `guard could not ${action} ${instanceId}: ${error}`, tenantId, instanceId,
+        rule: 'guard.action.failed', priority: 'critical', output: `guard could not ${action} ${subject}: ${error}`, tenantId, instanceId: alert?.instanceId ?? (action === 'recover' ? null : subject),
         level: 'host', kind: 'guard.action', action: 'notify', count: 1, fields: { 'guard.action': action, error }, tags: ['guard'], eventTime: Date.now(),
       });
     }

@@ -113,6 +113,15 @@ export class ChecksumDb {
     return this.#db.prepare<[], string>('SELECT scope FROM guard_baselines ORDER BY scope').pluck().all();
   }
 
+  /**
+   * The baseline's files with their hashes — only rows whose signature holds,
+   * so a forged row can never be the source of a restore.
+   */
+  entries(scope: string): { path: string; hash: string; size: number }[] {
+    const rows = this.#db.prepare<[string], Row>('SELECT path, hash, size, mtime_ms, mac FROM guard_checksums WHERE scope = ? ORDER BY path').all(scope);
+    return rows.filter((r) => safeEqual(r.mac, this.#rowMac(scope, r.path, r.hash, r.size, r.mtime_ms))).map((r) => ({ path: r.path, hash: r.hash, size: r.size }));
+  }
+
   /** The tree a scope's baseline was taken of. */
   rootOf(scope: string): string | undefined {
     return this.#baselineRow(scope)?.root;

@@ -33,6 +33,8 @@ export interface GuardOptions {
   alertRing?: number;
   /** See ActuatorOptions. */
   freezeMs?: number;
+  throttleMs?: number;
+  cutMs?: number;
   escalateAfter?: number;
   escalationWindowMs?: number;
 }
@@ -78,6 +80,8 @@ export class Guard {
     this.#actuator = new Actuator({
       target: opts.target, audit: opts.audit, events: opts.events,
       ...(opts.freezeMs !== undefined ? { freezeMs: opts.freezeMs } : {}),
+      ...(opts.throttleMs !== undefined ? { throttleMs: opts.throttleMs } : {}),
+      ...(opts.cutMs !== undefined ? { cutMs: opts.cutMs } : {}),
       ...(opts.escalateAfter !== undefined ? { escalateAfter: opts.escalateAfter } : {}),
       ...(opts.escalationWindowMs !== undefined ? { escalationWindowMs: opts.escalationWindowMs } : {}),
     });

@@ -2,7 +2,8 @@
  * The hasher: SHA-256 of files on all cores, by a pool of worker threads
  * (default one per core). Small files travel in batches so 100,000 of them cost
  * a few hundred messages, not 100,000; each worker reads with its own buffer.
- * A worker that dies fails only its batch and is replaced.
+ * A worker that dies fails only its batch and is replaced. Workers start on
+ * first use.
  */
 import { availableParallelism } from 'node:os';
 import { readdir } from 'node:fs/promises';
@@ -25,18 +26,20 @@ export class Hasher {
   readonly #queue: { req: HashRequest; resolve: (r: FileDigest[]) => void; reject: (e: Error) => void }[] = [];
   readonly #inFlight = new Map<Worker, { resolve: (r: FileDigest[]) => void; reject: (e: Error) => void }>();
   readonly #batchSize: number;
+  readonly #threads: number;
   #nextId = 0;
   #closed = false;
 
   constructor(opts: HasherOptions = {}) {
     this.#batchSize = opts.batchSize ?? 64;
-    const threads = opts.threads ?? availableParallelism();
-    for (let i = 0; i < threads; i++) this.#spawn();
+    this.#threads = opts.threads ?? availableParallelism();
   }
 
   /** Hashes the files, in the order given. A file that cannot be read answers `{ error }`. */
   async hashFiles(paths: readonly string[]): Promise<FileDigest[]> {
     if (this.#closed) throw new Error('hasher is closed');
+    // Workers start on first use: a daemon with nothing to hash pays for no threads.
+    while (this.#workers.length < this.#threads) this.#spawn();
     const batches: Promise<FileDigest[]>[] = [];
     for (let i = 0; i < paths.length; i += this.#batchSize) {
       const req: HashRequest = { id: this.#nextId++, paths: paths.slice(i, i + this.#batchSize) };

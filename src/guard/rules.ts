@@ -15,8 +15,13 @@ import { StrataError } from '../errors.js';
 import { compileCondition, ConditionError, kindsOf, parseCondition, type Condition, type Predicate } from './condition.js';
 import { fieldOf, PRIORITIES, type FieldValue, type GuardEvent, type Priority } from './event.js';
 
-export const ACTIONS = ['notify', 'snapshot', 'freeze', 'stop'] as const;
-/** What the actuator does on a match; notify → freeze → stop is also the escalation ladder. */
+export const ACTIONS = ['notify', 'snapshot', 'freeze', 'stop', 'throttle', 'cut', 'recover'] as const;
+/**
+ * What the actuator does on a match; notify → freeze → stop is also the
+ * escalation ladder. `throttle` (CPU quota) and `cut` (network) undo themselves
+ * after a while; `recover` replaces what was tampered with by its last
+ * known-good state.
+ */
 export type Action = (typeof ACTIONS)[number];
 
 /** '500ms', '10s', '5m', '1h', or a number of milliseconds. */
@@ -219,8 +224,15 @@ export function fixtureEvents(fixture: readonly FixtureEvent[], start = 1_700_00
 /** Where the default ruleset lives: `rules/default.yaml` at the package root. */
 export const DEFAULT_RULES_URL = new URL('../../../rules/default.yaml', import.meta.url);
 
-/** The default ruleset, compiled. */
+/**
+ * The default ruleset, compiled: every `rules/*.yaml` at the package root,
+ * `default.yaml` first (its lists and macros are there for the others), then
+ * the rest in name order — each area of the guard keeps its rules in its own file.
+ */
 export async function loadDefaultRuleset(): Promise<Ruleset> {
-  const { readFile } = await import('node:fs/promises');
-  return loadRuleset(await readFile(DEFAULT_RULES_URL, 'utf8'));
+  const { readFile, readdir } = await import('node:fs/promises');
+  const dir = new URL('./', DEFAULT_RULES_URL);
+  const names = (await readdir(dir)).filter((n) => n.endsWith('.yaml') && n !== 'default.yaml').sort();
+  const sources = await Promise.all(['default.yaml', ...names].map((n) => readFile(new URL(n, dir), 'utf8')));
+  return loadRuleset(...sources);
 }

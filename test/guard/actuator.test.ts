@@ -78,3 +78,52 @@ test('a failed action is audited as an error and raises its own alert', async ()
   await actuator.stop();
   assert.ok(!target.calls.includes('resume i1'), 'nothing to undo');
 });
+
+test('throttle and cut undo themselves after their timeouts, each audited with the alert it answers', async () => {
+  const target = new FakeTarget(), audit = new MemoryAudit();
+  const actuator = new Actuator({ target, audit, events: recordingBus().bus, throttleMs: 30, cutMs: 60 });
+  const throttled = actuator.handle(match('throttle', 'a'));
+  actuator.handle(match('cut', 'b'));
+  await actuator.settled();
+  assert.deepEqual(target.calls, ['throttle a', 'cut b']);
+  await sleep(100);
+  await actuator.settled();
+  assert.deepEqual(target.calls, ['throttle a', 'cut b', 'unthrottle a', 'reconnect b']);
+  const undo = audit.entries.find((e) => e.action === 'guard.unthrottle')!;
+  assert.equal((undo.details as { alertId: string }).alertId, throttled.id);
+  assert.equal((undo.details as { alertAuditIndex: number }).alertAuditIndex, throttled.auditIndex);
+  await actuator.stop();
+});
+
+test('stopping the actuator lifts throttles and cuts still pending; a stop cancels them', async () => {
+  const target = new FakeTarget();
+  const actuator = new Actuator({ target, audit: new MemoryAudit(), events: recordingBus().bus, throttleMs: 60_000, cutMs: 60_000 });
+  actuator.handle(match('throttle', 'a'));
+  actuator.handle(match('cut', 'b'));
+  actuator.handle(match('cut', 'c'));
+  await actuator.settled();
+  actuator.handle(match('stop', 'c'));
+  await actuator.settled();
+  await actuator.stop();
+  assert.deepEqual(target.calls.sort(), ['cut b', 'cut c', 'reconnect b', 'stop c', 'throttle a', 'unthrottle a']);
+});
+
+test('recover is never escalated away, and its outcome lands in its audit entry', async () => {
+  const target = new FakeTarget(), audit = new MemoryAudit();
+  const actuator = new Actuator({ target, audit, events: recordingBus().bus, escalateAfter: 1, freezeMs: 60_000 });
+  assert.deepEqual([0, 1, 2].map(() => actuator.handle(match('recover')).action), ['recover', 'recover', 'recover']);
+  await actuator.settled();
+  const entry = audit.entries.find((e) => e.action === 'guard.recover')!;
+  assert.equal((entry.details as { recovered: string }).recovered, 'i1');
+  await actuator.stop();
+});
+
+test('an action the target cannot take is a failed action, alerted', async () => {
+  const audit = new MemoryAudit();
+  const target = { alerts: [] as string[], alert(a: { rule: string }) { this.alerts.push(a.rule); }, freeze: async () => {}, resume: async () => {}, stop: async () => {}, snapshot: async () => {} };
+  const actuator = new Actuator({ target, audit, events: recordingBus().bus });
+  actuator.handle(match('throttle'));
+  await actuator.settled();
+  assert.deepEqual(target.alerts, ['r', 'guard.action.failed']);
+  assert.match(String((audit.entries[1]!.details as { error: string }).error), /cannot throttle/);
+});

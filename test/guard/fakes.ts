@@ -1,7 +1,7 @@
 /** Test doubles for the guard: an actuator target that records calls, an audit sink in memory, events. */
 import type { AuditEntryInput } from '../../src/audit/log.js';
 import { EventBus, type StrataEvent } from '../../src/control/events.js';
-import type { ActuatorTarget, Alert, AuditSink } from '../../src/guard/actuator.js';
+import type { ActuatorTarget, Alert, AuditSink, RecoverySubject } from '../../src/guard/actuator.js';
 import type { GuardEvent } from '../../src/guard/event.js';
 
 export class FakeTarget implements ActuatorTarget {
@@ -14,6 +14,14 @@ export class FakeTarget implements ActuatorTarget {
   async resume(id: string): Promise<void> { this.#call('resume', id); }
   async stop(id: string): Promise<void> { this.#call('stop', id); }
   async snapshot(id: string): Promise<void> { this.#call('snapshot', id); }
+  async throttle(id: string): Promise<void> { this.#call('throttle', id); }
+  async unthrottle(id: string): Promise<void> { this.#call('unthrottle', id); }
+  async cut(id: string): Promise<void> { this.#call('cut', id); }
+  async reconnect(id: string): Promise<void> { this.#call('reconnect', id); }
+  async recover(s: RecoverySubject): Promise<Record<string, unknown>> {
+    this.#call('recover', s.instanceId ?? s.scope ?? '?');
+    return { recovered: s.instanceId ?? s.scope, evidence: s.auditIndex };
+  }
   #call(action: string, id: string): void {
     this.calls.push(`${action} ${id}`);
     if (this.failing.has(action)) throw new Error(`${action} failed`);

@@ -73,6 +73,10 @@ test('every default rule fires on each of its fixtures, and its benign fixtures 
     assert.ok(result.fires.length > 0 && result.fires.every(Boolean), `${r.name} fires on its fixtures: ${JSON.stringify(result.fires)}`);
     assert.ok(result.benign.length > 0 && result.benign.every((fired) => fired.length === 0), `${r.name}'s benign fixtures fire nothing: ${JSON.stringify(result.benign)}`);
   }
+  for (const name of ['Tampered content recovered', 'Strata files changed', 'Checksum DB tampered', 'Request smuggling attempts']) {
+    assert.ok(set.rules.some((r) => r.name === name), `rules/integrity.yaml is loaded with the default ruleset: ${name}`);
+  }
+  assert.equal(set.rules.find((r) => r.name === 'Tampered content recovered')!.action, 'recover');
   for (const kind of ['file.write', 'process.exec', 'net.connect', 'isolate.limit', 'integrity.mismatch', 'kernel.text', 'gateway.reject']) {
     assert.ok(set.rules.some((r) => r.kinds?.has(kind)), `some default rule covers ${kind}`);
   }

@@ -33,6 +33,10 @@ export interface FileInterceptorOptions {
   labels?: Record<string, FieldValue>;
   /** Re-verify changed files against this scope's baseline. */
   integrity?: { checksums: ChecksumDb; scope: string };
+  /** Only these directories below the root (relative, e.g. `dist`); default the whole root. Paths stay relative to the root. */
+  dirs?: string[];
+  /** Only these files (relative paths) are reported; others changing beside them (a log) are ignored. */
+  files?: string[];
 }
 
 export class FileInterceptor implements Interceptor {
@@ -47,16 +51,23 @@ export class FileInterceptor implements Interceptor {
   /** path → the last mismatch reported for it, so one tamper is one alert. */
   readonly #reported = new Map<string, string>();
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #only: Set<string> | null;
 
   constructor(opts: FileInterceptorOptions) {
     this.#opts = opts;
+    this.#only = opts.files ? new Set(opts.files) : null;
     this.id = `fs:${opts.integrity?.scope ?? opts.root}`;
   }
 
   async start(emit: Emit): Promise<void> {
     this.#emit = emit;
     this.#running = true;
-    await this.#watchTree('', false);
+    const dirs = this.#opts.dirs ?? [''];
+    for (const dir of dirs) {
+      // A listed directory that does not exist is skipped; the root itself must exist.
+      if (dir !== '' && !(await stat(join(this.#opts.root, dir)).then((s) => s.isDirectory(), () => false))) continue;
+      await this.#watchTree(dir, false);
+    }
   }
 
   async stop(): Promise<void> {
@@ -77,7 +88,7 @@ export class FileInterceptor implements Interceptor {
         if (name !== null) this.#changed(dir === '' ? name : `${dir}/${name}`, eventType);
       });
     } catch (err) {
-      if (dir === '') throw err;
+      if (dir === '' || (this.#opts.dirs?.includes(dir) ?? false)) throw err;
       return;
     }
     watcher.on('error', () => this.#unwatch(dir));
@@ -97,6 +108,7 @@ export class FileInterceptor implements Interceptor {
   }
 
   #changed(rel: string, eventType: string): void {
+    if (this.#only && !this.#only.has(rel)) return;
     this.#event('file.write', 'notice', { 'file.path': '/' + rel, 'file.op': eventType === 'rename' ? 'rename' : 'write' });
     if (this.#opts.integrity) this.#check(rel);
     if (eventType === 'rename') this.#track(this.#renamed(rel));

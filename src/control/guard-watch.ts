@@ -1,0 +1,260 @@
+/**
+ * Keeps the guard's integrity monitor on what is live: every running instance
+ * whose level shows the guard its files (os: the container's root), every
+ * static site's docroot, and — when asked — Strata's own installed files.
+ *
+ * An instance that reaches `running` gets, after `knownGoodDelayMs` (default
+ * 1 s: its first requests are not slowed by the snapshot's brief freeze), a
+ * known-good snapshot through the lifecycle service and then its baseline; it
+ * is watched until it leaves `running`, and its baseline is dropped when it is
+ * deleted. A replacement made by hot recovery already has its known-good
+ * snapshot (the one it was restored from) and is only baselined. Docroots are
+ * baselined with known-good copies of their files, so recovery is a copy.
+ * Follows the event bus, as the front door does.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { GuardEvent } from '../guard/event.js';
+import type { IntegrityMonitor } from '../guard/integrity.js';
+import { KernelTextWatch, kernelTextRegion, type KernelTextRegion } from '../guard/interceptors/qmp.js';
+import { DEFAULT_IMAGE_ROOT, findImage, hostArch } from '../levels/vm/images.js';
+import { liveQmpClient, liveQmpSockets } from '../levels/vm/qmp.js';
+import type { DriverRegistry } from '../levels/registry.js';
+import type { Store } from '../store/store.js';
+import type { Instance } from '../store/types.js';
+import type { EventBus } from './events.js';
+import { tenantDocroot } from './front-door.js';
+import { leversFor, type InstanceTree } from './guard-levers.js';
+import type { GuardTarget } from './guard-target.js';
+
+export interface GuardWatchOptions {
+  store: Store;
+  registry: DriverRegistry;
+  monitor: IntegrityMonitor;
+  target: GuardTarget;
+  dataDir: string;
+  log: Logger;
+  knownGoodDelayMs?: number;
+  /** Baseline and watch Strata's own files under this install root. */
+  selfRoot?: string;
+  /** Where kernel-text checks of VMs report (the guard's ingest); no checks without it. */
+  ingest?: (event: GuardEvent) => unknown;
+  /** After a VM starts, wait this long for its kernel to boot before the kernel-text baseline; default 30 s. */
+  kernelBaselineDelayMs?: number;
+  /** Kernel-text re-checks; default every 60 s. */
+  kernelCheckIntervalMs?: number;
+}
+
+/** What of Strata's install the guard checks: its code (not its compiled tests), its dependencies, its CLI and its rules. */
+export const SELF_DIRS = ['dist/src', 'node_modules', 'bin', 'rules'];
+
+export class GuardWatch {
+  readonly #o: GuardWatchOptions;
+  #unsubscribe: (() => void) | undefined;
+  /** instance id → pending delayed baseline. */
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  /** Serialises the work so scopes are never baselined twice at once. */
+  #queue: Promise<void> = Promise.resolve();
+  #closed = false;
+  /** VM instance id → its kernel-text watch and the timer of its next step. */
+  readonly #kernels = new Map<string, { timer: NodeJS.Timeout; watch?: KernelTextWatch }>();
+  readonly #regions = new Map<string, Promise<KernelTextRegion | null>>();
+  /** Instances whose code is being replaced on purpose: not baselined until it is done. */
+  readonly #redeploying = new Set<string>();
+
+  constructor(opts: GuardWatchOptions) {
+    this.#o = opts;
+  }
+
+  /** Watches what runs now and follows changes. */
+  start(events: EventBus): void {
+    this.#unsubscribe = events.subscribe((e) => {
+      if (e.category === 'lifecycle' && e.type === 'instance.state') {
+        const id = String(e.data.id ?? '');
+        if (e.data.to === 'running') {
+          this.#scheduleInstance(id, this.#o.target.replacements.delete(id) ? 0 : undefined);
+          if ((e.data.level === 'vm' || e.data.level === 'emu') && e.data.from !== 'paused') this.#scheduleKernel(id, this.#o.kernelBaselineDelayMs ?? 30_000);
+        } else if (e.data.to === 'stopped' || e.data.to === 'deleted' || e.data.to === 'failed') this.#dropKernel(id);
+        if (e.data.to !== 'running' && (e.data.from === 'running' || e.data.to === 'deleted')) this.#enqueue(() => this.#unwatchInstance(id, e.data.to === 'deleted'));
+      } else if (e.category === 'operation' && (e.data.operation as { kind?: string } | undefined)?.kind === 'instance.redeploy') {
+        this.#onRedeploy(e.data.operation as { status: string; tenantId: string | null; target: string });
+      } else if (e.category === 'audit' && /^(site|tenant)\./.test(String(e.data.action))) {
+        this.#enqueue(() => this.#syncDocroots());
+      }
+    });
+    for (const i of this.#o.store.listInstances()) {
+      if (i.actualState !== 'running') continue;
+      this.#scheduleInstance(i.id, 0);
+      if (i.level === 'vm' || i.level === 'emu') this.#scheduleKernel(i.id, 0);
+    }
+    this.#enqueue(() => this.#syncDocroots());
+    if (this.#o.selfRoot) {
+      const root = this.#o.selfRoot;
+      this.#enqueue(async () => {
+        const dirs = SELF_DIRS.filter((d) => existsSync(join(root, d)));
+        const s = await this.#o.monitor.watch({
+          scope: 'strata:self', root, include: dirs.map((d) => `/${d}/**`), dirs, tenantId: null, instanceId: null, level: 'host',
+        });
+        this.#o.log.info({ files: s.files, bytes: s.bytes }, 'guard: baselined Strata\'s own files');
+      });
+    }
+  }
+
+  /** Resolves when the work queued so far is done (tests). */
+  idle(): Promise<void> {
+    return this.#queue;
+  }
+
+  async stop(): Promise<void> {
+    this.#closed = true;
+    this.#unsubscribe?.();
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    for (const id of [...this.#kernels.keys()]) this.#dropKernel(id);
+    await this.#queue;
+  }
+
+  #enqueue(work: () => Promise<void>): void {
+    this.#queue = this.#queue.then(() => (this.#closed ? undefined : work())).catch((err: unknown) => {
+      this.#o.log.warn({ err }, 'guard: integrity watch failed');
+    });
+  }
+
+  /**
+   * A redeploy rewrites the instance's code on purpose: stop reporting writes
+   * to it the moment the work starts (this runs inside the publish, before the
+   * driver writes), and baseline the new code once it is done.
+   */
+  #onRedeploy(op: { status: string; tenantId: string | null; target: string }): void {
+    const tenant = op.tenantId ? this.#o.store.getTenant(op.tenantId) : null;
+    const instance = tenant ? this.#o.store.getInstance(tenant.id, op.target.slice(tenant.name.length + 1)) : null;
+    if (!instance) return;
+    if (op.status === 'running') {
+      this.#redeploying.add(instance.id);
+      this.#o.monitor.suspend(`instance:${instance.id}`);
+    } else if (op.status === 'succeeded' || op.status === 'failed') {
+      this.#redeploying.delete(instance.id);
+      this.#scheduleInstance(instance.id, 0);
+    }
+  }
+
+  #scheduleInstance(id: string, delay: number = this.#o.knownGoodDelayMs ?? 1000): void {
+    clearTimeout(this.#timers.get(id));
+    const timer = setTimeout(() => {
+      this.#timers.delete(id);
+      this.#enqueue(() => this.#watchInstance(id));
+    }, delay);
+    timer.unref();
+    this.#timers.set(id, timer);
+  }
+
+  async #watchInstance(id: string): Promise<void> {
+    const instance = this.#o.store.getInstanceById(id);
+    const tenant = instance ? this.#o.store.getTenant(instance.tenantId) : null;
+    if (!instance || !tenant || instance.actualState !== 'running' || this.#redeploying.has(id)) return;
+    const tree = this.#treeOf(instance);
+    if (!tree) return;
+    let recoverable = this.#o.target.knownGood.has(id) || tree.keepCopies === true;
+    if (!recoverable) {
+      try {
+        const previous = this.#o.target.knownGood.get(id);
+        const taken = await this.#o.target.takeSnapshot(tenant, instance, 'guard-good');
+        this.#o.target.knownGood.set(id, taken.id);
+        recoverable = true;
+        if (previous) this.#o.log.debug({ previous }, 'guard: known-good snapshot replaced');
+      } catch (err) {
+        this.#o.log.warn({ err, instance: instance.name }, 'guard: no known-good snapshot; recovery will not be possible');
+      }
+    }
+    if (this.#o.store.getInstanceById(id)?.actualState !== 'running' || this.#redeploying.has(id)) return;
+    await this.#o.monitor.watch({
+      scope: `instance:${id}`, root: tree.root, include: tree.include, tenantId: instance.tenantId, instanceId: id, level: instance.level,
+      labels: { 'integrity.recoverable': recoverable },
+      ...(tree.files ? { files: tree.files } : {}), ...(tree.keepCopies ? { keepCopies: true } : {}),
+    });
+    // A redeploy that began while the baseline was being taken: that baseline is already stale.
+    if (this.#redeploying.has(id)) this.#o.monitor.suspend(`instance:${id}`);
+  }
+
+  async #unwatchInstance(id: string, forget: boolean): Promise<void> {
+    clearTimeout(this.#timers.get(id));
+    this.#timers.delete(id);
+    await this.#o.monitor.unwatch(`instance:${id}`, { forget });
+    if (forget) this.#o.target.knownGood.delete(id);
+  }
+
+  /**
+   * VM introspection: the kernel-text baseline once the guest has booted, then
+   * a check every `kernelCheckIntervalMs`, each reported as a `kernel.text` event.
+   */
+  #scheduleKernel(id: string, delay: number): void {
+    if (!this.#o.ingest) return;
+    const entry = this.#kernels.get(id);
+    clearTimeout(entry?.timer);
+    const timer = setTimeout(() => { void this.#kernelStep(id); }, delay);
+    timer.unref();
+    this.#kernels.set(id, { timer, ...(entry?.watch ? { watch: entry.watch } : {}) });
+  }
+
+  async #kernelStep(id: string): Promise<void> {
+    const entry = this.#kernels.get(id);
+    const instance = this.#o.store.getInstanceById(id);
+    if (!entry || !instance || this.#closed) return;
+    try {
+      if (!entry.watch) {
+        const socket = liveQmpSockets().find((p) => p.endsWith(`/${id}/run/qmp.sock`));
+        const arch = typeof instance.config.arch === 'string' ? instance.config.arch : hostArch();
+        const image = arch === 'x86_64' || arch === 'aarch64' ? findImage(DEFAULT_IMAGE_ROOT, arch) : null;
+        const client = socket ? liveQmpClient(socket) : undefined;
+        if (!socket || !client || !image || 'missing' in image) return;
+        let region = this.#regions.get(image.kernel);
+        if (!region) this.#regions.set(image.kernel, (region = kernelTextRegion(image.kernel).catch(() => null)));
+        const r = await region;
+        if (!r) return; // a compressed kernel image: no kernel-text map for this guest
+        entry.watch = new KernelTextWatch(client, r, join(socket, '..', 'kernel-text.dump'));
+        await entry.watch.baseline();
+        this.#o.log.info({ instance: instance.name }, 'guard: kernel text baselined');
+      } else {
+        const check = await entry.watch.check();
+        this.#o.ingest!(KernelTextWatch.event({ tenantId: instance.tenantId, instanceId: id, level: instance.level === 'emu' ? 'emu' : 'vm' }, check));
+      }
+    } catch (err) {
+      this.#o.log.warn({ err, instance: instance.name }, 'guard: kernel-text check failed');
+    }
+    if (this.#kernels.get(id) === entry) this.#scheduleKernel(id, this.#o.kernelCheckIntervalMs ?? 60_000);
+  }
+
+  #dropKernel(id: string): void {
+    clearTimeout(this.#kernels.get(id)?.timer);
+    this.#kernels.delete(id);
+  }
+
+  #treeOf(instance: Instance): InstanceTree | null {
+    let driver;
+    try { driver = this.#o.registry.forLevel(instance.level); } catch { return null; }
+    const tree = leversFor(driver)?.tree(instance);
+    return tree && existsSync(tree.root) ? tree : null;
+  }
+
+  /** Watches every static site's docroot (once per directory), and stops watching those no site uses any more. */
+  async #syncDocroots(): Promise<void> {
+    const tenants = new Map(this.#o.store.listTenants().map((t) => [t.id, t]));
+    const wanted = new Map<string, { root: string; tenantId: string }>();
+    for (const site of this.#o.store.listSites()) {
+      const tenant = tenants.get(site.tenantId);
+      if (site.target.kind !== 'static' || !tenant) continue;
+      const root = join(tenantDocroot(this.#o.dataDir, tenant.name), site.target.root);
+      wanted.set(`docroot:${tenant.name}/${site.target.root}`, { root, tenantId: tenant.id });
+    }
+    for (const scope of this.#o.monitor.scopes()) {
+      if (scope.startsWith('docroot:') && !wanted.has(scope)) await this.#o.monitor.unwatch(scope, { forget: true });
+    }
+    for (const [scope, { root, tenantId }] of wanted) {
+      if (this.#o.monitor.tree(scope) || !existsSync(root)) continue;
+      await this.#o.monitor.watch({
+        scope, root, tenantId, instanceId: null, level: 'env', keepCopies: true, labels: { 'integrity.recoverable': true },
+      });
+    }
+  }
+}

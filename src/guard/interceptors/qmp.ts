@@ -1,0 +1,179 @@
+/**
+ * The `vm` / `emu` interceptors, from outside the guest:
+ *
+ * - `QmpInterceptor`: every QMP event of every VM (STOP, RESUME, SHUTDOWN,
+ *   RESET, POWERDOWN, GUEST_PANICKED, WATCHDOG, …) as a `vm.event` event,
+ *   tapped from the driver's own monitor connections (QEMU serves one client
+ *   per QMP socket) and batched off the socket reader.
+ * - `KernelTextWatch`: introspection. The guest kernel's text section is read
+ *   from guest-physical memory with QMP `pmemsave` and hashed (SHA-256, and per
+ *   4 KiB page so a change can be located); a baseline taken after boot is
+ *   compared with later reads, and each check is a `kernel.text` event with
+ *   `kernel.text_matches`. A rootkit that patches kernel code changes the hash.
+ *   Where the text is comes from the kernel image itself: its ELF `.text`
+ *   section, mapped to a physical address through the program headers (the
+ *   direct-boot x86_64 `vmlinux`; a compressed image has no such map, and such
+ *   guests get no kernel-text check).
+ */
+import { createHash } from 'node:crypto';
+import { open, readFile, rm } from 'node:fs/promises';
+import type { FieldValue, GuardEvent, Priority } from '../event.js';
+import type { Emit, Interceptor } from '../interceptor.js';
+import { EventBatch } from './batch.js';
+
+/** A QMP event as the driver's client delivers it. */
+export interface QmpEventLike {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp?: { seconds: number; microseconds: number };
+}
+
+/** Who a monitor socket belongs to; null for sockets the guard does not know. */
+export type QmpSubjectOf = (socketPath: string) => { tenantId: string; instanceId: string; level: 'vm' | 'emu' } | null;
+
+/** The tap the vm level offers (qmp.ts `tapQmpEvents`). */
+export type QmpTap = (tap: (socketPath: string, event: QmpEventLike) => void) => () => void;
+
+const EVENT_PRIORITY: Record<string, Priority> = {
+  GUEST_PANICKED: 'critical', GUEST_CRASHLOADED: 'critical', WATCHDOG: 'error',
+  SHUTDOWN: 'notice', RESET: 'notice', POWERDOWN: 'notice', STOP: 'info', RESUME: 'info',
+};
+
+export class QmpInterceptor implements Interceptor {
+  readonly id = 'qmp:events';
+  #untap: (() => void) | undefined;
+  #batch: EventBatch | undefined;
+
+  constructor(private readonly tap: QmpTap, private readonly subjectOf: QmpSubjectOf) {}
+
+  async start(emit: Emit): Promise<void> {
+    const batch = (this.#batch = new EventBatch(emit));
+    this.#untap = this.tap((path, e) => {
+      const s = this.subjectOf(path);
+      if (!s) return;
+      const time = e.timestamp ? e.timestamp.seconds * 1000 + Math.floor(e.timestamp.microseconds / 1000) : Date.now();
+      batch.push({ time, tenantId: s.tenantId, instanceId: s.instanceId, level: s.level, kind: 'vm.event', priority: EVENT_PRIORITY[e.event] ?? 'info', fields: { 'vm.event': e.event, ...flat(e.data ?? {}, 'vm.') } });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#untap?.();
+    this.#batch?.flush();
+  }
+}
+
+function flat(data: Record<string, unknown>, prefix: string, out: Record<string, FieldValue> = {}): Record<string, FieldValue> {
+  for (const [k, v] of Object.entries(data)) {
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') out[prefix + k] = v;
+    else if (v && typeof v === 'object' && !Array.isArray(v)) flat(v as Record<string, unknown>, `${prefix}${k}.`, out);
+  }
+  return out;
+}
+
+/** Where the kernel's code is in guest-physical memory. */
+export interface KernelTextRegion {
+  physAddr: number;
+  size: number;
+}
+
+/** The `.text` section of an ELF64 little-endian kernel image, as a guest-physical range; null for other images. */
+export async function kernelTextRegion(imagePath: string): Promise<KernelTextRegion | null> {
+  const fh = await open(imagePath, 'r');
+  try {
+    const read = async (pos: number, len: number): Promise<Buffer> => {
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, pos);
+      return buf;
+    };
+    const h = await read(0, 64);
+    if (h.readUInt32BE(0) !== 0x7f454c46 || h[4] !== 2 || h[5] !== 1) return null; // not ELF64 LE
+    const phoff = Number(h.readBigUInt64LE(0x20)), shoff = Number(h.readBigUInt64LE(0x28));
+    const phentsize = h.readUInt16LE(0x36), phnum = h.readUInt16LE(0x38), shentsize = h.readUInt16LE(0x3a), shnum = h.readUInt16LE(0x3c), shstrndx = h.readUInt16LE(0x3e);
+    const sections = await read(shoff, shentsize * shnum);
+    const strtab = sections.subarray(shstrndx * shentsize);
+    const names = await read(Number(strtab.readBigUInt64LE(0x18)), Number(strtab.readBigUInt64LE(0x20)));
+    let text: { addr: bigint; size: bigint } | null = null;
+    for (let i = 0; i < shnum; i++) {
+      const sh = sections.subarray(i * shentsize);
+      const nameAt = sh.readUInt32LE(0);
+      if (names.toString('latin1', nameAt, names.indexOf(0, nameAt)) === '.text') text = { addr: sh.readBigUInt64LE(0x10), size: sh.readBigUInt64LE(0x20) };
+    }
+    if (!text) return null;
+    const segments = await read(phoff, phentsize * phnum);
+    for (let i = 0; i < phnum; i++) {
+      const ph = segments.subarray(i * phentsize);
+      if (ph.readUInt32LE(0) !== 1) continue; // PT_LOAD
+      const vaddr = ph.readBigUInt64LE(0x10), paddr = ph.readBigUInt64LE(0x18), memsz = ph.readBigUInt64LE(0x28);
+      if (text.addr >= vaddr && text.addr + text.size <= vaddr + memsz) return { physAddr: Number(paddr + (text.addr - vaddr)), size: Number(text.size) };
+    }
+    return null;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The part of a QMP client the watch needs. */
+export interface QmpCommands {
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+}
+
+export interface KernelTextCheck {
+  matches: boolean;
+  hash: string;
+  baselineHash: string;
+  /** Byte offsets (into .text) of the 4 KiB pages that differ. */
+  changedPages: number[];
+}
+
+const PAGE = 4096;
+
+export class KernelTextWatch {
+  #baseline: { hash: string; pages: string[] } | null = null;
+
+  /** `dumpPath`: a file QEMU may write (it runs as the VM user) and the daemon may read. */
+  constructor(private readonly qmp: QmpCommands, readonly region: KernelTextRegion, private readonly dumpPath: string) {}
+
+  get baselineHash(): string | null {
+    return this.#baseline?.hash ?? null;
+  }
+
+  /** Reads the kernel text now and keeps it as the baseline (take it once the guest has booted). */
+  async baseline(): Promise<string> {
+    this.#baseline = digest(await this.#read());
+    return this.#baseline.hash;
+  }
+
+  async check(): Promise<KernelTextCheck> {
+    if (!this.#baseline) throw new Error('no kernel text baseline yet');
+    const now = digest(await this.#read());
+    const changedPages = now.pages.flatMap((p, i) => (p === this.#baseline!.pages[i] ? [] : [i * PAGE]));
+    return { matches: now.hash === this.#baseline.hash, hash: now.hash, baselineHash: this.#baseline.hash, changedPages };
+  }
+
+  /** The check as a guard event. */
+  static event(subject: { tenantId: string | null; instanceId: string; level: 'vm' | 'emu' }, c: KernelTextCheck): GuardEvent {
+    return {
+      time: Date.now(), ...subject, kind: 'kernel.text', priority: c.matches ? 'info' : 'critical',
+      fields: {
+        'kernel.text_matches': c.matches, 'kernel.text_hash': c.hash, 'kernel.baseline_hash': c.baselineHash,
+        'kernel.changed_pages': c.changedPages.length, ...(c.changedPages.length ? { 'kernel.first_changed_offset': `0x${c.changedPages[0]!.toString(16)}` } : {}),
+      },
+    };
+  }
+
+  async #read(): Promise<Buffer> {
+    await rm(this.dumpPath, { force: true });
+    await this.qmp.execute('pmemsave', { val: this.region.physAddr, size: this.region.size, filename: this.dumpPath }, 60_000);
+    try {
+      return await readFile(this.dumpPath);
+    } finally {
+      await rm(this.dumpPath, { force: true });
+    }
+  }
+}
+
+function digest(text: Buffer): { hash: string; pages: string[] } {
+  const pages: string[] = [];
+  for (let off = 0; off < text.length; off += PAGE) pages.push(createHash('sha256').update(text.subarray(off, off + PAGE)).digest('hex'));
+  return { hash: createHash('sha256').update(text).digest('hex'), pages };
+}
