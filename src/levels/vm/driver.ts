@@ -265,6 +265,7 @@ abstract class QemuDriver implements LevelDriver {
     const rec = await this.#load(id);
     if (!rec) throw notFound('instance', id);
     if (await this.#pid(id)) return;
+    await this.#upgrade(rec);
     const arch = rec.config.arch;
     const image = this.images.get(arch);
     if (!image) throw new StrataError('STRATA_ERR_DRIVER', `no ${arch} guest image`, { arch });
@@ -542,10 +543,10 @@ abstract class QemuDriver implements LevelDriver {
     Object.assign(info, {
       pid,
       // No `port`: the gateway reaches the site's port at the VM's own address.
-      address: rec?.network.address ?? null,
+      address: rec?.network?.address ?? null,
       guestPort: rec?.config.port ?? null,
-      tap: rec?.network.tap ?? this.network.tapName(id),
-      bridge: rec ? this.network.bridgeName(rec.network.tenantIndex) : null,
+      tap: rec?.network?.tap ?? this.network.tapName(id),
+      bridge: rec?.network ? this.network.bridgeName(rec.network.tenantIndex) : null,
     });
     try {
       const status = await (await this.#client(id)).execute<QueryStatus>('query-status', undefined, QUERY_TIMEOUT_MS);
@@ -657,6 +658,24 @@ abstract class QemuDriver implements LevelDriver {
   async #load(id: string): Promise<InstanceRecord | null> {
     const text = await readFile(join(this.#dir(id), 'instance.json'), 'utf8').catch(() => null);
     return text === null ? null : (JSON.parse(text) as InstanceRecord);
+  }
+
+  /**
+   * Instances created by an earlier Strata (user-mode networking, no disk) get
+   * what this one expects at their next start: an address on the tenant's bridge
+   * and, when they declare a disk size, a fresh overlay.
+   */
+  async #upgrade(rec: InstanceRecord): Promise<void> {
+    const id = rec.spec.id;
+    let changed = false;
+    if (!(rec as Partial<InstanceRecord>).network) {
+      rec.network = await this.network.allocate(id, rec.spec.tenantId);
+      changed = true;
+    }
+    if (wantsDisk(rec.spec.limits.diskMiB) && !(await stat(this.#diskPath(id)).catch(() => null))) {
+      await createOverlay(this.#diskPath(id), baseDiskPath(this.imageRoot), rec.spec.limits.diskMiB, this.#vmUser());
+    }
+    if (changed) await this.#save(rec);
   }
 
   async #save(rec: InstanceRecord): Promise<void> {
