@@ -28,6 +28,9 @@ import { tenantDocroot } from './front-door.js';
 import { leversFor, type InstanceTree } from './guard-levers.js';
 import type { GuardTarget } from './guard-target.js';
 
+/** Operations that take an instance's files away on purpose. */
+const TEARDOWNS = new Set(['instance.stop', 'instance.restart', 'instance.delete', 'snapshot.restore']);
+
 export interface GuardWatchOptions {
   store: Store;
   registry: DriverRegistry;
@@ -79,6 +82,8 @@ export class GuardWatch {
         if (e.data.to !== 'running' && (e.data.from === 'running' || e.data.to === 'deleted')) this.#enqueue(() => this.#unwatchInstance(id, e.data.to === 'deleted'));
       } else if (e.category === 'operation' && (e.data.operation as { kind?: string } | undefined)?.kind === 'instance.redeploy') {
         this.#onRedeploy(e.data.operation as { status: string; tenantId: string | null; target: string });
+      } else if (e.category === 'operation' && TEARDOWNS.has(String((e.data.operation as { kind?: string } | undefined)?.kind))) {
+        this.#onTeardown(e.data.operation as { status: string; tenantId: string | null; target: string });
       } else if (e.category === 'audit' && /^(site|tenant)\./.test(String(e.data.action))) {
         this.#enqueue(() => this.#syncDocroots());
       }
@@ -127,8 +132,7 @@ export class GuardWatch {
    * driver writes), and baseline the new code once it is done.
    */
   #onRedeploy(op: { status: string; tenantId: string | null; target: string }): void {
-    const tenant = op.tenantId ? this.#o.store.getTenant(op.tenantId) : null;
-    const instance = tenant ? this.#o.store.getInstance(tenant.id, op.target.slice(tenant.name.length + 1)) : null;
+    const instance = this.#instanceOf(op);
     if (!instance) return;
     if (op.status === 'running') {
       this.#redeploying.add(instance.id);
@@ -137,6 +141,25 @@ export class GuardWatch {
       this.#redeploying.delete(instance.id);
       this.#scheduleInstance(instance.id, 0);
     }
+  }
+
+  /**
+   * Stopping, restarting, deleting or restoring an instance takes its files away
+   * on purpose (a container's root is unmounted): stop reporting on them the
+   * moment the work starts, and baseline again if it runs once the work is done.
+   */
+  #onTeardown(op: { status: string; tenantId: string | null; target: string }): void {
+    const instance = this.#instanceOf(op);
+    if (!instance) return;
+    if (op.status === 'running') this.#o.monitor.suspend(`instance:${instance.id}`);
+    else if ((op.status === 'succeeded' || op.status === 'failed') && this.#o.store.getInstanceById(instance.id)?.actualState === 'running') {
+      this.#scheduleInstance(instance.id, 0);
+    }
+  }
+
+  #instanceOf(op: { tenantId: string | null; target: string }): Instance | null {
+    const tenant = op.tenantId ? this.#o.store.getTenant(op.tenantId) : null;
+    return tenant ? this.#o.store.getInstance(tenant.id, op.target.slice(tenant.name.length + 1)) : null;
   }
 
   #scheduleInstance(id: string, delay: number = this.#o.knownGoodDelayMs ?? 1000): void {

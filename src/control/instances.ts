@@ -128,6 +128,11 @@ export class InstanceService {
     }
     const desired = action === 'pause' ? 'paused' : action === 'stop' ? 'stopped' : 'running';
     this.d.store.transaction(() => {
+      // A pause or resume that meets a stop in flight would, once the stop is done, leave
+      // "paused" as the goal and the reconciler would start the instance again to pause it.
+      if ((action === 'pause' || action === 'resume') && this.#current(instance.id).desiredState === 'stopped') {
+        throw new StrataError('STRATA_ERR_CONFLICT', `instance ${tenant.name}/${instance.name} is being stopped`, { action });
+      }
       this.d.store.updateInstance(instance.id, { desiredState: desired });
       audit({ action: `instance.${action}`, target: `${tenant.name}/${instance.name}`, tenantId: tenant.id });
     });

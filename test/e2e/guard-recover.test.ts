@@ -155,3 +155,22 @@ test('throttle and network cut apply to the running container and undo themselve
     [['guard.throttle', 'ok'], ['guard.unthrottle', 'ok'], ['guard.cut', 'ok'], ['guard.reconnect', 'ok']]);
   await actuator.stop();
 });
+
+test('stopping and starting a watched container is no tamper: no alert, no reaction, it stays where its owner put it', async () => {
+  const l = await d.request('POST', '/v1/tenants/acme/instances?wait=30', { body: { name: 'calm', level: 'os', source: 'busybox', limits: { memoryMiB: 64 } }, headers: reason });
+  assert.equal(l.status, 200, JSON.stringify(l.body));
+  const id = l.body.instance.id as string;
+  await until(() => d.daemon.integrity.monitor.tree(`instance:${id}`), 10_000, 'the container baseline');
+
+  assert.equal((await d.request('POST', '/v1/tenants/acme/instances/calm/stop?wait=30', { headers: reason })).status, 200);
+  await sleep(1500); // what the stop took away (the unmounted root) would have been reported by now
+  await d.daemon.services.guard.drained();
+  assert.deepEqual(d.daemon.services.guard.alerts({}).filter((a) => a.instanceId === id).map((a) => a.rule), []);
+  const stopped = (await d.request('GET', '/v1/tenants/acme/instances/calm', { headers: reason })).body;
+  assert.deepEqual([stopped.state, stopped.desiredState], ['stopped', 'stopped']);
+
+  assert.equal((await d.request('POST', '/v1/tenants/acme/instances/calm/start?wait=30', { headers: reason })).status, 200);
+  await until(() => d.daemon.integrity.monitor.tree(`instance:${id}`), 10_000, 'the baseline again');
+  await d.daemon.services.guard.drained();
+  assert.deepEqual(d.daemon.services.guard.alerts({}).filter((a) => a.instanceId === id).map((a) => a.rule), []);
+});
