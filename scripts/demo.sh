@@ -19,7 +19,11 @@ if [[ ${1:-} == stop ]]; then
     for name in $(bin/strata --json instance list demo 2>/dev/null | node -e "for (const i of JSON.parse(require('fs').readFileSync(0)).items) if (i.state === 'running' || i.state === 'paused') console.log(i.name)"); do
       bin/strata --reason "demo stop" instance stop "demo/$name" --force >/dev/null || true
     done
-    kill -TERM "$(cat "$PIDFILE")"; echo "strata: stopped"
+    pid=$(cat "$PIDFILE")
+    kill -TERM "$pid"
+    # Wait until it is gone, so that a demo started right after does not mistake it for a running one.
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$PIDFILE"; echo "strata: stopped"
   else
     echo "strata: not running"
   fi
