@@ -23,7 +23,6 @@
  *
  * Needs nginx with the stream module (Debian: libnginx-mod-stream), wrk and openssl.
  */
-import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -31,36 +30,10 @@ import { join } from 'node:path';
 import { startGateway } from '../src/gateway/index.js';
 import { Nginx, nginxVersion } from './gateway-http.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
-import { freePort, requireTools } from './load.js';
+import { freePort, median, requireTools, round2, selfSignedEcCert, wrk } from './load.js';
 
 const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 const NAME = 'localhost';
-
-interface Figures {
-  requestsPerSecond: number;
-  megabytesPerSecond: number;
-}
-
-/** One wrk run; fails on socket errors or non-2xx answers (a proxy that drops streams must not look fast). */
-async function wrkRun(url: string, o: { seconds: number; connections: number; threads: number; close: boolean }): Promise<Figures> {
-  const args = [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, ...(o.close ? ['-H', 'Connection: close'] : []), url];
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let text = '';
-    child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}`))));
-  });
-  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  const transfer = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB)/.exec(out);
-  if (rps === null || transfer === null) throw new Error(`unexpected wrk output:\n${out}`);
-  if (/Non-2xx or 3xx responses|Socket errors/.test(out)) throw new Error(`errors under load:\n${out}`);
-  const scale = { B: 1 / 2 ** 20, KB: 1 / 1024, MB: 1, GB: 1024 }[transfer[2] as 'B' | 'KB' | 'MB' | 'GB'];
-  return { requestsPerSecond: Number(rps[1]), megabytesPerSecond: Number(transfer[1]) * scale };
-}
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 export default async function gatewayPassthrough(opts: BenchOptions): Promise<BenchResult> {
   requireTools('nginx', 'wrk');
@@ -75,17 +48,15 @@ export default async function gatewayPassthrough(opts: BenchOptions): Promise<Be
   const loadBefore = loadavg()[0]!;
 
   const dir = mkdtempSync(join(tmpdir(), 'strata-bench-passthrough-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', `/CN=${NAME}`,
-    '-addext', `subjectAltName=DNS:${NAME}`], { stdio: 'ignore' });
+  const cert = selfSignedEcCert(dir, 'backend', [NAME]);
   writeFileSync(join(dir, 'big.bin'), randomBytes(sizeMiB * 2 ** 20), { mode: 0o644 });
   chmodSync(dir, 0o755); // nginx's workers run as nobody
 
   const [backendPort, nginxPort] = [await freePort(), await freePort()];
   const backend = await Nginx.start('tls-backend', `  server {
     listen 127.0.0.1:${backendPort} ssl;
-    ssl_certificate ${dir}/cert.pem;
-    ssl_certificate_key ${dir}/key.pem;
+    ssl_certificate ${cert.certPath};
+    ssl_certificate_key ${cert.keyPath};
     ssl_protocols TLSv1.2 TLSv1.3;
     keepalive_requests 1000000;
     location = / { return 200 "hello from backend\\n"; }
@@ -115,13 +86,13 @@ stream {
   const bigLoad = { seconds, connections: streams, threads: Math.min(threads, streams), close: false };
   try {
     for (const url of [urls.nginx, urls.gateway]) {
-      await wrkRun(`${url}/`, { ...connLoad, seconds: 1 });
-      await wrkRun(`${url}/big.bin`, { ...bigLoad, seconds: 1 });
+      await wrk(`${url}/`, { ...connLoad, seconds: 1 });
+      await wrk(`${url}/big.bin`, { ...bigLoad, seconds: 1 });
     }
     for (let r = 0; r < rounds; r++) {
       for (const [url, into] of [[urls.nginx, theirs], [urls.gateway, ours]] as const) {
-        into.conn.push((await wrkRun(`${url}/`, connLoad)).requestsPerSecond);
-        into.mbps.push((await wrkRun(`${url}/big.bin`, bigLoad)).megabytesPerSecond);
+        into.conn.push((await wrk(`${url}/`, connLoad)).requestsPerSecond);
+        into.mbps.push((await wrk(`${url}/big.bin`, bigLoad)).megabytesPerSecond);
       }
     }
   } finally {

@@ -18,7 +18,6 @@
  * the kernel, so a large one shows the cost of shipping every event to user
  * space. Requires root, gcc, bpftrace and the built-in images.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -11,15 +11,17 @@ import { join } from 'node:path';
 export interface WrkResult {
   requestsPerSecond: number;
   p99Ms: number;
+  /** wrk's Transfer/sec, in MiB/s. */
+  megabytesPerSecond: number;
 }
 
 /**
  * Runs wrk against `url` and reads req/s and the p99 latency from its report.
  * `script`: a wrk Lua script (e.g. one that picks each request's Host).
  */
-export async function wrk(url: string, o: { seconds: number; connections: number; threads: number; host?: string; script?: string }): Promise<WrkResult> {
+export async function wrk(url: string, o: { seconds: number; connections: number; threads: number; host?: string; script?: string; close?: boolean }): Promise<WrkResult> {
   const args = [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, '--latency',
-    ...(o.host ? ['-H', `Host: ${o.host}`] : []), ...(o.script ? ['-s', o.script] : []), url];
+    ...(o.host ? ['-H', `Host: ${o.host}`] : []), ...(o.close ? ['-H', 'Connection: close'] : []), ...(o.script ? ['-s', o.script] : []), url];
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
@@ -29,10 +31,12 @@ export async function wrk(url: string, o: { seconds: number; connections: number
   });
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
-  if (rps === null || p99 === null) throw new Error(`unexpected wrk output:\n${out}`);
+  const transfer = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB)/.exec(out);
+  if (rps === null || p99 === null || transfer === null) throw new Error(`unexpected wrk output:\n${out}`);
   if (/Non-2xx or 3xx responses|Socket errors/.test(out)) throw new Error(`errors under load:\n${out}`);
   const scale = p99[2] === 'us' ? 1 / 1000 : p99[2] === 's' ? 1000 : 1;
-  return { requestsPerSecond: Number(rps[1]), p99Ms: Number(p99[1]) * scale };
+  const mib = { B: 1 / 2 ** 20, KB: 1 / 1024, MB: 1, GB: 1024 }[transfer[2] as 'B' | 'KB' | 'MB' | 'GB'];
+  return { requestsPerSecond: Number(rps[1]), p99Ms: Number(p99[1]) * scale, megabytesPerSecond: Number(transfer[1]) * mib };
 }
 
 export async function freePort(): Promise<number> {

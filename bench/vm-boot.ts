@@ -5,12 +5,8 @@
  * aarch64 under `emu` (TCG). The value is the x86_64 median; aarch64 is in `extra`.
  * Anchor: Firecracker's published boot of a minimal guest on KVM (~125 ms).
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { LevelDriver } from '../src/levels/driver.js';
-import { EmuDriver, VmDriver } from '../src/levels/vm/index.js';
-import { getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../test/levels/vm/support.js';
+import { getWhen200, guestUrl, vmSpec, withGuestDrivers } from '../test/levels/vm/support.js';
 import { intOption, percentile, timed, type Bench } from './harness.js';
 
 async function bootTimes(driver: LevelDriver, level: 'vm' | 'emu', arch: 'x86_64' | 'aarch64', runs: number): Promise<{ ms: number[]; accelerator: string }> {
@@ -37,17 +33,7 @@ async function bootTimes(driver: LevelDriver, level: 'vm' | 'emu', arch: 'x86_64
 
 const bench: Bench = async (opts) => {
   const runs = intOption(opts, 'runs', 1);
-  for (const arch of ['x86_64', 'aarch64'] as const) {
-    const missing = imageMissing(arch);
-    if (missing) throw new Error(`vm-boot: ${missing}`);
-  }
-  const root = await mkdtemp(join(tmpdir(), 'strata-bench-vm-boot-'));
-  await chmod(root, 0o711);
-  const vm = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(4) });
-  const emu = new EmuDriver({ stateDir: join(root, 'emu'), network: testNetwork(9) });
-  try {
-    const vmReason = (await vm.provision()).reason;
-    await emu.provision();
+  return withGuestDrivers('bench-vm-boot', async ({ vm, emu, vmReason }) => {
     const x86 = await bootTimes(vm, 'vm', 'x86_64', runs);
     const arm = await bootTimes(emu, 'emu', 'aarch64', runs);
     const x86p50 = percentile(x86.ms, 50);
@@ -65,11 +51,7 @@ const bench: Bench = async (opts) => {
       ],
       extra: { accelerator: x86.accelerator, accelerator_reason: vmReason, aarch64_ms: armp50, aarch64_accelerator: arm.accelerator, runs },
     };
-  } finally {
-    await vm.cleanup();
-    await emu.cleanup();
-    await rm(root, { recursive: true, force: true });
-  }
+  });
 };
 
 export default bench;

@@ -13,14 +13,11 @@
  * here: its translation cache, capped at 64 MiB, is most of the overhead).
  * Anchor: Firecracker's published memory overhead of a microVM on KVM (< 5 MiB).
  */
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LevelDriver } from '../src/levels/driver.js';
 import { cgroupMode } from '../src/levels/vm/cgroup.js';
-import { EmuDriver, VmDriver } from '../src/levels/vm/index.js';
-import { getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../test/levels/vm/support.js';
+import { getWhen200, guestUrl, vmSpec, withGuestDrivers } from '../test/levels/vm/support.js';
 import { intOption, type Bench } from './harness.js';
 
 interface Footprint {
@@ -85,17 +82,7 @@ async function footprint(driver: LevelDriver, level: 'vm' | 'emu', arch: 'x86_64
 const bench: Bench = async (opts) => {
   const memoryMiB = intOption(opts, 'memory', 256);
   const settleMs = intOption(opts, 'settle', 2_000);
-  for (const arch of ['x86_64', 'aarch64'] as const) {
-    const missing = imageMissing(arch);
-    if (missing) throw new Error(`vm-memory: ${missing}`);
-  }
-  const root = await mkdtemp(join(tmpdir(), 'strata-bench-vm-memory-'));
-  await chmod(root, 0o711);
-  const vm = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(4) });
-  const emu = new EmuDriver({ stateDir: join(root, 'emu'), network: testNetwork(9) });
-  try {
-    const vmReason = (await vm.provision()).reason;
-    await emu.provision();
+  return withGuestDrivers('bench-vm-memory', async ({ vm, emu, vmReason }) => {
     const x86 = await footprint(vm, 'vm', 'x86_64', memoryMiB, settleMs);
     const arm = await footprint(emu, 'emu', 'aarch64', memoryMiB, settleMs);
     const overhead = (f: Footprint) => ({
@@ -120,11 +107,7 @@ const bench: Bench = async (opts) => {
         x86_64: { ...x86, overhead: ox }, aarch64: { ...arm, overhead: oa },
       },
     };
-  } finally {
-    await vm.cleanup();
-    await emu.cleanup();
-    await rm(root, { recursive: true, force: true });
-  }
+  });
 };
 
 export default bench;

@@ -18,7 +18,7 @@ import { Exchange } from './exchange.js';
 import { Header, classifyHeader, tokenEquals } from './headers.js';
 import { normaliseHost } from './host.js';
 import { METHODS, REQUEST, createParser, feedParser, setOnMessageComplete, type HttpParser, type ParseError, type SocketFeed } from './http-parser.js';
-import { errorPage, httpDate, reason } from './pages.js';
+import { ERROR_PAGE_HEADERS, errorPage, httpDate, reason } from './pages.js';
 import { recordExchange } from './record.js';
 import { isFramingError } from './security.js';
 
@@ -455,7 +455,7 @@ export class ClientConnection {
   }
 
   respondError(ex: Exchange, status: number, extraHeaders = ''): void {
-    this.respondLocal(ex, status, `${extraHeaders}Content-Type: text/html\r\nCache-Control: no-store\r\n`, errorPage(status));
+    this.respondLocal(ex, status, extraHeaders + ERROR_PAGE_HEADERS, errorPage(status));
   }
 
   /** Called when the socket can take more after `write` returned false. */

@@ -11,7 +11,7 @@
 import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Exchange } from './exchange.js';
 import { h2LocalHeaders, h2ResponseHeaders } from './h2-headers.js';
-import { errorPage, httpDate } from './pages.js';
+import { ERROR_PAGE_HEADERS, errorPage, httpDate } from './pages.js';
 
 /** What a stream needs from its connection. */
 export interface H2Session {
@@ -158,7 +158,7 @@ export class H2Stream {
   }
 
   respondError(ex: Exchange, status: number, extraHeaders = ''): void {
-    this.respondLocal(ex, status, `${extraHeaders}Content-Type: text/html\r\nCache-Control: no-store\r\n`, errorPage(status));
+    this.respondLocal(ex, status, extraHeaders + ERROR_PAGE_HEADERS, errorPage(status));
   }
 
   waitForDrain(resume?: () => void): void {

@@ -7,6 +7,9 @@ import { STATUS_CODES } from 'node:http';
 
 const pageCache = new Map<number, Buffer>();
 
+/** The header lines every error page is sent with (HTTP/1.1 syntax; the HTTP/2 stream converts them). */
+export const ERROR_PAGE_HEADERS = 'Content-Type: text/html\r\nCache-Control: no-store\r\n';
+
 /** A small HTML page for `status`, built once per status. */
 export function errorPage(status: number): Buffer {
   let page = pageCache.get(status);

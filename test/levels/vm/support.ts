@@ -1,8 +1,10 @@
 /** Shared by the vm/emu tests and benchmarks: specs, a temp state dir, image presence, and polling HTTP until it answers. */
 import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { InstanceSpec, LevelDriver } from '../../../src/levels/driver.js';
-import type { QemuDriverOptions } from '../../../src/levels/vm/driver.js';
+import { EmuDriver, VmDriver, type QemuDriverOptions } from '../../../src/levels/vm/driver.js';
 import { findImage, DEFAULT_IMAGE_ROOT } from '../../../src/levels/vm/images.js';
 import type { GuestArch } from '../../../src/levels/vm/cmdline.js';
 
@@ -16,8 +18,11 @@ export function vmSpec(id: string, level: 'vm' | 'emu', config: Record<string, u
 
 /**
  * Tenant networks of a test or benchmark driver: its own tag and /16, so it never
- * shares a bridge or address with a daemon or another test on the machine. Slots:
- * 0 conformance, 1 guests, 2 attacks, 3 runaway, 4 benches, 5 disks/clone, 6 stop.
+ * shares a bridge or address with a daemon or another test on the machine (test
+ * files run one at a time, so only files that run together need apart slots). Slots:
+ * 0 conformance, 1 guests, 2 attacks, 3 runaway, 4 benches (vm), 5 disks/clone/gateway,
+ * 6 stop, 7 and 8 guests (emu), 8 kernel text and move (sender), 9 move (receiver),
+ * console and benches (emu).
  */
 export function testNetwork(slot: number, hostPorts: readonly number[] = []): NonNullable<QemuDriverOptions['network']> {
   return { tag: `v${'abcdefghij'[slot]!}`, subnet: `10.${180 + slot}.0.0/16`, hostPorts };
@@ -66,5 +71,30 @@ export async function getWhen200(url: string, timeoutMs: number, pollMs = 20): P
     }
     if (Date.now() > deadline) throw new Error(`${url}: no 200 within ${timeoutMs} ms (${last})`);
     await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+/**
+ * Runs `work` with a provisioned x86_64 `vm` driver and an `emu` driver (both
+ * arches' images must be there) over a temporary state dir, and cleans both up
+ * after. `vmReason`: why the vm driver runs on the accelerator it does.
+ */
+export async function withGuestDrivers<T>(label: string, work: (d: { vm: VmDriver; emu: EmuDriver; vmReason: string }) => Promise<T>): Promise<T> {
+  for (const arch of ['x86_64', 'aarch64'] as const) {
+    const missing = imageMissing(arch);
+    if (missing) throw new Error(`${label}: ${missing}`);
+  }
+  const root = await mkdtemp(join(tmpdir(), `strata-${label}-`));
+  await chmod(root, 0o711); // the VM user traverses it
+  const vm = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(4) });
+  const emu = new EmuDriver({ stateDir: join(root, 'emu'), network: testNetwork(9) });
+  try {
+    const vmReason = (await vm.provision()).reason;
+    await emu.provision();
+    return await work({ vm, emu, vmReason });
+  } finally {
+    await vm.cleanup();
+    await emu.cleanup();
+    await rm(root, { recursive: true, force: true });
   }
 }
