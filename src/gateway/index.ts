@@ -210,6 +210,8 @@ class Supervisor implements Gateway {
       if (m.type === 'security') this.securityListener?.(m.counts);
       else slot.onMessage(m, this.log);
     });
+    // A message to a worker that is going away fails (EPIPE); its 'exit' is what counts, and it is handled below.
+    child.on('error', (err) => this.log.warn({ worker: slot.index, err }, 'gateway worker channel error'));
     child.on('exit', (code, signal) => {
       if (slot.child !== child) return;
       slot.child = null;
