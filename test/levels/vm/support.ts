@@ -22,10 +22,11 @@ export function vmSpec(id: string, level: 'vm' | 'emu', config: Record<string, u
  * files run one at a time, so only files that run together need apart slots). Slots:
  * 0 conformance, 1 guests, 2 attacks, 3 runaway, 4 benches (vm), 5 disks/clone/gateway,
  * 6 stop, 7 and 8 guests (emu), 8 kernel text and move (sender), 9 move (receiver),
- * console and benches (emu).
+ * console and benches (emu), 10 and 11 move between daemons, 12 and 13 the guard's
+ * vm cases, 14 console log and restore.
  */
 export function testNetwork(slot: number, hostPorts: readonly number[] = []): NonNullable<QemuDriverOptions['network']> {
-  return { tag: `v${'abcdefghij'[slot]!}`, subnet: `10.${180 + slot}.0.0/16`, hostPorts };
+  return { tag: `v${'abcdefghijklmnop'[slot]!}`, subnet: `10.${180 + slot}.0.0/16`, hostPorts };
 }
 
 /**
