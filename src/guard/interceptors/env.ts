@@ -1,8 +1,10 @@
 /**
  * The isolate-boundary interceptor (`env` level): every call tenant code makes
  * across its isolate's boundary (`isolate.call`: kv.*, fetch, console, timers,
- * crypto), every resource limit it hits (`isolate.limit` with `isolate.limit`
- * cpu / memory / wall) and every isolate-host crash under it (`isolate.crash`).
+ * crypto), every call the boundary refuses (`isolate.denied`: the call, with
+ * `call.url`, `call.host`, `call.reason` — a fetch outside the allowlist, a call
+ * no runtime makes), every resource limit it hits (`isolate.limit`: cpu, memory,
+ * wall, timers, kv) and every isolate-host crash under it (`isolate.crash`).
  *
  * The env driver reports these from its supervisor through one observer hook;
  * this interceptor only buffers them (EventBatch), so the boundary never
@@ -53,6 +55,9 @@ export function toGuardEvent(e: BoundaryEvent): GuardEvent {
     return { ...base, kind: 'isolate.limit', priority: 'warning', fields: { 'isolate.limit': String(e.fields.limit ?? 'unknown'), ...flat(e.fields, 'isolate.', ['limit']) } };
   }
   if (e.kind === 'isolate.crash') return { ...base, kind: 'isolate.crash', priority: 'error', fields: flat(e.fields, 'isolate.') };
+  if (e.kind === 'isolate.denied') {
+    return { ...base, kind: 'isolate.denied', priority: 'warning', fields: { 'isolate.denied': String(e.fields.call ?? 'unknown'), ...flat(e.fields, 'call.', ['call']) } };
+  }
   return { ...base, kind: 'isolate.call', priority: 'info', fields: { 'isolate.call': e.kind, ...flat(e.fields, 'call.') } };
 }
 

@@ -329,17 +329,18 @@ export class EnvDriver implements LevelDriver {
   }
 
   /**
-   * Lets the guard observe the isolate boundary: every host call, every limit
-   * hit (`isolate.limit`: cpu, memory, wall) and every host crash under an
-   * instance (`isolate.crash`). The observer must return at once; it never
+   * Lets the guard observe the isolate boundary: every host call, every refusal
+   * (`isolate.denied`), every limit hit (`isolate.limit`: cpu, memory, wall,
+   * timers, kv) and every host crash under an instance (`isolate.crash`). The observer must return at once; it never
    * changes what tenant code sees. null detaches it.
    */
   observe(observer: ((event: HostCallEvent) => void) | null): void {
     this.#observer = observer;
   }
 
+  /** The wall-clock limit and host crashes, seen per request; cpu and memory come with the isolate's reset (HostCalls.limitHit). */
   #observeFailure(inst: EnvInstance, failure: string, detail: string): void {
-    const limit = failure === 'cpu' || failure === 'memory' ? failure : failure === 'timeout' ? 'wall' : null;
+    const limit = failure === 'timeout' ? 'wall' : null;
     const kind = limit ? 'isolate.limit' : failure === 'crashed' ? 'isolate.crash' : null;
     if (!kind || !this.#observer) return;
     try {

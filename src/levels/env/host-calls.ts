@@ -10,8 +10,8 @@
  * belongs to is the one the supervisor placed on that host — never what the
  * host claims beyond that — and its tenant decides which KV file is touched.
  */
-import { KvError, type KvNamespace, type KvStores } from './kv.js';
-import { outboundFetch, OutboundError, type OutboundPolicy } from './outbound.js';
+import { KvError, KvQuotaError, type KvNamespace, type KvStores } from './kv.js';
+import { outboundFetch, OutboundError, OutboundRefused, type OutboundPolicy } from './outbound.js';
 import type { InstanceLog } from './instance-log.js';
 
 /** One boundary call, as the guard sees it. Fields never carry KV values or bodies. */
@@ -20,7 +20,12 @@ export interface HostCallEvent {
   time: number;
   tenantId: string;
   instanceId: string;
-  /** kv.get, kv.put, kv.delete, kv.list, fetch, console, crypto.random, timer.set */
+  /**
+   * A call: kv.get, kv.put, kv.delete, kv.list, fetch, console, crypto.random, timer.set.
+   * A refusal: `isolate.denied` (`call`: fetch outside the allowlist, or a call the boundary does not know).
+   * A limit hit: `isolate.limit` (`limit`: cpu, memory — the isolate was reset —, timers, kv quota; the
+   * driver adds wall). A host crash under a request: `isolate.crash` (from the driver).
+   */
   kind: string;
   fields: Record<string, unknown>;
 }
@@ -92,13 +97,21 @@ export class HostCalls {
           return { ok: true, value: { status: res.status, headers: res.headers }, body: res.body };
         }
         default:
-          this.#report(ctx, kind, { refused: true });
+          // The runtime makes only the calls above: anything else means tenant code reached the raw bridge.
+          this.#report(ctx, 'isolate.denied', { call: kind.slice(0, 64), reason: 'unknown host call' });
           return { ok: false, value: `unknown host call ${kind}` };
       }
     } catch (e) {
+      if (e instanceof KvQuotaError) this.#report(ctx, 'isolate.limit', { limit: 'kv', detail: e.message });
+      if (e instanceof OutboundRefused) this.#report(ctx, 'isolate.denied', { call: kind, url: str(fields.url), host: hostOf(str(fields.url)), reason: e.message });
       if (e instanceof KvError || e instanceof OutboundError) return { ok: false, value: e.message };
       return { ok: false, value: `${kind} failed` };
     }
+  }
+
+  /** An isolate was reset for breaking its CPU or memory limit (whether in a request or in a timer). */
+  limitHit(ctx: CallerContext, limit: string, detail: string): void {
+    this.#report(ctx, 'isolate.limit', { limit, detail });
   }
 
   /** Records a batch of calls that needed no answer; console output goes to the instance's log. */
@@ -112,8 +125,17 @@ export class HostCalls {
         this.#report(ctx, 'console', { level, bytes: message.length }, e.time);
       } else if (e.kind === 'crypto.random' || e.kind === 'timer.set') {
         this.#report(ctx, e.kind, { ...e.fields }, e.time);
+      } else if (e.kind === 'limit' && e.fields.limit === 'timers') {
+        this.#report(ctx, 'isolate.limit', { limit: 'timers', detail: `too many pending timers (limit ${Number(e.fields.max) || 0})` }, e.time);
+      } else if (e.kind === 'limit' && e.fields.limit === 'memory') {
+        this.#report(ctx, 'isolate.limit', { limit: 'memory', detail: `an ArrayBuffer was refused at the memory limit of ${Number(e.fields.max) || 0} MiB` }, e.time);
       }
     }
     ctx.log.write(lines);
   }
+}
+
+/** The host[:port] a URL names, or '' when it names none. */
+function hostOf(url: string): string {
+  try { return new URL(url).host; } catch { return ''; }
 }

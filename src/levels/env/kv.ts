@@ -21,6 +21,8 @@ const TENANT_FILE_MAX_BYTES = 1024 * 1024 * 1024;
 
 /** A KV error tenant code sees (as the rejection of its KV call). */
 export class KvError extends Error {}
+/** A write past the namespace's quota: a limit hit the guard hears of (`isolate.limit` kv). */
+export class KvQuotaError extends KvError {}
 
 export interface KvNamespace {
   tenantId: string;
@@ -69,7 +71,7 @@ export class KvStores {
       const old = db.prepare('SELECT length(value) AS n FROM kv WHERE ns = ? AND key = ?').get(ns.namespace, key) as { n: number } | undefined;
       const used = this.usage(ns);
       const next = used - (old ? old.n + Buffer.byteLength(key) : 0) + bytes.length + Buffer.byteLength(key);
-      if (next > ns.quotaBytes) throw new KvError(`KV quota exceeded: ${next} of ${ns.quotaBytes} bytes`);
+      if (next > ns.quotaBytes) throw new KvQuotaError(`KV quota exceeded: ${next} of ${ns.quotaBytes} bytes`);
       db.prepare('INSERT INTO kv (ns, key, value) VALUES (?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value').run(ns.namespace, key, bytes);
       db.prepare('INSERT INTO usage (ns, bytes) VALUES (?, ?) ON CONFLICT (ns) DO UPDATE SET bytes = excluded.bytes').run(ns.namespace, next);
     })();

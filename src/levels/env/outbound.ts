@@ -14,6 +14,8 @@ const TIMEOUT_MS = 30_000;
 
 /** A refusal or failure tenant code sees as the rejection of its fetch. */
 export class OutboundError extends Error {}
+/** A fetch the allowlist or the provider's policy refused (not one that failed on the way): the guard hears of it. */
+export class OutboundRefused extends OutboundError {}
 
 export type OutboundPolicy = (host: string, port: number) => boolean;
 
@@ -49,10 +51,10 @@ export function allowedBy(allow: readonly string[], host: string, port: number):
 export async function outboundFetch(allow: readonly string[], policy: OutboundPolicy, req: OutboundRequest): Promise<OutboundResponse> {
   let url: URL;
   try { url = new URL(req.url); } catch { throw new OutboundError(`fetch: invalid URL ${req.url}`); }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OutboundError(`fetch: only http and https, not ${url.protocol}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OutboundRefused(`fetch: only http and https, not ${url.protocol}`);
   const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
   if (!allowedBy(allow, url.hostname, port) || !policy(url.hostname, port)) {
-    throw new OutboundError(`fetch: ${url.host} is not in this instance's outbound allowlist`);
+    throw new OutboundRefused(`fetch: ${url.host} is not in this instance's outbound allowlist`);
   }
   if (req.body && req.body.length > MAX_OUTBOUND_BODY_BYTES) throw new OutboundError('fetch: request body too large');
   let res: Response;

@@ -449,6 +449,8 @@ export class Supervisor {
       case 'reset': {
         const p = this.#owned(host, m.inst, m.gen);
         p?.spec.caller.log.write([{ source: 'platform', level: 'error', message: `isolate reset (${m.reason}): ${String(m.detail)}` }]);
+        // Reported here, not per failed request: a reset from a timer fails no request, and one from a request may fail several.
+        if (p && (m.reason === 'cpu' || m.reason === 'memory')) this.opts.calls.limitHit(p.spec.caller, m.reason, String(m.detail));
         return;
       }
       case 'stats':

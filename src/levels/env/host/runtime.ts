@@ -325,9 +325,16 @@ export function installRuntime(
 
   const timers = new Map<number, { fn: (...a: unknown[]) => void; args: unknown[] }>();
   let nextTimer = 0;
+  // The guard hears of a refused timer once per entry into the isolate: code that catches the
+  // RangeError and keeps trying would otherwise flood the boundary with one report per attempt.
+  let timerRefusalReported = false;
   function setTimeout(fn: (...a: unknown[]) => void, ms = 0, ...args: unknown[]): number {
     if (typeof fn !== 'function') throw new TypeError('setTimeout needs a function');
-    if (timers.size >= maxTimers) throw new RangeError(`too many pending timers (limit ${maxTimers})`);
+    if (timers.size >= maxTimers) {
+      if (!timerRefusalReported) notify('limit', stringify({ limit: 'timers', max: maxTimers }));
+      timerRefusalReported = true;
+      throw new RangeError(`too many pending timers (limit ${maxTimers})`);
+    }
     const id = ++nextTimer;
     timers.set(id, { fn, args });
     arm(id, Math.min(Math.max(0, Number(ms) || 0), maxTimerMs));
@@ -383,6 +390,7 @@ export function installRuntime(
       handler = candidate;
     },
     async dispatch(head, body) {
+      timerRefusalReported = false;
       if (!handler) throw new Error('no handler bound');
       const request = new Request(head.url, { method: head.method, headers: head.headers, body: body && body.length > 0 ? body : undefined });
       const response = await handler.fetch(request, env, ctx);
@@ -397,6 +405,7 @@ export function installRuntime(
       else waiter.reject(new Error(String(value)));
     },
     fire(id) {
+      timerRefusalReported = false;
       const timer = timers.get(id);
       if (!timer) return;
       timers.delete(id);

@@ -41,6 +41,7 @@ const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
 /** Top-level module code gets this much time at least (it usually builds tables). */
 const MIN_STARTUP_MS = 500;
 const TIMED_OUT = 'Script execution timed out.';
+const ARRAY_BUFFER_REFUSED = 'Array buffer allocation failed';
 
 type Entry = ivm.Reference<(...args: unknown[]) => unknown>;
 
@@ -181,6 +182,11 @@ export class TenantIsolate {
     if (message === TIMED_OUT) return this.#reset('cpu', `a run of the handler exceeded its CPU-time limit of ${this.limits.cpuMs} ms`);
     if (isolate?.isDisposed && !this.#disposed) return this.#reset('memory', `the isolate exceeded its memory limit of ${this.limits.memoryMiB} MiB`);
     if (this.#disposed) return { ok: false, failure: 'unloaded', detail: 'isolate unloaded' };
+    // V8 refuses an ArrayBuffer past the isolate's memory limit with an exception, not a reset: still a limit hit.
+    // (Code that throws this message itself only reports itself.)
+    if (error instanceof Error && error.message === ARRAY_BUFFER_REFUSED) {
+      this.side.event(this.inst, 'limit', { limit: 'memory', max: this.limits.memoryMiB });
+    }
     return { ok: false, failure: 'exception', detail: describe(error, isolate) };
   }
 
