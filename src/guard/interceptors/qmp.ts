@@ -4,7 +4,11 @@
  * - `QmpInterceptor`: every QMP event of every VM (STOP, RESUME, SHUTDOWN,
  *   RESET, POWERDOWN, GUEST_PANICKED, WATCHDOG, …) as a `vm.event` event,
  *   tapped from the driver's own monitor connections (QEMU serves one client
- *   per QMP socket) and batched off the socket reader.
+ *   per QMP socket) and batched off the socket reader. SHUTDOWN and RESET
+ *   carry `vm.expected`: false when the guest did it (`vm.guest`) without the
+ *   host asking for a power-down (a POWERDOWN in the minute before) — a reboot
+ *   or a panic (`panic=-1` with `-no-reboot`: QEMU ends with reason
+ *   `guest-reset`), or the guest powering itself off.
  * - `KernelTextWatch`: introspection. The guest kernel's text section is read
  *   from guest-physical memory with QMP `pmemsave` and hashed (SHA-256, and per
  *   4 KiB page so a change can be located); a baseline taken after boot is
@@ -39,10 +43,15 @@ const EVENT_PRIORITY: Record<string, Priority> = {
   SHUTDOWN: 'notice', RESET: 'notice', POWERDOWN: 'notice', STOP: 'info', RESUME: 'info',
 };
 
+/** How long after a host-requested power-down (POWERDOWN) the guest's own SHUTDOWN counts as the answer to it. */
+const POWERDOWN_ANSWER_MS = 60_000;
+
 export class QmpInterceptor implements Interceptor {
   readonly id = 'qmp:events';
   #untap: (() => void) | undefined;
   #batch: EventBatch | undefined;
+  /** Socket path → when the host last asked its guest to power down. */
+  readonly #powerdownAt = new Map<string, number>();
 
   constructor(private readonly tap: QmpTap, private readonly subjectOf: QmpSubjectOf) {}
 
@@ -52,7 +61,16 @@ export class QmpInterceptor implements Interceptor {
       const s = this.subjectOf(path);
       if (!s) return;
       const time = e.timestamp ? e.timestamp.seconds * 1000 + Math.floor(e.timestamp.microseconds / 1000) : Date.now();
-      batch.push({ time, tenantId: s.tenantId, instanceId: s.instanceId, level: s.level, kind: 'vm.event', priority: EVENT_PRIORITY[e.event] ?? 'info', fields: { 'vm.event': e.event, ...flat(e.data ?? {}, 'vm.') } });
+      const fields: Record<string, FieldValue> = { 'vm.event': e.event, ...flat(e.data ?? {}, 'vm.') };
+      let priority = EVENT_PRIORITY[e.event] ?? 'info';
+      if (e.event === 'POWERDOWN') this.#powerdownAt.set(path, time);
+      if (e.event === 'SHUTDOWN' || e.event === 'RESET') {
+        const asked = time - (this.#powerdownAt.get(path) ?? -Infinity) <= POWERDOWN_ANSWER_MS;
+        fields['vm.expected'] = e.data?.guest !== true || (asked && e.event === 'SHUTDOWN');
+        if (!fields['vm.expected']) priority = 'warning';
+        if (e.event === 'SHUTDOWN') this.#powerdownAt.delete(path);
+      }
+      batch.push({ time, tenantId: s.tenantId, instanceId: s.instanceId, level: s.level, kind: 'vm.event', priority, fields });
     });
   }
 

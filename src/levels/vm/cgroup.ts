@@ -8,7 +8,7 @@
  * `cgroup.procs` files before it execs QEMU, so no QEMU instruction runs outside.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -91,4 +91,45 @@ export async function removeVmCgroup(name: string, root = CGROUP_FS): Promise<vo
       }
     }
   }
+}
+
+/** What the guard reads of a VM's memory cgroup: use against the limit, and the kernel's own counts of limit hits and OOM kills. */
+export interface VmMemoryStats {
+  usageBytes: number;
+  limitBytes: number;
+  /** Times the cgroup hit its limit (v1 `memory.failcnt`, v2 `memory.events` max). Cumulative. */
+  limitHits: number;
+  /** Processes (QEMU: the whole VM) the OOM killer ended in it (v1 `memory.oom_control` oom_kill, v2 `memory.events` oom_kill). Cumulative. */
+  oomKills: number;
+}
+
+/** The memory counters of the cgroup `name`; null when it does not exist (any more). */
+export async function readVmMemoryStats(name: string, root = CGROUP_FS): Promise<VmMemoryStats | null> {
+  const read = (dir: string, file: string): Promise<string> => readFile(join(dir, file), 'utf8');
+  const field = (text: string, key: string): number => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  try {
+    if (cgroupMode(root) === 'v2') {
+      const dir = join(root, PARENT, name);
+      const [current, max, events] = await Promise.all([read(dir, 'memory.current'), read(dir, 'memory.max'), read(dir, 'memory.events')]);
+      const limit = max.trim() === 'max' ? Number.MAX_SAFE_INTEGER : Number(max);
+      return { usageBytes: Number(current), limitBytes: limit, limitHits: field(events, 'max'), oomKills: field(events, 'oom_kill') };
+    }
+    const dir = join(root, 'memory', PARENT, name);
+    const [usage, limit, failcnt, oom] = await Promise.all([
+      read(dir, 'memory.usage_in_bytes'), read(dir, 'memory.limit_in_bytes'), read(dir, 'memory.failcnt'), read(dir, 'memory.oom_control'),
+    ]);
+    return { usageBytes: Number(usage), limitBytes: Number(limit), limitHits: Number(failcnt), oomKills: field(oom, 'oom_kill') };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+/** Nanoseconds the cgroup `name` spent held back by its CPU quota (v1 `cpu.stat` throttled_time, v2 throttled_usec); null when it is gone. Cumulative. */
+export async function readVmThrottledNs(name: string, root = CGROUP_FS): Promise<number | null> {
+  const v2 = cgroupMode(root) === 'v2';
+  const text = await readFile(v2 ? join(root, PARENT, name, 'cpu.stat') : join(root, 'cpu', PARENT, name, 'cpu.stat'), 'utf8').catch(() => null);
+  if (text === null) return null;
+  const m = (v2 ? /^throttled_usec (\d+)$/m : /^throttled_time (\d+)$/m).exec(text);
+  return m ? Number(m[1]) * (v2 ? 1000 : 1) : 0;
 }

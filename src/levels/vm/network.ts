@@ -61,9 +61,11 @@ export class VmNetwork {
   readonly #network: Network;
   readonly #allocations: Allocations;
   readonly #tag: string;
+  readonly #hostPorts: readonly number[];
 
   constructor(o: VmNetworkOptions) {
     this.#tag = o.tag;
+    this.#hostPorts = o.hostPorts;
     this.#network = new Network({ tag: o.tag, hostPorts: o.hostPorts, table: `${o.tag}_vm` });
     // The uid plan of Allocations is the os level's user namespaces: unused here, any valid base does.
     this.#allocations = new Allocations({ stateDir: o.stateDir, subnet: o.subnet, idBase: 65_536 });
@@ -98,6 +100,7 @@ export class VmNetwork {
   /** Firewall, tenant bridge, and a fresh tap owned by `user` on it, up. */
   async plug(a: VmAddress, user: VmUser): Promise<void> {
     await this.#network.ensureFirewall();
+    await this.#ensureProbeCounters();
     const bridge = await this.#network.ensureBridge(a.tenantIndex, `${a.gateway}/${a.prefixLength}`);
     await pinBridgeMac(bridge);
     await this.unplug(a.tap);
@@ -127,6 +130,12 @@ export class VmNetwork {
     });
   }
 
+  /** The guard's view of what the firewall refuses (`probeCounterRules`), added to the table once. */
+  async #ensureProbeCounters(): Promise<void> {
+    if (await runQuietly('nft', ['list', 'chain', 'inet', this.table, 'probes_routed'])) return;
+    await run('nft', ['-f', '-'], { input: probeCounterRules(this.table, `${this.#tag}b*`, this.#hostPorts) });
+  }
+
   /** Removes every bridge and the table of this tag: for a driver that holds no instance any more. */
   async removeAll(): Promise<void> {
     for (const tap of await this.taps()) await this.unplug(tap);
@@ -147,4 +156,78 @@ async function pinBridgeMac(bridge: string): Promise<void> {
   const h = createHash('sha256').update(bridge).digest();
   const mac = ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
   await run('ip', ['link', 'set', bridge, 'address', mac]);
+}
+
+/** The sets that count the new connections a tenant bridge's firewall refuses: to the host itself, and routed (other tenants, outside). */
+export const PROBE_SETS = { host: 'strata_probes_host', routed: 'strata_probes_routed' } as const;
+
+/**
+ * Counters for the guard (its network interceptor for VMs), never a verdict:
+ * two chains that accept everything and, for each new TCP connection (a bare
+ * SYN) or UDP flow from a tenant bridge that goes nowhere, bump a per-flow
+ * counter keyed by bridge, source, destination, protocol and port — one for
+ * the host itself other than the gateway's ports (input, just before the
+ * firewall's chain: priority -11 < -10, so only what it will drop), one for
+ * unicast addresses elsewhere (prerouting: the host does not forward, so a
+ * packet for another tenant or the outside dies in routing, before any forward
+ * hook). Frames between one tenant's VMs are switched by the bridge and never
+ * get here. The guest cannot see them. ICMP is not counted. Elements expire
+ * 10 min after their last packet, so the sets stay small.
+ */
+export function probeCounterRules(table: string, bridges: string, hostPorts: readonly number[]): string {
+  const set = (name: string) => `  set ${name} { type ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout 10m; size 65536; counter; }`;
+  const count = (name: string) => [
+    `    iifname "${bridges}" meta l4proto udp ct state new update @${name} { iifname . ip saddr . ip daddr . meta l4proto . udp dport }`,
+    `    iifname "${bridges}" tcp flags & (syn | ack) == syn ct state new update @${name} { iifname . ip saddr . ip daddr . meta l4proto . tcp dport }`,
+  ].join('\n');
+  const allowed = hostPorts.length > 0 ? `    iifname "${bridges}" tcp dport { ${hostPorts.join(', ')} } return\n` : '';
+  return `table inet ${table} {
+${set(PROBE_SETS.host)}
+${set(PROBE_SETS.routed)}
+  chain probes_in {
+    type filter hook input priority -11; policy accept;
+    iifname "${bridges}" ct state established,related return
+${allowed}${count(PROBE_SETS.host)}
+  }
+  chain probes_routed {
+    type filter hook prerouting priority -150; policy accept;
+    iifname "${bridges}" fib daddr type != unicast return
+${count(PROBE_SETS.routed)}
+  }
+}
+`;
+}
+
+/** One refused flow as counted so far: `kind` host (to the host itself) or routed (off the bridge). */
+export interface ProbeCount {
+  table: string;
+  kind: keyof typeof PROBE_SETS;
+  bridge: string;
+  source: string;
+  destination: string;
+  protocol: string;
+  port: number;
+  packets: number;
+}
+
+interface NftSetJson { set?: { name: string; table: string; elem?: { elem?: { val?: { concat?: unknown[] }; counter?: { packets: number } } }[] } }
+
+/** Every refused-flow counter of every vm/emu table on the machine, in one `nft` call. */
+export async function readProbeCounts(): Promise<ProbeCount[]> {
+  const { stdout } = await run('nft', ['-j', 'list', 'sets', 'inet']);
+  const kinds = new Map(Object.entries(PROBE_SETS).map(([k, v]) => [v, k as keyof typeof PROBE_SETS]));
+  const out: ProbeCount[] = [];
+  for (const item of (JSON.parse(stdout) as { nftables: NftSetJson[] }).nftables) {
+    const kind = item.set ? kinds.get(item.set.name as typeof PROBE_SETS.host) : undefined;
+    if (!item.set || !kind) continue;
+    for (const e of item.set.elem ?? []) {
+      const key = e.elem?.val?.concat;
+      if (!key || key.length !== 5) continue;
+      out.push({
+        table: item.set.table, kind, bridge: String(key[0]), source: String(key[1]), destination: String(key[2]),
+        protocol: String(key[3]), port: Number(key[4]), packets: e.elem?.counter?.packets ?? 0,
+      });
+    }
+  }
+  return out;
 }

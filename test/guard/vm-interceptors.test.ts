@@ -1,0 +1,115 @@
+/**
+ * The host-side VM interceptors without a guest: the network one over
+ * counters handed to it (attribution by bridge and source, one event per
+ * flow, repeats, spoofed sources, other tenants vs the outside), and the
+ * resource one over a real memory cgroup whose process the OOM killer ends
+ * (root only), raising the default rule.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { GuardEvent } from '../../src/guard/event.js';
+import { Guard } from '../../src/guard/guard.js';
+import { VmNetworkInterceptor } from '../../src/guard/interceptors/vm-network.js';
+import { VmResourceInterceptor } from '../../src/guard/interceptors/vm-resources.js';
+import type { VmTarget } from '../../src/guard/interceptors/vm-targets.js';
+import { loadDefaultRuleset } from '../../src/guard/rules.js';
+import { cgroupMode, createVmCgroup, removeVmCgroup } from '../../src/levels/vm/cgroup.js';
+import type { ProbeCount } from '../../src/levels/vm/network.js';
+import { FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
+
+const vm = (id: string, tenantId: string, address: string, bridge: string): VmTarget => ({
+  tenantId, instanceId: id, level: 'vm', pid: process.pid, address, bridge, cgroup: `vm-${id}`, vcpus: 1,
+});
+const TARGETS = [vm('a1', 'ta', '10.9.0.2', 'xxb0'), vm('a2', 'ta', '10.9.0.3', 'xxb0'), vm('b1', 'tb', '10.9.1.2', 'xxb1'), vm('c1', 'tc', '10.9.2.2', 'xxb2')];
+const flow = (kind: ProbeCount['kind'], bridge: string, source: string, destination: string, port: number, packets: number): ProbeCount => ({
+  table: 'xx_vm', kind, bridge, source, destination, protocol: 'tcp', port, packets,
+});
+
+async function until(what: () => boolean, label: string, ms = 5_000): Promise<void> {
+  for (const end = Date.now() + ms; !what(); await sleep(10)) if (Date.now() > end) assert.fail(`timed out: ${label}`);
+}
+
+test('the vm network interceptor reports each refused flow once, on the VM that sent it', async () => {
+  let counts: ProbeCount[] = [flow('host', 'xxb0', '10.9.0.2', '10.9.0.1', 22, 5)]; // before the start: history, not news
+  let reads = 0;
+  const events: GuardEvent[] = [];
+  const targets = [...TARGETS];
+  const net = new VmNetworkInterceptor({ targets: async () => targets, read: async () => { reads++; return counts; }, intervalMs: 10, repeatMs: 60_000 });
+  await net.start((e) => events.push(e));
+  try {
+    const after = async (next: ProbeCount[]): Promise<void> => {
+      counts = next;
+      const r = reads;
+      await until(() => reads >= r + 2, 'two polls');
+    };
+    await after([...counts, flow('host', 'xxb0', '10.9.0.2', '10.9.0.1', 22, 9)].slice(1));
+    assert.equal(events.length, 0, 'a flow counted before the start is not reported, nor its growth within repeatMs');
+
+    await after([flow('host', 'xxb0', '10.9.0.2', '10.9.0.1', 22, 9), flow('host', 'xxb0', '10.9.0.3', '10.9.0.1', 5432, 1),
+      flow('routed', 'xxb0', '10.9.0.3', '10.9.1.2', 80, 2), flow('routed', 'xxb0', '10.9.0.3', '192.0.2.1', 443, 1),
+      flow('host', 'xxb2', '10.9.2.77', '10.9.2.1', 25, 1)]);
+    const by = (dport: number) => events.find((e) => e.fields['net.dport'] === dport);
+    assert.equal(events.length, 4);
+    assert.equal(by(5432)?.instanceId, 'a2');
+    assert.equal(by(5432)?.fields['net.target'], 'host');
+    assert.equal(by(80)?.fields['net.target'], 'tenant');
+    assert.equal(by(80)?.fields['net.dtenant'], 'tb');
+    assert.equal(by(80)?.fields['net.packets'], 2);
+    assert.equal(by(443)?.fields['net.target'], 'outside');
+    assert.equal(by(25)?.instanceId, 'c1', "a spoofed source is put on its bridge's only VM");
+    assert.equal(by(25)?.fields['net.spoofed'], true);
+
+    events.length = 0;
+    await after([flow('host', 'xxb0', '10.9.0.3', '10.9.0.1', 5432, 1)]);
+    assert.equal(events.length, 0, 'nothing new');
+    await after([flow('host', 'xxb0', '10.9.0.3', '10.9.0.1', 5432, 1), flow('host', 'xxb0', '10.9.0.2', '10.9.0.1', 22, 3)]);
+    assert.equal(events.length, 1, 'an expired flow counted again is news again');
+    assert.equal(events[0]!.fields['net.packets'], 3);
+
+    events.length = 0;
+    const early = flow('host', 'xxb9', '10.9.9.2', '10.9.9.1', 22, 1);
+    await after([early]);
+    assert.equal(events.length, 0, 'a flow from a bridge with no known VM has nobody to be put on');
+    targets.push(vm('d1', 'td', '10.9.9.2', 'xxb9'));
+    await after([{ ...early, packets: 2 }]);
+    assert.equal(events.length, 1, 'once the VM is known (the targets lag a start), the flow is reported');
+    assert.equal(events[0]!.instanceId, 'd1');
+    assert.equal(events[0]!.fields['net.packets'], 2);
+  } finally {
+    await net.stop();
+  }
+});
+
+test('a VM whose QEMU the OOM killer ends in its cgroup raises "VM killed by the OOM killer"', { skip: process.getuid?.() !== 0 ? 'needs root' : false, timeout: 60_000 }, async () => {
+  const name = `guard-oom-${process.pid}`;
+  await createVmCgroup(name, { vcpus: 1, memoryMiB: 64 });
+  const target = new FakeTarget();
+  const guard = new Guard({ ruleset: await loadDefaultRuleset(), target, audit: new MemoryAudit(), events: recordingBus().bus });
+  const events: GuardEvent[] = [];
+  const subject: VmTarget = { ...vm('oom1', 'ta', '10.9.0.2', 'xxb0'), cgroup: name };
+  let alive = true;
+  const resources = new VmResourceInterceptor({ targets: async () => (alive ? [subject] : []), intervalMs: 100 });
+  await guard.addInterceptor({ id: resources.id, start: (emit) => resources.start((e) => { events.push(e); emit(e); }), stop: () => resources.stop() });
+  await guard.start();
+  try {
+    const dir = cgroupMode() === 'v2' ? `/sys/fs/cgroup/strata-vm/${name}` : `/sys/fs/cgroup/memory/strata-vm/${name}`;
+    await writeFile(`${dir}/${cgroupMode() === 'v2' ? 'memory.max' : 'memory.limit_in_bytes'}`, String(32 * 1024 * 1024));
+    await until(() => events.some((e) => e.kind === 'resource.cpu'), 'a first sample');
+    // A stand-in for a QEMU that grows past its limit: joins the cgroup, then asks for 256 MiB.
+    const hog = spawn('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec "${process.execPath}" -e "Buffer.alloc(256 << 20, 1)"`], { stdio: 'ignore' });
+    const exit = await new Promise<NodeJS.Signals | number | null>((resolve) => hog.once('exit', (code, signal) => resolve(signal ?? code)));
+    assert.equal(exit, 'SIGKILL', 'the OOM killer ended it');
+    alive = false; // the VM is gone from the driver's list: its cgroup is read once more
+    await until(() => target.alerts.some((a) => a.rule === 'VM killed by the OOM killer'), 'the alert');
+    const alert = target.alerts.find((a) => a.rule === 'VM killed by the OOM killer')!;
+    assert.equal(alert.instanceId, 'oom1');
+    assert.ok(Number(alert.fields['mem.oom_kills']) >= 1);
+    assert.ok(events.every((e) => e.kind !== 'resource.cpu' || e.fields['proc.name'] === 'qemu'));
+  } finally {
+    await guard.stop();
+    await removeVmCgroup(name);
+  }
+});
