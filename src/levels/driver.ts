@@ -45,7 +45,7 @@ export interface SnapshotResult {
   digest: string;
 }
 
-export type DriverOperation = 'pause' | 'resume' | 'snapshot' | 'restore' | 'clone';
+export type DriverOperation = 'pause' | 'resume' | 'snapshot' | 'restore' | 'clone' | 'move';
 
 /** A process started inside an instance by `exec`. */
 export interface ExecSession {
@@ -139,6 +139,21 @@ export interface LevelDriver {
    * (same tenant), with a fresh identity (address, MAC, hostname, machine id …).
    */
   clone?(spec: InstanceSpec, from: { instanceId: string; snapshotId: string }): Promise<void>;
+  /**
+   * Optional (advertised by 'move' in `supports`): the receiving side of a live
+   * move from another daemon's driver of the same level on this machine. Creates
+   * `spec` here, waits for the state on a Unix socket and calls `send(socket)`,
+   * which must make the sender `moveOut` into it and resolve once it has; the
+   * instance then runs here. On any failure it removes what it made and throws.
+   */
+  moveIn?(spec: InstanceSpec, send: (socket: string) => Promise<void>): Promise<void>;
+  /**
+   * Optional (with `moveIn`): the sending side. Streams the running `id` into a
+   * receiver's `socket`; once the state is across, `confirm()` must resolve when
+   * the receiver runs it. Then `id` is deleted here. A failure before that —
+   * `confirm` rejecting included — leaves `id` running here, and throws.
+   */
+  moveOut?(id: string, socket: string, confirm?: () => Promise<void>): Promise<void>;
   /** Optional: the instance's captured output (stdout/stderr, or the serial log). Ends unless following. */
   logs?(id: string, opts: LogOptions): Promise<Readable>;
   /** Optional: run a command inside a running instance. */

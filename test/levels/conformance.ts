@@ -25,7 +25,7 @@ export interface ConformanceOptions {
   graceMs?: number;
 }
 
-const OPTIONAL_OPERATIONS: readonly DriverOperation[] = ['pause', 'resume', 'snapshot', 'restore', 'clone'];
+const OPTIONAL_OPERATIONS: readonly DriverOperation[] = ['pause', 'resume', 'snapshot', 'restore', 'clone', 'move'];
 
 const defaultSpec = (id: string, level: LevelDriver['level']): InstanceSpec => ({
   id, tenantId: 'conformance', name: id, level, source: null, limits: { vcpus: 1, memoryMiB: 128, diskMiB: 256 }, config: {},
@@ -173,8 +173,8 @@ export function driverConformance(name: string, makeDriver: () => Promise<LevelD
     });
 
     check('operations the driver does not support throw STRATA_ERR_UNSUPPORTED', async () => {
-      // clone is an optional method: without it the control plane refuses the call, the driver is never asked.
-      const unsupported = OPTIONAL_OPERATIONS.filter((op) => op !== 'clone' && !driver.supports.has(op));
+      // clone and move are optional methods: without them the control plane refuses the call, the driver is never asked.
+      const unsupported = OPTIONAL_OPERATIONS.filter((op) => op !== 'clone' && op !== 'move' && !driver.supports.has(op));
       if (unsupported.length === 0) return;
       const id = await create();
       await driver.start(id);

@@ -21,7 +21,8 @@
  * On disk, per instance (`<stateDir>/instances/<id>/`):
  *   instance.json        spec, parsed config, pending restore, facts of the last launch
  *   qemu.log             QEMU's own stderr
- *   run/                 owned by the VM user: qmp.sock, qemu.pid, console.log (serial)
+ *   console.log(.N)      the serial console, written by the daemon's relay: rotated, size-capped (`console.ts`)
+ *   run/                 owned by the VM user: qmp.sock, qemu.pid, console.sock (serial)
  *   disk.qcow2           the instance's disk: a qcow2 overlay over the shared base (when diskMiB > 0)
  *   snapshots/<sid>/     manifest.json, memory.bin (the migration stream), disk.qcow2
  * QEMU outlives a daemon crash; `list()` finds it again through the pidfile and
@@ -35,7 +36,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidStateTransition, StrataError, notFound } from '../../errors.js';
 import type { LogOptions } from '../driver.js';
 import { logStream } from '../log-stream.js';
-import { attachConsole } from './console.js';
+import { ConsoleRelay } from './console.js';
+import { CONSOLE_LOG_DEFAULTS, ConsoleLog, type ConsoleLogLimits } from './console-log.js';
 import { existsSync } from 'node:fs';
 import type { Duplex, Readable } from 'node:stream';
 import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
@@ -66,6 +68,8 @@ export interface QemuDriverOptions {
    * Two drivers on one machine must differ in tag and subnet.
    */
   network?: { tag?: string; subnet?: string; hostPorts?: readonly number[] };
+  /** Size cap of each VM's serial log (see `console-log.ts`). Default 1 MiB per file, 2 rotated files kept. */
+  consoleLog?: Partial<ConsoleLogLimits>;
 }
 
 const NETWORK_DEFAULTS = { vm: { tag: 'sv', subnet: '10.89.0.0/16' }, emu: { tag: 'se', subnet: '10.90.0.0/16' } } as const;
@@ -99,7 +103,7 @@ const QUERY_TIMEOUT_MS = 5_000;
 abstract class QemuDriver implements LevelDriver {
   abstract readonly id: string;
   abstract readonly level: 'vm' | 'emu';
-  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore', 'clone']);
+  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore', 'clone', 'move']);
 
   protected readonly stateDir: string;
   protected readonly imageRoot: string;
@@ -111,12 +115,16 @@ abstract class QemuDriver implements LevelDriver {
   protected readonly network: VmNetwork;
   readonly #qmp = new Map<string, QmpClient>();
   readonly #locks = new Map<string, Promise<unknown>>();
+  /** The daemon's end of each running VM's serial port: it logs and relays the console (`console.ts`). */
+  readonly #consoles = new Map<string, Promise<ConsoleRelay | null>>();
+  readonly #consoleLimits: ConsoleLogLimits;
 
   constructor(level: 'vm' | 'emu', o: QemuDriverOptions) {
     this.stateDir = o.stateDir ?? `/var/lib/strata/${level}`;
     this.imageRoot = o.imageRoot ?? DEFAULT_IMAGE_ROOT;
     this.probeTimeoutMs = o.probeTimeoutMs;
     this.#startTimeoutMs = o.startTimeoutMs ?? 30_000;
+    this.#consoleLimits = { ...CONSOLE_LOG_DEFAULTS, ...o.consoleLog };
     this.network = new VmNetwork({
       tag: o.network?.tag ?? NETWORK_DEFAULTS[level].tag,
       subnet: o.network?.subnet ?? NETWORK_DEFAULTS[level].subnet,
@@ -149,6 +157,11 @@ abstract class QemuDriver implements LevelDriver {
     // The VM user only traverses these (to its run/ directories): it can list nothing.
     for (const dir of [this.stateDir, join(this.stateDir, 'instances')]) await chmod(dir, 0o711);
     const reason = await this.chooseAccelerator();
+    // VMs that outlived the last daemon: their consoles are logged again from now on.
+    for (const { cmdline } of await findQemus(`${this.#instancesDir()}/`)) {
+      const id = this.#idFromCmdline(cmdline);
+      if (id && SAFE_ID.test(id)) await this.#watchConsole(id).catch(() => null);
+    }
     const lacking = missing.length ? ` (unavailable: ${missing.join('; ')})` : '';
     return { available: true, reason: `${reason}; guests: ${[...this.images.keys()].join(', ')}${lacking}` };
   }
@@ -197,14 +210,14 @@ abstract class QemuDriver implements LevelDriver {
   async logs(id: string, opts: LogOptions): Promise<Readable> {
     if (!(await this.#load(id))) throw notFound('instance', id);
     const dir = this.#dir(id);
-    return logStream({ path: this.#consolePath(id), keep: 0, follow: opts.follow, ...(opts.tail !== undefined ? { tail: opts.tail } : {}), gone: () => !existsSync(dir) });
+    return logStream({ path: this.#consolePath(id), keep: this.#consoleLimits.keep, follow: opts.follow, ...(opts.tail !== undefined ? { tail: opts.tail } : {}), gone: () => !existsSync(dir) });
   }
 
   /** The guest's serial port, read and write (see `console.ts`); the VM must run. */
   async console(id: string): Promise<Duplex> {
     if (!(await this.#load(id))) throw notFound('instance', id);
     if (!(await this.#pid(id))) throw new InvalidStateTransition('stopped', 'running', 'attach to the console of');
-    return attachConsole(this.#consoleSocketPath(id), id);
+    return (await this.#watchConsole(id)).attach(id);
   }
 
   async list(): Promise<ObservedInstance[]> {
@@ -224,6 +237,9 @@ abstract class QemuDriver implements LevelDriver {
   async cleanup(): Promise<void> {
     for (const client of this.#qmp.values()) client.close();
     this.#qmp.clear();
+    const relays = [...this.#consoles.values()];
+    this.#consoles.clear();
+    await Promise.all(relays.map(async (r) => (await r.catch(() => null))?.close()));
     if (process.getuid?.() !== 0) return;
     const held = (await readdir(this.#instancesDir()).catch(() => [])).length + (await findQemus(`${this.#instancesDir()}/`)).length;
     if (held === 0) await this.network.removeAll();
@@ -277,8 +293,6 @@ abstract class QemuDriver implements LevelDriver {
     const snapshot = rec.restoreFrom ? await this.#manifest(id, rec.restoreFrom) : null;
     const incomingFd = snapshot?.memory ? openSync(join(this.#snapshotDir(id, rec.restoreFrom!), snapshot.memory.file), 'r') : undefined;
     const logFd = openSync(join(this.#dir(id), 'qemu.log'), 'a', 0o600);
-    // Where this launch's console output begins (the log is appended to): a clone's guest reports its new identity there.
-    const consoleOffset = (await stat(this.#consolePath(id)).catch(() => null))?.size ?? 0;
     const identity: GuestIdentity = {
       addressCidr: `${rec.network.address}/${rec.network.prefixLength}`, hostname: guestHostname(rec.spec.name), mac: macFor(id), seed: randomBytes(32).toString('hex'),
     };
@@ -305,6 +319,8 @@ abstract class QemuDriver implements LevelDriver {
     }
     try {
       const qmp = await this.#connectNew(id, pid);
+      // Before the vCPUs run (-S, or still loading a snapshot): the log misses nothing the guest prints.
+      const relay = await this.#watchConsole(id);
       if (moveIn) {
         const socket = join(this.#runDir(id), 'incoming.sock');
         await qmp.execute('migrate-incoming', { uri: `unix:${socket}` });
@@ -321,9 +337,11 @@ abstract class QemuDriver implements LevelDriver {
       const reidentify = (incomingFd !== undefined && rec.reidentify === true) || moveIn !== undefined;
       // The resumed guest still has its source's identity: no frame may leave with it.
       if (reidentify) await qmp.execute('set_link', { name: 'net0', up: false });
+      const reidentified = reidentify ? relay.waitFor('STRATA-REIDENTIFIED') : null;
+      reidentified?.catch(() => undefined); // awaited below; a failed start must not leave it unhandled
       await qmp.execute('cont');
-      if (reidentify) {
-        await this.#awaitReidentified(id, consoleOffset);
+      if (reidentified) {
+        await this.#awaitReidentified(id, reidentified);
         await qmp.execute('set_link', { name: 'net0', up: true });
       }
       rec.reidentify = false;
@@ -362,23 +380,51 @@ abstract class QemuDriver implements LevelDriver {
    * Sending side of a move: live-migrates the running `id` into `socket` (a
    * receiver's, see `moveIn`) — memory while the guest runs on, then a short
    * pause for the rest and the device state. A disk goes first, by a mirror
-   * into the receiver's NBD export (`mirror.ts`). Then this side's QEMU ends and
-   * the instance is deleted here.
+   * into the receiver's NBD export (`mirror.ts`). With the state across and
+   * this side paused, `confirm()` (when given) must resolve once the receiver
+   * runs the guest; then this side's QEMU ends and the instance is deleted here.
+   * Any failure up to then undoes the move on this side: the guest runs on here.
    */
-  moveOut(id: string, socket: string): Promise<void> {
+  moveOut(id: string, socket: string, confirm?: () => Promise<void>): Promise<void> {
     return this.#serial(id, async () => {
       const rec = await this.#load(id);
       if (!rec) throw notFound('instance', id);
       const qmp = await this.#running(id);
       const disk = rec.spec.limits.diskMiB > 0;
-      if (disk) await mirrorDiskTo(qmp, join(dirname(socket), 'nbd.sock'), this.#startTimeoutMs * 4);
-      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 100 });
-      await qmp.execute('migrate', { uri: `unix:${socket}` });
-      await awaitMigration(qmp, this.#startTimeoutMs * 4);
-      // Paused now: the mirror's last writes go across, then the receiver may run.
-      if (disk) await finishMirror(qmp, this.#startTimeoutMs);
+      try {
+        if (disk) await mirrorDiskTo(qmp, join(dirname(socket), 'nbd.sock'), this.#startTimeoutMs * 4);
+        await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 100 });
+        await qmp.execute('migrate', { uri: `unix:${socket}` });
+        await awaitMigration(qmp, this.#startTimeoutMs * 4);
+        // Paused now: the mirror's last writes go across, then the receiver may run.
+        if (disk) await finishMirror(qmp, this.#startTimeoutMs);
+        await confirm?.();
+      } catch (e) {
+        await this.#undoMoveOut(qmp).catch(() => undefined);
+        throw e;
+      }
       await this.#delete(id);
     });
+  }
+
+  /** A failed move, on the sending side: no migration or mirror left, the guest running again (QEMU reactivates its disk on `cont`). */
+  async #undoMoveOut(qmp: QmpClient): Promise<void> {
+    await qmp.execute('migrate_cancel').catch(() => undefined);
+    for (let i = 0; i < 250; i++) {
+      const m = await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: undefined }));
+      if (m.status !== 'active' && m.status !== 'cancelling' && m.status !== 'device' && m.status !== 'pre-switchover') break;
+      await sleep(20);
+    }
+    const jobs = await qmp.execute<Array<{ device: string }>>('query-block-jobs').catch(() => []);
+    if (jobs.some((j) => j.device === 'move-disk')) await qmp.execute('block-job-cancel', { device: 'move-disk', force: true }).catch(() => undefined);
+    for (let i = 0; i < 50; i++) {
+      const left = await qmp.execute<Array<{ device: string }>>('query-block-jobs').catch(() => []);
+      if (!left.some((j) => j.device === 'move-disk')) break;
+      await sleep(20);
+    }
+    await qmp.execute('blockdev-del', { 'node-name': 'move-target' }).catch(() => undefined);
+    const { running } = await qmp.execute<QueryStatus>('query-status');
+    if (!running) await qmp.execute('cont');
   }
 
   /** ACPI power-down, then `quit` after `graceMs`, then SIGKILL. A paused guest cannot hear the button: straight to `quit`. */
@@ -498,14 +544,35 @@ abstract class QemuDriver implements LevelDriver {
    * it is no signal: after a restore it is already the new QEMU's.) A guest that
    * fakes the marker early only brings its own link up sooner.
    */
-  async #awaitReidentified(id: string, offset: number): Promise<void> {
-    const deadline = Date.now() + this.#startTimeoutMs;
-    for (;;) {
-      const log = await readFile(this.#consolePath(id)).catch(() => Buffer.alloc(0));
-      if (log.subarray(offset).includes('STRATA-REIDENTIFIED')) return;
-      if (Date.now() > deadline) throw new StrataError('STRATA_ERR_DRIVER', `the clone did not take its new identity in ${this.#startTimeoutMs} ms`, { id });
-      await sleep(20);
+  async #awaitReidentified(id: string, printed: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StrataError('STRATA_ERR_DRIVER', `the clone did not take its new identity in ${this.#startTimeoutMs} ms`, { id })), this.#startTimeoutMs);
+    });
+    try {
+      await Promise.race([printed, late]);
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  /**
+   * The console relay of running `id`, connected on first use (at start, or for
+   * a VM adopted after a daemon restart); rejects when the VM has no console socket.
+   */
+  #watchConsole(id: string): Promise<ConsoleRelay> {
+    const existing = this.#consoles.get(id);
+    // A closed or failed relay is replaced once: a concurrent caller that finds it replaced takes the new one.
+    if (existing) return existing.then((r) => (r && !r.isClosed ? r : this.#consoles.get(id) === existing ? this.#connectConsole(id) : this.#watchConsole(id)));
+    return this.#connectConsole(id);
+  }
+
+  #connectConsole(id: string): Promise<ConsoleRelay> {
+    const relay = ConsoleRelay.connect(this.#consoleSocketPath(id), new ConsoleLog(this.#consolePath(id), this.#consoleLimits), id);
+    const entry = relay.catch(() => null);
+    this.#consoles.set(id, entry);
+    void relay.then((r) => r.closed).catch(() => undefined).then(() => { if (this.#consoles.get(id) === entry) this.#consoles.delete(id); });
+    return relay;
   }
 
   /** Copies the (paused or stopped) instance's overlay into snapshot dir `dir`; null without a disk. */
@@ -590,14 +657,14 @@ abstract class QemuDriver implements LevelDriver {
     const deadline = Date.now() + this.#startTimeoutMs;
     for (;;) {
       // Right after spawn the launcher may not have exec'd yet (its cmdline is still ours): only a gone process has exited.
-      if (!(await isQemu(pid, this.#qmpPath(id))) && !processExists(pid)) throw new StrataError('STRATA_ERR_DRIVER', 'QEMU exited during start-up');
+      if (!processExists(pid)) throw new StrataError('STRATA_ERR_DRIVER', 'QEMU exited during start-up');
       try {
         const client = await QmpClient.connect(this.#qmpPath(id), { timeoutMs: 2_000 });
         this.#track(id, client);
         return client;
       } catch (e) {
         if (Date.now() > deadline) throw e;
-        await sleep(10);
+        await sleep(3); // QEMU opens the socket ~0.1 s after exec: poll finely, a restore waits on it
       }
     }
   }
@@ -608,7 +675,10 @@ abstract class QemuDriver implements LevelDriver {
     void client.closed.then(() => { if (this.#qmp.get(id) === client) this.#qmp.delete(id); });
   }
 
-  /** A restoring QEMU reads the stream before it answers `cont`; wait until it has left `inmigrate`. */
+  /**
+   * A restoring QEMU reads the stream before it answers `cont`; wait until it has left `inmigrate`.
+   * (An early `cont`, which QEMU 7.2 takes as "run once loaded", left the restored guest deaf to its NIC here.)
+   */
   async #awaitIncoming(qmp: QmpClient): Promise<void> {
     const deadline = Date.now() + this.#startTimeoutMs;
     for (;;) {
@@ -618,7 +688,7 @@ abstract class QemuDriver implements LevelDriver {
         return;
       }
       if (Date.now() > deadline) throw new StrataError('STRATA_ERR_DRIVER', `restore did not finish in ${this.#startTimeoutMs} ms`);
-      await sleep(5);
+      await sleep(2);
     }
   }
 
@@ -626,6 +696,9 @@ abstract class QemuDriver implements LevelDriver {
   async #afterExit(id: string): Promise<void> {
     this.#qmp.get(id)?.close();
     this.#qmp.delete(id);
+    // QEMU is gone: the relay reads what the guest printed last (e.g. STRATA-POWEROFF) up to EOF, and the log gets it.
+    const relay = await this.#consoles.get(id);
+    if (relay) await Promise.race([relay.closed, sleep(1_000)]).then(() => relay.close());
     await this.#clearRunFiles(id);
     await removeVmCgroup(this.#cgroupName(id));
   }
@@ -698,7 +771,8 @@ abstract class QemuDriver implements LevelDriver {
   #runDir(id: string): string { return join(this.#dir(id), 'run'); }
   #qmpPath(id: string): string { return join(this.#runDir(id), 'qmp.sock'); }
   #pidPath(id: string): string { return join(this.#runDir(id), 'qemu.pid'); }
-  #consolePath(id: string): string { return join(this.#runDir(id), 'console.log'); }
+  /** Written by the daemon, so outside run/ (the VM user's: a link planted there must not steer the daemon's writes). */
+  #consolePath(id: string): string { return join(this.#dir(id), 'console.log'); }
   #consoleSocketPath(id: string): string { return join(this.#runDir(id), 'console.sock'); }
   #diskPath(id: string): string { return join(this.#dir(id), 'disk.qcow2'); }
   #snapshotDir(id: string, snapshotId: string): string { return join(this.#dir(id), 'snapshots', snapshotId); }

@@ -42,6 +42,10 @@ describe('QEMU command line', () => {
     assert.deepEqual(cmd.args.slice(cmd.args.indexOf('-nic'), cmd.args.indexOf('-nic') + 2), ['-nic', 'none']);
     assert.deepEqual(cmd.args.slice(-2), ['-incoming', 'fd:3']);
     assert.equal(validateCommandLine(cmd, 'aarch64'), cmd);
+    assert.ok(!cmd.args.includes('-kernel') && !cmd.args.includes('-initrd') && !cmd.args.includes('-append'), 'a resumed guest brings its kernel in its memory');
+    const check = (args: string[]): void => void validateCommandLine({ binary: cmd.binary, args }, 'aarch64');
+    assert.throws(() => check(cmd.args.filter((x, i) => x !== '-incoming' && cmd.args[i - 1] !== '-incoming')), /safe absolute paths/, 'a boot needs its kernel');
+    assert.throws(() => check([...cmd.args, '-kernel', '../vmlinuz']), /safe absolute paths/);
   });
 
   test('KVM passes the host CPU through', () => {
@@ -54,17 +58,18 @@ describe('QEMU command line', () => {
     assert.equal(validateCommandLine(cmd, 'x86_64'), cmd);
   });
 
-  test('the serial console: a unix-socket chardev that keeps the log, and nothing else as a chardev', () => {
+  test('the serial console: a unix-socket chardev the daemon reads (QEMU keeps no log of its own), and nothing else as a chardev', () => {
     const cmd = buildCommandLine({ ...base, consoleSocket: '/s/i1/run/console.sock' });
     const at = cmd.args.indexOf('-nographic') + 1;
     assert.deepEqual(cmd.args.slice(at, at + 4), [
-      '-chardev', 'socket,id=serial0,path=/s/i1/run/console.sock,server=on,wait=off,logfile=/s/i1/run/console.log,logappend=on', '-serial', 'chardev:serial0',
+      '-chardev', 'socket,id=serial0,path=/s/i1/run/console.sock,server=on,wait=off', '-serial', 'chardev:serial0',
     ]);
     assert.equal(validateCommandLine(cmd, 'x86_64'), cmd);
     const check = (args: string[]): void => void validateCommandLine({ binary: cmd.binary, args }, 'x86_64');
     const chardev = cmd.args[at + 1]!;
     assert.throws(() => check(cmd.args.map((a) => (a === chardev ? chardev.replace('/s/i1/run/console.sock', '../console.sock') : a))), /serial chardev/);
     assert.throws(() => check(cmd.args.map((a) => (a === chardev ? chardev.replace('socket,', 'pty,') : a))), /serial chardev/);
+    assert.throws(() => check(cmd.args.map((a) => (a === chardev ? `${chardev},logfile=/s/i1/run/console.log` : a))), /serial chardev/, 'an unbounded QEMU-written log is refused');
     assert.throws(() => check([...cmd.args, '-chardev', 'socket,id=mon,path=/s/m.sock,server=on,wait=off']), /serial chardev/);
     assert.throws(() => check([...buildCommandLine(base).args, '-chardev', 'file,id=x,path=/s/x']), /-chardev only as the serial console/);
   });
@@ -110,12 +115,12 @@ describe('QEMU command line', () => {
   test('guest kernel command line: quiet, trimmed, TSC frequency under TCG on x86_64, network and service from strata.*', () => {
     assert.equal(
       kernelCommandLine({ arch: 'x86_64', accelerator: 'tcg', tscKhz: 2100000, port: 8080, command: 'echo hi', hostname: 'web-1', network: { addressCidr: '10.89.0.2/24' }, seed: '00ff' }),
-      'console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests audit=0 lsm= nowatchdog pci=off tsc_early_khz=2100000 tsc=reliable '
+      'console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests audit=0 lsm= nowatchdog init_on_free=1 pci=off tsc_early_khz=2100000 tsc=reliable '
       + 'strata.hostname=web-1 strata.port=8080 strata.ip=10.89.0.2/24 strata.seed=00ff strata.cmd=ZWNobyBoaQ==',
     );
     assert.equal(
       kernelCommandLine({ arch: 'aarch64', accelerator: 'tcg', tscKhz: 2100000, port: 80, command: null, hostname: 'probe', network: null, probe: true }),
-      'console=ttyAMA0 quiet panic=-1 mitigations=off cryptomgr.notests audit=0 lsm= nowatchdog strata.hostname=probe strata.port=80 strata.probe=1',
+      'console=ttyAMA0 quiet panic=-1 mitigations=off cryptomgr.notests audit=0 lsm= nowatchdog init_on_free=1 strata.hostname=probe strata.port=80 strata.probe=1',
     );
   });
 

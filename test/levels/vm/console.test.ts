@@ -14,9 +14,12 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
+import type { Duplex, Readable } from 'node:stream';
+import { stat } from 'node:fs/promises';
 import { VmDriver } from '../../../src/levels/vm/index.js';
+import { BATCH_BYTES } from '../../../src/levels/vm/console-log.js';
 import { TestDaemon } from '../../support/harness.js';
-import { imageMissing, testNetwork } from './support.js';
+import { imageMissing, testNetwork, vmSpec } from './support.js';
 
 const BOOT_MS = 90_000;
 const missing = imageMissing('x86_64');
@@ -125,4 +128,86 @@ test('a command typed on the serial console of a VM is answered there, and the s
   assert.equal(stop.status, 200, JSON.stringify(stop.body));
   const stopped = await attach('/v1/tenants/acme/instances/serial/console').then(() => null, (e: { status: number }) => e);
   assert.equal(stopped?.status, 409, 'a stopped VM has no console');
+});
+
+/** Everything a (non-following) log stream holds, as text. */
+async function readAll(stream: Readable): Promise<string> {
+  let text = '';
+  for await (const chunk of stream) text += (chunk as Buffer).toString('utf8');
+  return text;
+}
+
+/** Types `line` on `serial` until `expect` shows up in what it printed (the shell may still be starting). */
+async function typeUntil(serial: Duplex, seen: () => string, line: string, expect: RegExp, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  serial.write(line);
+  for (let waited = 0; !expect.test(seen()); waited += 250) {
+    assert.ok(Date.now() < deadline, `no ${expect} on the console: ${JSON.stringify(seen().slice(-300))}`);
+    if (waited > 0 && waited % 10_000 === 0) serial.write(line);
+    await sleep(250);
+  }
+}
+
+test('a guest flooding its serial console (1.5 MB) leaves a log within the cap, newest lines kept; console and log survive a daemon restart', { timeout: 300_000 }, async (t) => {
+  if (missing) return t.skip(missing);
+  const MAX = 64 * 1024;
+  const KEEP = 1;
+  const stateDir = join(root, 'flood');
+  const make = (): VmDriver => new VmDriver({ stateDir, network: testNetwork(14), consoleLog: { maxBytes: MAX, keep: KEEP } });
+  let driver = make();
+  assert.ok((await driver.provision()).available);
+  const id = 'flood';
+  try {
+    await driver.create(vmSpec(id, 'vm', { command: 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1' }));
+    await driver.start(id);
+    const serial = await driver.console(id);
+    let seen = '';
+    serial.on('data', (c: Buffer) => (seen += c.toString('utf8')));
+    await assert.rejects(driver.console(id), (e: { code?: string }) => e.code === 'STRATA_ERR_CONFLICT', 'one client at a time');
+
+    // Once the shell answers: 1.5 MB of output (the serial line is slow under TCG), then numbered lines and a marker computed in the guest.
+    await typeUntil(serial, () => seen, 'echo shell-$((2+3))\n', /shell-5/, 90_000);
+    serial.write('yes 0123456789abcdefghijklmnopqrstuvwxyz-flood | head -c 1500000; seq 1 300 | sed s/^/newest-/; echo FLOOD-$((40+2))\n');
+    const flooded = Date.now() + 240_000;
+    while (!/FLOOD-42/.test(seen.slice(-200))) {
+      assert.ok(Date.now() < flooded, `the flood did not end: ${seen.length} bytes seen`);
+      await sleep(250);
+    }
+    serial.destroy();
+    assert.ok(seen.length > 1_500_000, `the console showed the whole flood (${seen.length} bytes)`);
+
+    const files = [join(stateDir, 'instances', id, 'console.log'), ...Array.from({ length: KEEP }, (_, i) => join(stateDir, 'instances', id, `console.log.${i + 1}`))];
+    const sizes = await Promise.all(files.map(async (f) => (await stat(f).catch(() => null))?.size ?? 0));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    assert.ok(sizes[0]! <= MAX + BATCH_BYTES, `the current file stays near its cap: ${sizes.join(' + ')}`);
+    assert.ok(total <= (KEEP + 1) * (MAX + BATCH_BYTES), `the log holds ${total} bytes of a 1.5 MB flood, cap ${(KEEP + 1) * (MAX + BATCH_BYTES)}`);
+    assert.ok(total >= MAX, 'and it is not empty');
+    assert.ok(!(await stat(`${files[0]}.${KEEP + 1}`).catch(() => null)), 'no generation beyond keep');
+    const log = await readAll(await driver.logs(id, { follow: false }));
+    assert.match(log, /newest-300\r?\n/);
+    assert.match(log, /FLOOD-42/);
+    assert.doesNotMatch(log, /STRATA-USERSPACE-READY/, 'the oldest output was rotated away');
+    const tail = await readAll(await driver.logs(id, { follow: false, tail: 3 }));
+    assert.match(tail, /newest-300/, 'the tail is the newest output');
+
+    // The daemon goes away (the VM runs on) and a new one adopts it: the console and its log work again.
+    await driver.cleanup();
+    driver = make();
+    assert.ok((await driver.provision()).available);
+    assert.equal((await driver.inspect(id))?.state, 'running');
+    const again = await driver.console(id);
+    let seenAgain = '';
+    again.on('data', (c: Buffer) => (seenAgain += c.toString('utf8')));
+    await typeUntil(again, () => seenAgain, 'echo after-restart-$((1+1))\n', /after-restart-2/, 60_000);
+    again.destroy();
+    const deadline = Date.now() + 10_000;
+    while (!/after-restart-2/.test(await readAll(await driver.logs(id, { follow: false, tail: 5 })))) {
+      assert.ok(Date.now() < deadline, 'the adopted VM\'s console is logged');
+      await sleep(100);
+    }
+    await driver.stop(id, { graceMs: 0 });
+  } finally {
+    await driver.delete(id).catch(() => undefined);
+    await driver.cleanup();
+  }
 });

@@ -64,7 +64,7 @@ test('disk limit, clean power-button stop, persistence, and consistent snapshot 
 
   while ((await counter()) < 3) await new Promise((r) => setTimeout(r, 200));
   await driver.stop(id, { graceMs: 120_000 });
-  const console1 = await readFile(join(stateDir, 'instances', id, 'run', 'console.log'), 'utf8');
+  const console1 = await readFile(join(stateDir, 'instances', id, 'console.log'), 'utf8');
   assert.match(console1, /STRATA-POWEROFF/, 'the guest heard the power button and powered itself off');
 
   await driver.start(id);
