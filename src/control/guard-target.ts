@@ -5,8 +5,10 @@
  * instance, and recorded in the tenant's audit log with the rule as its reason.
  *
  * Throttle and network cut pull the level's levers (guard-levers.ts). Hot
- * recovery of an instance launches a replacement restored from the instance's
- * last known-good snapshot (taken by the guard when it baselined the instance),
+ * recovery of an instance makes a replacement from the instance's last
+ * known-good snapshot (taken by the guard when it baselined the instance: its
+ * files, or a VM's kernel text) — a clone where the level clones (os, vm, emu:
+ * one step, a fresh identity), else a launch the snapshot is restored into —
  * starts it, moves the instance's sites to it and waits until the gateway has
  * swapped its routes, and only then freezes the compromised instance, which is
  * kept for forensics — visitors never see a gap. A static docroot is recovered
@@ -18,7 +20,7 @@ import type { ActionOutcome, ActuatorTarget, Alert, RecoverySubject } from '../g
 import type { IntegrityMonitor } from '../guard/integrity.js';
 import type { DriverRegistry } from '../levels/registry.js';
 import type { Store } from '../store/store.js';
-import type { Instance, Tenant } from '../store/types.js';
+import type { Instance, Snapshot, Tenant } from '../store/types.js';
 import { leversFor, type InstanceLevers } from './guard-levers.js';
 import type { AuditFn, InstanceService, UserAction } from './instances.js';
 import type { OperationRunner } from './operations.js';
@@ -61,13 +63,27 @@ export class GuardTarget implements ActuatorTarget {
   alert(_alert: Alert): void {}
 
   freeze(id: string): Promise<ActionOutcome> {
-    return this.#act(id, 'pause');
+    return this.#afterRecovery(id, async (recovered) => (recovered && this.#find(id)?.instance.actualState === 'paused' ? { frozenBy: 'recovery' } : this.#act(id, 'pause')));
   }
+  /** A recovered instance stays frozen (for forensics): undoing an earlier freeze does not wake it. */
   resume(id: string): Promise<ActionOutcome> {
-    return this.#act(id, 'resume');
+    return this.#afterRecovery(id, (recovered) => (recovered ? Promise.resolve({ kept: 'frozen after hot recovery' }) : this.#act(id, 'resume')));
   }
   stop(id: string): Promise<ActionOutcome> {
-    return this.#act(id, 'stop');
+    return this.#afterRecovery(id, () => this.#act(id, 'stop'));
+  }
+
+  /**
+   * Runs an action on an instance once its hot recovery (if one is under way
+   * or done) has finished: the compromised instance serves until its
+   * replacement does and is then frozen by the recovery, so a freeze, stop or
+   * network cut meanwhile (an escalation of the alerts it keeps raising) would
+   * open the very gap recovery avoids. `recovered`: whether it was replaced.
+   */
+  async #afterRecovery(id: string, run: (recovered: boolean) => Promise<ActionOutcome>): Promise<ActionOutcome> {
+    const recovery = this.#recoveries.get(id);
+    const recovered = recovery ? await recovery.then(() => true, () => false) : false;
+    return run(recovered);
   }
 
   /** A forensic snapshot through the lifecycle service: the filesystem, and memory where the level keeps it (vm, emu). */
@@ -90,6 +106,7 @@ export class GuardTarget implements ActuatorTarget {
   }
 
   async throttle(id: string): Promise<ActionOutcome> {
+    await this.#afterRecovery(id, async () => undefined);
     const { instance, levers } = this.#levers(id, 'throttle');
     const vcpus = this.#d.throttleVcpus ?? 0.1;
     const before = await levers.cpu(instance);
@@ -104,6 +121,7 @@ export class GuardTarget implements ActuatorTarget {
   }
 
   async cut(id: string): Promise<ActionOutcome> {
+    await this.#afterRecovery(id, async () => undefined);
     const { instance, levers } = this.#levers(id, 'cut');
     await levers.setNetwork(instance, false);
     return { network: 'down' };
@@ -143,14 +161,7 @@ export class GuardTarget implements ActuatorTarget {
     const snapshot = snapshotId ? this.#d.store.getSnapshotById(snapshotId) : null;
     if (!snapshot || snapshot.status !== 'ready') throw new Error(`${tenant.name}/${old.name} has no known-good snapshot`);
     const name = this.#replacementName(old);
-    const { instance: fresh, operation } = this.#d.instances.launch(GUARD_PRINCIPAL, tenant, {
-      name, level: old.level, source: old.source, limits: old.limits, config: old.config, desiredState: 'stopped',
-    }, this.#auditFn);
-    await this.#finished(operation.id);
-    // Baselined (with a known-good snapshot of its own: the old one goes with the old instance) as soon as it runs.
-    this.replacements.add(fresh.id);
-    await this.#finished(this.#d.instances.restore(GUARD_PRINCIPAL, tenant, this.#current(fresh.id), snapshot, this.#auditFn).id);
-    await this.#finished(this.#d.instances.act(GUARD_PRINCIPAL, tenant, this.#current(fresh.id), 'start', {}, this.#auditFn).id);
+    const fresh = this.#canClone(old) ? await this.#cloneGood(tenant, old, snapshot, name) : await this.#launchGood(tenant, old, snapshot, name);
     const sites = this.#moveSites(tenant, old, fresh);
     await this.routes?.sync();
     const before = this.#current(old.id);
@@ -161,6 +172,39 @@ export class GuardTarget implements ActuatorTarget {
     };
   }
 
+  /** Whether the level's driver makes a new instance from another's snapshot in one step (vm, emu, os). */
+  #canClone(instance: Instance): boolean {
+    const driver = this.#d.registry?.forLevel(instance.level);
+    return !!driver?.clone && driver.supports.has('clone');
+  }
+
+  /**
+   * The replacement as a clone of the known-good snapshot, started: one
+   * operation, and a fresh identity (a VM resumes the snapshot's memory with its
+   * own address, MAC and seed) — the only way at the vm and emu levels, whose
+   * drivers restore only an instance's own snapshots.
+   */
+  async #cloneGood(tenant: Tenant, old: Instance, snapshot: Snapshot, name: string): Promise<Instance> {
+    const { instance: fresh, operation } = this.#d.instances.clone(GUARD_PRINCIPAL, tenant, old, snapshot, { name, start: true }, this.#auditFn);
+    // Marked before the operation reaches `running` (it runs on after this call returns): baselined at once, with a known-good snapshot of its own.
+    this.replacements.add(fresh.id);
+    await this.#finished(operation.id);
+    return fresh;
+  }
+
+  /** The replacement launched stopped, the known-good snapshot restored into it, started (levels that restore but cannot clone). */
+  async #launchGood(tenant: Tenant, old: Instance, snapshot: Snapshot, name: string): Promise<Instance> {
+    const { instance: fresh, operation } = this.#d.instances.launch(GUARD_PRINCIPAL, tenant, {
+      name, level: old.level, source: old.source, limits: old.limits, config: old.config, desiredState: 'stopped',
+    }, this.#auditFn);
+    await this.#finished(operation.id);
+    // Baselined (with a known-good snapshot of its own: the old one goes with the old instance) as soon as it runs.
+    this.replacements.add(fresh.id);
+    await this.#finished(this.#d.instances.restore(GUARD_PRINCIPAL, tenant, this.#current(fresh.id), snapshot, this.#auditFn).id);
+    await this.#finished(this.#d.instances.act(GUARD_PRINCIPAL, tenant, this.#current(fresh.id), 'start', {}, this.#auditFn).id);
+    return fresh;
+  }
+
   /** Points every site of `from` at `to`, in one transaction; returns their hostnames. */
   #moveSites(tenant: Tenant, from: Instance, to: Instance): string[] {
     const store = this.#d.store;
@@ -169,7 +213,7 @@ export class GuardTarget implements ActuatorTarget {
       for (const site of store.listSites({ tenantId: tenant.id, instanceName: from.name })) {
         if (site.target.kind !== 'instance') continue;
         store.deleteSite(site.id);
-        store.createSite({ tenantId: tenant.id, hostname: site.hostname, target: { ...site.target, instance: to.name } });
+        store.createSite({ tenantId: tenant.id, hostname: site.hostname, target: { ...site.target, instance: to.name }, listeners: site.listeners });
         this.#auditFn({ action: 'site.update', target: `${tenant.name}/${site.hostname}`, tenantId: tenant.id, details: { from: from.name, to: to.name, reason: 'hot recovery' } });
         moved.push(site.hostname);
       }

@@ -7,9 +7,11 @@
  * 1 s: its first requests are not slowed by the snapshot's brief freeze), a
  * known-good snapshot through the lifecycle service and then its baseline; it
  * is watched until it leaves `running`, and its baseline is dropped when it is
- * deleted. A replacement made by hot recovery already has its known-good
- * snapshot (the one it was restored from) and is only baselined. Docroots are
- * baselined with known-good copies of their files, so recovery is a copy.
+ * deleted. A replacement made by hot recovery is baselined at once, with a
+ * known-good snapshot of its own (the old one goes with the old instance). A
+ * VM, whose files the host cannot see, gets its known-good snapshot right after
+ * its kernel text is baselined. Docroots are baselined with known-good copies
+ * of their files, so recovery is a copy.
  * Follows the event bus, as the front door does.
  */
 import { existsSync } from 'node:fs';
@@ -61,7 +63,7 @@ export class GuardWatch {
   #queue: Promise<void> = Promise.resolve();
   #closed = false;
   /** VM instance id → its kernel-text watch and the timer of its next step. */
-  readonly #kernels = new Map<string, { timer: NodeJS.Timeout; watch?: KernelTextWatch }>();
+  readonly #kernels = new Map<string, { timer: NodeJS.Timeout; watch?: KernelTextWatch; step?: Promise<void> }>();
   readonly #regions = new Map<string, Promise<KernelTextRegion | null>>();
   /** Instances whose code is being replaced on purpose: not baselined until it is done. */
   readonly #redeploying = new Set<string>();
@@ -76,8 +78,11 @@ export class GuardWatch {
       if (e.category === 'lifecycle' && e.type === 'instance.state') {
         const id = String(e.data.id ?? '');
         if (e.data.to === 'running') {
-          this.#scheduleInstance(id, this.#o.target.replacements.delete(id) ? 0 : undefined);
-          if ((e.data.level === 'vm' || e.data.level === 'emu') && e.data.from !== 'paused') this.#scheduleKernel(id, this.#o.kernelBaselineDelayMs ?? 30_000);
+          const replacement = this.#o.target.replacements.delete(id);
+          this.#scheduleInstance(id, replacement ? 0 : undefined);
+          // A replacement resumed a booted, known-good guest: no boot to wait for, only the site swap (the snapshot's freeze stays out of it).
+          const kernelDelay = replacement ? this.#o.knownGoodDelayMs ?? 1000 : this.#o.kernelBaselineDelayMs ?? 30_000;
+          if ((e.data.level === 'vm' || e.data.level === 'emu') && e.data.from !== 'paused') this.#scheduleKernel(id, kernelDelay);
         } else if (e.data.to === 'stopped' || e.data.to === 'deleted' || e.data.to === 'failed') this.#dropKernel(id);
         if (e.data.to !== 'running' && (e.data.from === 'running' || e.data.to === 'deleted')) this.#enqueue(() => this.#unwatchInstance(id, e.data.to === 'deleted'));
       } else if (e.category === 'operation' && (e.data.operation as { kind?: string } | undefined)?.kind === 'instance.redeploy') {
@@ -116,7 +121,9 @@ export class GuardWatch {
     this.#unsubscribe?.();
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
+    const steps = [...this.#kernels.values()].map((k) => k.step);
     for (const id of [...this.#kernels.keys()]) this.#dropKernel(id);
+    await Promise.all(steps); // a baseline or known-good snapshot under way finishes before the drivers go
     await this.#queue;
   }
 
@@ -215,15 +222,31 @@ export class GuardWatch {
     if (!this.#o.ingest) return;
     const entry = this.#kernels.get(id);
     clearTimeout(entry?.timer);
-    const timer = setTimeout(() => { void this.#kernelStep(id); }, delay);
+    const timer = setTimeout(() => { void this.checkKernel(id); }, delay);
     timer.unref();
-    this.#kernels.set(id, { timer, ...(entry?.watch ? { watch: entry.watch } : {}) });
+    if (entry) entry.timer = timer;
+    else this.#kernels.set(id, { timer });
+  }
+
+  /**
+   * The VM's next kernel-text step now instead of at its timer: the baseline
+   * (and known-good snapshot) if it has none yet, else a check. Steps of one VM
+   * never overlap; the periodic checks go on from here. No-op for an instance
+   * the guard does not introspect.
+   */
+  checkKernel(id: string): Promise<void> {
+    const entry = this.#kernels.get(id);
+    if (!entry) return Promise.resolve();
+    const step = (entry.step ?? Promise.resolve()).then(() => this.#kernelStep(id));
+    entry.step = step;
+    return step;
   }
 
   async #kernelStep(id: string): Promise<void> {
     const entry = this.#kernels.get(id);
     const instance = this.#o.store.getInstanceById(id);
     if (!entry || !instance || this.#closed) return;
+    clearTimeout(entry.timer);
     try {
       if (!entry.watch) {
         const socket = liveQmpSockets().find((p) => p.endsWith(`/${id}/run/qmp.sock`));
@@ -234,10 +257,15 @@ export class GuardWatch {
         let region = this.#regions.get(image.kernel);
         if (!region) this.#regions.set(image.kernel, (region = kernelTextRegion(image.kernel).catch(() => null)));
         const r = await region;
-        if (!r) return; // a compressed kernel image: no kernel-text map for this guest
+        if (!r) {
+          // A compressed kernel image: no kernel-text map for this guest, but booted by now, so still a state to recover to.
+          await this.#knownGoodVm(id);
+          return;
+        }
         entry.watch = new KernelTextWatch(client, r, join(socket, '..', 'kernel-text.dump'));
         await entry.watch.baseline();
         this.#o.log.info({ instance: instance.name }, 'guard: kernel text baselined');
+        await this.#knownGoodVm(id);
       } else {
         const check = await entry.watch.check();
         this.#o.ingest!(KernelTextWatch.event({ tenantId: instance.tenantId, instanceId: id, level: instance.level === 'emu' ? 'emu' : 'vm' }, check));
@@ -246,6 +274,28 @@ export class GuardWatch {
       this.#o.log.warn({ err, instance: instance.name }, 'guard: kernel-text check failed');
     }
     if (this.#kernels.get(id) === entry) this.#scheduleKernel(id, this.#o.kernelCheckIntervalMs ?? 60_000);
+  }
+
+  /**
+   * A VM's known-good state for hot recovery: a `guard-good` system snapshot
+   * (memory and disk) taken right after its kernel text was baselined, so what
+   * recovery resumes is the kernel the baseline vouches for (a guest without
+   * a kernel-text map: once it has booted). Taken once per instance: the
+   * kernel text of a clean guest does not change while it runs.
+   */
+  async #knownGoodVm(id: string): Promise<void> {
+    const instance = this.#o.store.getInstanceById(id);
+    const tenant = instance ? this.#o.store.getTenant(instance.tenantId) : null;
+    if (!instance || !tenant || instance.actualState !== 'running' || this.#o.target.knownGood.has(id)) return;
+    try {
+      const started = Date.now();
+      const taken = await this.#o.target.takeSnapshot(tenant, instance, 'guard-good');
+      this.#o.target.knownGood.set(id, taken.id);
+      const sizeBytes = this.#o.store.getSnapshotById(taken.id)?.sizeBytes;
+      this.#o.log.info({ instance: instance.name, snapshot: taken.name, sizeBytes, ms: Date.now() - started }, 'guard: known-good snapshot of a VM');
+    } catch (err) {
+      this.#o.log.warn({ err, instance: instance.name }, 'guard: no known-good snapshot; recovery will not be possible');
+    }
   }
 
   #dropKernel(id: string): void {
