@@ -16,6 +16,12 @@
  * both proxies route `localhost` to it and refuse other names. Rounds
  * alternate nginx and gateway after a warm-up, and the medians are reported.
  *
+ * CPU per connection: over each connections/s run, the CPU time the proxy's
+ * processes used (/proc/PID/stat: the gateway's workers; nginx's master and
+ * workers) divided by the connections made — a figure that, unlike the rate,
+ * hardly moves with other load on the machine. Likewise CPU-µs per MiB over
+ * the throughput runs.
+ *
  * Options: --seconds=N per round (default 5), --rounds=N (default 3),
  * --connections=N for connections/s (default 32), --streams=N for
  * throughput (default 4), --size-mib=N of the large file (default 32),
@@ -30,7 +36,7 @@ import { join } from 'node:path';
 import { startGateway } from '../src/gateway/index.js';
 import { Nginx, nginxVersion } from './gateway-http.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
-import { freePort, median, requireTools, round2, selfSignedEcCert, wrk } from './load.js';
+import { freePort, gatewayWorkerPids, median, requireTools, round2, selfSignedEcCert, withCpu, wrk } from './load.js';
 
 const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 const NAME = 'localhost';
@@ -80,8 +86,9 @@ stream {
   }, { workers });
   const urls = { gateway: `https://${NAME}:${gateway.addresses()[0]!.port}`, nginx: `https://${NAME}:${nginxPort}` };
 
-  const ours = { conn: [] as number[], mbps: [] as number[] };
-  const theirs = { conn: [] as number[], mbps: [] as number[] };
+  const ours = { conn: [] as number[], mbps: [] as number[], cpuConn: [] as number[], cpuMiB: [] as number[] };
+  const theirs = { conn: [] as number[], mbps: [] as number[], cpuConn: [] as number[], cpuMiB: [] as number[] };
+  const gatewayPids = gatewayWorkerPids();
   const connLoad = { seconds, connections, threads, close: true };
   const bigLoad = { seconds, connections: streams, threads: Math.min(threads, streams), close: false };
   try {
@@ -90,9 +97,14 @@ stream {
       await wrk(`${url}/big.bin`, { ...bigLoad, seconds: 1 });
     }
     for (let r = 0; r < rounds; r++) {
-      for (const [url, into] of [[urls.nginx, theirs], [urls.gateway, ours]] as const) {
-        into.conn.push((await wrk(`${url}/`, connLoad)).requestsPerSecond);
-        into.mbps.push((await wrk(`${url}/big.bin`, bigLoad)).megabytesPerSecond);
+      for (const [url, into, pids] of [[urls.nginx, theirs, () => nginx.pids()], [urls.gateway, ours, () => gatewayPids]] as const) {
+        const conn = await withCpu(pids(), () => wrk(`${url}/`, connLoad));
+        into.conn.push(conn.wrk.requestsPerSecond);
+        into.cpuConn.push(conn.cpuMicrosPerRequest);
+        const big = await withCpu(pids(), () => wrk(`${url}/big.bin`, bigLoad));
+        into.mbps.push(big.wrk.megabytesPerSecond);
+        // Per request here is per sizeMiB downloaded.
+        into.cpuMiB.push(big.cpuMicrosPerRequest / sizeMiB);
       }
     }
   } finally {
@@ -117,10 +129,15 @@ stream {
       `${workers} workers each; backend nginx HTTPS (1 worker, ECDSA P-256); ${rounds} rounds alternating, ${seconds} s each, medians`,
       `throughput (${streams} keep-alive streams, ${sizeMiB} MiB file): gateway ${ours.mbps.map(Math.round).join(', ')} MB/s; nginx ${theirs.mbps.map(Math.round).join(', ')} MB/s`,
       `new TLS connections/s (${connections} wrk connections, Connection: close): gateway ${ours.conn.map(Math.round).join(', ')}; nginx ${theirs.conn.map(Math.round).join(', ')} (ratio ${(conn / anchorConn).toFixed(2)})`,
+      `CPU-µs per connection: gateway ${ours.cpuConn.map(Math.round).join(', ')}; nginx ${theirs.cpuConn.map(Math.round).join(', ')} (ratio ${(median(ours.cpuConn) / median(theirs.cpuConn)).toFixed(2)}, lower is better); ` +
+        `CPU-µs per MiB: gateway ${ours.cpuMiB.map(Math.round).join(', ')}; nginx ${theirs.cpuMiB.map(Math.round).join(', ')}`,
       `load average (1 min) before ${loadBefore.toFixed(2)}, after ${loadAfter.toFixed(2)}`,
     ],
     extra: {
       connections_per_second: Math.round(conn), anchor_connections_per_second: Math.round(anchorConn), connections_ratio: round2(conn / anchorConn),
+      cpu_us_per_connection: Math.round(median(ours.cpuConn)), anchor_cpu_us_per_connection: Math.round(median(theirs.cpuConn)),
+      cpu_connection_ratio: round2(median(ours.cpuConn) / median(theirs.cpuConn)),
+      cpu_us_per_mib: Math.round(median(ours.cpuMiB)), anchor_cpu_us_per_mib: Math.round(median(theirs.cpuMiB)),
       rounds_mbps: ours.mbps.map(round2), rounds_anchor_mbps: theirs.mbps.map(round2),
       rounds_conn: ours.conn.map(Math.round), rounds_anchor_conn: theirs.conn.map(Math.round),
       workers, connections, streams, size_mib: sizeMiB, seconds, rounds,

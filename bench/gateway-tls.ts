@@ -19,6 +19,11 @@
  * with an upstream keep-alive pool, `keepalive_requests` raised so that neither
  * proxy closes a client connection during a round, access logs off on both.
  *
+ * CPU per request, as in gateway-http: each round also runs wrk -t1 with
+ * --cpu-connections (default 8) for --cpu-seconds (default 5) against both and
+ * charges their processes' CPU time to the requests done (and the saturating
+ * wrk rounds too).
+ *
  * Options: --seconds=N per round (default 10), --rounds=N (default 3),
  * --connections=N (default 64), --threads=N wrk and client threads (default 2),
  * --workers=N for both proxies (default: the number of cores), --names=N (default 100).
@@ -30,8 +35,8 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { startGateway, type CertificateConfig, type SiteRoute } from '../src/gateway/index.js';
-import { NGINX_PROXY_LOCATION, Nginx, nginxVersion } from './gateway-http.js';
-import { freePort, median, requireTools, round2, selfSignedEcCert, wrk, type WrkResult } from './load.js';
+import { NGINX_PROXY_LOCATION, Nginx, cpuFields, cpuLine, nginxVersion, type CpuRounds } from './gateway-http.js';
+import { freePort, gatewayWorkerPids, median, requireTools, round2, selfSignedEcCert, withCpu, wrk, type WrkResult } from './load.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
 
 /** The multi-name client, run in worker threads: counts complete responses over `seconds`. */
@@ -89,7 +94,9 @@ export default async function gatewayTls(opts: BenchOptions): Promise<BenchResul
   const threads = intOption(opts, 'threads', 2);
   const workers = intOption(opts, 'workers', availableParallelism());
   const count = intOption(opts, 'names', 100);
+  const cpuConnections = intOption(opts, 'cpu-connections', 8);
   const load = { seconds, connections, threads };
+  const moderate = { seconds: intOption(opts, 'cpu-seconds', 5), connections: cpuConnections, threads: 1 };
   const loadBefore = loadavg()[0]!;
 
   const dir = mkdtempSync(join(tmpdir(), 'strata-bench-tls-'));
@@ -122,12 +129,20 @@ ${servers}`, workers, nginxPort);
   const theirs: WrkResult[] = [];
   const oursMulti: number[] = [];
   const theirsMulti: number[] = [];
+  const cpu: CpuRounds = { ours: [], theirs: [], oursSaturated: [], theirsSaturated: [] };
+  const gatewayPids = gatewayWorkerPids();
   try {
     await wrk(`https://localhost:${nginxPort}/`, { ...load, seconds: 2 });
     await wrk(`https://localhost:${gatewayPort}/`, { ...load, seconds: 2 });
     for (let r = 0; r < rounds; r++) {
-      theirs.push(await wrk(`https://localhost:${nginxPort}/`, load));
-      ours.push(await wrk(`https://localhost:${gatewayPort}/`, load));
+      const n = await withCpu(nginx.pids(), () => wrk(`https://localhost:${nginxPort}/`, load));
+      const g = await withCpu(gatewayPids, () => wrk(`https://localhost:${gatewayPort}/`, load));
+      theirs.push(n.wrk);
+      ours.push(g.wrk);
+      cpu.theirsSaturated.push(n.cpuMicrosPerRequest);
+      cpu.oursSaturated.push(g.cpuMicrosPerRequest);
+      cpu.theirs.push((await withCpu(nginx.pids(), () => wrk(`https://localhost:${nginxPort}/`, moderate))).cpuMicrosPerRequest);
+      cpu.ours.push((await withCpu(gatewayPids, () => wrk(`https://localhost:${gatewayPort}/`, moderate))).cpuMicrosPerRequest);
       theirsMulti.push(await multiNameClient(nginxPort, names, load));
       oursMulti.push(await multiNameClient(gatewayPort, names, load));
     }
@@ -156,9 +171,11 @@ ${servers}`, workers, nginxPort);
       `gateway: ${ours.map((x) => Math.round(x.requestsPerSecond)).join(', ')} req/s; p99 ${p99.toFixed(2)} ms`,
       `nginx:   ${theirs.map((x) => Math.round(x.requestsPerSecond)).join(', ')} req/s; p99 ${anchorP99.toFixed(2)} ms`,
       `Node client over all ${count} names: gateway ${oursMulti.map(Math.round).join(', ')} req/s; nginx ${theirsMulti.map(Math.round).join(', ')} req/s (ratio ${(multi / anchorMulti).toFixed(2)})`,
+      cpuLine(cpuConnections, cpu),
       `load average (1 min) before ${loadBefore.toFixed(2)}, after ${loadAfter.toFixed(2)}`,
     ],
     extra: {
+      ...cpuFields(cpu),
       p99_ms: round2(p99), anchor_p99_ms: round2(anchorP99), workers, connections, threads, seconds, rounds, names: count,
       rounds_value: ours.map((x) => Math.round(x.requestsPerSecond)), rounds_anchor: theirs.map((x) => Math.round(x.requestsPerSecond)),
       multi_name_value: Math.round(multi), multi_name_anchor: Math.round(anchorMulti),

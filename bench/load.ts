@@ -4,7 +4,7 @@
  * certificates, and the statistics every round-based bench reports.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 
@@ -13,6 +13,8 @@ export interface WrkResult {
   p99Ms: number;
   /** wrk's Transfer/sec, in MiB/s. */
   megabytesPerSecond: number;
+  /** Requests completed in the run ("N requests in …"). */
+  requests: number;
 }
 
 /**
@@ -32,11 +34,72 @@ export async function wrk(url: string, o: { seconds: number; connections: number
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
   const transfer = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB)/.exec(out);
-  if (rps === null || p99 === null || transfer === null) throw new Error(`unexpected wrk output:\n${out}`);
+  const requests = /(\d+) requests in/.exec(out);
+  if (rps === null || p99 === null || transfer === null || requests === null) throw new Error(`unexpected wrk output:\n${out}`);
   if (/Non-2xx or 3xx responses|Socket errors/.test(out)) throw new Error(`errors under load:\n${out}`);
   const scale = p99[2] === 'us' ? 1 / 1000 : p99[2] === 's' ? 1000 : 1;
   const mib = { B: 1 / 2 ** 20, KB: 1 / 1024, MB: 1, GB: 1024 }[transfer[2] as 'B' | 'KB' | 'MB' | 'GB'];
-  return { requestsPerSecond: Number(rps[1]), p99Ms: Number(p99[1]) * scale, megabytesPerSecond: Number(transfer[1]) * mib };
+  return { requestsPerSecond: Number(rps[1]), p99Ms: Number(p99[1]) * scale, megabytesPerSecond: Number(transfer[1]) * mib, requests: Number(requests[1]) };
+}
+
+/** Clock ticks per second of /proc's utime and stime (USER_HZ: 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/** CPU time (user + system) a process has used so far, in microseconds; 0 when it is gone. */
+export function cpuMicros(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return 0;
+  }
+  // Fields after the command name (which may contain spaces) start at its closing parenthesis: utime is 14th, stime 15th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / TICKS_PER_SECOND;
+}
+
+/** The direct children of `pid` (/proc/PID/task/*\/children). */
+export function childPids(pid: number): number[] {
+  const path = `/proc/${pid}/task/${pid}/children`;
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'latin1').split(' ').filter((x) => x !== '').map(Number);
+}
+
+/** `pid`'s children whose command line contains `needle` (e.g. the gateway's forked workers). */
+export function childPidsRunning(pid: number, needle: string): number[] {
+  return childPids(pid).filter((c) => {
+    try {
+      return readFileSync(`/proc/${c}/cmdline`, 'latin1').includes(needle);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The gateway's worker processes (forked by startGateway in this process). */
+export function gatewayWorkerPids(): number[] {
+  return childPidsRunning(process.pid, 'gateway/worker.js');
+}
+
+export interface CpuPerRequest {
+  wrk: WrkResult;
+  /** CPU microseconds the processes used per completed request (user + system, all of them summed). */
+  cpuMicrosPerRequest: number;
+}
+
+/**
+ * Runs `load` and charges the CPU time `pids` used meanwhile to its requests.
+ * CPU per request hardly moves with other load on the machine, unlike
+ * requests per second, so two proxies measured this way in one run compare
+ * fairly on a shared machine. (/proc counts in 10 ms ticks: runs of a few
+ * seconds keep that error under 1 %.)
+ */
+export async function withCpu(pids: number[], load: () => Promise<WrkResult>): Promise<CpuPerRequest> {
+  const sum = (): number => pids.reduce((acc, p) => acc + cpuMicros(p), 0);
+  const before = sum();
+  const result = await load();
+  const used = sum() - before;
+  return { wrk: result, cpuMicrosPerRequest: result.requests > 0 ? used / result.requests : Number.NaN };
 }
 
 export async function freePort(): Promise<number> {

@@ -13,13 +13,14 @@
  * new route table applies to new connections and established streams go on.
  * Deadlines (hello, connect, idle) are checked by the worker's sweep.
  */
-import net, { type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { AccessEntry } from './access-log.js';
 import { MAX_HELLO_BYTES, parseClientHello } from './client-hello.js';
 import type { WorkerContext } from './context.js';
 import type { MetricJson, SiteStats } from './metrics.js';
 import { encodeProxyV2 } from './proxy-protocol.js';
+import { RawTcp, type RawTcpEvents } from './raw-tcp.js';
 import type { Site } from './site.js';
 
 const enum Phase {
@@ -48,6 +49,15 @@ type StreamStatus = 200 | 400 | 404 | 408 | 502 | 504;
  */
 const READ_BYTES = 16 * 1024;
 const BULK_READ_BYTES = 64 * 1024;
+
+/**
+ * Read buffers of finished streams, for the next ones: a connection rate in
+ * the thousands per second would otherwise allocate (and leave the garbage
+ * collector) 16 KiB of memory outside the heap per connection.
+ */
+const spareReadBuffers: Buffer[] = [];
+const MAX_SPARE_READ_BUFFERS = 256;
+const NO_BYTES = Buffer.alloc(0);
 
 /** All passthrough streams of one worker. */
 export class PassthroughStreams {
@@ -101,13 +111,15 @@ export class PassthroughStreams {
   }
 }
 
-class PassthroughStream {
+/** One visitor's stream: the client is a net.Socket (accepted by the listener), the backend side a RawTcp. */
+class PassthroughStream implements RawTcpEvents {
   private phase = Phase.Hello;
   private deadline: number;
   private lastActive: number;
   private readonly startedAt = performance.now();
-  private buffered: Buffer = Buffer.alloc(0);
-  private upstream: Socket | null = null;
+  private buffered: Buffer = NO_BYTES;
+  private upstream: RawTcp | null = null;
+  private proxyProtocol = false;
   private upstreamClosed = false;
   private clientClosed = false;
   private site: Site | null = null;
@@ -115,7 +127,6 @@ class PassthroughStream {
   private status: StreamStatus = 200;
   private bytesIn = 0;
   private bytesOut = 0;
-  private readonly onHelloData = this.readHello.bind(this);
   /** Where the next read from the upstream lands. */
   private readBuffer: Buffer | null = null;
 
@@ -129,7 +140,12 @@ class PassthroughStream {
   ) {
     this.lastActive = ctx.now;
     this.deadline = ctx.now + ctx.opts.tlsHandshakeTimeoutMs;
-    client.on('data', this.onHelloData);
+    // One 'data' listener for the stream's life: the ClientHello first, then the bytes to relay.
+    client.on('data', (chunk: Buffer) => {
+      if (this.phase === Phase.Open) this.fromClient(chunk);
+      else if (this.phase === Phase.Hello) this.readHello(chunk);
+      else this.buffered = Buffer.concat([this.buffered, chunk]); // read before the pause took effect
+    });
     client.on('end', () => this.onClientEnd());
     client.on('error', () => this.destroy());
     client.on('close', () => this.onClientClose());
@@ -141,7 +157,6 @@ class PassthroughStream {
     this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
     const hello = parseClientHello(this.buffered);
     if (hello.kind === 'partial' && this.buffered.length <= MAX_HELLO_BYTES + 1024) return;
-    this.client.removeListener('data', this.onHelloData);
     this.client.pause();
     if (hello.kind !== 'hello') {
       this.ctx.security.note('malformed', this.ip); // for the guard, as a malformed HTTP request is
@@ -168,27 +183,42 @@ class PassthroughStream {
   private connect(target: { host: string; port: number; proxyProtocol?: 'v2' }): void {
     this.phase = Phase.Connecting;
     this.deadline = this.ctx.now + this.ctx.opts.upstreamConnectTimeoutMs;
-    const up = net.connect({
-      host: target.host, port: target.port, allowHalfOpen: true, noDelay: true,
-      onread: { buffer: () => (this.readBuffer ??= Buffer.allocUnsafe(READ_BYTES)), callback: (n: number, buf: Buffer) => this.fromUpstream(n, buf) },
-    });
-    this.upstream = up;
-    up.on('error', () => {
-      if (this.phase === Phase.Connecting) this.status = 502;
-      this.destroy();
-    });
-    up.on('close', () => this.onUpstreamClose());
-    up.once('connect', () => {
-      if (this.clientClosed) return up.destroy();
-      this.phase = Phase.Open;
-      this.lastActive = this.ctx.now;
-      const first = target.proxyProtocol === 'v2'
-        ? Buffer.concat([this.proxyHeader(), this.buffered]) : this.buffered;
-      this.countIn(this.buffered.length);
-      this.buffered = Buffer.alloc(0);
-      up.write(first);
-      this.pipe();
-    });
+    this.proxyProtocol = target.proxyProtocol === 'v2';
+    this.readBuffer = spareReadBuffers.pop() ?? Buffer.allocUnsafe(READ_BYTES);
+    this.upstream = new RawTcp(target.host, target.port, this.readBuffer, this);
+  }
+
+  /** RawTcpEvents: the backend accepted; the bytes read so far go first (after a PROXY header when the site wants one). */
+  onConnect(): void {
+    const up = this.upstream!;
+    if (this.clientClosed) return up.destroy();
+    this.phase = Phase.Open;
+    this.lastActive = this.ctx.now;
+    const first = this.proxyProtocol ? Buffer.concat([this.proxyHeader(), this.buffered]) : this.buffered;
+    this.countIn(this.buffered.length);
+    this.buffered = NO_BYTES;
+    const client = this.client;
+    client.on('drain', () => up.resumeReading());
+    if (up.write(first)) client.resume(); // else onDrain resumes it
+  }
+
+  /** RawTcpEvents: the backend's half-close reaches the visitor. */
+  onEnd(): void {
+    this.client.end();
+  }
+
+  /** RawTcpEvents: the backend took every byte written to it; the visitor may send more. */
+  onDrain(): void {
+    this.client.resume();
+  }
+
+  onError(connecting: boolean): void {
+    if (connecting) this.status = 502;
+    this.destroy();
+  }
+
+  onClose(): void {
+    this.onUpstreamClose();
   }
 
   private proxyHeader(): Buffer {
@@ -199,35 +229,29 @@ class PassthroughStream {
     });
   }
 
-  /** Both directions, with backpressure: a side that cannot take more pauses the other's reading. */
-  private pipe(): void {
-    const up = this.upstream!;
-    const client = this.client;
-    client.on('data', (d: Buffer) => {
-      this.countIn(d.length);
-      if (!up.write(d)) client.pause();
-    });
-    up.on('drain', () => client.resume());
-    client.on('drain', () => up.resume());
-    up.on('end', () => client.end()); // the backend's half-close reaches the visitor
-    client.resume();
-  }
-
   /**
-   * Bytes from the backend, in the stream's read buffer, written to the client
-   * straight from there. When the kernel did not take them all at once, the
-   * pending write still holds that buffer, so the next read gets a new one.
-   * Returning false (the client's buffer is full) stops reading until the
-   * client drains: the backpressure.
+   * RawTcpEvents: bytes from the backend, in the stream's read buffer,
+   * written to the client straight from there. When the kernel did not take
+   * them all at once, the pending write still holds that buffer, so the next
+   * read gets a new one. Returning false (the client's buffer is full) stops
+   * reading until the client drains: the backpressure. Both directions work
+   * this way: a side that cannot take more pauses the other's reading.
    */
-  private fromUpstream(n: number, buf: Buffer): boolean {
+  onData(n: number, buf: Buffer): boolean {
     this.bytesOut += n;
     this.site!.stats.bytesOut += n;
     this.lastActive = this.ctx.now;
     const ok = this.client.write(buf.subarray(0, n));
     if (this.client.writableLength > 0) this.readBuffer = Buffer.allocUnsafe(buf.length);
     else if (n === buf.length && n < BULK_READ_BYTES) this.readBuffer = Buffer.allocUnsafe(BULK_READ_BYTES);
+    else return ok;
+    this.upstream!.buffer = this.readBuffer;
     return ok;
+  }
+
+  private fromClient(d: Buffer): void {
+    this.countIn(d.length);
+    if (!this.upstream!.write(d)) this.client.pause();
   }
 
   private countIn(n: number): void {
@@ -283,6 +307,10 @@ class PassthroughStream {
   private finishIfDone(): void {
     if (!this.clientClosed || (this.upstream !== null && !this.upstreamClosed)) return;
     this.onClosed(this);
+    // Both sockets are closed: nothing reads into this buffer or writes from it any more.
+    const spare = this.readBuffer;
+    this.readBuffer = null;
+    if (spare !== null && spare.length === READ_BYTES && spareReadBuffers.length < MAX_SPARE_READ_BUFFERS) spareReadBuffers.push(spare);
     const log = this.ctx.accessLog;
     if (log === null) return;
     const entry: AccessEntry & { bytesIn: number; sni: string | null } = {

@@ -9,6 +9,10 @@
  * Transfer-Encoding, no interim or bodiless status — and says null for
  * anything else, which llhttp then parses. So it never accepts what llhttp
  * would refuse, and never frames a body differently.
+ *
+ * The lines to relay are copied byte for byte into the caller's output
+ * buffer while they are checked: no string is made, and the relay writes
+ * head and body with one Buffer write (no latin1 encoding on the way out).
  */
 
 /** Largest head taken on this path (llhttp's default limit). */
@@ -28,15 +32,22 @@ export interface SimpleHead {
   bodyStart: number;
   contentLength: number;
   keepAlive: boolean;
-  /** Status line and the header lines to relay (hop-by-hop ones dropped), without the final CRLF. */
-  relayed: string;
+  /** `out[0, relayedEnd)`: the status line and the header lines to relay (hop-by-hop ones dropped), each with its CRLF; the final CRLF is the caller's. */
+  relayedEnd: number;
 }
+
+/** The one result, reused: a parse is consumed before the next one starts (the read it came from is handled synchronously). */
+const RESULT: SimpleHead = { status: 0, bodyStart: 0, contentLength: 0, keepAlive: false, relayedEnd: 0 };
 
 const CR = 0x0d;
 const LF = 0x0a;
 
-/** Reads `buf[0, end)` as a simple response head, or null when llhttp must parse it. */
-export function parseSimpleHead(buf: Buffer, end: number): SimpleHead | null {
+/**
+ * Reads `buf[0, end)` as a simple response head, or null when llhttp must
+ * parse it. The relayed lines go to `out` (at least MAX_HEAD bytes; its
+ * contents are undefined after a null). The result is valid until the next call.
+ */
+export function parseSimpleHead(buf: Buffer, end: number, out: Buffer): SimpleHead | null {
   const limit = Math.min(end, MAX_HEAD);
   // Status line: "HTTP/1.1 NNN reason\r\n".
   if (limit < 17 || buf[0] !== 0x48 || buf[1] !== 0x54 || buf[2] !== 0x54 || buf[3] !== 0x50 || buf[4] !== 0x2f ||
@@ -50,8 +61,8 @@ export function parseSimpleHead(buf: Buffer, end: number): SimpleHead | null {
   let i = 13;
   while (i < limit && VCHAR[buf[i]!] === 1) i++;
   if (i + 1 >= limit || buf[i] !== CR || buf[i + 1] !== LF) return null;
-  let relayed = buf.toString('latin1', 0, i);
   i += 2;
+  let o = copyBytes(buf, 0, i, out, 0);
 
   let contentLength = -1;
   let keepAlive = true;
@@ -99,10 +110,27 @@ export function parseSimpleHead(buf: Buffer, end: number): SimpleHead | null {
       case Special.None:
         break;
     }
-    relayed += `\r\n${buf.toString('latin1', nameStart, valueEnd)}`;
+    o = copyBytes(buf, nameStart, valueEnd, out, o);
+    out[o++] = CR;
+    out[o++] = LF;
   }
   if (contentLength === -1) return null;
-  return { status, bodyStart: i + 2, contentLength, keepAlive, relayed };
+  RESULT.status = status;
+  RESULT.bodyStart = i + 2;
+  RESULT.contentLength = contentLength;
+  RESULT.keepAlive = keepAlive;
+  RESULT.relayedEnd = o;
+  return RESULT;
+}
+
+/** Copies `src[from, to)` to `dst` at `at`; returns the index after it. A loop for the short spans of a head (a native copy costs more). */
+export function copyBytes(src: Uint8Array, from: number, to: number, dst: Uint8Array, at: number): number {
+  if (to - from > 256) {
+    dst.set(src.subarray(from, to), at);
+    return at + to - from;
+  }
+  for (let k = from; k < to; k++) dst[at++] = src[k]!;
+  return at;
 }
 
 const enum Special { None, ContentLength, Connection, TransferEncoding, HopByHop }

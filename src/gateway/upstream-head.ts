@@ -46,13 +46,41 @@ export function upstreamHead(ex: Exchange, ip: string, trusted: boolean, proto: 
     }
   }
   if (ex.absoluteForm) head += `Host: ${ex.hostRaw!}\r\n`;
-  head += `X-Forwarded-For: ${xff === null ? ip : `${xff}, ${ip}`}\r\nX-Forwarded-Proto: ${xfProto ?? proto}\r\n`;
-  const host = xfHost ?? ex.hostRaw;
-  if (host !== null && host !== '') head += `X-Forwarded-Host: ${host}\r\n`;
-  let node = `for=${forwardedNode(ip)}`;
-  if (ex.hostRaw !== null && ex.hostRaw !== '') node += `;host=${forwardedQuoted(ex.hostRaw)}`;
-  head += `Forwarded: ${forwarded === null ? '' : `${forwarded}, `}${node};proto=${proto}\r\n`;
+  if (xff === null && xfProto === null && xfHost === null && forwarded === null) head += forwardingLines(ip, ex.hostRaw, proto);
+  else head += forwardingLinesAppended(ip, ex.hostRaw, proto, xff, xfProto, xfHost, forwarded);
   if (ex.chunked) head += 'Transfer-Encoding: chunked\r\n';
   if (ex.websocket) head += 'Connection: upgrade\r\nUpgrade: websocket\r\n';
   return `${head}\r\n`;
+}
+
+/**
+ * The gateway's own forwarding lines, when the request brought none to keep:
+ * they depend on the client address, Host and scheme only, which repeat
+ * request after request, so the last ones made are reused.
+ */
+let lastIp = '';
+let lastHost: string | null = null;
+let lastProto = '';
+let lastLines = '';
+function forwardingLines(ip: string, hostRaw: string | null, proto: 'http' | 'https'): string {
+  if (ip !== lastIp || hostRaw !== lastHost || proto !== lastProto || lastLines === '') {
+    lastLines = forwardingLinesAppended(ip, hostRaw, proto, null, null, null, null);
+    lastIp = ip;
+    lastHost = hostRaw;
+    lastProto = proto;
+  }
+  return lastLines;
+}
+
+/** X-Forwarded-For / -Proto / -Host and Forwarded, appended to a trusted proxy's values where there are some. */
+function forwardingLinesAppended(
+  ip: string, hostRaw: string | null, proto: 'http' | 'https',
+  xff: string | null, xfProto: string | null, xfHost: string | null, forwarded: string | null,
+): string {
+  let head = `X-Forwarded-For: ${xff === null ? ip : `${xff}, ${ip}`}\r\nX-Forwarded-Proto: ${xfProto ?? proto}\r\n`;
+  const host = xfHost ?? hostRaw;
+  if (host !== null && host !== '') head += `X-Forwarded-Host: ${host}\r\n`;
+  let node = `for=${forwardedNode(ip)}`;
+  if (hostRaw !== null && hostRaw !== '') node += `;host=${forwardedQuoted(hostRaw)}`;
+  return `${head}Forwarded: ${forwarded === null ? '' : `${forwarded}, `}${node};proto=${proto}\r\n`;
 }

@@ -16,10 +16,23 @@ import type { Responder } from './responder.js';
 import type { Exchange } from './exchange.js';
 import { Header, classifyHeader, connectionListed, isHopByHop } from './headers.js';
 import { RESPONSE, createParser, type HttpParser } from './http-parser.js';
-import { parseSimpleHead, type SimpleHead } from './response-head.js';
+import { copyBytes, parseSimpleHead, type SimpleHead } from './response-head.js';
 
 /** Body chunks up to this size are copied into the head's write; bigger ones are written as they are. */
 const MERGE_MAX = 16 * 1024;
+
+/**
+ * Where a simple response (response-head.ts) is assembled — relayed head
+ * lines, framing, body bytes — to leave in one Buffer write. Shared by the
+ * worker's connections: it is only ever filled and written within one read,
+ * and replaced by a fresh one whenever a write could not complete at once
+ * (the socket then holds on to it). Room for a 16 KiB head and MERGE_MAX of body.
+ */
+const OUT_BYTES = 64 * 1024;
+let OUT = Buffer.allocUnsafe(OUT_BYTES);
+const CRLF = Buffer.from('\r\n', 'latin1');
+const CONNECTION_CLOSE = Buffer.from('Connection: close\r\n\r\n', 'latin1');
+const CONNECTION_KEEP_ALIVE = Buffer.from('Connection: keep-alive\r\n\r\n', 'latin1');
 
 export interface UpstreamTimeouts {
   connectMs: number;
@@ -176,8 +189,9 @@ export class UpstreamConnection {
     return ok;
   }
 
-  endBody(chunked: boolean): void {
-    if (chunked) this.socket.write('0\r\n\r\n', 'latin1');
+  /** `trailers`: trailer lines (`name: value\r\n` each) for a chunked body (an HTTP/2 client's, h2-headers.ts). */
+  endBody(chunked: boolean, trailers = ''): void {
+    if (chunked) this.socket.write(trailers === '' ? '0\r\n\r\n' : `0\r\n${trailers}\r\n`, 'latin1');
   }
 
   /** The client went away or the exchange was answered another way: this connection cannot be reused. */
@@ -244,16 +258,16 @@ export class UpstreamConnection {
     this.deadline = client.now() + this.timeouts.responseMs;
     if (this.reading === Reading.Start) {
       // HTTP/2 clients take llhttp's header list; the fast path yields HTTP/1.1 bytes.
-      const head = ex.method === 'HEAD' || client.h2 ? null : parseSimpleHead(buf, n);
+      const head = ex.method === 'HEAD' || client.h2 ? null : parseSimpleHead(buf, n, OUT);
       if (head === null) {
         this.reading = Reading.Parsed;
       } else {
-        this.startCounted(client, ex, head, buf, n);
+        this.startCounted(client as ClientConnection, ex, head, buf, n);
         return !this.waitingForClient;
       }
     }
     if (this.reading === Reading.Counted) {
-      this.relayCounted(client, buf, 0, n);
+      this.relayCounted(client as ClientConnection, buf, 0, n, 0);
       return !this.waitingForClient;
     }
     const ret = this.parser.execute(buf.subarray(0, n));
@@ -266,8 +280,8 @@ export class UpstreamConnection {
     return !this.waitingForClient;
   }
 
-  /** A simple response: its head (and the body bytes of this read) leave in one write. */
-  private startCounted(client: Responder, ex: Exchange, head: SimpleHead, buf: Buffer, n: number): void {
+  /** A simple response (HTTP/1.1 clients only): its head, already in OUT, and the body bytes of this read leave in one write. */
+  private startCounted(client: ClientConnection, ex: Exchange, head: SimpleHead, buf: Buffer, n: number): void {
     const close = ex.closeAfter || !ex.keepAlive || client.draining || ex.bodyPending;
     if (close) ex.closeAfter = true;
     ex.status = head.status;
@@ -275,22 +289,23 @@ export class UpstreamConnection {
     this.upstreamKeepAlive = head.keepAlive;
     this.reading = Reading.Counted;
     this.remaining = head.contentLength;
-    this.pendingHead = `${head.relayed}\r\n${close ? 'Connection: close\r\n' : ex.http10 ? 'Connection: keep-alive\r\n' : ''}\r\n`;
-    this.relayCounted(client, buf, head.bodyStart, n);
+    const end = close ? CONNECTION_CLOSE : ex.http10 ? CONNECTION_KEEP_ALIVE : CRLF;
+    this.relayCounted(client, buf, head.bodyStart, n, copyBytes(end, 0, end.length, OUT, head.relayedEnd));
   }
 
-  /** Relays body bytes of a Counted response (copied out of the shared read buffer); completes it at its length. */
-  private relayCounted(client: Responder, buf: Buffer, from: number, n: number): void {
+  /**
+   * Relays body bytes of a Counted response after the `queued` bytes already
+   * in OUT (a head); completes the response at its length. Small bodies are
+   * copied into OUT; big ones out of the shared read buffer into their own.
+   */
+  private relayCounted(client: ClientConnection, buf: Buffer, from: number, n: number, queued: number): void {
     const take = Math.min(n - from, this.remaining);
     this.remaining -= take;
-    const head = this.pendingHead;
-    this.pendingHead = null;
     let ok: boolean;
     if (take <= MERGE_MAX) {
-      const body = buf.toString('latin1', from, from + take);
-      ok = client.write(head === null ? body : head + body);
+      ok = writeOut(client, copyBytes(buf, from, from + take, OUT, queued));
     } else {
-      if (head !== null) client.write(head);
+      if (queued > 0) writeOut(client, queued);
       ok = client.write(Buffer.from(buf.subarray(from, from + take)));
     }
     if (!ok) this.holdForClient(client);
@@ -489,6 +504,20 @@ export class UpstreamConnection {
     client.waitForDrain(() => this.resumeReading());
     return false;
   }
+}
+
+/**
+ * Writes OUT[0, length) to the client. A write that will be held — queued
+ * behind others, or encrypted and completed later (TLS) — gets a copy (small
+ * ones come from Node's buffer pool); otherwise OUT itself goes, and is
+ * replaced if the socket kept hold of it after all.
+ */
+function writeOut(client: ClientConnection, length: number): boolean {
+  const socket = client.socket as ClientConnection['socket'] & { encrypted?: boolean };
+  if (socket.writableLength !== 0 || socket.encrypted === true) return client.write(Buffer.from(OUT.subarray(0, length)));
+  const ok = client.write(OUT.subarray(0, length));
+  if (socket.writableLength !== 0) OUT = Buffer.allocUnsafe(OUT_BYTES);
+  return ok;
 }
 
 /**
