@@ -112,6 +112,11 @@ export const listenerRoutes = [
       }
       const l = s.store.getListener(params.name);
       if (!l) throw notFound('listener', params.name);
+      // Sites bound to it would be served nowhere: they are rebound or deleted first.
+      const bound = s.store.listSites().filter((x) => x.listeners?.includes(l.name)).map((x) => x.hostname);
+      if (bound.length > 0) {
+        throw new StrataError('STRATA_ERR_NOT_EMPTY', `listener '${l.name}' serves sites bound to it (${bound.slice(0, 5).join(', ')}${bound.length > 5 ? ', …' : ''})`, { sites: bound });
+      }
       s.store.transaction(() => {
         s.store.deleteListener(l.id);
         audit({ action: 'listener.delete', target: l.name, tenantId: null });

@@ -24,7 +24,7 @@ export const presentInstance = (s: Services, i: Instance) => ({
 });
 
 export const presentSite = (s: Services, x: Site) => ({
-  id: x.id, tenant: tenantName(s, x.tenantId) ?? x.tenantId, hostname: x.hostname, target: x.target, createdAt: x.createdAt,
+  id: x.id, tenant: tenantName(s, x.tenantId) ?? x.tenantId, hostname: x.hostname, target: x.target, listeners: x.listeners, createdAt: x.createdAt,
 });
 
 export const presentSnapshot = (s: Services, x: Snapshot) => ({

@@ -162,9 +162,14 @@ export const Site = z.object({
   tenant: z.string(),
   hostname: z.string(),
   target: SiteTarget,
+  /** The gateway listeners that serve it (IP- or port-based virtual hosts); null: every listener. */
+  listeners: z.array(z.string()).nullable(),
   createdAt: z.string(),
 });
-export const SiteCreate = z.object({ hostname: Hostname, target: SiteTarget }).strict();
+export const SiteCreate = z.object({
+  hostname: Hostname, target: SiteTarget,
+  listeners: z.array(Name).min(1).max(16).refine((l) => new Set(l).size === l.length, 'listener names must be unique').optional(),
+}).strict();
 
 export const Snapshot = z.object({
   id: z.string(),

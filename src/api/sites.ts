@@ -6,10 +6,30 @@ import { tenantFor } from './lookup.js';
 import { presentSite } from './present.js';
 import { defineRoute } from './route.js';
 import { ErrorBody, Hostname, Name, Site, SiteCreate, list } from './schemas.js';
+import type { Services } from './services.js';
+import type { SiteTarget } from '../store/types.js';
 
 const tag = 'sites';
 const TenantParams = z.object({ tenant: Name }).strict();
 const Params = z.object({ tenant: Name, hostname: Hostname }).strict();
+
+/**
+ * A site bound to listeners (IP- or port-based virtual hosting) names
+ * existing ones, and a static or redirect site (which answers HTTP) no
+ * tls-passthrough listener.
+ */
+function checkListeners(s: Services, names: readonly string[], target: SiteTarget): void {
+  const known = new Map<string, string>([
+    ...(s.frontDoor?.listeners ?? []).map((l) => [l.id, l.protocol] as const),
+    ...s.store.listListeners().map((l) => [l.name, l.protocol] as const),
+  ]);
+  for (const name of names) {
+    const protocol = known.get(name);
+    const problem = protocol === undefined ? `no gateway listener is named '${name}'`
+      : protocol === 'tls-passthrough' && target.kind !== 'instance' ? `a ${target.kind} site cannot be served on the tls-passthrough listener '${name}'` : null;
+    if (problem !== null) throw new StrataError('STRATA_ERR_SITE_LISTENER', `body.listeners: ${problem}`, { listener: name });
+  }
+}
 
 /** A static root is a path inside the tenant's own docroot area: relative, no `..`. */
 const safeRelativePath = (p: string): boolean =>
@@ -29,10 +49,11 @@ export const siteRoutes = [
       if (body.target.kind === 'instance' && !s.store.getInstance(tenant.id, body.target.instance)) {
         throw notFound('instance', `${tenant.name}/${body.target.instance}`);
       }
+      if (body.listeners !== undefined) checkListeners(s, body.listeners, body.target);
       return s.store.transaction(() => {
         checkQuota(tenant.quota, s.store.usage(tenant.id), { sites: 1 });
-        const site = s.store.createSite({ tenantId: tenant.id, hostname: body.hostname, target: body.target });
-        audit({ action: 'site.create', target: site.hostname, tenantId: tenant.id, details: { target: site.target } });
+        const site = s.store.createSite({ tenantId: tenant.id, hostname: body.hostname, target: body.target, listeners: body.listeners ?? null });
+        audit({ action: 'site.create', target: site.hostname, tenantId: tenant.id, details: { target: site.target, listeners: site.listeners } });
         return { status: 201, body: presentSite(s, site) };
       });
     },

@@ -31,6 +31,23 @@ export class AccessLog {
     this.logger.info(entry);
   }
 
+  /**
+   * Opens the path anew (it was renamed away by rotation); resolves once new
+   * lines go to the new file. Lines still buffered land there too: none is lost.
+   */
+  reopen(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.destination.off('ready', done);
+        this.destination.off('error', done);
+        resolve();
+      };
+      this.destination.once('ready', done);
+      this.destination.once('error', done); // cannot open: it goes on writing where it was
+      this.destination.reopen();
+    });
+  }
+
   /** Flushes what is buffered; resolves when the file is closed. */
   close(): Promise<void> {
     return new Promise((resolve) => {

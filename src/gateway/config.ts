@@ -122,7 +122,8 @@ function validateCertificates(config: GatewayConfig): Map<string, string | null>
     if (typeof c.id !== 'string' || c.id === '' || tenants.has(c.id)) throw invalid('certificate ids must be unique and non-empty', { certificate: c.id });
     const details = { certificate: c.id };
     if (c.tenantId !== null && (typeof c.tenantId !== 'string' || c.tenantId === '')) throw invalid('certificate tenantId must be a tenant id or null', details);
-    if (!Array.isArray(c.hostnames) || c.hostnames.length === 0) throw invalid('certificate needs at least one hostname', details);
+    // A neutral certificate may have no names: it is then only ever a listener's default, never chosen by SNI.
+    if (!Array.isArray(c.hostnames) || (c.hostnames.length === 0 && c.tenantId !== null)) throw invalid('a tenant\'s certificate needs at least one hostname', details);
     for (const name of c.hostnames) {
       if (typeof name !== 'string' || normaliseSiteHostname(name) !== name) throw invalid('certificate hostname is not normalised', { ...details, hostname: name });
       if (names.has(name)) throw invalid(`two certificates for '${name}'`, { ...details, hostname: name });

@@ -160,7 +160,10 @@ export class ClientConnection {
       chunk.length < H2_PREFACE.length || !chunk.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) return false;
     this.closed = true;
     this.feed.release();
-    this.parser.close();
+    // We are inside the parser's own execute callback, and its native side touches itself after we return:
+    // freeing it now is a use-after-free that corrupted the worker's heap under load (as Node's freeParser, wait).
+    const parser = this.parser;
+    setImmediate(() => parser.close());
     this.socket.unshift(Buffer.from(chunk));
     this.startH2c();
     return true;

@@ -133,3 +133,31 @@ function addField(out: OutgoingHttpHeaders, name: string, value: string): void {
   else if (Array.isArray(prior)) prior.push(value);
   else out[name] = [String(prior), value];
 }
+
+/**
+ * Fields a trailer section must not carry (RFC 9110 §6.5.1): framing, routing,
+ * authentication, representation and hop-by-hop fields, which a backend might
+ * otherwise act on after the head was checked.
+ */
+const NOT_IN_TRAILERS = new Set([
+  'authorization', 'cache-control', 'content-encoding', 'content-range', 'content-type', 'cookie', 'expect',
+  'max-forwards', 'proxy-authorization', 'range', 'set-cookie', 'www-authenticate', 'age', 'date', 'location', 'vary',
+]);
+
+/**
+ * An HTTP/2 request's trailer fields ([name, value, …], names lower case) as
+ * HTTP/1.1 trailer lines (`name: value\r\n` each) for the end of a chunked
+ * body; fields a trailer may not carry, and any pseudo-header, are dropped.
+ */
+export function h2TrailerLines(raw: readonly string[]): string {
+  let lines = '';
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    if (name.charCodeAt(0) === 0x3a || NOT_IN_TRAILERS.has(name) || /[\r\n\0]/.test(value)) continue;
+    const kind = classifyHeader(name);
+    if (kind !== Header.Other || name.startsWith('x-forwarded-')) continue; // framing, Host, Forwarded and hop-by-hop fields
+    lines += `${name}: ${value}\r\n`;
+  }
+  return lines;
+}

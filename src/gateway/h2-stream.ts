@@ -10,7 +10,7 @@
  */
 import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Exchange } from './exchange.js';
-import { h2LocalHeaders, h2ResponseHeaders } from './h2-headers.js';
+import { h2LocalHeaders, h2ResponseHeaders, h2TrailerLines } from './h2-headers.js';
 import { ERROR_PAGE_HEADERS, errorPage, httpDate } from './pages.js';
 
 /** What a stream needs from its connection. */
@@ -38,6 +38,7 @@ export class H2Stream {
     this.openedAt = session.now();
     stream.on('data', this.onData.bind(this));
     stream.on('end', this.onEnd.bind(this));
+    stream.on('trailers', this.onTrailers.bind(this));
     stream.on('drain', this.onDrain.bind(this));
     stream.on('error', () => {});
     stream.on('close', this.onClose.bind(this));
@@ -75,11 +76,18 @@ export class H2Stream {
     }
   }
 
+  /** Trailer lines from the client's trailing HEADERS, for a chunked upstream body (a sized one cannot carry them). */
+  private trailers = '';
+
+  private onTrailers(_headers: unknown, _flags: number, raw: string[]): void {
+    if (this.ex.chunked) this.trailers = h2TrailerLines(raw);
+  }
+
   private onEnd(): void {
     const ex = this.ex;
     if (ex.bodyComplete) return;
     ex.bodyComplete = true;
-    if (ex.upstream !== null && ex.reject === 0) ex.upstream.endBody(ex.chunked);
+    if (ex.upstream !== null && ex.reject === 0) ex.upstream.endBody(ex.chunked, this.trailers);
   }
 
   private bodyTooLarge(): void {

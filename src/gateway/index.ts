@@ -119,6 +119,7 @@ class WorkerSlot {
   restarts = 0;
   private readonly waiting = new Map<number, (failed: ListenFailure[]) => void>();
   private readonly metricWaiters = new Map<number, (m: MetricJson[]) => void>();
+  private readonly reopenWaiters = new Map<number, () => void>();
 
   constructor(readonly index: number) {}
 
@@ -145,6 +146,9 @@ class WorkerSlot {
     } else if (message.type === 'metrics') {
       this.metricWaiters.get(message.request)?.(message.metrics);
       this.metricWaiters.delete(message.request);
+    } else if (message.type === 'reopened') {
+      this.reopenWaiters.get(message.request)?.();
+      this.reopenWaiters.delete(message.request);
     } else if (message.type === 'warning') {
       log.warn({ worker: this.index, ...message.details }, message.message);
     }
@@ -164,12 +168,29 @@ class WorkerSlot {
     });
   }
 
+  /** Resolves once this worker writes to the access log's path anew (or after METRICS_TIMEOUT_MS). */
+  reopenLog(request: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.reopenWaiters.delete(request);
+        resolve();
+      }, METRICS_TIMEOUT_MS);
+      this.reopenWaiters.set(request, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.send({ type: 'reopen-log', request });
+    });
+  }
+
   /** The process is gone: nothing it owed will come. */
   settleAll(): void {
     for (const resolve of this.waiting.values()) resolve([]);
     this.waiting.clear();
     for (const resolve of this.metricWaiters.values()) resolve([]);
     this.metricWaiters.clear();
+    for (const resolve of this.reopenWaiters.values()) resolve();
+    this.reopenWaiters.clear();
   }
 }
 
@@ -180,7 +201,8 @@ class Supervisor implements Gateway {
   private version = 0;
   private closing = false;
   private queue: Promise<void> = Promise.resolve();
-  private metricRequest = 0;
+  /** Numbers requests to workers (metrics, log reopening) so answers find their caller. */
+  private requests = 0;
   private securityListener: ((counts: SecurityCount[]) => void) | undefined;
 
   constructor(private readonly opts: ResolvedOptions, private readonly log: Logger) {
@@ -336,9 +358,14 @@ class Supervisor implements Gateway {
   }
 
   async metrics(): Promise<Registry> {
-    const request = ++this.metricRequest;
+    const request = ++this.requests;
     const perWorker = await Promise.all(this.slots.map((slot) => (slot.child === null ? [] : slot.metrics(request))));
     return AggregatorRegistry.aggregate(perWorker.filter((m) => m.length > 0));
+  }
+
+  async reopenAccessLog(): Promise<void> {
+    const request = ++this.requests;
+    await Promise.all(this.slots.map((slot) => (slot.child === null ? undefined : slot.reopenLog(request))));
   }
 
   async close(): Promise<void> {

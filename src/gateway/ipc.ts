@@ -26,12 +26,15 @@ export type ToWorker =
     certificates: { upsert: CertificateConfig[]; remove: string[] } | null;
   }
   | { type: 'metrics'; request: number }
+  /** The access log was renamed away (rotated): open its path anew, then answer `reopened`. */
+  | { type: 'reopen-log'; request: number }
   | { type: 'close'; graceMs: number };
 
 export type FromWorker =
   /** `failed`: listeners this worker could not listen on (e.g. EADDRINUSE, found only at listen time). */
   | { type: 'applied'; version: number; failed: Array<{ listener: string; error: string }> }
   | { type: 'metrics'; request: number; metrics: MetricJson[] }
+  | { type: 'reopened'; request: number }
   | { type: 'warning'; message: string; details?: Record<string, unknown> }
   /** Refusals since the last such message (security.ts), for the guard. */
   | { type: 'security'; counts: SecurityCount[] };

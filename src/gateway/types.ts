@@ -32,7 +32,10 @@ export interface ListenerConfig {
 export interface CertificateConfig {
   /** Stable id; listeners name their default certificate by it, updates replace by it. */
   id: string;
-  /** Normalised names it serves (SNI); may include '*.example.com'. One certificate per name. */
+  /**
+   * Normalised names it serves (SNI); may include '*.example.com'. One certificate per name.
+   * Empty only for a neutral certificate that serves as listeners' default alone.
+   */
   hostnames: string[];
   /** The certificate, then its chain, PEM. */
   certPem: string;
@@ -144,6 +147,11 @@ export interface Gateway {
   addresses(): GatewayAddress[];
   /** Per-site request, byte, status class and latency metrics, summed over the workers. */
   metrics(): Promise<import('prom-client').Registry>;
+  /**
+   * Every worker opens the access log's path anew (after it was renamed away
+   * by rotation); resolves when all have, or are gone or stuck (2 s).
+   */
+  reopenAccessLog(): Promise<void>;
   /** Hears the workers' refusal counts (security.ts), in batches: the guard's gateway interceptor. */
   onSecurity(listener: ((counts: import('./security.js').SecurityCount[]) => void) | undefined): void;
 }

@@ -17,6 +17,7 @@ import { ClientConnection, type ListenerInfo } from './connection.js';
 import { H2Connection } from './h2.js';
 import type { WorkerContext } from './context.js';
 import { assertParserShape } from './http-parser.js';
+import { assertRawTcpShape } from './raw-tcp.js';
 import type { FromWorker, ToWorker } from './ipc.js';
 import { ConnectionCounter, RateLimiter } from './limits.js';
 import { PassthroughStreams } from './passthrough.js';
@@ -358,6 +359,11 @@ class Worker {
     send({ type: 'metrics', request, metrics: [...statsToJson(stats), ...this.passthrough.metrics(stats)] });
   }
 
+  async reopenLog(request: number): Promise<void> {
+    await this.ctx.accessLog?.reopen();
+    send({ type: 'reopened', request });
+  }
+
   /** Stops accepting, lets responses in flight finish for up to `graceMs`, then exits. */
   async close(graceMs: number): Promise<void> {
     for (const l of this.listening.values()) l.server.close();
@@ -384,6 +390,7 @@ function unmapIpv4(ip: string): string {
 }
 
 assertParserShape();
+assertRawTcpShape();
 let worker: Worker | null = null;
 process.on('message', (message: ToWorker, handle: unknown) => {
   switch (message.type) {
@@ -401,6 +408,9 @@ process.on('message', (message: ToWorker, handle: unknown) => {
       break;
     case 'metrics':
       worker?.metrics(message.request);
+      break;
+    case 'reopen-log':
+      void worker?.reopenLog(message.request);
       break;
     case 'close':
       void worker?.close(message.graceMs);

@@ -149,4 +149,12 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE instances ADD COLUMN clone_from TEXT;
     `,
   },
+  {
+    version: 4,
+    description: 'a site bound to some gateway listeners (IP- and port-based virtual hosts)',
+    sql: `
+      -- JSON array of listener names; NULL: every listener.
+      ALTER TABLE sites ADD COLUMN listeners TEXT;
+    `,
+  },
 ];

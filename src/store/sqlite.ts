@@ -68,6 +68,7 @@ const toSite = (r: Row): Site => ({
   tenantId: String(r.tenant_id),
   hostname: String(r.hostname),
   target: parse<SiteTarget>(r.target),
+  listeners: r.listeners ? parse<string[]>(r.listeners) : null,
   createdAt: String(r.created_at),
 });
 const toSnapshot = (r: Row): Snapshot => ({
@@ -354,12 +355,12 @@ export class SqliteStore implements Store {
 
   // Sites
 
-  createSite(s: { tenantId: string; hostname: string; target: SiteTarget }): Site {
-    const site: Site = { id: newId('si'), tenantId: s.tenantId, hostname: s.hostname, target: s.target, createdAt: now() };
+  createSite(s: { tenantId: string; hostname: string; target: SiteTarget; listeners?: string[] | null }): Site {
+    const site: Site = { id: newId('si'), tenantId: s.tenantId, hostname: s.hostname, target: s.target, listeners: s.listeners ?? null, createdAt: now() };
     this.insert('site', s.hostname,
-      'INSERT INTO sites (id, tenant_id, hostname, target, instance_name, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      'INSERT INTO sites (id, tenant_id, hostname, target, instance_name, listeners, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
       site.id, site.tenantId, site.hostname, json(site.target),
-      site.target.kind === 'instance' ? site.target.instance : null, site.createdAt);
+      site.target.kind === 'instance' ? site.target.instance : null, site.listeners === null ? null : json(site.listeners), site.createdAt);
     return site;
   }
   getSite(hostname: string): Site | null {

@@ -92,7 +92,7 @@ export interface Store extends ReconcileStore {
   /** Forgets a clone's source once the driver has made the clone. */
   cloneMade(id: string): void;
 
-  createSite(s: { tenantId: string; hostname: string; target: SiteTarget }): Site;
+  createSite(s: { tenantId: string; hostname: string; target: SiteTarget; listeners?: string[] | null }): Site;
   getSite(hostname: string): Site | null;
   listSites(filter?: { tenantId?: string; instanceName?: string }): Site[];
   deleteSite(id: string): void;

@@ -81,6 +81,8 @@ export interface Site {
   tenantId: string;
   hostname: string;
   target: SiteTarget;
+  /** The gateway listeners (by name) that serve it; null: all of them. */
+  listeners: string[] | null;
   createdAt: string;
 }
 

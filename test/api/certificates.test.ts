@@ -6,6 +6,7 @@
  * an open connection, listeners added and removed live, per-site access logs.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { request as httpRequest } from 'node:http';
@@ -27,15 +28,17 @@ let dataDir: string;
 /** HTTPS GET through the gateway with SNI `name`, trusting only `ca`. */
 const httpsGetVia = (name: string, ca: string, agent?: Agent) => httpsGet(httpsPort, ca, { name, ...(agent ? { agent } : {}) });
 
-/** Whether a TLS handshake naming `name` succeeds at all (no trust check). */
-function handshakes(name: string): Promise<boolean> {
+/** The subjectAltName of the certificate served for SNI `name` (no trust check), or null when the handshake is refused. */
+function servedFor(name: string): Promise<string | null> {
   return new Promise((resolve) => {
     const s = connect({ host: '127.0.0.1', port: httpsPort, servername: name, rejectUnauthorized: false });
-    s.once('secureConnect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-    s.once('close', () => resolve(false));
+    s.once('secureConnect', () => { resolve(s.getPeerCertificate().subjectaltname ?? null); s.destroy(); });
+    s.once('error', () => resolve(null));
+    s.once('close', () => resolve(null));
   });
 }
+/** What a name no certificate covers gets: the listener's neutral default, naming no tenant. */
+const NEUTRAL = 'DNS:strata.invalid';
 
 function httpGet(port: number, host: string, address = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -150,7 +153,7 @@ test('uploads: a valid chain is served; bad PEM, a foreign key, an expired certi
 test('list and show never carry a key; delete removes the key files and the gateway stops serving the name', async () => {
   const issued = await d.request('POST', '/v1/tenants/own/certificates/local-ca', { token: own, body: { hostnames: ['c.own.test'] } });
   assert.equal(issued.status, 201);
-  assert.equal(await handshakes('c.own.test'), true);
+  assert.equal(await servedFor('c.own.test'), 'DNS:c.own.test');
   const listed = await d.request('GET', '/v1/tenants/own/certificates', { token: own });
   assert.ok(listed.body.items.some((c: { id: string }) => c.id === issued.body.id));
   assert.ok(!JSON.stringify(listed.body).includes('PRIVATE KEY'));
@@ -162,7 +165,7 @@ test('list and show never carry a key; delete removes the key files and the gate
   const del = await d.request('DELETE', `/v1/tenants/own/certificates/${issued.body.id}`, { token: own });
   assert.equal(del.status, 204);
   assert.equal(existsSync(join(d.daemon.dataDir, 'certs', issued.body.id)), false);
-  assert.equal(await handshakes('c.own.test'), false, 'no certificate for the name: the handshake is refused');
+  assert.equal(await servedFor('c.own.test'), NEUTRAL, 'no certificate for the name: only the neutral default');
 });
 
 test('renewal at two thirds of the lifetime replaces the certificate under the same id without dropping an open connection', async () => {
@@ -197,11 +200,11 @@ test('a name that changes hands: the old owner\'s certificate is no longer serve
   await site('other', 'z.shared.test');
   const old = await d.request('POST', '/v1/tenants/other/certificates/local-ca', { token: otherToken, body: { hostnames: ['z.shared.test'] } });
   assert.equal(old.status, 201);
-  assert.equal(await handshakes('z.shared.test'), true);
+  assert.equal(await servedFor('z.shared.test'), 'DNS:z.shared.test');
   assert.equal((await d.request('DELETE', '/v1/tenants/other/sites/z.shared.test', { token: otherToken })).status, 204);
   await site('own', 'z.shared.test');
   await new Promise((r) => setTimeout(r, 300));
-  assert.equal(await handshakes('z.shared.test'), false, "the former owner's certificate is not served for the new owner's site");
+  assert.equal(await servedFor('z.shared.test'), NEUTRAL, "the former owner's certificate is not served for the new owner's site");
   const mine = await d.request('POST', '/v1/tenants/own/certificates/local-ca', { token: own, body: { hostnames: ['z.shared.test'] } });
   assert.equal(mine.status, 201, JSON.stringify(mine.body));
   assert.equal((await httpsGetVia('z.shared.test', caPem)).fingerprint, mine.body.fingerprint);
@@ -223,6 +226,55 @@ test('listeners: added live on another address, listed with the command-line one
   assert.equal((await d.request('DELETE', '/v1/listeners/ip2')).status, 204);
   await assert.rejects(httpGet(port, 'a.own.test', '127.0.0.2'), /ECONNREFUSED/);
   assert.equal((await d.request('DELETE', '/v1/listeners/ip2')).status, 404);
+});
+
+/** The certificate a client that sends no SNI gets from 127.0.0.x:port, or null when the handshake is refused. */
+function noSniCertificate(port: number, address = '127.0.0.1'): Promise<PeerCertificate | null> {
+  return new Promise((resolve) => {
+    const s = connect({ host: address, port, rejectUnauthorized: false }); // an IP host: Node sends no SNI
+    s.once('secureConnect', () => { resolve(s.getPeerCertificate()); s.destroy(); });
+    s.once('error', () => resolve(null));
+    s.once('close', () => resolve(null));
+  });
+}
+
+test('https listeners, from the API or the command line, give clients without SNI the neutral certificate; strictSni ones refuse them', async () => {
+  const port = await freePort('127.0.0.2');
+  const strictPort = await freePort('127.0.0.3');
+  assert.equal((await d.request('POST', '/v1/listeners', { body: { name: 'tls2', address: '127.0.0.2', port, protocol: 'https' } })).status, 201);
+  assert.equal((await d.request('POST', '/v1/listeners', { body: { name: 'strict3', address: '127.0.0.3', port: strictPort, protocol: 'https', strictSni: true } })).status, 201);
+  try {
+    const neutral = readFileSync(join(d.daemon.dataDir, 'gateway', 'neutral.pem'), 'utf8');
+    const fingerprint = new X509Certificate(neutral).fingerprint256;
+    assert.equal(statSync(join(d.daemon.dataDir, 'gateway', 'neutral-key.pem')).mode & 0o777, 0o600);
+    for (const [p, address] of [[port, '127.0.0.2'], [httpsPort, '127.0.0.1']] as const) {
+      const got = await noSniCertificate(p, address);
+      assert.ok(got !== null, `a handshake without SNI on ${address} completes`);
+      assert.equal(got.fingerprint256, fingerprint);
+      assert.equal(got.subject.CN, 'strata.invalid', 'it names no tenant');
+      assert.equal(got.subjectaltname, NEUTRAL);
+    }
+    assert.equal(await noSniCertificate(strictPort, '127.0.0.3'), null, 'strictSni: no SNI, no handshake');
+    // A request by bare IP over the neutral certificate is routed like any (no site for the IP: the neutral 404).
+    const status = await new Promise<number>((resolve, reject) => {
+      const s = connect({ host: '127.0.0.2', port, rejectUnauthorized: false }, () => s.write('GET / HTTP/1.1\r\nHost: 127.0.0.2\r\nConnection: close\r\n\r\n'));
+      let text = '';
+      s.on('data', (c: Buffer) => { text += c.toString('latin1'); });
+      s.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+      s.on('error', reject);
+    });
+    assert.equal(status, 404);
+    // A client naming a site on the API listener still gets that site's certificate (the local CA's, trusted).
+    const named = await new Promise<PeerCertificate>((resolve, reject) => {
+      const s = connect({ host: '127.0.0.2', port, servername: 'a.own.test', ca: caPem }, () => { resolve(s.getPeerCertificate()); s.destroy(); });
+      s.on('error', reject);
+    });
+    assert.notEqual(named.fingerprint256, fingerprint);
+    assert.equal(named.subjectaltname, 'DNS:a.own.test');
+  } finally {
+    assert.equal((await d.request('DELETE', '/v1/listeners/tls2')).status, 204);
+    assert.equal((await d.request('DELETE', '/v1/listeners/strict3')).status, 204);
+  }
 });
 
 test('the CA certificate is what signed the issued leaves (a fresh LocalCa over the same dir loads the same CA)', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { siteRoute, upstreamOf } from '../../src/control/front-door.js';
+import { dropDanglingReferences, siteRoute, upstreamOf, withNeutralDefault } from '../../src/control/front-door.js';
 import type { Instance, Site, Tenant } from '../../src/store/types.js';
 
 test('upstreamOf: own address takes the site port; a loopback service port wins; a forwarded guest port must match', () => {
@@ -13,10 +13,37 @@ test('upstreamOf: own address takes the site port; a loopback service port wins;
 
 test('siteRoute: static roots stay under the tenant docroot; instance sites wait for a running instance', () => {
   const tenant: Tenant = { id: 'tn_1', name: 'acme', quota: { instances: 1, vcpus: 1, memoryMiB: 1, diskMiB: 1, sites: 1 }, createdAt: '' };
-  const site = (target: Site['target']): Site => ({ id: 'si_1', tenantId: 'tn_1', hostname: 'a.example', target, createdAt: '' });
+  const site = (target: Site['target']): Site => ({ id: 'si_1', tenantId: 'tn_1', hostname: 'a.example', target, listeners: null, createdAt: '' });
   assert.deepEqual(siteRoute(site({ kind: 'static', root: 'www' }), tenant, null, '/data')?.target, { kind: 'static', root: '/data/docroots/acme/www' });
   const inst = { actualState: 'stopped', info: { address: '10.0.0.2' } } as unknown as Instance;
   assert.equal(siteRoute(site({ kind: 'instance', instance: 'web', port: 80 }), tenant, inst, '/data'), null);
   assert.deepEqual(siteRoute(site({ kind: 'instance', instance: 'web', port: 80 }), tenant, { ...inst, actualState: 'running' }, '/data')?.target,
     { kind: 'upstream', host: '10.0.0.2', port: 80 });
+});
+
+test('dropDanglingReferences: a binding keeps the listeners that exist; a site bound to none that exists is served nowhere; a default site not served on its listener is dropped', () => {
+  const listeners = [
+    { id: 'a', address: '127.0.0.1', port: 1, protocol: 'http' as const, defaultSite: 'one.test' },
+    { id: 'b', address: '127.0.0.2', port: 1, protocol: 'http' as const, defaultSite: 'two.test' },
+  ];
+  const target = { kind: 'redirect' as const, to: 'https://x.test/', status: 302 as const };
+  const { sites, listeners: fixed } = dropDanglingReferences([
+    { hostname: 'one.test', tenantId: 't', target, listeners: ['a', 'gone'] },
+    { hostname: 'two.test', tenantId: 't', target, listeners: ['gone'] },
+    { hostname: 'all.test', tenantId: 't', target },
+  ], listeners);
+  assert.deepEqual(sites.map((s) => [s.hostname, s.listeners]), [['one.test', ['a']], ['all.test', undefined]]);
+  assert.equal(fixed[0]!.defaultSite, 'one.test');
+  assert.equal(fixed[1]!.defaultSite, undefined, 'two.test is served nowhere, so not b\'s default');
+});
+
+test('withNeutralDefault: https listeners get the neutral certificate unless strict or given one; others are untouched', () => {
+  const neutral = { id: 'n', hostnames: [], certPem: '', keyPem: '', tenantId: null };
+  const out = withNeutralDefault([
+    { id: 'h', address: '127.0.0.1', port: 1, protocol: 'https' },
+    { id: 's', address: '127.0.0.1', port: 2, protocol: 'https', strictSni: true },
+    { id: 'p', address: '127.0.0.1', port: 3, protocol: 'http' },
+  ], neutral);
+  assert.deepEqual(out.map((l) => l.defaultCertificate), ['n', undefined, undefined]);
+  assert.equal(withNeutralDefault([{ id: 'h', address: '127.0.0.1', port: 1, protocol: 'https' }], null)[0]!.defaultCertificate, undefined);
 });

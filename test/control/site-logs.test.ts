@@ -1,14 +1,17 @@
 /**
  * Per-site log files from the shared access log: lines sorted by tenant and
  * site, partial lines kept for the next read, unrouted requests dropped, and
- * size-based rotation keeping a bounded number of old files.
+ * size-based rotation keeping a bounded number of old files — for the shared
+ * log too, under a real gateway's workers writing to it.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { SiteLogs, siteLogFile } from '../../src/control/site-logs.js';
+import { startGateway } from '../../src/gateway/index.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-site-logs-'));
@@ -36,5 +39,50 @@ test('sorts lines per tenant and site, keeps partial lines, drops unrouted ones,
   const all = [`${a}.2`, `${a}.1`, a].flatMap((f) => readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l).n as number));
   assert.deepEqual(all, [...all].sort((x, y) => x - y), 'order kept across rotations');
   assert.equal(all.at(-1), 39);
+  store.close();
+});
+
+test('the shared access log rotates under live workers: renamed, reopened by every worker, no line lost or copied twice', async () => {
+  const root = join(dir, 'live');
+  mkdirSync(join(root, 'www'), { recursive: true });
+  writeFileSync(join(root, 'www', 'index.html'), 'hi\n');
+  const store = new SqliteStore(join(root, 'strata.db'));
+  const t = store.createTenant({ name: 'shop', quota: { instances: 1, vcpus: 1, memoryMiB: 1, diskMiB: 1, sites: 1 } });
+  const accessLog = join(root, 'access.log');
+  const gw = await startGateway({
+    listeners: [{ id: 'web', address: '127.0.0.1', port: 0, protocol: 'http' }],
+    sites: [{ hostname: 'shop.test', tenantId: t.id, target: { kind: 'static', root: join(root, 'www') } }],
+  }, { workers: 2, accessLog: { path: accessLog } });
+  const logs = new SiteLogs({ accessLogPath: accessLog, dir: join(root, 'sites'), store, accessMaxBytes: 4096, keep: 3, reopen: () => gw.reopenAccessLog() });
+  const port = gw.addresses()[0]!.port;
+  const get = (n: number): Promise<number> => new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: `/?n=${n}`, headers: { host: 'shop.test' }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    }).on('error', reject);
+  });
+  const total = 600;
+  let rotations = 0;
+  try {
+    for (let n = 0; n < total; n += 20) {
+      const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => get(n + i)));
+      assert.ok(statuses.every((x) => x === 200));
+      const before = existsSync(`${accessLog}.1`) ? statSync(`${accessLog}.1`).ino : null;
+      await logs.tick(); // what the timer does: copy, and rotate when past the limit
+      if (existsSync(`${accessLog}.1`) && statSync(`${accessLog}.1`).ino !== before) rotations++;
+    }
+  } finally {
+    await gw.close(); // workers flush what they buffer
+    logs.stop();
+  }
+  assert.ok(rotations >= 3, `the shared log rotated (${rotations} times)`);
+  assert.ok(existsSync(`${accessLog}.3`) && !existsSync(`${accessLog}.4`), 'three rotated files kept');
+  // The live file was started anew by the workers after the last rotation.
+  assert.ok(statSync(accessLog).size < statSync(`${accessLog}.1`).size + 4096);
+  const site = siteLogFile(join(root, 'sites'), 'shop', 'shop.test');
+  const seen = [site, `${site}.1`, `${site}.2`, `${site}.3`, `${site}.4`, `${site}.5`].filter(existsSync)
+    .flatMap((f) => readFileSync(f, 'utf8').trim().split('\n').map((l) => Number(new URL(JSON.parse(l).url, 'http://x').searchParams.get('n'))));
+  assert.equal(seen.length, total, 'every request copied exactly once into the site log');
+  assert.equal(new Set(seen).size, total);
   store.close();
 });

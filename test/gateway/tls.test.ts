@@ -155,6 +155,14 @@ test('no SNI: the neutral default certificate, or a refused handshake without on
     await gw.update(config());
     const none = await handshake(port(), { servername: '' });
     assert.ok(none.error !== undefined, 'no default certificate: refused');
+
+    // A neutral certificate listed under no name (the daemon's) is a default only: never chosen by SNI.
+    const certificates = config().certificates!.map((c) => (c.id === 'neutral' ? { ...c, hostnames: [] } : c));
+    await gw.update(config({ defaultCertificate: 'neutral', certificates }));
+    assert.equal((await handshake(port(), { servername: '' })).subject, 'gateway.invalid');
+    assert.equal((await handshake(port(), { servername: 'a.test' })).subject, 'a.test');
+    const nameless = certificates.map((c) => (c.id === 'cb' ? { ...c, hostnames: [] } : c));
+    await assert.rejects(gw.update(config({ defaultCertificate: 'neutral', certificates: nameless })), (e: any) => e.code === 'STRATA_ERR_CONFIG' && /needs at least one hostname/.test(e.message));
   });
 });
 
