@@ -19,6 +19,9 @@ import { Authenticator } from './auth/authenticate.js';
 import { generateToken, parseBearer } from './auth/tokens.js';
 import { EventBus } from './control/events.js';
 import { InstanceService } from './control/instances.js';
+import { Forwards } from './control/forwards.js';
+import { Mover } from './control/move.js';
+import { Receiver, gatewayAddress } from './control/receive.js';
 import { KeyedMutex } from './control/keyed-mutex.js';
 import { OperationRunner } from './control/operations.js';
 import { Reconciler } from './control/reconciler.js';
@@ -37,6 +40,9 @@ import { IntegrityMonitor } from './guard/integrity.js';
 import { KnownGoodStore } from './guard/recovery.js';
 import { IsolateInterceptor, type BoundarySource } from './guard/interceptors/env.js';
 import { QmpInterceptor } from './guard/interceptors/qmp.js';
+import { VmNetworkInterceptor } from './guard/interceptors/vm-network.js';
+import { VmResourceInterceptor } from './guard/interceptors/vm-resources.js';
+import { cachedTargets, vmTargets } from './guard/interceptors/vm-targets.js';
 import { GatewayInterceptor } from './guard/interceptors/gateway.js';
 import { tapQmpEvents } from './levels/vm/qmp.js';
 import { BpfInterceptor, bpfAvailable, osTargets } from './guard/interceptors/bpf.js';
@@ -217,6 +223,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const i = store.getInstanceById(basename(dirname(dirname(path))));
     return i && (i.level === 'vm' || i.level === 'emu') ? { tenantId: i.tenantId, instanceId: i.id, level: i.level } : null;
   }));
+  // VMs from outside: what their tenant bridge's firewall refuses, QEMU's CPU and its cgroup's memory.
+  const vmDrivers = registry.availableDrivers().filter((d) => d.level === 'vm' || d.level === 'emu');
+  if (vmDrivers.length > 0) {
+    const targets = cachedTargets(() => vmTargets(store, vmDrivers), 5_000);
+    const guardLog = log.child({ svc: 'guard' });
+    await guard.addInterceptor(new VmNetworkInterceptor({ targets, log: (message, details) => guardLog.warn(details ?? {}, message) }));
+    await guard.addInterceptor(new VmResourceInterceptor({ targets }));
+  }
   await guard.start();
   // The os level's syscalls through bpftrace: attached in the background (compiling takes seconds), never failing the start.
   const osDriver = registry.availableDrivers().find((d) => d.level === 'os');
@@ -239,6 +253,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
     instances, metrics, guard, certificates,
   };
+  // Moves between daemons: both sides; moved sites are forwarded by this gateway (`control/move.ts`).
+  const forwards = new Forwards(opts.dataDir);
+  const flushRoutes = async (): Promise<void> => { await services.frontDoor?.flush(); };
+  services.moves = {
+    mover: new Mover({ store, audit, events, operations, registry, locks, forwards, flushRoutes }),
+    receiver: new Receiver({ store, audit, events, registry, locks, flushRoutes, gatewayAddress: () => gatewayAddress(services) }),
+    forwards, flushRoutes,
+  };
   const reconciler = new Reconciler({
     store, registry, locks, logger: log,
     ...(opts.reconcileIntervalMs ? { intervalMs: opts.reconcileIntervalMs } : {}),
@@ -260,6 +282,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await frontDoor?.close();
     siteLogs?.stop();
     await api.close();
+    await services.moves?.receiver.close();
     await guardWatch.stop();
     await integrity.stop();
     await guard.stop();
@@ -287,11 +310,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       frontDoor = new FrontDoor(gateway, store, opts.gateway.listeners, opts.dataDir, log.child({ svc: 'front-door' }), certificates.files);
       services.gateway = gateway;
       services.frontDoor = frontDoor;
-      siteLogs = new SiteLogs({ accessLogPath, dir: join(opts.dataDir, 'logs', 'sites'), store });
+      siteLogs = new SiteLogs({ accessLogPath, dir: join(opts.dataDir, 'logs', 'sites'), store, reopen: () => gateway.reopenAccessLog() });
       siteLogs.start();
       await frontDoor.sync();
       frontDoor.watch(events);
       guardTarget.routes = frontDoor;
+      frontDoor.forwards = () => forwards.routes();
       gatewayRefusals.attach(gateway);
     } catch (e) {
       await close();

@@ -26,6 +26,8 @@ export const ERRORS = {
   STRATA_ERR_UNSUPPORTED: { status: 422, summary: 'The driver for this level does not support the operation.' },
   STRATA_ERR_CERTIFICATE_INVALID: { status: 422, summary: 'The certificate or key does not load, the key does not match, or the certificate has expired.' },
   STRATA_ERR_CERTIFICATE_NAME: { status: 422, summary: "A name on the certificate is not one of the tenant's configured sites." },
+  STRATA_ERR_SITE_LISTENER: { status: 422, summary: 'A site names a gateway listener that does not exist, or one that cannot serve it (a static or redirect site on a tls-passthrough listener).' },
+  STRATA_ERR_MOVE_TARGET: { status: 502, summary: 'The target daemon of a move refused or failed it (details carry its own error); the instance stays where it was.' },
   STRATA_ERR_ACME: { status: 502, summary: 'The ACME CA refused or failed the order; the message says why.' },
   STRATA_ERR_PAYLOAD_TOO_LARGE: { status: 413, summary: 'The request body is larger than the limit.' },
   STRATA_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: 'The request body must be application/json.' },

@@ -12,6 +12,7 @@ import { auditRoutes } from './audit.js';
 import { certificateRoutes } from './certificates.js';
 import { eventRoutes } from './events.js';
 import { instanceRoutes } from './instances.js';
+import { moveRoutes } from './move.js';
 import { listenerRoutes } from './listeners.js';
 import { operationRoutes } from './operations.js';
 import { defineRoute, openapiDocument, registerRoutes, type AnyRoute } from './route.js';
@@ -36,6 +37,7 @@ export const API_ROUTES: readonly AnyRoute[] = [
   ...userRoutes,
   ...tokenRoutes,
   ...instanceRoutes,
+  ...moveRoutes,
   ...streamRoutes,
   ...snapshotRoutes,
   ...imageRoutes,

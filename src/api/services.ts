@@ -7,6 +7,9 @@ import type { Gateway } from '../gateway/index.js';
 import type { Guard } from '../guard/guard.js';
 import type { CertificateManager } from '../control/certificate-manager.js';
 import type { FrontDoor } from '../control/front-door.js';
+import type { Forwards } from '../control/forwards.js';
+import type { Mover } from '../control/move.js';
+import type { Receiver } from '../control/receive.js';
 import type { AuditLog } from '../audit/log.js';
 import type { Authenticator } from '../auth/authenticate.js';
 import type { EventBus } from '../control/events.js';
@@ -34,4 +37,6 @@ export interface Services {
   certificates?: CertificateManager;
   /** The front door's fixed listeners (`strata up --listen`), listed beside the API's own. */
   frontDoor?: FrontDoor;
+  /** Moves between daemons, both sides (absent when a test builds the API without a daemon). */
+  moves?: { mover: Mover; receiver: Receiver; forwards: Forwards; flushRoutes(): Promise<void> };
 }

@@ -57,6 +57,11 @@ export const POLICY = {
   'instance.exec': { roles: TENANT_ADMINS, reason: true },
   'instance.console': { roles: TENANT_ADMINS, reason: true },
   'instance.clone': { roles: TENANT_ADMINS, reason: true },
+  // A move crosses daemons (each with its own quotas and data): the provider's, as `incus move` between remotes is the admin's.
+  'instance.move': { roles: ['provider-admin'], reason: true },
+  'instance.receive': { roles: ['provider-admin'], reason: true },
+  'forward.list': { roles: ['provider-admin'] },
+  'forward.delete': { roles: ['provider-admin'] },
   'image.list': { roles: TENANT_STAFF },
   'image.import': { roles: ['provider-admin'] },
   'site.create': { roles: TENANT_ADMINS, reason: true },

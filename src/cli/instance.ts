@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { integer, keyValue, parseRef, positiveNumber, type Ref } from './args.js';
 import { clientFor, seg, type Client, type Operation } from './client.js';
+import { registerInstanceMove } from './move.js';
 import { printPending } from './operation.js';
 import { emit, keyValues, table, when } from './output.js';
 
@@ -151,6 +152,8 @@ export function registerInstance(program: Command): void {
       });
       await finish(c, { tenant: ref.tenant, name: newName }, res, o.wait, 'cloned');
     });
+
+  registerInstanceMove(instance);
 
   noWait(instance.command('delete').argument('<tenant/name>', 'the instance', parseRef)
     .description('delete an instance (stops it first) and everything it holds'))

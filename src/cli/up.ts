@@ -8,10 +8,20 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import { parseNetworkPlan, type NetworkPlan } from '../levels/network-option.js';
 import { parseGatewayListen, parseListen } from './args.js';
 import { DEFAULT_DATA_DIR } from './config.js';
 import { CliError, print } from './output.js';
+
+/** `TAG:SUBNET` for a level's network plan, as a one-line usage error when wrong. */
+const networkPlan = (flag: string) => (value: string): NetworkPlan => {
+  try {
+    return parseNetworkPlan(value, flag);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
 
 export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8470 };
 export const DEFAULT_GATEWAY_LISTEN = { host: '127.0.0.1', port: 8080 };
@@ -25,7 +35,9 @@ export function registerUp(program: Command): void {
     .option('--acme-directory <url>', "ACME CA directory for tenants' certificates (e.g. https://acme-v02.api.letsencrypt.org/directory)")
     .option('--acme-ca <file>', "PEM of the CA behind the ACME directory's own TLS, when it is a private one (pebble)")
     .option('--acme-email <address>', 'contact address for the ACME account')
-    .action(async (o: { dataDir: string; apiListen?: { host: string; port: number }; listen?: ReturnType<typeof parseGatewayListen>; gateway: boolean; acmeDirectory?: string; acmeCa?: string; acmeEmail?: string }) => {
+    .option('--vm-network <tag:subnet>', "the vm level's bridges and addresses (default sv:10.89.0.0/16); a second daemon on the machine needs its own", networkPlan('--vm-network'))
+    .option('--emu-network <tag:subnet>', "the emu level's (default se:10.90.0.0/16)", networkPlan('--emu-network'))
+    .action(async (o: { vmNetwork?: NetworkPlan; emuNetwork?: NetworkPlan; dataDir: string; apiListen?: { host: string; port: number }; listen?: ReturnType<typeof parseGatewayListen>; gateway: boolean; acmeDirectory?: string; acmeCa?: string; acmeEmail?: string }) => {
       const acme = o.acmeDirectory === undefined ? undefined : {
         directoryUrl: o.acmeDirectory, ...(o.acmeCa ? { directoryCaPem: readFileSync(o.acmeCa, 'utf8') } : {}), ...(o.acmeEmail ? { email: o.acmeEmail } : {}),
       };
@@ -36,7 +48,7 @@ export function registerUp(program: Command): void {
         import('../daemon.js'), import('../levels/index.js'), import('pino'),
       ]);
       const logger = pino({ base: { svc: 'strata' } }, pino.destination({ dest: 2, sync: true }));
-      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(resolve(o.dataDir), { gatewayPorts: o.gateway ? listeners.map((l) => l.port) : [] }), logger, guard: { selfCheck: true, bpf: true }, ...(acme ? { acme } : {}), ...(o.gateway ? { gateway: { listeners } } : {}) }).catch((e: NodeJS.ErrnoException) => {
+      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(resolve(o.dataDir), { gatewayPorts: o.gateway ? listeners.map((l) => l.port) : [], ...(o.vmNetwork ? { vmNetwork: o.vmNetwork } : {}), ...(o.emuNetwork ? { emuNetwork: o.emuNetwork } : {}) }), logger, guard: { selfCheck: true, bpf: true }, ...(acme ? { acme } : {}), ...(o.gateway ? { gateway: { listeners } } : {}) }).catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${host}:${port}: the address is in use`, e.code);
         if (e.code === 'EACCES' || e.code === 'EPERM') throw new CliError(`${e.message} (run as root, or pass --data-dir)`, e.code);
         throw e;

@@ -13,13 +13,14 @@ import type { CertificateConfig, Gateway, GatewayConfig, ListenerConfig, SiteRou
 import type { Store } from '../store/store.js';
 import type { Instance, Site, StoredListener, Tenant } from '../store/types.js';
 import type { EventBus } from './events.js';
+import { neutralCertificate } from './neutral-certificate.js';
 
 /** Where a tenant's static sites live; `root` was checked at the API edge to stay inside it. */
 export const tenantDocroot = (dataDir: string, tenant: string): string => join(dataDir, 'docroots', tenant);
 
 /** A store site as the gateway routes it, or null while its instance has no address to send to. */
 export function siteRoute(site: Site, tenant: Tenant, instance: Instance | null, dataDir: string): SiteRoute | null {
-  const base = { hostname: site.hostname, tenantId: site.tenantId };
+  const base = { hostname: site.hostname, tenantId: site.tenantId, ...(site.listeners !== null ? { listeners: site.listeners } : {}) };
   switch (site.target.kind) {
     case 'static':
       return { ...base, target: { kind: 'static', root: join(tenantDocroot(dataDir, tenant.name), site.target.root) } };
@@ -58,6 +59,16 @@ export function listenerConfig(l: StoredListener): ListenerConfig {
 }
 
 /**
+ * Every https listener that is not `strictSni` answers a client that names no
+ * certificate's name (no SNI, a bare IP) with the neutral certificate, whether
+ * it came from the command line or the API.
+ */
+export function withNeutralDefault(listeners: readonly ListenerConfig[], neutral: CertificateConfig | null): ListenerConfig[] {
+  if (neutral === null) return [...listeners];
+  return listeners.map((l) => (l.protocol === 'https' && l.strictSni !== true && l.defaultCertificate === undefined ? { ...l, defaultCertificate: neutral.id } : l));
+}
+
+/**
  * A `tls-passthrough` listener hands raw streams to instances only, so static
  * and redirect sites (which answer HTTP) are kept to the other listeners. An
  * instance's site stays on every listener: on a passthrough one its stream
@@ -66,13 +77,44 @@ export function listenerConfig(l: StoredListener): ListenerConfig {
 export function keepHttpSitesOffPassthrough(sites: SiteRoute[], listeners: readonly ListenerConfig[]): void {
   const http = listeners.filter((l) => l.protocol !== 'tls-passthrough').map((l) => l.id);
   if (http.length === listeners.length) return;
-  for (const site of sites) if (site.target.kind !== 'upstream') site.listeners = http;
+  for (const site of sites) if (site.target.kind !== 'upstream') site.listeners = site.listeners?.filter((id) => http.includes(id)) ?? http;
+}
+
+/**
+ * Keeps the table valid whatever changed underneath: a site bound to
+ * listeners keeps only those that exist (one bound to none that exists is
+ * served nowhere — never everywhere), and a listener's default site that is
+ * not served on it is dropped (the neutral 404 instead of a refused update).
+ */
+export function dropDanglingReferences(sites: SiteRoute[], listeners: ListenerConfig[]): { sites: SiteRoute[]; listeners: ListenerConfig[] } {
+  const ids = new Set(listeners.map((l) => l.id));
+  const kept: SiteRoute[] = [];
+  for (const site of sites) {
+    if (site.listeners === undefined) {
+      kept.push(site);
+      continue;
+    }
+    const on = site.listeners.filter((id) => ids.has(id));
+    if (on.length > 0) kept.push({ ...site, listeners: on });
+  }
+  const served = (l: ListenerConfig, name: string): boolean =>
+    kept.some((s) => s.hostname === name && (s.listeners === undefined || s.listeners.includes(l.id)));
+  const fixed = listeners.map((l) => {
+    if (l.defaultSite === undefined || served(l, l.defaultSite)) return l;
+    const { defaultSite: _gone, ...rest } = l;
+    return rest;
+  });
+  return { sites: kept, listeners: fixed };
 }
 
 export class FrontDoor {
   #pending = false;
   #running: Promise<void> = Promise.resolve();
   #unsubscribe: (() => void) | undefined;
+  /** Sites that moved to another daemon with their instance and are forwarded there (`forwards.ts`); a stored site of the same name wins. */
+  forwards: (() => SiteRoute[]) | undefined;
+  /** The neutral default certificate, loaded (or made) at the first sync. */
+  #neutral: CertificateConfig | null = null;
 
   constructor(
     private readonly gateway: Gateway,
@@ -84,8 +126,8 @@ export class FrontDoor {
     private readonly certificates?: { gatewayCertificates(): CertificateConfig[] },
   ) {}
 
-  /** The whole configuration as the store has it now. */
-  config(): GatewayConfig {
+  /** The whole configuration as the store has it now, without the listeners in `skip`. */
+  config(skip: ReadonlySet<string> = new Set()): GatewayConfig {
     const tenants = new Map(this.store.listTenants().map((t) => [t.id, t]));
     const instances = new Map(this.store.listInstances().map((i) => [`${i.tenantId}/${i.name}`, i]));
     const sites: SiteRoute[] = [];
@@ -96,9 +138,16 @@ export class FrontDoor {
       const route = siteRoute(site, tenant, instance, this.dataDir);
       if (route) sites.push(route);
     }
-    const listeners = [...this.listeners, ...this.store.listListeners().map(listenerConfig)];
-    keepHttpSitesOffPassthrough(sites, listeners);
-    return { listeners, sites, certificates: this.certificates?.gatewayCertificates() ?? [] };
+    const forwards = this.forwards?.() ?? [];
+    const siteNames = new Set(forwards.length ? this.store.listSites().map((s) => s.hostname) : []);
+    for (const f of forwards) if (!siteNames.has(f.hostname)) sites.push(f);
+    const fromApi = this.store.listListeners().map(listenerConfig).filter((l) => !skip.has(l.id));
+    const all = withNeutralDefault([...this.listeners, ...fromApi], this.#neutral);
+    keepHttpSitesOffPassthrough(sites, all);
+    const { sites: routed, listeners } = dropDanglingReferences(sites, all);
+    const certificates = this.certificates?.gatewayCertificates() ?? [];
+    if (this.#neutral !== null) certificates.push(this.#neutral);
+    return { listeners, sites: routed, certificates };
   }
 
   /** Follows site and instance changes from the event bus. */
@@ -131,11 +180,17 @@ export class FrontDoor {
   }
 
   async sync(): Promise<void> {
+    if (this.#neutral === null) {
+      try {
+        this.#neutral = await neutralCertificate(this.dataDir);
+      } catch (err) {
+        this.log.error({ err }, 'no neutral default certificate: https clients that send no known name are refused');
+      }
+    }
     // A stored listener that cannot bind (its port taken since) is left out rather than blocking every other change.
     const skip = new Set<string>();
     for (;;) {
-      const config = this.config();
-      config.listeners = config.listeners.filter((l) => !skip.has(l.id));
+      const config = this.config(skip);
       try {
         await this.gateway.update(config);
         return;

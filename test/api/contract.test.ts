@@ -45,6 +45,11 @@ test('a walk over every route answers what each route declares', async () => {
     ['POST', '/v1/tokens', { user: 'walker', name: 'ci' }], ['GET', '/v1/tokens?user=walker'],
     ['POST', '/v1/tenants/walk/instances?wait=10', { name: 'web', level: 'os' }], ['GET', '/v1/tenants/walk/instances'],
     ['GET', '/v1/tenants/walk/instances/web'], ['POST', '/v1/tenants/walk/instances/web/stop?wait=10'],
+    // The fake driver cannot move: the declared 422s; a finish for no receive in progress, the declared 404.
+    ['POST', '/v1/tenants/walk/instances/web/move', { target: { url: 'http://127.0.0.1:1', token: 'x' } }, 422],
+    ['POST', '/v1/tenants/walk/instances/arriving/receive', { level: 'os', source: null, limits: { vcpus: 1, memoryMiB: 64, diskMiB: 0 }, config: {}, sites: [], from: 'walk' }, 422],
+    ['POST', '/v1/tenants/walk/instances/arriving/receive/finish', { ok: false }, 404],
+    ['GET', '/v1/forwards'], ['DELETE', '/v1/forwards/none.example', undefined, 404],
     // The fake driver cannot redeploy: the declared 422.
     ['POST', '/v1/tenants/walk/instances/web/redeploy', { code: 'x' }, 422],
     ['POST', '/v1/tenants/walk/instances/web/snapshots?wait=10', { name: 'snap' }],

@@ -29,6 +29,8 @@ const READ_STAFF = { provider: 'ok', 'provider+reason': 'ok', 'tenant-admin': 'o
 const PROVIDER_ONLY = { provider: 'ok', 'provider+reason': 'ok', 'tenant-admin': 'forbidden', 'tenant-member': 'forbidden', auditor: 'forbidden' } as const;
 const ADMIN_INSIDE = { provider: 'reason', 'provider+reason': 'ok', 'tenant-admin': 'ok', 'tenant-member': 'forbidden', auditor: 'forbidden' } as const;
 const STAFF_INSIDE = { provider: 'reason', 'provider+reason': 'ok', 'tenant-admin': 'ok', 'tenant-member': 'ok', auditor: 'forbidden' } as const;
+/** Between daemons (moves): the provider's alone, with a reason. */
+const PROVIDER_INSIDE = { provider: 'reason', 'provider+reason': 'ok', 'tenant-admin': 'forbidden', 'tenant-member': 'forbidden', auditor: 'forbidden' } as const;
 const ADMINS = { provider: 'ok', 'provider+reason': 'ok', 'tenant-admin': 'ok', 'tenant-member': 'forbidden', auditor: 'forbidden' } as const;
 const AUDIT_READERS = { provider: 'ok', 'provider+reason': 'ok', 'tenant-admin': 'ok', 'tenant-member': 'ok', auditor: 'ok' } as const;
 
@@ -99,6 +101,9 @@ const CASES: Case[] = [
   { action: 'snapshot.restore', setup: withSnapshot, request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/snapshots/${c.snap}/restore?wait=10` }), expect: ADMIN_INSIDE },
   // The fake driver cannot clone: 422 after authorization, which is what this table checks.
   { action: 'instance.clone', setup: withSnapshot, request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/snapshots/${c.snap}/clone?wait=10`, body: { name: fresh('c') } }), expect: ADMIN_INSIDE },
+  // The fake driver cannot move: 422 after authorization, which is what this table checks.
+  { action: 'instance.move', setup: (t) => instance(t), request: (t, c) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${c.name}/move`, body: { target: { url: 'http://127.0.0.1:1', token: 'x' } } }), expect: PROVIDER_INSIDE },
+  { action: 'instance.receive', request: (t) => ({ method: 'POST', path: `/v1/tenants/${t}/instances/${fresh('r')}/receive`, body: { level: 'os', source: null, limits: { vcpus: 1, memoryMiB: 64, diskMiB: 0 }, config: {}, sites: [], from: 'roles' } }), expect: PROVIDER_INSIDE },
   { action: 'snapshot.delete', setup: withSnapshot, request: (t, c) => ({ method: 'DELETE', path: `/v1/tenants/${t}/instances/${c.name}/snapshots/${c.snap}` }), expect: ADMIN_INSIDE },
   { action: 'audit.read', request: (t) => ({ method: 'GET', path: `/v1/audit/entries?tenant=${t}` }), expect: AUDIT_READERS },
   { action: 'alert.read', request: (t) => ({ method: 'GET', path: `/v1/alerts?tenant=${t}` }), expect: AUDIT_READERS },
@@ -176,6 +181,16 @@ test('provider-wide actions: only a provider-admin creates tenants; the auditor 
   assert.equal((await d.request('GET', '/v1/audit/entries', { token: tokens.auditor })).status, 200);
   const listed = await d.request('GET', '/v1/tenants', { token: tokens['tenant-member'] });
   assert.deepEqual(listed.body.items.map((t: { name: string }) => t.name), ['own'], 'a tenant lists only itself');
+});
+
+test('the forwards of moved sites are the provider\'s alone', async () => {
+  for (const c of [{ method: 'GET', path: '/v1/forwards' }, { method: 'DELETE', path: '/v1/forwards/none.example' }]) {
+    for (const caller of ['tenant-admin', 'tenant-member', 'auditor'] as Caller[]) {
+      assert.equal((await d.request(c.method, c.path, { token: tokens[caller] })).status, 403, `${caller} ${c.method} ${c.path}`);
+    }
+    const r = await d.request(c.method, c.path);
+    assert.equal(r.status, c.method === 'GET' ? 200 : 404, `provider ${c.method} ${c.path}`);
+  }
 });
 
 test('listeners are the provider\'s alone; the local CA certificate is for every tenant role, not the auditor', async () => {
