@@ -21,6 +21,8 @@ export interface AccessEntry {
 export class AccessLog {
   private readonly destination: ReturnType<typeof pino.destination>;
   private readonly logger: Logger;
+  /** Set by close(): a connection that ends during shutdown must not write to a destroyed stream (it threw in the worker). */
+  private closed = false;
 
   constructor(path: string) {
     this.destination = pino.destination({ dest: path, append: true, mkdir: true, sync: false, minLength: 4096 });
@@ -28,7 +30,7 @@ export class AccessLog {
   }
 
   write(entry: AccessEntry): void {
-    this.logger.info(entry);
+    if (!this.closed) this.logger.info(entry);
   }
 
   /**
@@ -50,6 +52,7 @@ export class AccessLog {
 
   /** Flushes what is buffered; resolves when the file is closed. */
   close(): Promise<void> {
+    this.closed = true;
     return new Promise((resolve) => {
       this.destination.once('close', () => resolve());
       this.destination.end();
