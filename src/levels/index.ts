@@ -8,18 +8,16 @@ import type { LevelDriver } from './driver.js';
 import { checkDistinctPlans, type NetworkPlan } from './network-option.js';
 import { EnvDriver } from './env/index.js';
 import { OsDriver } from './os/driver.js';
-import { EmuDriver, VmDriver } from './vm/index.js';
+import { EmuDriver, NETWORK_DEFAULTS, VmDriver } from './vm/index.js';
 
-/** The vm and emu network plans a daemon runs with unless told otherwise (`strata up --vm-network`, `--emu-network`). */
-export const DEFAULT_NETWORKS: Readonly<Record<'vm' | 'emu', NetworkPlan>> = { vm: { tag: 'sv', subnet: '10.89.0.0/16' }, emu: { tag: 'se', subnet: '10.90.0.0/16' } };
 
 /**
  * `gatewayPorts`: the front door's ports on the host, the only host ports containers and VMs may reach.
  * `vmNetwork`, `emuNetwork`: the levels' network plans; two daemons on one machine need apart ones.
  */
 export function productDrivers(dataDir: string, opts: { gatewayPorts?: number[]; vmNetwork?: NetworkPlan; emuNetwork?: NetworkPlan } = {}): LevelDriver[] {
-  const vmNetwork = opts.vmNetwork ?? DEFAULT_NETWORKS.vm;
-  const emuNetwork = opts.emuNetwork ?? DEFAULT_NETWORKS.emu;
+  const vmNetwork = opts.vmNetwork ?? NETWORK_DEFAULTS.vm;
+  const emuNetwork = opts.emuNetwork ?? NETWORK_DEFAULTS.emu;
   checkDistinctPlans([['--vm-network', vmNetwork], ['--emu-network', emuNetwork]]);
   const hostPorts = opts.gatewayPorts ? { hostPorts: opts.gatewayPorts } : {};
   return [

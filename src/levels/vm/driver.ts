@@ -72,7 +72,8 @@ export interface QemuDriverOptions {
   consoleLog?: Partial<ConsoleLogLimits>;
 }
 
-const NETWORK_DEFAULTS = { vm: { tag: 'sv', subnet: '10.89.0.0/16' }, emu: { tag: 'se', subnet: '10.90.0.0/16' } } as const;
+/** The vm and emu network plans a daemon runs with unless told otherwise (`strata up --vm-network`, `--emu-network`). */
+export const NETWORK_DEFAULTS = { vm: { tag: 'sv', subnet: '10.89.0.0/16' }, emu: { tag: 'se', subnet: '10.90.0.0/16' } } as const;
 
 interface InstanceRecord {
   spec: InstanceSpec;

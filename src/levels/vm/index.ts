@@ -1,2 +1,2 @@
 /** The `vm` and `emu` level drivers (QEMU): see `driver.ts`. */
-export { EmuDriver, VmDriver, type QemuDriverOptions } from './driver.js';
+export { EmuDriver, NETWORK_DEFAULTS, VmDriver, type QemuDriverOptions } from './driver.js';
