@@ -6,18 +6,23 @@
  * of the busybox image) loops: 8 × open(O_CREAT|O_TRUNC) + write + close of a
  * file under /tmp (a watched path, so every one is an event), one TCP connect
  * + accept over the container's own loopback, and every 16th iteration a
- * fork + exec of /bin/true. It prints its own wall time.
+ * fork + exec of /bin/true. It prints its own wall time and its CPU time
+ * (user + system, children included: the probes' work in the kernel is
+ * charged to the task that made the call).
  *
  * Guard off: nothing attached. Guard on: bpftrace attached with the full os
  * program, feeding a Guard with the default ruleset in this process — the whole
  * pipeline on the same two cores as the workload. Rounds alternate off / on
- * (bpftrace started and stopped between), and the medians are compared. The
+ * (bpftrace started and stopped between; which side goes first alternates
+ * too), and the medians are compared, as is each round's pair. The
  * anchor is the same workload with the guard off; Falco and Tetragon quote "a
  * few %" for theirs. `--budget` is the interceptor's per-second record budget
  * per instance and class (default the interceptor's, 500): past it records are only counted in
  * the kernel, so a large one shows the cost of shipping every event to user
  * space. Requires root, gcc, bpftrace and the built-in images.
  */
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +57,7 @@ const WORKLOAD_C = String.raw`
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -73,7 +79,10 @@ int main(int argc, char **argv) {
     if (i % 16 == 0) { pid_t p = fork(); if (p == 0) { execl("/bin/true", "true", (char *)0); _exit(127); } waitpid(p, 0, 0); }
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  printf("%.6f\n", (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+  struct rusage self, kids; getrusage(RUSAGE_SELF, &self); getrusage(RUSAGE_CHILDREN, &kids);
+  double cpu = self.ru_utime.tv_sec + self.ru_stime.tv_sec + kids.ru_utime.tv_sec + kids.ru_stime.tv_sec
+    + (self.ru_utime.tv_usec + self.ru_stime.tv_usec + kids.ru_utime.tv_usec + kids.ru_stime.tv_usec) / 1e6;
+  printf("%.6f %.6f\n", (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, cpu);
   return 0;
 }
 `;
@@ -102,6 +111,54 @@ const quietTarget: ActuatorTarget = {
 } as unknown as ActuatorTarget;
 const memoryAudit: AuditSink = { append: () => ({ index: 0 }) };
 
+/** Wall and CPU (user + system, with its children) seconds of one workload run, as it measured them; with the guard on, its probes' run time. */
+interface Run {
+  wall: number;
+  cpu: number;
+  probeS?: number;
+}
+
+/** Sum of run_time_ns over the BPF programs a process holds (its /proc fdinfo; counted only while stats are on). */
+function probeRunTimeNs(pid: number): number {
+  let total = 0;
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fdinfo`);
+  } catch {
+    return Number.NaN; // bpftrace is gone (it is restarted under a new pid)
+  }
+  for (const fd of fds) {
+    try {
+      total += Number(/^run_time_ns:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? 0);
+    } catch { /* closed meanwhile */ }
+  }
+  return total;
+}
+
+/**
+ * Runs `fn` with the kernel timing every BPF program run (BPF_ENABLE_STATS,
+ * held by a perl child: the kernel turns it off when that fd closes, so a
+ * crashed bench leaves nothing on) and returns the seconds `pid`'s programs
+ * ran meanwhile: what the probes cost the traced tasks, load or not.
+ */
+async function withProbeTime<T>(pid: number, fn: () => Promise<T>): Promise<{ value: T; probeS: number | undefined }> {
+  const holder = spawn('perl', ['-e', '$a = pack("L", 0) . ("\\0" x 124); $fd = syscall(321, 32, $a, 128); die "bpf: $!\\n" if $fd < 0; $| = 1; print "on\\n"; <STDIN>;'],
+    { stdio: ['pipe', 'pipe', 'ignore'] });
+  const on = await new Promise<boolean>((resolve) => {
+    holder.stdout.once('data', () => resolve(true));
+    holder.once('exit', () => resolve(false));
+    holder.once('error', () => resolve(false));
+  });
+  try {
+    const before = on ? probeRunTimeNs(pid) : 0;
+    const value = await fn();
+    const ns = on ? probeRunTimeNs(pid) - before : Number.NaN;
+    return { value, probeS: Number.isFinite(ns) ? ns / 1e9 : undefined };
+  } finally {
+    holder.stdin.end();
+  }
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const bench: Bench = async (opts) => {
@@ -114,33 +171,45 @@ const bench: Bench = async (opts) => {
   const driver = new OsDriver(OPTIONS);
   const availability = await driver.provision();
   if (!availability.available) throw new Error(availability.reason);
-  const off: number[] = [];
-  const on: number[] = [];
+  /** Per round, wall and CPU seconds of the workload with the guard off and on. */
+  const off: Run[] = [];
+  const on: Run[] = [];
   let events = 0;
   let overBudget = 0;
   try {
     await driver.create({ id: ID, tenantId: 'bench', name: ID, level: 'os', source: 'guard-bench', limits: { vcpus: 2, memoryMiB: 128, diskMiB: 128 }, config: {} });
     await driver.start(ID);
     const pid = Number((await driver.inspect(ID))?.info?.pid);
-    const once = async (): Promise<number> => {
+    const once = async (): Promise<Run> => {
       const r = await driver.run(ID, ['/bin/workload', String(iterations)], { timeoutMs: 600_000 });
       if (r.exitCode !== 0) throw new Error(`workload failed: ${r.stdout}${r.stderr}`);
-      return Number(r.stdout.trim());
+      const [wall, cpu] = r.stdout.trim().split(/\s+/).map(Number) as [number, number];
+      return { wall, cpu };
     };
-    await once(); // warm-up: page cache, first exec
-    for (let round = 0; round < rounds; round++) {
-      off.push(await once());
+    const guarded = async (): Promise<Run> => {
       const guard = new Guard({ ruleset: await loadDefaultRuleset(), target: quietTarget, audit: memoryAudit, events: new EventBus() });
       const bpf = new BpfInterceptor({ targets: async () => [{ tenantId: 'bench', instanceId: ID, pid, vcpus: 2 }], budgetPerSecond: budget });
       await guard.addInterceptor(bpf);
       await guard.start();
       await sleep(2000); // steady state: bpftrace finishes its start-up work after attaching
       try {
-        on.push(await once());
+        const { value, probeS } = bpf.pid ? await withProbeTime(bpf.pid, once) : { value: await once(), probeS: undefined };
+        return { ...value, probeS };
       } finally {
         await guard.stop();
         events += bpf.stats().emitted;
         overBudget += bpf.stats().overBudget;
+      }
+    };
+    await once(); // warm-up: page cache, first exec
+    // Rounds alternate which side goes first, so a load that rises or falls over a round favours neither.
+    for (let round = 0; round < rounds; round++) {
+      if (round % 2 === 0) {
+        off.push(await once());
+        on.push(await guarded());
+      } else {
+        on.push(await guarded());
+        off.push(await once());
       }
     }
   } finally {
@@ -149,10 +218,18 @@ const bench: Bench = async (opts) => {
     await driver.cleanup();
     await rm(OPTIONS.imagesDir, { recursive: true, force: true });
   }
-  const offS = median(off);
-  const onS = median(on);
+  const offS = median(off.map((r) => r.wall));
+  const onS = median(on.map((r) => r.wall));
   const overheadPct = ((onS - offS) / offS) * 100;
+  // Each round's on/off pair was measured under the same load: their ratio varies less than either side.
+  const paired = off.map((o, i) => (on[i]!.wall / o.wall - 1) * 100);
+  const pairedCpu = off.map((o, i) => (on[i]!.cpu / o.cpu - 1) * 100);
+  const pct = (x: number): number => Math.round(x * 10) / 10;
+  const spread = (xs: number[]): string => `median ${median(xs).toFixed(1)} %, ${Math.min(...xs).toFixed(1)} … ${Math.max(...xs).toFixed(1)} %`;
   const rate = (s: number): number => Math.round(iterations / s);
+  // The probes' own run time against the workload's CPU time with the guard off: the kernel side, free of the load's noise.
+  const probePct = on.flatMap((r, i) => (r.probeS === undefined ? [] : [(r.probeS / off[i]!.cpu) * 100]));
+  const probeNs = on.flatMap((r) => (r.probeS === undefined ? [] : [(r.probeS * 1e9) / iterations]));
   return {
     metric: 'syscall-heavy workload iterations/s in a container, guard (bpftrace + pipeline) on',
     unit: 'iterations/s',
@@ -161,11 +238,20 @@ const bench: Bench = async (opts) => {
     anchor_value: rate(offS),
     summary: [
       `workload: ${iterations} iterations of 8 × open/write/close, 1 loopback connect+accept, 1/16 fork+exec`,
-      `guard off: ${off.map((s) => s.toFixed(2)).join(' / ')} s (median ${offS.toFixed(2)} s, ${rate(offS)} it/s)`,
-      `guard on:  ${on.map((s) => s.toFixed(2)).join(' / ')} s (median ${onS.toFixed(2)} s, ${rate(onS)} it/s)`,
-      `overhead: ${overheadPct.toFixed(1)} % (goal ≤ 5 %); events emitted ${events}, counted over budget (${budget}/s) in the kernel ${overBudget}`,
+      `guard off: ${off.map((r) => r.wall.toFixed(2)).join(' / ')} s (median ${offS.toFixed(2)} s, ${rate(offS)} it/s); CPU ${off.map((r) => r.cpu.toFixed(2)).join(' / ')} s`,
+      `guard on:  ${on.map((r) => r.wall.toFixed(2)).join(' / ')} s (median ${onS.toFixed(2)} s, ${rate(onS)} it/s); CPU ${on.map((r) => r.cpu.toFixed(2)).join(' / ')} s`,
+      `overhead: ${overheadPct.toFixed(1)} % (goal ≤ 5 %); per round: wall ${spread(paired)}; the workload's own CPU time ${spread(pairedCpu)}`,
+      probePct.length > 0
+        ? `probes' run time in the kernel: ${Math.round(median(probeNs))} ns per iteration, ${spread(probePct)} of the workload's CPU time off`
+        : 'probes\' run time: not measured (BPF_ENABLE_STATS refused, or perl missing)',
+      `events emitted ${events}, counted over budget (${budget}/s) in the kernel ${overBudget}`,
     ],
-    extra: { overhead_pct: Math.round(overheadPct * 10) / 10, iterations, rounds, budget, off_s: off, on_s: on, events, over_budget: overBudget },
+    extra: {
+      overhead_pct: pct(overheadPct), overhead_pct_paired: pct(median(paired)), cpu_overhead_pct_paired: pct(median(pairedCpu)),
+      iterations, rounds, budget, off_s: off.map((r) => r.wall), on_s: on.map((r) => r.wall), off_cpu_s: off.map((r) => r.cpu), on_cpu_s: on.map((r) => r.cpu),
+      probe_ns_per_iteration: probeNs.length > 0 ? Math.round(median(probeNs)) : null, probe_pct: probePct.length > 0 ? pct(median(probePct)) : null,
+      events, over_budget: overBudget,
+    },
   };
 };
 

@@ -105,6 +105,22 @@ describe('os interceptor (bpftrace)', { skip: availability.available ? false : a
     assert.ok(forks >= 30, `${forks} forks counted`);
   });
 
+  test('a flood past the budget: every write is an event or counted in a guard.flood report', async () => {
+    const from = events.length;
+    const overBefore = interceptor.stats().overBudget;
+    // 3000 opens for writing from one shell (redirections of a builtin: no fork), past the 500 a second sent.
+    await sh('i=0; while [ $i -lt 3000 ]; do echo x > /tmp/guard-flood; i=$((i+1)); done');
+    await seen((x) => x.kind === 'guard.flood', 'flood report');
+    await sleep(2200); // the seconds the flood spanned are all reported
+    const mine = events.slice(from);
+    const sent = mine.filter((x) => x.kind === 'file.write' && x.fields['file.path'] === '/tmp/guard-flood').length;
+    const suppressed = mine.filter((x) => x.kind === 'guard.flood').reduce((n, x) => n + Number(x.fields['guard.suppressed']), 0);
+    assert.ok(sent >= 500 && sent <= 500 * 4, `${sent} sent: the budget, for each second the flood spanned`);
+    assert.equal(interceptor.stats().overBudget - overBefore, suppressed, 'stats count what the reports say');
+    // The count of a second is read and then reset: a write in between may go uncounted, no more than a few.
+    assert.ok(sent + suppressed >= 3000 - 30 && sent + suppressed <= 3000 + 10, `${sent} sent + ${suppressed} counted of 3000`);
+  });
+
   test('a write from a task gone before its cwd was read is reported unresolved, not dropped', async () => {
     await sh('cd /etc && echo x > guard-gone 2>/dev/null; true');
     await seen((x) => x.kind === 'file.write' && /^(\/etc|\?)\/guard-gone$/.test(String(x.fields['file.path'])), 'relative write to /etc');
@@ -129,6 +145,17 @@ describe('os interceptor (bpftrace)', { skip: availability.available ? false : a
     assert.equal(interceptor.stats().starts, 2);
     await sh('/bin/ls after-restart >/dev/null 2>&1; true');
     await seen((x) => x.kind === 'process.exec' && String(x.fields['proc.cmdline']).includes('after-restart'), 'exec after restart');
+  });
+
+  test('stopping reports the second under way: a flood just before stop() is still counted', { timeout: 60_000 }, async () => {
+    await sleep(1100); // a fresh second
+    const from = events.length;
+    await sh('i=0; while [ $i -lt 2000 ]; do echo x > /tmp/guard-flood-stop; i=$((i+1)); done');
+    await interceptor.stop(); // the last test: after() finds it stopped
+    const mine = events.slice(from);
+    const sent = mine.filter((x) => x.kind === 'file.write' && x.fields['file.path'] === '/tmp/guard-flood-stop').length;
+    const suppressed = mine.filter((x) => x.kind === 'guard.flood').reduce((n, x) => n + Number(x.fields['guard.suppressed']), 0);
+    assert.ok(sent + suppressed >= 2000 - 20 && sent + suppressed <= 2000 + 10, `${sent} sent + ${suppressed} counted of 2000`);
   });
 });
 

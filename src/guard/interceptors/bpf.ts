@@ -25,13 +25,14 @@ import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { StrataError } from '../../errors.js';
 import type { LevelDriver } from '../../levels/driver.js';
 import { DENIED_SYSCALLS } from '../../levels/os/seccomp.js';
 import type { Store } from '../../store/store.js';
 import type { FieldValue, GuardEvent, Priority } from '../event.js';
 import type { Emit, Interceptor } from '../interceptor.js';
-import { osProgram, type BpfProgramOptions } from './bpf-program.js';
+import { DEFAULT_BUDGET, osProgram, type BpfProgramOptions } from './bpf-program.js';
 import { syscallName } from './syscalls-x86_64.js';
 
 /** One running tenant container, as the os driver knows it. */
@@ -108,6 +109,8 @@ export class BpfInterceptor implements Interceptor {
   readonly #watched: readonly string[];
   #emit: Emit | undefined;
   #child: ChildProcess | undefined;
+  /** Called at the next tick (the end of a second's report). */
+  #onTick: (() => void)[] = [];
   #running = false;
   #restartTimer: NodeJS.Timeout | undefined;
   #backoff: number;
@@ -124,6 +127,8 @@ export class BpfInterceptor implements Interceptor {
   #lastParkedExec: Row | undefined;
   /** The exec record whose argv (`join`) comes next. */
   #pendingExec: GuardEvent | undefined;
+  /** pid-namespace inode → records over its budget in the second being reported. */
+  readonly #suppressed = new Map<number, number>();
   /** Host pid → its voluntary context switches at the last CPU report. */
   #voluntary = new Map<number, number>();
   readonly #stats: BpfStats = { starts: 0, records: 0, emitted: 0, foreign: 0, lost: 0, overBudget: 0 };
@@ -158,7 +163,12 @@ export class BpfInterceptor implements Interceptor {
     await this.#refreshing;
     const child = this.#child;
     this.#child = undefined;
-    if (child && child.exitCode === null && child.signalCode === null) {
+    const alive = (): boolean => child !== undefined && child.exitCode === null && child.signalCode === null;
+    // The counts of the second under way are reported at its tick; bpftrace's own print of them as it
+    // exits comes too late (detaching its probes outlasts the grace before SIGKILL on a busy machine).
+    if (alive()) await Promise.race([new Promise<void>((resolve) => this.#onTick.push(resolve)), sleep(1500, undefined, { ref: false })]);
+    this.#onTick = [];
+    if (child && alive()) {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.kill('SIGINT');
       const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
@@ -166,6 +176,7 @@ export class BpfInterceptor implements Interceptor {
       clearTimeout(timer);
     }
     this.#flushExec();
+    this.#flushSuppressed();
     this.#emit = undefined;
   }
 
@@ -271,7 +282,9 @@ export class BpfInterceptor implements Interceptor {
   #record(row: Row): void {
     this.#stats.records++;
     if (row[0] === 'tick') {
+      this.#flushSuppressed();
       this.#forgetGone();
+      for (const resolve of this.#onTick.splice(0)) resolve();
       return;
     }
     this.#flushExec();
@@ -449,10 +462,14 @@ export class BpfInterceptor implements Interceptor {
     for (const [name, entries] of Object.entries(data)) {
       if (name === '@forks') {
         for (const [ns, n] of Object.entries(entries)) this.#aggregate(Number(ns), 'process.spawn', { 'proc.forks': n });
-      } else if (name === '@over') {
+      } else if (name === '@budget' || name === '@fbudget') {
+        // The second's count of budgeted hits per namespace: what exceeds the budget was only counted.
+        // Both classes' excess makes one report per namespace, at the tick that follows them.
+        const budget = this.#opts.budgetPerSecond ?? DEFAULT_BUDGET;
         for (const [ns, n] of Object.entries(entries)) {
-          this.#stats.overBudget += n;
-          this.#aggregate(Number(ns), 'guard.flood', { 'guard.suppressed': n }, 'warning');
+          if (n <= budget) continue;
+          this.#stats.overBudget += n - budget;
+          this.#suppressed.set(Number(ns), (this.#suppressed.get(Number(ns)) ?? 0) + n - budget);
         }
       } else if (name === '@cpu') {
         // Per namespace: the cores it used, and its busiest process — and whether that one ever slept.
@@ -491,6 +508,12 @@ export class BpfInterceptor implements Interceptor {
       return;
     }
     this.#send({ time: Date.now(), tenantId: r.tenantId, instanceId: r.instanceId, level: 'os', kind, priority, fields: { ...r.labels, ...extra } });
+  }
+
+  /** Reports what went over budget in the second just printed (bpftrace also prints the maps once more as it exits). */
+  #flushSuppressed(): void {
+    for (const [ns, n] of this.#suppressed) this.#aggregate(ns, 'guard.flood', { 'guard.suppressed': n }, 'warning');
+    this.#suppressed.clear();
   }
 
   #flushExec(): void {
