@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GuardEvent } from '../../src/guard/event.js';
 import { BpfInterceptor, bpfAvailable, osTargets, resolvePath } from '../../src/guard/interceptors/bpf.js';
+import { osProgram } from '../../src/guard/interceptors/bpf-program.js';
 import type { LevelDriver } from '../../src/levels/driver.js';
 import type { Store } from '../../src/store/store.js';
 import { OsDriver } from '../../src/levels/os/driver.js';
@@ -157,6 +158,23 @@ describe('os interceptor (bpftrace)', { skip: availability.available ? false : a
     const suppressed = mine.filter((x) => x.kind === 'guard.flood').reduce((n, x) => n + Number(x.fields['guard.suppressed']), 0);
     assert.ok(sent + suppressed >= 2000 - 20 && sent + suppressed <= 2000 + 10, `${sent} sent + ${suppressed} counted of 2000`);
   });
+});
+
+test('budgets: file writes and connections each have their own, so flooding either cannot silence an exec or a mount', () => {
+  const program = osProgram();
+  const blockOf = (tracepoint: string): string => {
+    const start = program.indexOf(`tracepoint:syscalls:${tracepoint}`);
+    assert.ok(start >= 0, `${tracepoint} is probed`);
+    return program.slice(start, program.indexOf('\n}', start));
+  };
+  const budgetOf = (tracepoint: string): string => /(@[a-z]*budget)\[/.exec(blockOf(tracepoint))?.[1] ?? 'none';
+  const exec = budgetOf('sys_enter_execve');
+  assert.equal(budgetOf('sys_enter_mount'), exec);
+  assert.notEqual(budgetOf('sys_enter_openat'), exec);
+  assert.notEqual(budgetOf('sys_enter_connect'), exec);
+  assert.notEqual(budgetOf('sys_enter_connect'), budgetOf('sys_enter_openat'));
+  assert.equal(budgetOf('sys_enter_socket'), budgetOf('sys_enter_connect'));
+  for (const map of [exec, budgetOf('sys_enter_openat'), budgetOf('sys_enter_connect')]) assert.match(program, new RegExp(`print\\(${map}\\); clear\\(${map}\\)`), `${map} is reported each second`);
 });
 
 test('paths: normalised, so /tmp/../usr/bin is /usr/bin', () => {

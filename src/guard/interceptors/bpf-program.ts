@@ -14,7 +14,7 @@
  * followed by the `join` record of its argv, from the same CPU, in order.
  *
  * Floods: each namespace has a budget of per-event records per second; past it
- * events are only counted in the kernel (`@budget`, `@fbudget`: the count of
+ * events are only counted in the kernel (`@budget`, `@fbudget`, `@nbudget`: the count of
  * the second, printed and reset once a second; what exceeds the budget was not
  * sent), so a tenant cannot bury the guard in records, and nothing is lost unseen.
  * Fork counts and CPU samples (per process) are aggregated in the kernel (`@forks`, `@cpu`)
@@ -99,6 +99,8 @@ export function osProgram(opts: BpfProgramOptions = {}): string {
       `    $c = ${budgetMap}[$n]; ${budgetMap}[$n] = $c + 1;\n    if ($c < ${budget}) {\n      ${emit}\n    }\n  }\n}`;
   };
   const fileProbe = (attach: string, emit: string, extraPredicate = ''): string => probe(attach, emit, extraPredicate, '@fbudget');
+  /** Connections and sockets too (a busy web app makes many): a flood of them cannot hide an exec either. */
+  const netProbe = (attach: string, emit: string, extraPredicate = ''): string => probe(attach, emit, extraPredicate, '@nbudget');
   const who = '$n, pid, uid, comm';
   const probes = [
     probe('tracepoint:syscalls:sys_enter_execve,tracepoint:syscalls:sys_enter_execveat',
@@ -119,12 +121,12 @@ export function osProgram(opts: BpfProgramOptions = {}): string {
     probe('tracepoint:syscalls:sys_enter_init_module', `print(("module", ${who}, "init_module"));`),
     probe('tracepoint:syscalls:sys_enter_finit_module', `print(("module", ${who}, "finit_module"));`),
     probe('tracepoint:syscalls:sys_enter_delete_module', `print(("module", ${who}, "delete_module"));`),
-    probe('tracepoint:syscalls:sys_enter_connect',
+    netProbe('tracepoint:syscalls:sys_enter_connect',
       '$s4 = (struct sockaddr_in *)uptr(args->uservaddr); $fam = $s4->sin_family;\n' +
       `    if ($fam == 2) { $p = $s4->sin_port; print(("connect", ${who}, 2, ($p >> 8) | (($p & 0xff) << 8), ntop(2, $s4->sin_addr.s_addr))); }\n` +
       `    if ($fam == 10) { $s6 = (struct sockaddr_in6 *)uptr(args->uservaddr); $q = $s6->sin6_port; print(("connect", ${who}, 10, ($q >> 8) | (($q & 0xff) << 8), ntop(10, $s6->sin6_addr.in6_u.u6_addr8))); }`),
     // Raw (type 3) and packet (family 17) sockets: sniffing and spoofing.
-    probe('tracepoint:syscalls:sys_enter_socket', `print(("socket", ${who}, args->family, args->type));`, '((args->type & 0xf) == 3 || args->family == 17)'),
+    netProbe('tracepoint:syscalls:sys_enter_socket', `print(("socket", ${who}, args->family, args->type));`, '((args->type & 0xf) == 3 || args->family == 17)'),
     probe('tracepoint:syscalls:sys_enter_setuid', `print(("priv", ${who}, "setuid", args->uid, -1));`),
     probe('tracepoint:syscalls:sys_enter_setgid', `print(("priv", ${who}, "setgid", args->gid, -1));`),
     probe('tracepoint:syscalls:sys_enter_setreuid', `print(("priv", ${who}, "setreuid", args->ruid, args->euid));`),
@@ -143,7 +145,7 @@ export function osProgram(opts: BpfProgramOptions = {}): string {
     ...probes.filter((p) => p !== ''),
     `tracepoint:sched:sched_process_fork / ${SECCOMP} / {\n  ${TENANT}\n    @forks[$n] = count();\n  }\n}`,
     `profile:hz:${hz} / ${SECCOMP} / {\n  ${TENANT}\n    @cpu[$n, pid] = count();\n  }\n}`,
-    'interval:s:1 {\n  print(@forks); clear(@forks);\n  print(@cpu); clear(@cpu);\n  print(@budget); clear(@budget);\n  print(@fbudget); clear(@fbudget);\n  print(("tick", 0));\n}',
+    'interval:s:1 {\n  print(@forks); clear(@forks);\n  print(@cpu); clear(@cpu);\n  print(@budget); clear(@budget);\n  print(@fbudget); clear(@fbudget);\n  print(@nbudget); clear(@nbudget);\n  print(("tick", 0));\n}',
     '',
   ].join('\n');
 }

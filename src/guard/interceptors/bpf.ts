@@ -462,7 +462,7 @@ export class BpfInterceptor implements Interceptor {
     for (const [name, entries] of Object.entries(data)) {
       if (name === '@forks') {
         for (const [ns, n] of Object.entries(entries)) this.#aggregate(Number(ns), 'process.spawn', { 'proc.forks': n });
-      } else if (name === '@budget' || name === '@fbudget') {
+      } else if (name === '@budget' || name === '@fbudget' || name === '@nbudget') {
         // The second's count of budgeted hits per namespace: what exceeds the budget was only counted.
         // Both classes' excess makes one report per namespace, at the tick that follows them.
         const budget = this.#opts.budgetPerSecond ?? DEFAULT_BUDGET;
