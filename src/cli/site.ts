@@ -14,6 +14,8 @@ interface Site {
   tenant: string;
   hostname: string;
   target: Target;
+  /** Listener names it is bound to; null: every listener. */
+  listeners: string[] | null;
   createdAt: string;
 }
 
@@ -36,6 +38,7 @@ interface AddFlags {
   static?: string;
   redirect?: string;
   status?: number;
+  listener?: string[];
 }
 
 /** Exactly one of --instance (with --port), --static, --redirect. */
@@ -53,7 +56,7 @@ export function targetFrom(o: AddFlags): Target {
 }
 
 const showSite = (s: Site): string =>
-  keyValues([['site', s.hostname], ['id', s.id], ['tenant', s.tenant], ['target', describeTarget(s.target)], ['created', when(s.createdAt)]]);
+  keyValues([['site', s.hostname], ['id', s.id], ['tenant', s.tenant], ['target', describeTarget(s.target)], ['listeners', s.listeners?.join(', ') ?? 'all'], ['created', when(s.createdAt)]]);
 
 const sitePath = (tenant: string, hostname: string): string => `/v1/tenants/${seg(tenant)}/sites/${seg(hostname)}`;
 
@@ -67,10 +70,13 @@ export function registerSite(program: Command): void {
     .option('--static <root>', "serve files from this directory inside the tenant's docroot area")
     .option('--redirect <url>', 'redirect every request to this http(s) URL')
     .option('--status <code>', 'redirect status: 301, 302, 307 or 308 (default 308)', redirectStatus)
+    .option('--listener <name>', 'serve it only on this listener (IP- or port-based hosting); repeat for more; default every listener',
+      (value: string, previous: string[]) => [...previous, value], [] as string[])
     .action(async (tenant: string, hostname: string, o: AddFlags, cmd: Command) => {
       const target = targetFrom(o);
       const c = clientFor(cmd);
-      const res = await c.request<Site>('POST', `/v1/tenants/${seg(tenant)}/sites`, { body: { hostname, target }, idempotent: true });
+      const body = { hostname, target, ...(o.listener?.length ? { listeners: o.listener } : {}) };
+      const res = await c.request<Site>('POST', `/v1/tenants/${seg(tenant)}/sites`, { body, idempotent: true });
       emit(c.config.json, res, showSite);
     });
 

@@ -180,6 +180,9 @@ describe('strata CLI against a live daemon', () => {
   it('manages sites, passing --reason for a provider-admin', async () => {
     const added = await ok(['--reason', 'ticket 7', 'site', 'add', 'acme', 'WWW.Example.com', '--static', 'public']);
     assert.match(added, /^site: +www\.example\.com$/m);
+    assert.match(added, /^listeners: +all$/m);
+    // --listener binds to named listeners; one that does not exist is the API's 422, as one line.
+    await fails(strata(['--reason', 'ticket 7', 'site', 'add', 'acme', 'ip.example.com', '--static', 'public', '--listener', 'nope']), 1, /\(STRATA_ERR_SITE_LISTENER\)$/m);
     await ok(['site', 'add', 'acme', 'old.example.com', '--redirect', 'https://www.example.com/', '--status', '301', '--reason', 'ticket 7']);
     const list = await ok(['site', 'list', 'acme', '--reason', 'ticket 7']);
     assert.match(list, /^old\.example\.com +redirect 301 https:\/\/www\.example\.com\/ /m);
