@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { instanceFor, tenantFor } from './lookup.js';
 import { presentInstance, presentOperation } from './present.js';
 import { defineRoute } from './route.js';
+import type { Services } from './services.js';
 import { DEFAULT_LIMITS, ErrorBody, Instance, InstanceAction, InstanceActionBody, InstanceCreate, InstanceRedeploy, Name, Operation as OperationSchema, WaitQuery, list } from './schemas.js';
 
 const tag = 'instances';
@@ -12,18 +13,18 @@ const Params = z.object({ tenant: Name, name: Name }).strict();
 const Accepted = z.object({ operation: OperationSchema });
 const Launched = z.object({ instance: Instance, operation: OperationSchema });
 
+/** An answer naming an instance, with the instance as it is once its operation finished (launch, clone). */
+export function refreshInstance(body: Record<string, unknown>, s: Services): Record<string, unknown> {
+  const now = s.store.getInstanceById((body.instance as { id: string }).id);
+  return now ? { ...body, instance: presentInstance(s, now) } : body;
+}
+
 export const instanceRoutes = [
   defineRoute({
     method: 'POST', url: '/v1/tenants/:tenant/instances', tag, summary: 'Launch an instance', params: TenantParams,
     query: WaitQuery, body: InstanceCreate, auditAs: 'instance.create', idempotent: true,
     responses: { 200: Launched, 202: Launched, 422: ErrorBody },
-    operation: {
-      refresh: (body, s) => {
-        const shown = body.instance as { id: string };
-        const now = s.store.getInstanceById(shown.id);
-        return now ? { ...body, instance: presentInstance(s, now) } : body;
-      },
-    },
+    operation: { refresh: refreshInstance },
     handler: ({ p, params, body, audit }, s) => {
       const tenant = tenantFor(s, p, params.tenant, 'instance.create');
       const { instance, operation } = s.instances.launch(p, tenant, {

@@ -10,6 +10,7 @@ import { isTenantRole, type Principal } from '../auth/policy.js';
 import { StrataError, notFound } from '../errors.js';
 import type { Instance as StoredInstance, Snapshot as StoredSnapshot } from '../store/types.js';
 import type { Services } from './services.js';
+import { refreshInstance } from './instances.js';
 import { instanceFor, tenantFor } from './lookup.js';
 import { presentInstance, presentOperation, presentSnapshot } from './present.js';
 import { defineRoute } from './route.js';
@@ -96,13 +97,7 @@ export const snapshotRoutes = [
     summary: 'A new instance from a snapshot (same level, image, limits and config; fresh address and hostname)',
     params: Params, query: WaitQuery, body: CloneBody, auditAs: 'instance.clone', idempotent: true,
     responses: { 200: Cloned, 202: Cloned, 404: ErrorBody, 409: ErrorBody, 422: ErrorBody },
-    operation: {
-      refresh: (body, s) => {
-        const shown = body.instance as { id: string };
-        const now = s.store.getInstanceById(shown.id);
-        return now ? { ...body, instance: presentInstance(s, now) } : body;
-      },
-    },
+    operation: { refresh: refreshInstance },
     handler: ({ p, params, body, audit }, s) => {
       const { tenant, instance } = instanceFor(s, p, params.tenant, params.name, 'instance.clone');
       const snapshot = snapshotFor(s, p, instance, params.tenant, params.snapshot);

@@ -5,13 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ObservedInstance } from '../../src/levels/driver.js';
 import { FakeDriver } from '../support/fake-driver.js';
-import { TestDaemon } from '../support/harness.js';
+import { TestDaemon, viaGateway } from '../support/harness.js';
 
 /** The fake driver, with a real backend behind every running instance. */
 class FakeDriverWithBackend extends FakeDriver {
@@ -26,19 +26,7 @@ let backend: Server;
 let backendPort: number;
 let gatewayPort: number;
 
-/** GET through the gateway with a Host header (fetch cannot set Host). */
-function visit(host: string, path = '/'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: gatewayPort, path, headers: { host } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const visit = (host: string, path = '/') => viaGateway(gatewayPort, host, path);
 
 before(async () => {
   backend = createServer((req, res) => res.end(`backend saw ${req.headers.host} ${req.url}`));

@@ -15,7 +15,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -25,7 +24,7 @@ import { kernelTextRegion } from '../../src/guard/interceptors/qmp.js';
 import { DEFAULT_IMAGE_ROOT } from '../../src/levels/vm/images.js';
 import { VmDriver } from '../../src/levels/vm/index.js';
 import { liveQmpClient, liveQmpSockets } from '../../src/levels/vm/qmp.js';
-import { TestDaemon } from '../support/harness.js';
+import { TestDaemon, viaGateway } from '../support/harness.js';
 import { COUNTER_COMMAND, imageMissing, testNetwork } from '../levels/vm/support.js';
 
 const run = promisify(execFile);
@@ -40,21 +39,7 @@ let gatewayPort = 0;
 /** The visitor's loop through the recovery; stopped by the test, or by `after` when it failed first. */
 let polling = false;
 
-/** GET `path` of the site through the gateway, on a fresh connection; status 0 when nothing answered in time. */
-function visit(path: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port: gatewayPort, path, headers: { host: HOST }, timeout: timeoutMs, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', () => resolve({ status: 0, body: '' }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve({ status: 0, body: '' }));
-    req.end();
-  });
-}
+const visit = (path: string, timeoutMs = 5000) => viaGateway(gatewayPort, HOST, path, timeoutMs);
 
 async function counter(): Promise<number> {
   const r = await visit('/counter');

@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,7 +17,7 @@ import { EventBus } from '../../src/control/events.js';
 import { leversFor } from '../../src/control/guard-levers.js';
 import { OsDriver } from '../../src/levels/os/driver.js';
 import { builtinImages, claimSlot, leftovers, testDriverOptions } from '../levels/os/helpers.js';
-import { TestDaemon } from '../support/harness.js';
+import { TestDaemon, viaGateway } from '../support/harness.js';
 import { MemoryAudit } from '../guard/fakes.js';
 
 const options = testDriverOptions(await claimSlot());
@@ -27,19 +26,7 @@ let driver: OsDriver;
 let gatewayPort = 0;
 const reason = { 'x-strata-reason': 'guard recovery test' };
 
-function visit(host: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port: gatewayPort, path: '/', headers: { host }, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve({ status: 0, body: '' }));
-    req.end();
-  });
-}
+const visit = (host: string, timeoutMs = 2000) => viaGateway(gatewayPort, host, '/', timeoutMs);
 
 async function until<T>(what: () => Promise<T | undefined> | T | undefined, ms = 15_000, label = 'condition'): Promise<T> {
   for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {

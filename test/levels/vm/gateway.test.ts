@@ -8,10 +8,9 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'node:http';
 import { after, before, test } from 'node:test';
 import { VmDriver } from '../../../src/levels/vm/index.js';
-import { TestDaemon } from '../../support/harness.js';
+import { TestDaemon, viaGateway } from '../../support/harness.js';
 import { imageMissing, testNetwork } from './support.js';
 
 const missing = imageMissing('x86_64');
@@ -22,18 +21,7 @@ const reason = { 'x-strata-reason': 'vm gateway test' };
 /** The page names the guest's hostname now (rewritten every 0.3 s, so a clone's page follows its new identity). */
 const SERVICE = '(while true; do echo "served by $(hostname)" > /www/i.tmp; mv /www/i.tmp /www/index.html; sleep 0.3; done) & exec httpd -f -p 80 -h /www';
 
-function visit(host: string, path = '/'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: gatewayPort, path, headers: { host } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const visit = (host: string, path = '/') => viaGateway(gatewayPort, host, path);
 
 /** Visits `host` until it answers 200 with `body` (trimmed); throws with the last answer otherwise. */
 async function visitUntil(host: string, body: string, timeoutMs: number): Promise<void> {
