@@ -62,28 +62,30 @@ export class GuardTarget implements ActuatorTarget {
   /** Alerts already reach the audit log and the event stream; webhooks come later. */
   alert(_alert: Alert): void {}
 
-  freeze(id: string): Promise<ActionOutcome> {
-    return this.#afterRecovery(id, async (recovered) => (recovered && this.#find(id)?.instance.actualState === 'paused' ? { frozenBy: 'recovery' } : this.#act(id, 'pause')));
+  async freeze(id: string): Promise<ActionOutcome> {
+    if ((await this.#afterRecovery(id)) && this.#find(id)?.instance.actualState === 'paused') return { frozenBy: 'recovery' };
+    return this.#act(id, 'pause');
   }
   /** A recovered instance stays frozen (for forensics): undoing an earlier freeze does not wake it. */
-  resume(id: string): Promise<ActionOutcome> {
-    return this.#afterRecovery(id, (recovered) => (recovered ? Promise.resolve({ kept: 'frozen after hot recovery' }) : this.#act(id, 'resume')));
+  async resume(id: string): Promise<ActionOutcome> {
+    if (await this.#afterRecovery(id)) return { kept: 'frozen after hot recovery' };
+    return this.#act(id, 'resume');
   }
-  stop(id: string): Promise<ActionOutcome> {
-    return this.#afterRecovery(id, () => this.#act(id, 'stop'));
+  async stop(id: string): Promise<ActionOutcome> {
+    await this.#afterRecovery(id);
+    return this.#act(id, 'stop');
   }
 
   /**
-   * Runs an action on an instance once its hot recovery (if one is under way
-   * or done) has finished: the compromised instance serves until its
+   * Waits for the instance's hot recovery, if one is under way or done, and
+   * says whether it was replaced: the compromised instance serves until its
    * replacement does and is then frozen by the recovery, so a freeze, stop or
    * network cut meanwhile (an escalation of the alerts it keeps raising) would
-   * open the very gap recovery avoids. `recovered`: whether it was replaced.
+   * open the very gap recovery avoids.
    */
-  async #afterRecovery(id: string, run: (recovered: boolean) => Promise<ActionOutcome>): Promise<ActionOutcome> {
+  async #afterRecovery(id: string): Promise<boolean> {
     const recovery = this.#recoveries.get(id);
-    const recovered = recovery ? await recovery.then(() => true, () => false) : false;
-    return run(recovered);
+    return recovery ? recovery.then(() => true, () => false) : false;
   }
 
   /** A forensic snapshot through the lifecycle service: the filesystem, and memory where the level keeps it (vm, emu). */
@@ -106,7 +108,7 @@ export class GuardTarget implements ActuatorTarget {
   }
 
   async throttle(id: string): Promise<ActionOutcome> {
-    await this.#afterRecovery(id, async () => undefined);
+    await this.#afterRecovery(id);
     const { instance, levers } = this.#levers(id, 'throttle');
     const vcpus = this.#d.throttleVcpus ?? 0.1;
     const before = await levers.cpu(instance);
@@ -121,7 +123,7 @@ export class GuardTarget implements ActuatorTarget {
   }
 
   async cut(id: string): Promise<ActionOutcome> {
-    await this.#afterRecovery(id, async () => undefined);
+    await this.#afterRecovery(id);
     const { instance, levers } = this.#levers(id, 'cut');
     await levers.setNetwork(instance, false);
     return { network: 'down' };
