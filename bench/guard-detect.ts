@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { EventBus } from '../src/control/events.js';
+import { EventBus } from '../src/core/events.js';
 import type { ActuatorTarget, Alert } from '../src/guard/actuator.js';
 import { ChecksumDb } from '../src/guard/checksums.js';
 import { Guard } from '../src/guard/guard.js';

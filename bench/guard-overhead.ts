@@ -27,7 +27,7 @@ import { mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EventBus } from '../src/control/events.js';
+import { EventBus } from '../src/core/events.js';
 import type { ActuatorTarget, AuditSink } from '../src/guard/actuator.js';
 import { Guard } from '../src/guard/guard.js';
 import { BpfInterceptor, bpfAvailable } from '../src/guard/interceptors/bpf.js';

@@ -13,7 +13,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { EventBus } from '../src/control/events.js';
+import { EventBus } from '../src/core/events.js';
 import type { ActuatorTarget } from '../src/guard/actuator.js';
 import type { GuardEvent } from '../src/guard/event.js';
 import { Guard } from '../src/guard/guard.js';

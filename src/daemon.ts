@@ -10,19 +10,19 @@
 import { generateKeyPairSync, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { StrataError } from './errors.js';
+import { StrataError } from './core/errors.js';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { AuditLog } from './audit/log.js';
 import { Authenticator } from './auth/authenticate.js';
 import { generateToken, parseBearer } from './auth/tokens.js';
-import { EventBus } from './control/events.js';
+import { EventBus } from './core/events.js';
 import { InstanceService } from './control/instances.js';
 import { Forwards } from './control/forwards.js';
 import { Mover } from './control/move.js';
 import { Receiver, gatewayAddress } from './control/receive.js';
-import { KeyedMutex } from './control/keyed-mutex.js';
+import { KeyedMutex } from './core/keyed-mutex.js';
 import { OperationRunner } from './control/operations.js';
 import { Reconciler } from './control/reconciler.js';
 import { buildApi } from './api/server.js';
@@ -53,7 +53,7 @@ import type { Services } from './api/services.js';
 import type { LevelDriver } from './levels/driver.js';
 import { DriverRegistry } from './levels/registry.js';
 import { SqliteStore } from './store/sqlite.js';
-import { VERSION } from './version.js';
+import { VERSION } from './core/version.js';
 
 export interface DaemonOptions {
   dataDir: string;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { ERRORS, StrataError } from '../src/errors.js';
+import { ERRORS, StrataError } from '../src/core/errors.js';
 
 test('docs/errors.md lists every error code with its HTTP status, and nothing else', () => {
   const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
@@ -9,7 +9,7 @@ test('docs/errors.md lists every error code with its HTTP status, and nothing el
   for (const [code, e] of Object.entries(ERRORS)) {
     assert.equal(documented.get(code), e.status, `${code} documented with status ${e.status} (run node scripts/errors-doc.mjs)`);
   }
-  assert.equal(documented.size, Object.keys(ERRORS).length, 'docs/errors.md has codes that src/errors.ts does not');
+  assert.equal(documented.size, Object.keys(ERRORS).length, 'docs/errors.md has codes that src/core/errors.ts does not');
 });
 
 test('StrataError carries its code, status and details into the API body', () => {

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { authorize, isTenantRole, type Principal } from '../auth/policy.js';
-import { StrataError, notFound } from '../errors.js';
+import { StrataError, notFound } from '../core/errors.js';
 import { tenantFor } from './lookup.js';
 import { defineRoute } from './route.js';
 import type { Services } from './services.js';

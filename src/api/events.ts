@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { authorize, isTenantRole, type Principal } from '../auth/policy.js';
-import { EVENT_CATEGORIES, type StrataEvent } from '../control/events.js';
+import { EVENT_CATEGORIES, type StrataEvent } from '../core/events.js';
 import { defineRoute } from './route.js';
 
 const visible = (p: Principal, e: StrataEvent): boolean => {

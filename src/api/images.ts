@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { authorize } from '../auth/policy.js';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import { presentOperation } from './present.js';
 import { defineRoute } from './route.js';
 import { ErrorBody, Level, Operation, WaitQuery, list } from './schemas.js';

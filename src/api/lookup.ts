@@ -4,7 +4,7 @@
  * belongs to another tenant, so a tenant cannot probe for other tenants' names.
  */
 import { authorize, isTenantRole, type Action, type Principal } from '../auth/policy.js';
-import { notFound } from '../errors.js';
+import { notFound } from '../core/errors.js';
 import type { Services } from './services.js';
 import type { Instance, Tenant } from '../store/types.js';
 

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { authorize } from '../auth/policy.js';
-import { StrataError, notFound } from '../errors.js';
+import { StrataError, notFound } from '../core/errors.js';
 import { instanceFor, tenantFor, tenantName } from './lookup.js';
 import { presentInstance, presentOperation } from './present.js';
 import { defineRoute } from './route.js';

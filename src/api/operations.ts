@@ -1,7 +1,7 @@
 /** `/v1/operations`: long work, polled or waited on. */
 import { z } from 'zod';
 import { authorize, isTenantRole } from '../auth/policy.js';
-import { notFound } from '../errors.js';
+import { notFound } from '../core/errors.js';
 import { OPERATION_STATUSES } from '../store/types.js';
 import { presentOperation } from './present.js';
 import { defineRoute } from './route.js';

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import type { Principal } from '../auth/policy.js';
 import { presentOperation } from './present.js';
 import type { Services } from './services.js';

@@ -6,7 +6,7 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { Counter, Histogram } from 'prom-client';
-import { StrataError, isStrataError, type ErrorCode } from '../errors.js';
+import { StrataError, isStrataError, type ErrorCode } from '../core/errors.js';
 import { alertRoutes } from './alerts.js';
 import { auditRoutes } from './audit.js';
 import { certificateRoutes } from './certificates.js';

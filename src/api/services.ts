@@ -12,7 +12,7 @@ import type { Mover } from '../control/move.js';
 import type { Receiver } from '../control/receive.js';
 import type { AuditLog } from '../audit/log.js';
 import type { Authenticator } from '../auth/authenticate.js';
-import type { EventBus } from '../control/events.js';
+import type { EventBus } from '../core/events.js';
 import type { InstanceService } from '../control/instances.js';
 import type { OperationRunner } from '../control/operations.js';
 import type { DriverRegistry } from '../levels/registry.js';

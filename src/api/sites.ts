@@ -1,7 +1,7 @@
 /** `/v1/tenants/:tenant/sites`: hostnames and what they serve. The gateway reads these. */
 import { z } from 'zod';
 import { checkQuota } from '../control/quotas.js';
-import { StrataError, notFound } from '../errors.js';
+import { StrataError, notFound } from '../core/errors.js';
 import { tenantFor } from './lookup.js';
 import { presentSite } from './present.js';
 import { defineRoute } from './route.js';

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { isTenantRole, type Principal } from '../auth/policy.js';
-import { StrataError, notFound } from '../errors.js';
+import { StrataError, notFound } from '../core/errors.js';
 import type { Instance as StoredInstance, Snapshot as StoredSnapshot } from '../store/types.js';
 import type { Services } from './services.js';
 import { refreshInstance } from './instances.js';

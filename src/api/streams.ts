@@ -22,7 +22,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { z } from 'zod';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import type { ExecSession, LevelDriver } from '../levels/driver.js';
 import type { Instance, Tenant } from '../store/types.js';
 import { instanceFor } from './lookup.js';

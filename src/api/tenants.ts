@@ -5,7 +5,7 @@ import type { Quota } from '../store/types.js';
 import type { Services } from './services.js';
 import { authorize } from '../auth/policy.js';
 import { DEFAULT_QUOTA, checkQuotaCoversUsage } from '../control/quotas.js';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import { tenantFor } from './lookup.js';
 import { presentTenant } from './present.js';
 import { defineRoute } from './route.js';

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { authorize } from '../auth/policy.js';
 import { generateToken } from '../auth/tokens.js';
-import { notFound } from '../errors.js';
+import { notFound } from '../core/errors.js';
 import { presentToken } from './present.js';
 import { defineRoute } from './route.js';
 import { ErrorBody, Token, TokenCreate, TokenCreated, UserName, list } from './schemas.js';

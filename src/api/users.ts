@@ -1,7 +1,7 @@
 /** `/v1/users`: people and robots, each with one role. */
 import { z } from 'zod';
 import { authorize, isTenantRole, type Principal } from '../auth/policy.js';
-import { StrataError, notFound } from '../errors.js';
+import { StrataError, notFound } from '../core/errors.js';
 import type { User } from '../store/types.js';
 import { tenantFor } from './lookup.js';
 import { presentUser } from './present.js';

@@ -17,7 +17,7 @@
 import type { KeyObject } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { verifyDatabaseInWorker } from './verify-worker.js';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import { decodeEntry, encodeEntry, type AuditEntry, type AuditEntryInput } from './entry.js';
 import { signTreeHead, type SignedTreeHead } from './head.js';
 import { HASH_SIZE, MerkleTree, hashLeaf } from './merkle.js';

@@ -3,7 +3,7 @@
  * (malformed, unknown, wrong secret, expired), so a caller learns nothing from it.
  */
 import type { FastifyRequest } from 'fastify';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import type { Store } from '../store/store.js';
 import type { Principal } from './policy.js';
 import { parseBearer, secretMatches } from './tokens.js';

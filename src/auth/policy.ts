@@ -8,7 +8,7 @@
  * exec) needs a stated reason, which lands in the audit log where that tenant can
  * read it — a check on malicious insiders.
  */
-import { StrataError, notFound } from '../errors.js';
+import { StrataError, notFound } from '../core/errors.js';
 import type { Role } from '../store/types.js';
 
 export interface Principal {

@@ -5,7 +5,7 @@
  * Set STRATA_DEBUG=1 to see the stack of an unexpected error.
  */
 import { Command, CommanderError } from 'commander';
-import { VERSION } from '../version.js';
+import { VERSION } from '../core/version.js';
 import { registerAudit } from './audit.js';
 import { registerCert } from './cert.js';
 import { registerConsole } from './console.js';

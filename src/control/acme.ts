@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import * as acme from 'acme-client';
 import { writeSecret } from '../daemon.js';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import type { AcmeChallenge } from '../store/types.js';
 
 export interface AcmeOptions {

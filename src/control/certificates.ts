@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, w
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { writeSecret } from '../daemon.js';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import type { CertificateConfig } from '../gateway/types.js';
 import type { Store } from '../store/store.js';
 import type { Certificate, CertificateIssued, Tenant } from '../store/types.js';

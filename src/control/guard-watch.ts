@@ -25,7 +25,7 @@ import { liveQmpClient, liveQmpSockets } from '../levels/vm/qmp.js';
 import type { DriverRegistry } from '../levels/registry.js';
 import type { Store } from '../store/store.js';
 import type { Instance } from '../store/types.js';
-import type { EventBus } from './events.js';
+import type { EventBus } from '../core/events.js';
 import { tenantDocroot } from './front-door.js';
 import { leversFor, type InstanceTree } from './guard-levers.js';
 import type { GuardTarget } from './guard-target.js';

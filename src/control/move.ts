@@ -18,7 +18,7 @@
  * instance's lock, so neither the reconciler nor another call acts on it meanwhile.
  */
 import type { Principal } from '../auth/policy.js';
-import { InvalidStateTransition, StrataError, isStrataError } from '../errors.js';
+import { InvalidStateTransition, StrataError, isStrataError } from '../core/errors.js';
 import type { Instance, Operation, Tenant } from '../store/types.js';
 import { upstreamOf } from './front-door.js';
 import type { Forward, Forwards } from './forwards.js';

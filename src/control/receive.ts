@@ -13,14 +13,14 @@
  */
 import type { AuditLog } from '../audit/log.js';
 import type { Principal } from '../auth/policy.js';
-import { StrataError, conflict, isStrataError, notFound } from '../errors.js';
+import { StrataError, conflict, isStrataError, notFound } from '../core/errors.js';
 import type { LevelDriver } from '../levels/driver.js';
 import type { DriverRegistry } from '../levels/registry.js';
 import type { Store } from '../store/store.js';
 import type { Instance, Level, Tenant } from '../store/types.js';
-import type { EventBus } from './events.js';
+import type { EventBus } from '../core/events.js';
 import type { AuditFn } from './instances.js';
-import type { KeyedMutex } from './keyed-mutex.js';
+import type { KeyedMutex } from '../core/keyed-mutex.js';
 import type { Services } from '../api/services.js';
 import { checkQuota } from './quotas.js';
 import { driverSpec } from './restart-policy.js';

@@ -40,7 +40,7 @@ import type { DriverOperation, InstanceSpec, LevelDriver, ObservedInstance } fro
 import { STATES, assertTransition, canTransition, checkAction, type DesiredState, type InstanceState } from '../levels/lifecycle.js';
 import type { DriverRegistry } from '../levels/registry.js';
 import type { CloneSource, Level } from '../store/types.js';
-import type { KeyedMutex } from './keyed-mutex.js';
+import type { KeyedMutex } from '../core/keyed-mutex.js';
 import { RestartBackoff, driverSpec, restartPolicyOf, shouldRestart, type BackoffOptions } from './restart-policy.js';
 
 /** What the reconciler knows of one instance from the store. */

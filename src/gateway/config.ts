@@ -7,7 +7,7 @@
 import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import { normaliseSiteHostname } from './host.js';
 import type { GatewayConfig, GatewayOptions } from './types.js';
 

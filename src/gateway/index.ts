@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import { resolveOptions, validateConfig, type ResolvedOptions } from './config.js';
 import type { FromWorker, ToWorker } from './ipc.js';
 import type { MetricJson } from './metrics.js';

@@ -13,7 +13,7 @@
  * `alerts()`; each carries the index of its audit log entry, which is the
  * lasting record.
  */
-import type { EventBus } from '../control/events.js';
+import type { EventBus } from '../core/events.js';
 import { priorityRank, type GuardEvent, type Priority } from './event.js';
 import { Actuator, type ActuatorTarget, type Alert, type AuditSink } from './actuator.js';
 import { Evaluator } from './evaluator.js';

@@ -7,7 +7,7 @@
  * `InvalidStateTransition`. The control plane checks an action here before it asks
  * a driver, so no driver ever sees a call that makes no sense in its state.
  */
-import { InvalidStateTransition } from '../errors.js';
+import { InvalidStateTransition } from '../core/errors.js';
 
 export const STATES = ['creating', 'stopped', 'running', 'paused', 'failed', 'deleted'] as const;
 export type InstanceState = (typeof STATES)[number];

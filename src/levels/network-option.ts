@@ -5,7 +5,7 @@
  * a move) must pick others, or the two would share bridges, taps, nftables
  * tables and addresses. Validated here, at the edge; the drivers take it typed.
  */
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 
 export interface NetworkPlan {
   /** Two characters that start bridge, tap and table names (IFNAMSIZ leaves no more). */

@@ -8,7 +8,7 @@
  * throws — is kept as unavailable with its reason, so `strata info` can say why
  * and the daemon still serves the other levels.
  */
-import { StrataError } from '../errors.js';
+import { StrataError } from '../core/errors.js';
 import { LEVELS, type Level, type Quota } from '../store/types.js';
 import type { LevelDriver } from './driver.js';
 

@@ -10,7 +10,7 @@
  */
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { conflict, notFound } from '../errors.js';
+import { conflict, notFound } from '../core/errors.js';
 import { MIGRATIONS } from './migrations.js';
 import type { IdempotentRecord, InstancePatch, NewInstance, Store } from './store.js';
 import type {

@@ -7,7 +7,7 @@ import { verifyTreeHead } from '../../src/audit/head.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { verifyConsistency, verifyInclusion } from '../../src/audit/merkle.js';
 import { verifyDatabase, verifyExport } from '../../src/audit/verify.js';
-import { StrataError } from '../../src/errors.js';
+import { StrataError } from '../../src/core/errors.js';
 import { sampleEntry, tempLog } from './fixtures.js';
 
 const h = (s: string): Buffer => Buffer.from(s, 'hex');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KeyedMutex } from '../../src/control/keyed-mutex.js';
+import { KeyedMutex } from '../../src/core/keyed-mutex.js';
 import {
   Reconciler,
   isReachable,

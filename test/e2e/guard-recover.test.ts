@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Actuator } from '../../src/guard/actuator.js';
-import { EventBus } from '../../src/control/events.js';
+import { EventBus } from '../../src/core/events.js';
 import { leversFor } from '../../src/control/guard-levers.js';
 import { OsDriver } from '../../src/levels/os/driver.js';
 import { builtinImages, claimSlot, leftovers, testDriverOptions } from '../levels/os/helpers.js';

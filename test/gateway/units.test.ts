@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { StrataError } from '../../src/errors.js';
+import { StrataError } from '../../src/core/errors.js';
 import { validateConfig } from '../../src/gateway/config.js';
 import { normaliseHost, normaliseSiteHostname } from '../../src/gateway/host.js';
 import { RESPONSE, createParser } from '../../src/gateway/http-parser.js';

@@ -1,6 +1,6 @@
 /** Test doubles for the guard: an actuator target that records calls, an audit sink in memory, events. */
 import type { AuditEntryInput } from '../../src/audit/log.js';
-import { EventBus, type StrataEvent } from '../../src/control/events.js';
+import { EventBus, type StrataEvent } from '../../src/core/events.js';
 import type { ActuatorTarget, Alert, AuditSink, RecoverySubject } from '../../src/guard/actuator.js';
 import type { GuardEvent } from '../../src/guard/event.js';
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StrataError } from '../../src/errors.js';
+import { StrataError } from '../../src/core/errors.js';
 import { Evaluator, testRuleFixtures } from '../../src/guard/evaluator.js';
 import { loadDefaultRuleset, loadRuleset } from '../../src/guard/rules.js';
 import { event } from './fakes.js';

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver } from '../../src/levels/driver.js';
-import { isStrataError } from '../../src/errors.js';
+import { isStrataError } from '../../src/core/errors.js';
 import { LEVELS } from '../../src/store/types.js';
 
 export interface ConformanceOptions {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { InvalidStateTransition } from '../../src/errors.js';
+import { InvalidStateTransition } from '../../src/core/errors.js';
 import { ACTIONS, STATES, assertTransition, canTransition, checkAction, type InstanceState, type LifecycleAction } from '../../src/levels/lifecycle.js';
 
 const ALLOWED: Record<InstanceState, InstanceState[]> = {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { StrataError } from '../../src/errors.js';
+import { StrataError } from '../../src/core/errors.js';
 import { DriverRegistry } from '../../src/levels/registry.js';
 import { FakeDriver } from '../support/fake-driver.js';
 

@@ -6,7 +6,7 @@
  * slow call. Test double only; never registered by the product.
  */
 import { createHash } from 'node:crypto';
-import { StrataError } from '../../src/errors.js';
+import { StrataError } from '../../src/core/errors.js';
 import type {
   DriverAvailability,
   DriverOperation,

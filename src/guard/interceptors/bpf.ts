@@ -26,7 +26,7 @@ import { posix } from 'node:path';
 import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import type { LevelDriver } from '../../levels/driver.js';
 import { DENIED_SYSCALLS } from '../../levels/os/seccomp.js';
 import type { Store } from '../../store/store.js';

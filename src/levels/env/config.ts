@@ -7,7 +7,7 @@
  * provider sets in `EnvDriverOptions`.
  */
 import { z } from 'zod';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 
 /** Largest handler module accepted, in bytes. */
 export const MAX_CODE_BYTES = 1024 * 1024;

@@ -21,8 +21,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { KeyedMutex } from '../../control/keyed-mutex.js';
-import { StrataError, notFound } from '../../errors.js';
+import { KeyedMutex } from '../../core/keyed-mutex.js';
+import { StrataError, notFound } from '../../core/errors.js';
 import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
 import { checkAction, type InstanceState } from '../lifecycle.js';
 import { Admission } from './admission.js';

@@ -9,7 +9,7 @@
  * driver's state dir, written atomically.
  */
 import { join } from 'node:path';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import { IDS_PER_TENANT, MAX_TENANTS, type OsDriverConfig } from './options.js';
 import { readJson, updateJson } from './state-file.js';
 

@@ -29,7 +29,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import type { ExecOptions, ExecSession } from '../driver.js';
 import { execUserArgs, type ProcessUser } from './image-user.js';
 

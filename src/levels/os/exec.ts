@@ -5,7 +5,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import { spawner } from './spawner.js';
 
 export interface RunResult {

@@ -10,7 +10,7 @@
 import { constants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import { IDS_PER_TENANT } from './options.js';
 
 export interface ProcessUser {

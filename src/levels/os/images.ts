@@ -14,7 +14,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { z } from 'zod';
-import { StrataError, notFound } from '../../errors.js';
+import { StrataError, notFound } from '../../core/errors.js';
 import { readJson, writeJsonAtomic } from './state-file.js';
 
 export const IMAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;

@@ -17,7 +17,7 @@ import { lstat, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import { imageRunConfigSchema, type ImageManifest, type ImageRunConfig, type ImageStore } from './images.js';
 import { extractInto, readTar, resolveInRoot, type TarEntry } from './tar.js';
 

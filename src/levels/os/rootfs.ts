@@ -20,7 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, lchown, lstat, mkdir, readFile, readdir, rename, rm, truncate, writeFile, chown } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KeyedMutex } from '../../control/keyed-mutex.js';
+import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { run, runQuietly } from './exec.js';
 import { exists, type ResolvedImage } from './images.js';
 

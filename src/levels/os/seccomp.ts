@@ -19,7 +19,7 @@
  * Names unknown to libseccomp are skipped by runc, so one list serves x86_64 and aarch64.
  */
 
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 
 export interface SeccompArg { index: number; value: number; valueTwo?: number; op: string }
 export interface SeccompRule { names: string[]; action: string; args?: SeccompArg[]; errnoRet?: number }

@@ -5,7 +5,7 @@
  */
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { KeyedMutex } from '../../control/keyed-mutex.js';
+import { KeyedMutex } from '../../core/keyed-mutex.js';
 
 const fileLocks = new KeyedMutex();
 

@@ -10,7 +10,7 @@
  */
 import { chmod, lchown, link, lstat, mkdir, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 
 export type TarEntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'other';
 

@@ -8,7 +8,7 @@
  * `spec.ts`, so a change to a builder that weakens isolation fails here, loudly,
  * instead of shipping.
  */
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import { DENIED_SYSCALLS } from './seccomp.js';
 import { MASKED_PATHS, READONLY_PATHS, type NamespaceType, type OciSpec } from './spec.js';
 

@@ -15,7 +15,7 @@
  * bridge and gave to the VM user (`network.ts`); QEMU attaches to it by name and
  * runs no helper script. The guest's address arrives on the kernel command line.
  */
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 
 export const GUEST_ARCHES = ['x86_64', 'aarch64'] as const;
 export type GuestArch = (typeof GUEST_ARCHES)[number];

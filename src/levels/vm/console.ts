@@ -13,7 +13,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { StrataError, conflict } from '../../errors.js';
+import { StrataError, conflict } from '../../core/errors.js';
 import { ConsoleLog } from './console-log.js';
 
 /** Output held for a slow attached user before it is dropped for them (the log still gets it). */

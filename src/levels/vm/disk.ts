@@ -11,7 +11,7 @@ import { constants } from 'node:fs';
 import { chmod, chown, copyFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import { run } from '../os/exec.js';
 import type { VmUser } from './launch.js';
 

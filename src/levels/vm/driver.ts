@@ -33,7 +33,7 @@ import { closeSync, openSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InvalidStateTransition, StrataError, notFound } from '../../errors.js';
+import { InvalidStateTransition, StrataError, notFound } from '../../core/errors.js';
 import type { LogOptions } from '../driver.js';
 import { logStream } from '../log-stream.js';
 import { ConsoleRelay } from './console.js';

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import type { CommandLine } from './cmdline.js';
 
 export interface VmUser {

@@ -7,7 +7,7 @@
  * QEMU's old block migration (`migrate blk`) cannot name `-blockdev` disks.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import type { QmpClient } from './qmp.js';
 
 const JOB = 'move-disk';

@@ -11,7 +11,7 @@
  * - `command`: a shell command (busybox sh) that replaces the default service.
  */
 import { z } from 'zod';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import { GUEST_ARCHES, type GuestArch } from './cmdline.js';
 
 export const vmConfigSchema = z.object({

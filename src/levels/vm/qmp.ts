@@ -13,7 +13,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 
 export interface QmpEvent {
   event: string;

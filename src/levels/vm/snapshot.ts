@@ -17,7 +17,7 @@ import { chown, rm } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StrataError } from '../../errors.js';
+import { StrataError } from '../../core/errors.js';
 import type { QmpClient } from './qmp.js';
 import type { VmUser } from './launch.js';
 

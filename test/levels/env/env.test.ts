@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isStrataError } from '../../../src/errors.js';
+import { isStrataError } from '../../../src/core/errors.js';
 import type { HostCallEvent } from '../../../src/levels/env/index.js';
 import { HELLO, http, launch, loadWhile, logOf, specFor, startEnv, until, type TestEnv } from './helpers.js';
 

@@ -10,7 +10,7 @@ import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isStrataError } from '../../../src/errors.js';
+import { isStrataError } from '../../../src/core/errors.js';
 import { OsDriver } from '../../../src/levels/os/driver.js';
 import { driverConformance } from '../conformance.js';
 import { builtinImages, claimSlot, leftovers, nothingLeft, spec, testDriverOptions, waitFor200 } from './helpers.js';

@@ -13,7 +13,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
-import { isStrataError } from '../../../src/errors.js';
+import { isStrataError } from '../../../src/core/errors.js';
 import type { InstanceSpec } from '../../../src/levels/driver.js';
 import { ensureBuiltinImages } from '../../../src/levels/os/builtin-images.js';
 import { OsDriver } from '../../../src/levels/os/driver.js';

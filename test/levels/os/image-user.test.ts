@@ -4,7 +4,7 @@ import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { isStrataError } from '../../../src/errors.js';
+import { isStrataError } from '../../../src/core/errors.js';
 import { resolveImageUser, resolveUser } from '../../../src/levels/os/image-user.js';
 
 const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001:web:/home/web:/bin/sh\nnobody:x:65534:65534::/:/bin/false\nbroken-line\n';

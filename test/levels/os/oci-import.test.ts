@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { isStrataError } from '../../../src/errors.js';
+import { isStrataError } from '../../../src/core/errors.js';
 import { OsDriver } from '../../../src/levels/os/driver.js';
 import { ImageStore } from '../../../src/levels/os/images.js';
 import { importOciImage, type ImportProgress } from '../../../src/levels/os/oci-import.js';

@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
-import { isStrataError } from '../../../src/errors.js';
+import { isStrataError } from '../../../src/core/errors.js';
 import { DENIED_SYSCALLS, defaultSeccompProfile } from '../../../src/levels/os/seccomp.js';
 import {
   baseSpec, blkioToIoWeight, composeSpec, instanceSpec, withCapabilities, withCgroupLimits, withMounts, withNamespaces, withProcess,
