@@ -8,7 +8,7 @@
  * whose limits cap the sum of the tenant's real usage, whatever the instances
  * declared.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TenantLimits } from './allocations.js';
@@ -35,11 +35,33 @@ export interface CgroupStats {
   oomKills: number | null;
 }
 
+function readFileSyncSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** v1 controllers whose tenant parents carry limits. */
 const V1_LIMITED = ['memory', 'cpu', 'pids'] as const;
 
 export class Cgroups {
   constructor(readonly mode: CgroupMode, readonly root: string, private readonly fsRoot = CGROUP_FS) {}
+
+  /**
+   * Whether the kernel weighs block I/O per cgroup: v1 shows `blkio.weight` (CFQ)
+   * or `blkio.bfq.*` (BFQ) in the blkio hierarchy; v2 has the io controller.
+   * Kernels with only mq-deadline/kyber/none have neither, and runc fails on a weight.
+   */
+  hasIoWeight(): boolean {
+    if (this.mode === 'v2') return readFileSyncSafe(join(this.fsRoot, 'cgroup.controllers')).split(/\s+/).includes('io');
+    try {
+      return readdirSync(join(this.fsRoot, 'blkio')).some((f) => f === 'blkio.weight' || f.startsWith('blkio.bfq.'));
+    } catch {
+      return false;
+    }
+  }
 
   /** Creates the tenant's parent (and the root) where missing and writes its limits; no limits means unlimited. */
   async ensureTenant(tenantId: string, limits: TenantLimits | undefined): Promise<void> {

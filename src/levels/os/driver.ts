@@ -402,7 +402,7 @@ export class OsDriver implements LevelDriver {
           vcpus: Math.min(spec.limits.vcpus, tenant.limits?.vcpus ?? Infinity),
           memoryMiB: spec.limits.memoryMiB,
           pids: this.config.pidsLimit,
-          blkioWeight: this.config.blkioWeight,
+          blkioWeight: this.#requireCgroups().hasIoWeight() ? this.config.blkioWeight : undefined,
         },
         cgroupMode: this.#requireCgroups().mode,
         cgroupsPath: record.cgroupsPath,

@@ -188,8 +188,11 @@ export interface CgroupLimits {
   vcpus: number;
   memoryMiB: number;
   pids: number;
-  /** Relative block I/O weight, 10..1000 (cgroup v1 blkio.weight scale). */
-  blkioWeight: number;
+  /**
+   * Relative block I/O weight, 10..1000 (cgroup v1 blkio.weight scale); left out
+   * where the kernel has no weight-based I/O scheduler (no BFQ: runc's write fails).
+   */
+  blkioWeight?: number | undefined;
 }
 
 /** The CFS period; the quota is vcpus × period. */
@@ -212,11 +215,11 @@ export const withCgroupLimits = (limits: CgroupLimits, mode: CgroupMode, cgroups
   };
   const resources: OciResources =
     mode === 'v1'
-      ? { ...common, memory: { limit: memoryBytes, swap: memoryBytes, swappiness: 0 }, blockIO: { weight: limits.blkioWeight } }
+      ? { ...common, memory: { limit: memoryBytes, swap: memoryBytes, swappiness: 0 }, ...(limits.blkioWeight !== undefined ? { blockIO: { weight: limits.blkioWeight } } : {}) }
       : {
           ...common,
           memory: { limit: memoryBytes, swap: memoryBytes },
-          unified: { 'io.weight': String(blkioToIoWeight(limits.blkioWeight)), 'memory.oom.group': '1' },
+          unified: { ...(limits.blkioWeight !== undefined ? { 'io.weight': String(blkioToIoWeight(limits.blkioWeight)) } : {}), 'memory.oom.group': '1' },
         };
   return { ...spec, linux: { ...spec.linux, cgroupsPath, resources } };
 };
