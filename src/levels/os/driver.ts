@@ -9,6 +9,7 @@
  *     instance.json     what it was created from, and its allocations (written last: its presence means "created")
  *     bundle/           config.json (generated, validated) and the runtime's pid file
  *     upper/ work/      the overlay's writable layer
+ *     lower             a link to the tenant's copy of the image (the overlay is mounted with relative layer paths: see `mountOverlay`)
  *     volume.ext4       the data volume, when asked for
  *     console.log       stdout and stderr of the container, rotated
  *
@@ -433,7 +434,7 @@ export class OsDriver implements LevelDriver {
     try {
       // A container left from a process that died on its own (runc state "stopped") holds the id.
       if (this.#runtime.holds(id)) await this.#runtime.delete(id, true);
-      await mountOverlay(record.lower, join(dir, 'upper'), join(dir, 'work'), this.#rootfsDir(id));
+      await mountOverlay(dir, record.lower, this.#rootfsDir(id));
       if (record.config.volumeMiB !== undefined) await mountVolume(join(dir, 'volume.ext4'), this.#volumeDir(id));
       await this.#runtime.create(id, join(dir, 'bundle'), this.logPath(id));
       const pid = Number((await readFile(join(dir, 'bundle', 'pid'), 'utf8')).trim());

@@ -18,7 +18,7 @@
  * loop file works on any host file system and dies with the instance.
  */
 import { randomUUID } from 'node:crypto';
-import { chmod, lchown, lstat, mkdir, readFile, readdir, rename, rm, truncate, writeFile, chown } from 'node:fs/promises';
+import { chmod, lchown, lstat, mkdir, readFile, readdir, readlink, rename, rm, symlink, truncate, writeFile, chown } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { run, runQuietly } from './exec.js';
@@ -80,10 +80,29 @@ export async function mountPoints(): Promise<Set<string>> {
   return new Set(text.split('\n').filter(Boolean).map((line) => line.split(' ')[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
 }
 
-export async function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {
+/**
+ * Mounts an instance's root at `target`: `lower` under the instance's `dir`,
+ * which holds `upper/` and `work/`. The layer paths are given relative to
+ * `dir` (mount runs there), through a `lower` link in it, because overlayfs
+ * shows its options as given in every /proc/<pid>/mountinfo, the instance's
+ * own included: absolute paths would show it the host's data dir, the image
+ * copy and its own id (Docker's containers see exactly that). Relative, the
+ * instance reads `lowerdir=lower,upperdir=upper,workdir=work`.
+ */
+export async function mountOverlay(dir: string, lower: string, target: string): Promise<void> {
   if ((await mountPoints()).has(target)) return;
   await mkdir(target, { recursive: true });
-  await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, target]);
+  await linkLower(dir, lower);
+  await run('env', ['-C', dir, 'mount', '-t', 'overlay', 'overlay', '-o', 'lowerdir=lower,upperdir=upper,workdir=work', target]);
+}
+
+/** `dir/lower` → `lower`, replaced atomically when it points elsewhere (the image copy can change between starts). */
+async function linkLower(dir: string, lower: string): Promise<void> {
+  const link = join(dir, 'lower');
+  if ((await readlink(link).catch(() => null)) === lower) return;
+  const tmp = `${link}.${randomUUID().slice(0, 8)}`;
+  await symlink(lower, tmp);
+  await rename(tmp, link);
 }
 
 /** Unmounts `target` if mounted; lazily if busy, so a stuck reader cannot block a delete. */

@@ -68,6 +68,17 @@ describe('os breakout suite', () => {
     assert.equal((await arena.sh('readlink /data/root-link')).stdout, '/\n');
   });
 
+  attack("read the host's layout from the mount table: no host path, id or data dir in any mount's options, root or source", async () => {
+    const r = await arena.sh('cat /proc/self/mountinfo /proc/1/mountinfo /proc/self/mounts /proc/self/cgroup /proc/1/cgroup');
+    assert.match(r.stdout, / \/ \/ [^\n]* - overlay /, 'the root is an overlay');
+    const o = arena.options;
+    for (const secret of [o.stateDir!, o.runRoot!, o.imagesDir!, o.cgroupRoot!, arena.evil.id, '/var/lib', '/run/', 'strata']) {
+      assert.ok(!r.stdout.includes(secret), `the instance sees '${secret}' in:\n${r.stdout.split('\n').filter((l) => l.includes(secret)).join('\n')}`);
+    }
+    // The overlay's layers as the instance sees them: names relative to a directory it cannot name.
+    assert.match(r.stdout, /lowerdir=lower,upperdir=upper,workdir=work/);
+  });
+
   attack("hardlink from a volume to a file outside it (the image's, /etc/passwd): refused across file systems", async () => {
     const r = await arena.sh('ln /etc/passwd /data/passwd-link 2>&1; ln /bin/busybox /data/bb 2>&1; ln /proc/self/exe /data/exe 2>&1; echo end');
     assert.match(r.stdout, /Invalid cross-device link|Operation not permitted|cross-device/i);
