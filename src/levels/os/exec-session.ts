@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { StrataError } from '../../core/errors.js';
+import { identityUnder, signalIdentity, type ProcessIdentity } from '../../core/process-identity.js';
 import type { ExecOptions, ExecSession } from '../driver.js';
 import { execUserArgs, type ProcessUser } from './image-user.js';
 
@@ -38,6 +39,7 @@ export const EXEC_TTY_HELPER = fileURLToPath(new URL('./exec-tty', import.meta.u
 
 const DEFAULT_COLS = 80;
 const DEFAULT_ROWS = 24;
+const PID_POLL_MS = 10;
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
 
 export interface ExecTarget {
@@ -90,14 +92,25 @@ export async function startExecSession(target: ExecTarget, argv: readonly string
     });
   });
 
-  const processPid = (): number | null => {
+  // The process's identity, taken as soon as runc writes its pid: killing by the pid file's number
+  // later could hit whatever process got that number after ours exited and was reaped.
+  let started: ProcessIdentity | null = null;
+  const capture = (): ProcessIdentity | null => {
+    if (started || child.pid === undefined) return started;
+    let pid: number;
     try {
-      const pid = Number(readFileSync(pidFile, 'utf8').trim());
-      return pid > 0 ? pid : null;
+      pid = Number(readFileSync(pidFile, 'utf8').trim());
     } catch {
       return null;
     }
+    if (pid > 0) started = identityUnder(pid, child.pid);
+    return started;
   };
+  const watcher = setInterval(() => {
+    if (capture() || child.exitCode !== null || child.signalCode !== null) clearInterval(watcher);
+  }, PID_POLL_MS);
+  watcher.unref();
+  child.on('close', () => clearInterval(watcher));
 
   return {
     stdin: child.stdin!,
@@ -111,15 +124,9 @@ export async function startExecSession(target: ExecTarget, argv: readonly string
     },
     kill(): void {
       if (child.exitCode !== null || child.signalCode !== null) return;
-      // The process itself (runc does not forward SIGKILL); then its runner, in case it never started it.
-      const pid = processPid();
-      if (pid !== null) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
+      // The process itself (runc does not forward SIGKILL), if it is still the one runc started; then its runner, in case it never started it.
+      const id = capture();
+      if (id) signalIdentity(id, 'SIGKILL');
       child.kill(opts.tty ? 'SIGTERM' : 'SIGKILL');
     },
   };
