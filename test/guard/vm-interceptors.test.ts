@@ -1,7 +1,7 @@
 /**
  * The host-side VM interceptors without a guest: the network one over
- * counters handed to it (attribution by bridge and source, one event per
- * flow, repeats, spoofed sources, other tenants vs the outside), and the
+ * counters handed to it (attribution by the sender's MAC, never its address;
+ * one event per flow, repeats, spoofed sources, other tenants vs the outside), and the
  * resource one over a real memory cgroup whose process the OOM killer ends
  * (root only), raising the default rule.
  */
@@ -20,12 +20,15 @@ import { cgroupMode, createVmCgroup, removeVmCgroup } from '../../src/levels/vm/
 import type { ProbeCount } from '../../src/levels/vm/network.js';
 import { FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
 
+/** Two-character VM ids give distinct MACs. */
+const macOf = (id: string): string => `52:54:00:00:${Buffer.from(id).toString('hex').match(/../g)!.join(':')}`;
 const vm = (id: string, tenantId: string, address: string, bridge: string): VmTarget => ({
-  tenantId, instanceId: id, level: 'vm', pid: process.pid, address, bridge, cgroup: `vm-${id}`, vcpus: 1,
+  tenantId, instanceId: id, level: 'vm', pid: process.pid, address, bridge, mac: macOf(id), cgroup: `vm-${id}`, vcpus: 1,
 });
 const TARGETS = [vm('a1', 'ta', '10.9.0.2', 'xxb0'), vm('a2', 'ta', '10.9.0.3', 'xxb0'), vm('b1', 'tb', '10.9.1.2', 'xxb1'), vm('c1', 'tc', '10.9.2.2', 'xxb2')];
-const flow = (kind: ProbeCount['kind'], bridge: string, source: string, destination: string, port: number, packets: number): ProbeCount => ({
-  table: 'xx_vm', kind, bridge, source, destination, protocol: 'tcp', port, packets,
+/** A flow counted under the MAC of VM `from`. */
+const flow = (kind: ProbeCount['kind'], from: string, source: string, destination: string, port: number, packets: number): ProbeCount => ({
+  table: 'xx_vm', kind, mac: macOf(from), source, destination, protocol: 'tcp', port, packets,
 });
 
 async function until(what: () => boolean, label: string, ms = 5_000): Promise<void> {
@@ -33,7 +36,7 @@ async function until(what: () => boolean, label: string, ms = 5_000): Promise<vo
 }
 
 test('the vm network interceptor reports each refused flow once, on the VM that sent it', async () => {
-  let counts: ProbeCount[] = [flow('host', 'xxb0', '10.9.0.2', '10.9.0.1', 22, 5)]; // before the start: history, not news
+  let counts: ProbeCount[] = [flow('host', 'a1', '10.9.0.2', '10.9.0.1', 22, 5)]; // before the start: history, not news
   let reads = 0;
   const events: GuardEvent[] = [];
   const targets = [...TARGETS];
@@ -45,12 +48,12 @@ test('the vm network interceptor reports each refused flow once, on the VM that 
       const r = reads;
       await until(() => reads >= r + 2, 'two polls');
     };
-    await after([...counts, flow('host', 'xxb0', '10.9.0.2', '10.9.0.1', 22, 9)].slice(1));
+    await after([...counts, flow('host', 'a1', '10.9.0.2', '10.9.0.1', 22, 9)].slice(1));
     assert.equal(events.length, 0, 'a flow counted before the start is not reported, nor its growth within repeatMs');
 
-    await after([flow('host', 'xxb0', '10.9.0.2', '10.9.0.1', 22, 9), flow('host', 'xxb0', '10.9.0.3', '10.9.0.1', 5432, 1),
-      flow('routed', 'xxb0', '10.9.0.3', '10.9.1.2', 80, 2), flow('routed', 'xxb0', '10.9.0.3', '192.0.2.1', 443, 1),
-      flow('host', 'xxb2', '10.9.2.77', '10.9.2.1', 25, 1)]);
+    await after([flow('host', 'a1', '10.9.0.2', '10.9.0.1', 22, 9), flow('host', 'a2', '10.9.0.3', '10.9.0.1', 5432, 1),
+      flow('routed', 'a2', '10.9.0.3', '10.9.1.2', 80, 2), flow('routed', 'a2', '10.9.0.3', '192.0.2.1', 443, 1),
+      flow('host', 'c1', '10.9.2.77', '10.9.2.1', 25, 1)]);
     const by = (dport: number) => events.find((e) => e.fields['net.dport'] === dport);
     assert.equal(events.length, 4);
     assert.equal(by(5432)?.instanceId, 'a2');
@@ -59,25 +62,54 @@ test('the vm network interceptor reports each refused flow once, on the VM that 
     assert.equal(by(80)?.fields['net.dtenant'], 'tb');
     assert.equal(by(80)?.fields['net.packets'], 2);
     assert.equal(by(443)?.fields['net.target'], 'outside');
-    assert.equal(by(25)?.instanceId, 'c1', "a spoofed source is put on its bridge's only VM");
+    assert.equal(by(25)?.instanceId, 'c1', 'a spoofed source address is put on the VM whose MAC sent it');
     assert.equal(by(25)?.fields['net.spoofed'], true);
 
     events.length = 0;
-    await after([flow('host', 'xxb0', '10.9.0.3', '10.9.0.1', 5432, 1)]);
+    await after([flow('host', 'a2', '10.9.0.3', '10.9.0.1', 5432, 1)]);
     assert.equal(events.length, 0, 'nothing new');
-    await after([flow('host', 'xxb0', '10.9.0.3', '10.9.0.1', 5432, 1), flow('host', 'xxb0', '10.9.0.2', '10.9.0.1', 22, 3)]);
+    await after([flow('host', 'a2', '10.9.0.3', '10.9.0.1', 5432, 1), flow('host', 'a1', '10.9.0.2', '10.9.0.1', 22, 3)]);
     assert.equal(events.length, 1, 'an expired flow counted again is news again');
     assert.equal(events[0]!.fields['net.packets'], 3);
 
     events.length = 0;
-    const early = flow('host', 'xxb9', '10.9.9.2', '10.9.9.1', 22, 1);
+    const early = flow('host', 'd1', '10.9.9.2', '10.9.9.1', 22, 1);
     await after([early]);
-    assert.equal(events.length, 0, 'a flow from a bridge with no known VM has nobody to be put on');
+    assert.equal(events.length, 0, 'a flow from a MAC no known VM has is put on nobody');
     targets.push(vm('d1', 'td', '10.9.9.2', 'xxb9'));
     await after([{ ...early, packets: 2 }]);
     assert.equal(events.length, 1, 'once the VM is known (the targets lag a start), the flow is reported');
     assert.equal(events[0]!.instanceId, 'd1');
     assert.equal(events[0]!.fields['net.packets'], 2);
+  } finally {
+    await net.stop();
+  }
+});
+
+test("an address handed to the next VM: the deleted VM's refused flows are never put on it", async () => {
+  // a1 (tenant ta) probes, then is deleted; a3 gets its address at once. The daemon's targets already list a3.
+  const events: GuardEvent[] = [];
+  const log: string[] = [];
+  let counts: ProbeCount[] = [];
+  let reads = 0;
+  const targets = [vm('a3', 'ta', '10.9.0.2', 'xxb0'), vm('b1', 'tb', '10.9.1.2', 'xxb1')];
+  const net = new VmNetworkInterceptor({
+    targets: async () => targets, read: async () => { reads++; return counts; }, intervalMs: 10, unknownAfterMs: 100, log: (m) => log.push(m),
+  });
+  await net.start((e) => events.push(e));
+  try {
+    counts = [flow('routed', 'a1', '10.9.0.2', '10.9.1.2', 5432, 3), flow('host', 'a1', '10.9.0.2', '10.9.0.1', 22, 1)];
+    await until(() => net.unattributed === 2, 'both flows counted as unattributed');
+    assert.equal(events.length, 0, 'nothing is put on a3 (which holds the address now) or anyone else');
+    assert.equal(log.length, 2);
+    const r = reads;
+    await until(() => reads >= r + 2, 'two more polls');
+    assert.equal(net.unattributed, 2, 'counted once per flow');
+    // a3's own probe, from the same address, is a3's.
+    counts = [...counts, flow('host', 'a3', '10.9.0.2', '10.9.0.1', 23, 1)];
+    await until(() => events.length === 1, "a3's own flow");
+    assert.equal(events[0]!.instanceId, 'a3');
+    assert.equal(events[0]!.fields['net.spoofed'], undefined);
   } finally {
     await net.stop();
   }

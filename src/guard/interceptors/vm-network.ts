@@ -7,9 +7,13 @@
  * flow the first time it is seen, and again (with the packets since) at most
  * every `repeatMs` while it goes on — one probe is one event, a scan is many.
  *
- * Each is a `net.blocked` event on the VM that sent it (matched by bridge and
- * source address; a source no VM on that bridge owns — spoofed — is put on the
- * bridge's only VM, or on its tenant without an instance), with `net.target`:
+ * Each is a `net.blocked` event on the VM that sent it, named by the source MAC
+ * the kernel counted the flow under — which the bridge-level filter lets
+ * through from that VM's tap only — never by the source address, which a
+ * deleted VM's successor may hold while the targets list lags. A source
+ * address the sender does not own is flagged `net.spoofed`. A MAC no known VM
+ * has is waited for (the targets lag a VM just started) for `unknownAfterMs`,
+ * then counted in `unattributed` and logged, never put on anyone. `net.target`:
  * `host` (a host service other than the gateway's ports), `tenant` (another
  * tenant's network; `net.dtenant` names it) or `outside` (off the machine).
  * Counting happens in the kernel; nothing waits on it and the guest sees nothing.
@@ -26,7 +30,9 @@ export interface VmNetworkInterceptorOptions {
   intervalMs?: number;
   /** A flow that goes on is reported again after this long; default 60 s. */
   repeatMs?: number;
-  /** Problems reading the counters (the interceptor keeps going). */
+  /** How long a flow from a MAC no known VM has waits before it is counted as unattributed; default 15 s (the daemon's targets are up to 5 s old). */
+  unknownAfterMs?: number;
+  /** Problems reading the counters (the interceptor keeps going), and flows put on nobody. */
   log?: (message: string, details?: Record<string, unknown>) => void;
 }
 
@@ -37,6 +43,9 @@ export class VmNetworkInterceptor implements Interceptor {
   readonly #o: VmNetworkInterceptorOptions;
   /** flow key → packets last seen, and when it was last reported. */
   readonly #flows = new Map<string, { packets: number; reportedAt: number }>();
+  /** flow key → when its MAC was first found on no known VM. */
+  readonly #unknownSince = new Map<string, number>();
+  #unattributed = 0;
   #timer: NodeJS.Timeout | undefined;
   #busy = false;
   #emit: Emit | undefined;
@@ -45,6 +54,11 @@ export class VmNetworkInterceptor implements Interceptor {
 
   constructor(o: VmNetworkInterceptorOptions) {
     this.#o = o;
+  }
+
+  /** Flows whose sender no known VM was: counted, never attributed. */
+  get unattributed(): number {
+    return this.#unattributed;
   }
 
   async start(emit: Emit): Promise<void> {
@@ -70,7 +84,7 @@ export class VmNetworkInterceptor implements Interceptor {
       const seen = new Set<string>();
       let targets: VmTarget[] | null = null;
       for (const c of counts) {
-        const key = `${c.table}|${c.kind}|${c.bridge}|${c.source}|${c.destination}|${c.protocol}|${c.port}`;
+        const key = `${c.table}|${c.kind}|${c.mac}|${c.source}|${c.destination}|${c.protocol}|${c.port}`;
         seen.add(key);
         const prev = this.#flows.get(key);
         // A counter below the last reading is a new element (the old one expired): all of it is new.
@@ -79,12 +93,20 @@ export class VmNetworkInterceptor implements Interceptor {
         if (!fresh && (delta === 0 || now - prev.reportedAt < (this.#o.repeatMs ?? 60_000))) continue;
         if (report && this.#emit) {
           targets ??= await this.#o.targets();
-          // No VM known on that bridge yet (the targets lag a VM just started): not reported, so asked again next poll.
-          if (!this.#report(c, delta, targets, now)) continue;
+          if (!this.#report(c, delta, targets, now)) {
+            const since = this.#unknownSince.get(key) ?? now;
+            this.#unknownSince.set(key, since);
+            // The targets may lag a VM just started: asked again next poll, for a while.
+            if (now - since < (this.#o.unknownAfterMs ?? 15_000)) continue;
+            this.#unattributed++;
+            this.#o.log?.('vm network interceptor: a refused flow from a MAC no known VM has, not attributed', { ...c });
+          }
+          this.#unknownSince.delete(key);
         }
         this.#flows.set(key, { packets: c.packets, reportedAt: now });
       }
       for (const key of this.#flows.keys()) if (!seen.has(key)) this.#flows.delete(key);
+      for (const key of this.#unknownSince.keys()) if (!seen.has(key)) this.#unknownSince.delete(key);
       this.#lastError = '';
     } catch (err) {
       const error = (err as Error).message;
@@ -95,21 +117,20 @@ export class VmNetworkInterceptor implements Interceptor {
     }
   }
 
-  /** Emits the flow as an event on its sender; false when no VM is known on its bridge. */
+  /** Emits the flow as an event on the one VM with its MAC; false when there is no such VM. */
   #report(c: ProbeCount, packets: number, targets: VmTarget[], now: number): boolean {
-    const onBridge = targets.filter((t) => t.bridge === c.bridge);
-    const sender = onBridge.find((t) => t.address === c.source) ?? (onBridge.length === 1 ? onBridge[0] : undefined);
-    const tenantId = sender?.tenantId ?? onBridge[0]?.tenantId ?? null;
-    if (!tenantId) return false;
-    const victim = c.kind === 'routed' ? targets.find((t) => t.address !== null && slash24(t.address) === slash24(c.destination) && t.bridge !== c.bridge) : undefined;
+    const senders = targets.filter((t) => t.mac === c.mac);
+    if (senders.length !== 1) return false;
+    const sender = senders[0]!;
+    const victim = c.kind === 'routed' ? targets.find((t) => t.address !== null && slash24(t.address) === slash24(c.destination) && t.bridge !== sender.bridge) : undefined;
     const target = c.kind === 'host' ? 'host' : victim ? 'tenant' : 'outside';
     this.#emit!({
-      time: now, tenantId, instanceId: sender?.instanceId ?? null, level: sender?.level ?? onBridge[0]!.level, kind: 'net.blocked', priority: 'warning',
+      time: now, tenantId: sender.tenantId, instanceId: sender.instanceId, level: sender.level, kind: 'net.blocked', priority: 'warning',
       fields: {
         'net.direction': 'out', 'net.target': target, 'net.sip': c.source, 'net.dip': c.destination, 'net.dport': c.port, 'net.proto': c.protocol,
-        'net.packets': packets, 'net.bridge': c.bridge,
+        'net.packets': packets, 'net.smac': c.mac, ...(sender.bridge !== null ? { 'net.bridge': sender.bridge } : {}),
         ...(victim ? { 'net.dtenant': victim.tenantId, 'net.dinstance': victim.instanceId } : {}),
-        ...(sender?.address === c.source ? {} : { 'net.spoofed': true }),
+        ...(sender.address === c.source ? {} : { 'net.spoofed': true }),
       },
     });
     return true;

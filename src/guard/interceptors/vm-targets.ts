@@ -16,6 +16,8 @@ export interface VmTarget {
   /** The guest's address and its tenant's bridge; null without a NIC. */
   address: string | null;
   bridge: string | null;
+  /** The guest NIC's MAC (lower case), which the bridge lets through from its tap only; null without a NIC. */
+  mac: string | null;
   /** The VM's cgroup under `strata-vm/` (the driver names it `<level>-<id>`). */
   cgroup: string;
   vcpus: number;
@@ -32,7 +34,10 @@ export function vmTargetOf(
   const pid = Number(seen?.info?.pid);
   if (seen?.state !== 'running' || !(pid > 0)) return null;
   const text = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
-  return { ...subject, pid, address: text(seen.info?.address), bridge: text(seen.info?.bridge), cgroup: vmCgroupName(subject.level, subject.instanceId) };
+  return {
+    ...subject, pid, address: text(seen.info?.address), bridge: text(seen.info?.bridge), mac: text(seen.info?.mac)?.toLowerCase() ?? null,
+    cgroup: vmCgroupName(subject.level, subject.instanceId),
+  };
 }
 
 /** Every running vm/emu instance of the store, through its level's driver. */

@@ -50,7 +50,7 @@ import { findQemus, isQemu, killQemu, launchQemu, vmUser, waitForExit, type VmUs
 import { parseVmConfig, type VmConfig } from './options.js';
 import { QmpClient } from './qmp.js';
 import { finishMirror, mirrorDiskTo } from './mirror.js';
-import { VmNetwork, grantTunAccess, type VmAddress } from './network.js';
+import { VmNetwork, grantTunAccess, macFor, type VmAddress } from './network.js';
 import { awaitMigration, manifestDigest, migrateToFile, sha256File, type SnapshotManifest } from './snapshot.js';
 
 export interface QemuDriverOptions {
@@ -158,6 +158,15 @@ abstract class QemuDriver implements LevelDriver {
     // The VM user only traverses these (to its run/ directories): it can list nothing.
     for (const dir of [this.stateDir, join(this.stateDir, 'instances')]) await chmod(dir, 0o711);
     const reason = await this.chooseAccelerator();
+    // Taps that outlived the last daemon keep passing their VM's frames (the MAC filter may be new to them).
+    if (process.getuid?.() === 0) {
+      const plugged = [];
+      for (const id of await readdir(this.#instancesDir()).catch(() => [] as string[])) {
+        const tap = (await this.#load(id).catch(() => null))?.network?.tap;
+        if (tap && this.network.isPlugged(tap)) plugged.push({ tap, mac: macFor(id) });
+      }
+      await this.network.allowMacs(plugged);
+    }
     // VMs that outlived the last daemon: their consoles are logged again from now on.
     for (const { cmdline } of await findQemus(`${this.#instancesDir()}/`)) {
       const id = this.#idFromCmdline(cmdline);
@@ -290,7 +299,7 @@ abstract class QemuDriver implements LevelDriver {
     const user = this.#vmUser();
     const cgroup = await createVmCgroup(this.#cgroupName(id), rec.spec.limits);
     // The tap outlives stops (it costs spawns of `ip` that a restore should not wait for); delete removes it.
-    if (!this.network.isPlugged(rec.network.tap)) await this.network.plug(rec.network, user);
+    if (!this.network.isPlugged(rec.network.tap)) await this.network.plug(rec.network, macFor(id), user);
     const snapshot = rec.restoreFrom ? await this.#manifest(id, rec.restoreFrom) : null;
     const incomingFd = snapshot?.memory ? openSync(join(this.#snapshotDir(id, rec.restoreFrom!), snapshot.memory.file), 'r') : undefined;
     const logFd = openSync(join(this.#dir(id), 'qemu.log'), 'a', 0o600);
@@ -589,7 +598,7 @@ abstract class QemuDriver implements LevelDriver {
     const pid = await this.#pid(id);
     if (pid) await killQemu(pid, this.#qmpPath(id));
     await this.#afterExit(id);
-    await this.network.unplug(this.network.tapName(id));
+    await this.network.unplug(this.network.tapName(id), macFor(id));
     const rec = await this.#load(id);
     if (rec) await this.network.release(id, rec.spec.tenantId);
     await rm(this.#dir(id), { recursive: true, force: true });
@@ -614,6 +623,7 @@ abstract class QemuDriver implements LevelDriver {
       address: rec?.network?.address ?? null,
       guestPort: rec?.config.port ?? null,
       tap: rec?.network?.tap ?? this.network.tapName(id),
+      mac: rec?.network ? macFor(id) : null,
       bridge: rec?.network ? this.network.bridgeName(rec.network.tenantIndex) : null,
     });
     try {
@@ -819,14 +829,6 @@ export class EmuDriver extends QemuDriver {
     this.accel = { accelerator: 'tcg', reason: 'TCG: the emu level emulates every guest architecture' };
     return this.accel.reason;
   }
-}
-
-/** A locally administered MAC in QEMU's 52:54:00 range, stable per instance. */
-export function macFor(id: string): string {
-  let h = 2166136261;
-  for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
-  const b = [(h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff].map((x) => x.toString(16).padStart(2, '0'));
-  return `52:54:00:${b.join(':')}`;
 }
 
 /** The guest hostname: the instance name reduced to what a hostname and the kernel command line accept. */

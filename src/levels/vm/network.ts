@@ -97,13 +97,14 @@ export class VmNetwork {
     if (tenant) await this.#network.removeBridge(tenant.index);
   }
 
-  /** Firewall, tenant bridge, and a fresh tap owned by `user` on it, up. */
-  async plug(a: VmAddress, user: VmUser): Promise<void> {
+  /** Firewall, tenant bridge, and a fresh tap owned by `user` on it, up, passing frames from `mac` only. */
+  async plug(a: VmAddress, mac: string, user: VmUser): Promise<void> {
     await this.#network.ensureFirewall();
     await this.#ensureProbeCounters();
     const bridge = await this.#network.ensureBridge(a.tenantIndex, `${a.gateway}/${a.prefixLength}`);
     await pinBridgeMac(bridge);
     await this.unplug(a.tap);
+    await this.allowMacs([{ tap: a.tap, mac }]);
     await run('ip', ['tuntap', 'add', 'dev', a.tap, 'mode', 'tap', 'user', String(user.uid), 'group', String(user.gid)]);
     await disableIpv6(a.tap);
     // A neighbour entry left by an earlier holder of this address would send the host's packets to a dead MAC for seconds.
@@ -116,8 +117,28 @@ export class VmNetwork {
   }
 
   /** Removes the tap; missing is fine. */
-  async unplug(tap: string): Promise<void> {
+  async unplug(tap: string, mac?: string): Promise<void> {
     if (existsSync(`/sys/class/net/${tap}`)) await runQuietly('ip', ['link', 'del', tap]);
+    if (mac !== undefined) await runQuietly('nft', ['delete', 'element', 'bridge', this.#macTable, 'macs', `{ "${tap}" . ${mac} }`]);
+  }
+
+  /**
+   * Lets frames from each tap through only with its VM's own source MAC (the
+   * bridge-level table `<table>_l2`, created on first use): a guest that takes
+   * another MAC is cut off, so the MAC a frame carries names the VM that sent
+   * it — what the guard's refused-flow counters are keyed by. Idempotent; a
+   * daemon re-lists the taps it finds still plugged at start.
+   */
+  async allowMacs(entries: ReadonlyArray<{ tap: string; mac: string }>): Promise<void> {
+    if (!(await runQuietly('nft', ['list', 'table', 'bridge', this.#macTable]))) {
+      await run('nft', ['-f', '-'], { input: macFilterRules(this.#macTable, `${this.#tag}t*`) });
+    }
+    if (entries.length === 0) return;
+    await run('nft', ['add', 'element', 'bridge', this.#macTable, 'macs', `{ ${entries.map((e) => `"${e.tap}" . ${e.mac}`).join(', ')} }`]);
+  }
+
+  get #macTable(): string {
+    return `${this.table}_l2`;
   }
 
   /** Taps of this tag on the machine, whatever instance they belonged to (orphan cleanup). */
@@ -130,9 +151,16 @@ export class VmNetwork {
     });
   }
 
-  /** The guard's view of what the firewall refuses (`probeCounterRules`), added to the table once. */
+  /** The guard's view of what the firewall refuses (`probeCounterRules`), added to the table once; counters keyed by source address alone (an earlier daemon's) are replaced. */
   async #ensureProbeCounters(): Promise<void> {
-    if (await runQuietly('nft', ['list', 'chain', 'inet', this.table, 'probes_routed'])) return;
+    const current = await run('nft', ['list', 'set', 'inet', this.table, PROBE_SETS.routed]).catch(() => null);
+    if (current?.stdout.includes('ether_addr')) return;
+    if (current) {
+      await run('nft', ['-f', '-'], {
+        input: ['probes_in', 'probes_routed'].map((c) => `delete chain inet ${this.table} ${c}\n`).join('') +
+          Object.values(PROBE_SETS).map((set) => `delete set inet ${this.table} ${set}\n`).join(''),
+      });
+    }
     await run('nft', ['-f', '-'], { input: probeCounterRules(this.table, `${this.#tag}b*`, this.#hostPorts) });
   }
 
@@ -141,6 +169,7 @@ export class VmNetwork {
     for (const tap of await this.taps()) await this.unplug(tap);
     for (const index of await this.#network.bridges()) await this.#network.removeBridge(index);
     await this.#network.removeFirewall();
+    await runQuietly('nft', ['delete', 'table', 'bridge', this.#macTable]);
   }
 }
 
@@ -158,6 +187,26 @@ async function pinBridgeMac(bridge: string): Promise<void> {
   await run('ip', ['link', 'set', bridge, 'address', mac]);
 }
 
+/** A locally administered MAC in QEMU's 52:54:00 range, stable per instance. */
+export function macFor(id: string): string {
+  let h = 2166136261;
+  for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+  const b = [(h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff].map((x) => x.toString(16).padStart(2, '0'));
+  return `52:54:00:${b.join(':')}`;
+}
+
+/** Frames entering the bridge from a tap (`taps`: a name pattern) pass only with the source MAC listed for that tap. */
+export function macFilterRules(table: string, taps: string): string {
+  return `table bridge ${table} {
+  set macs { type ifname . ether_addr; }
+  chain from_vms {
+    type filter hook prerouting priority -200; policy accept;
+    iifname "${taps}" iifname . ether saddr != @macs drop
+  }
+}
+`;
+}
+
 /** The sets that count the new connections a tenant bridge's firewall refuses: to the host itself, and routed (other tenants, outside). */
 export const PROBE_SETS = { host: 'strata_probes_host', routed: 'strata_probes_routed' } as const;
 
@@ -165,7 +214,9 @@ export const PROBE_SETS = { host: 'strata_probes_host', routed: 'strata_probes_r
  * Counters for the guard (its network interceptor for VMs), never a verdict:
  * two chains that accept everything and, for each new TCP connection (a bare
  * SYN) or UDP flow from a tenant bridge that goes nowhere, bump a per-flow
- * counter keyed by bridge, source, destination, protocol and port — one for
+ * counter keyed by the sender's MAC (which the bridge-level filter ties to
+ * one VM's tap: `macFilterRules`), source, destination, protocol and port —
+ * never by the source address alone, which the next VM may be given. One for
  * the host itself other than the gateway's ports (input, just before the
  * firewall's chain: priority -11 < -10, so only what it will drop), one for
  * unicast addresses elsewhere (prerouting: the host does not forward, so a
@@ -175,10 +226,11 @@ export const PROBE_SETS = { host: 'strata_probes_host', routed: 'strata_probes_r
  * 10 min after their last packet, so the sets stay small.
  */
 export function probeCounterRules(table: string, bridges: string, hostPorts: readonly number[]): string {
-  const set = (name: string) => `  set ${name} { type ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout 10m; size 65536; counter; }`;
+  // The MAC leads: nftables 1.0 (Debian 12) misprints a key with an ether_addr after any other field.
+  const set = (name: string) => `  set ${name} { type ether_addr . ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout 10m; size 65536; counter; }`;
   const count = (name: string) => [
-    `    iifname "${bridges}" meta l4proto udp ct state new update @${name} { iifname . ip saddr . ip daddr . meta l4proto . udp dport }`,
-    `    iifname "${bridges}" tcp flags & (syn | ack) == syn ct state new update @${name} { iifname . ip saddr . ip daddr . meta l4proto . tcp dport }`,
+    `    iifname "${bridges}" meta l4proto udp ct state new update @${name} { ether saddr . ip saddr . ip daddr . meta l4proto . udp dport }`,
+    `    iifname "${bridges}" tcp flags & (syn | ack) == syn ct state new update @${name} { ether saddr . ip saddr . ip daddr . meta l4proto . tcp dport }`,
   ].join('\n');
   const allowed = hostPorts.length > 0 ? `    iifname "${bridges}" tcp dport { ${hostPorts.join(', ')} } return\n` : '';
   return `table inet ${table} {
@@ -202,7 +254,8 @@ ${count(PROBE_SETS.routed)}
 export interface ProbeCount {
   table: string;
   kind: keyof typeof PROBE_SETS;
-  bridge: string;
+  /** The sending VM's MAC (lower case). */
+  mac: string;
   source: string;
   destination: string;
   protocol: string;
@@ -224,7 +277,7 @@ export async function readProbeCounts(): Promise<ProbeCount[]> {
       const key = e.elem?.val?.concat;
       if (!key || key.length !== 5) continue;
       out.push({
-        table: item.set.table, kind, bridge: String(key[0]), source: String(key[1]), destination: String(key[2]),
+        table: item.set.table, kind, mac: String(key[0]).toLowerCase(), source: String(key[1]), destination: String(key[2]),
         protocol: String(key[3]), port: Number(key[4]), packets: e.elem?.counter?.packets ?? 0,
       });
     }

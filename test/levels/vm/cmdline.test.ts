@@ -5,7 +5,8 @@ import { cgroupLimitValues } from '../../../src/levels/vm/cgroup.js';
 import { buildCommandLine, kernelCommandLine, validateCommandLine, type CommandLine, type LaunchConfig } from '../../../src/levels/vm/cmdline.js';
 import { hostTscKhz } from '../../../src/levels/vm/images.js';
 import { launcherArgv, vmUser } from '../../../src/levels/vm/launch.js';
-import { guestHostname, macFor } from '../../../src/levels/vm/driver.js';
+import { guestHostname } from '../../../src/levels/vm/driver.js';
+import { macFor } from '../../../src/levels/vm/network.js';
 import { parseVmConfig } from '../../../src/levels/vm/options.js';
 
 const base: LaunchConfig = {
