@@ -8,9 +8,10 @@
  * ones, tests a double.
  */
 import { generateKeyPairSync, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { StrataError } from './core/errors.js';
+import { writeSecret } from './core/secrets.js';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
@@ -18,22 +19,22 @@ import { AuditLog } from './audit/log.js';
 import { Authenticator } from './auth/authenticate.js';
 import { generateToken, parseBearer } from './auth/tokens.js';
 import { EventBus } from './core/events.js';
-import { InstanceService } from './control/instances.js';
-import { Forwards } from './control/forwards.js';
-import { Mover } from './control/move.js';
-import { Receiver, gatewayAddress } from './control/receive.js';
+import { InstanceService } from './control/lifecycle/instances.js';
+import { Forwards } from './control/moves/forwards.js';
+import { Mover } from './control/moves/move.js';
+import { Receiver, gatewayAddress } from './control/moves/receive.js';
 import { KeyedMutex } from './core/keyed-mutex.js';
-import { OperationRunner } from './control/operations.js';
-import { Reconciler } from './control/reconciler.js';
+import { OperationRunner } from './control/lifecycle/operations.js';
+import { Reconciler } from './control/lifecycle/reconciler.js';
 import { buildApi } from './api/server.js';
-import { FrontDoor } from './control/front-door.js';
-import { challengeDir, type AcmeOptions } from './control/acme.js';
-import { CertificateManager } from './control/certificate-manager.js';
-import { SiteLogs } from './control/site-logs.js';
-import { GuardTarget } from './control/guard-target.js';
+import { FrontDoor } from './control/front-door/front-door.js';
+import { challengeDir, type AcmeOptions } from './control/certificates/acme.js';
+import { CertificateManager } from './control/certificates/certificate-manager.js';
+import { SiteLogs } from './control/front-door/site-logs.js';
+import { GuardTarget } from './guard/wiring/guard-target.js';
 import { Guard } from './guard/guard.js';
 import { loadDefaultRuleset } from './guard/rules.js';
-import { GuardWatch } from './control/guard-watch.js';
+import { GuardWatch } from './guard/wiring/guard-watch.js';
 import { ChecksumDb } from './guard/checksums.js';
 import { Hasher } from './guard/hasher.js';
 import { IntegrityMonitor } from './guard/integrity.js';
@@ -96,14 +97,6 @@ export const dataPaths = (dir: string) => ({
   auditKey: join(dir, 'audit-key.pem'),
   adminToken: join(dir, 'admin.token'),
 });
-
-/** Writes a secret file atomically with mode 0600 (never readable by others, even for an instant). */
-export function writeSecret(path: string, content: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, content, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
-}
 
 /**
  * Creates the data dir (0700) and any missing parents, one level at a time:

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { authorize } from '../auth/policy.js';
-import type { CertificateManager } from '../control/certificate-manager.js';
+import type { CertificateManager } from '../control/certificates/certificate-manager.js';
 import { StrataError, notFound } from '../core/errors.js';
 import { ACME_CHALLENGES, CERTIFICATE_SOURCES, type Certificate as StoredCertificate } from '../store/types.js';
 import { tenantFor, tenantName } from './lookup.js';

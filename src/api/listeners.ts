@@ -7,7 +7,7 @@
 import { createServer, isIP } from 'node:net';
 import { z } from 'zod';
 import { authorize } from '../auth/policy.js';
-import { listenerConfig } from '../control/front-door.js';
+import { listenerConfig } from '../control/front-door/front-door.js';
 import { StrataError, conflict, notFound } from '../core/errors.js';
 import type { ListenerConfig } from '../gateway/types.js';
 import type { StoredListener } from '../store/types.js';

@@ -5,16 +5,16 @@
 import type { Registry } from 'prom-client';
 import type { Gateway } from '../gateway/index.js';
 import type { Guard } from '../guard/guard.js';
-import type { CertificateManager } from '../control/certificate-manager.js';
-import type { FrontDoor } from '../control/front-door.js';
-import type { Forwards } from '../control/forwards.js';
-import type { Mover } from '../control/move.js';
-import type { Receiver } from '../control/receive.js';
+import type { CertificateManager } from '../control/certificates/certificate-manager.js';
+import type { FrontDoor } from '../control/front-door/front-door.js';
+import type { Forwards } from '../control/moves/forwards.js';
+import type { Mover } from '../control/moves/move.js';
+import type { Receiver } from '../control/moves/receive.js';
 import type { AuditLog } from '../audit/log.js';
 import type { Authenticator } from '../auth/authenticate.js';
 import type { EventBus } from '../core/events.js';
-import type { InstanceService } from '../control/instances.js';
-import type { OperationRunner } from '../control/operations.js';
+import type { InstanceService } from '../control/lifecycle/instances.js';
+import type { OperationRunner } from '../control/lifecycle/operations.js';
 import type { DriverRegistry } from '../levels/registry.js';
 import type { Store } from '../store/store.js';
 

@@ -1,6 +1,6 @@
 /** `/v1/tenants/:tenant/sites`: hostnames and what they serve. The gateway reads these. */
 import { z } from 'zod';
-import { checkQuota } from '../control/quotas.js';
+import { checkQuota } from '../control/lifecycle/quotas.js';
 import { StrataError, notFound } from '../core/errors.js';
 import { tenantFor } from './lookup.js';
 import { presentSite } from './present.js';

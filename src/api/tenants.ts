@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Quota } from '../store/types.js';
 import type { Services } from './services.js';
 import { authorize } from '../auth/policy.js';
-import { DEFAULT_QUOTA, checkQuotaCoversUsage } from '../control/quotas.js';
+import { DEFAULT_QUOTA, checkQuotaCoversUsage } from '../control/lifecycle/quotas.js';
 import { StrataError } from '../core/errors.js';
 import { tenantFor } from './lookup.js';
 import { presentTenant } from './present.js';

@@ -24,7 +24,7 @@ import type {
   User,
 } from './types.js';
 import type { DesiredState, InstanceState } from '../levels/lifecycle.js';
-import type { ReconcileStore } from '../control/reconciler.js';
+import type { ReconcileStore } from '../control/lifecycle/reconciler.js';
 
 export interface NewInstance {
   tenantId: string;

@@ -14,8 +14,8 @@ import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { connect, type PeerCertificate } from 'node:tls';
 import { after, before, test } from 'node:test';
-import { LocalCa } from '../../src/control/local-ca.js';
-import { createCaCertificate, createLeafCertificate, newP256KeyPair, privateKeyPem } from '../../src/control/x509.js';
+import { LocalCa } from '../../src/control/certificates/local-ca.js';
+import { createCaCertificate, createLeafCertificate, newP256KeyPair, privateKeyPem } from '../../src/control/certificates/x509.js';
 import { TestDaemon } from '../support/harness.js';
 import { freePort, httpsGet } from '../support/tls-client.js';
 

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
-import { createCaCertificate, createLeafCertificate, newP256KeyPair, privateKeyPem } from '../../src/control/x509.js';
+import { createCaCertificate, createLeafCertificate, newP256KeyPair, privateKeyPem } from '../../src/control/certificates/x509.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { freePort, httpsGet } from '../support/tls-client.js';
 

@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Actuator } from '../../src/guard/actuator.js';
 import { EventBus } from '../../src/core/events.js';
-import { leversFor } from '../../src/control/guard-levers.js';
+import { leversFor } from '../../src/guard/wiring/guard-levers.js';
 import { OsDriver } from '../../src/levels/os/driver.js';
 import { builtinImages, claimSlot, leftovers, testDriverOptions } from '../levels/os/helpers.js';
 import { TestDaemon, viaGateway } from '../support/harness.js';

@@ -12,7 +12,7 @@ import { createServer, type Socket } from 'node:net';
 import { connect } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { parseClientHello } from '../../src/gateway/client-hello.js';
-import { createCaCertificate, newP256KeyPair, privateKeyPem } from '../../src/control/x509.js';
+import { createCaCertificate, newP256KeyPair, privateKeyPem } from '../../src/control/certificates/x509.js';
 import { rawExchange, statuses, withGateway } from './helpers.js';
 
 let dir: string;

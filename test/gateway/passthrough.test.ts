@@ -11,7 +11,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { GatewayConfig, SiteRoute } from '../../src/gateway/index.js';
-import { keepHttpSitesOffPassthrough } from '../../src/control/front-door.js';
+import { keepHttpSitesOffPassthrough } from '../../src/control/front-door/front-door.js';
 import { validateConfig } from '../../src/gateway/config.js';
 import { withGateway } from './helpers.js';
 import {

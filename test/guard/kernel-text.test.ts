@@ -18,7 +18,7 @@ import { Guard } from '../../src/guard/guard.js';
 import type { GuardEvent } from '../../src/guard/event.js';
 import { KernelTextWatch, QmpInterceptor, kernelTextRegion } from '../../src/guard/interceptors/qmp.js';
 import { loadDefaultRuleset } from '../../src/guard/rules.js';
-import { leversFor } from '../../src/control/guard-levers.js';
+import { leversFor } from '../../src/guard/wiring/guard-levers.js';
 import type { Instance } from '../../src/store/types.js';
 import { DEFAULT_IMAGE_ROOT } from '../../src/levels/vm/images.js';
 import { VmDriver } from '../../src/levels/vm/index.js';

@@ -25,7 +25,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { leversFor } from '../../../src/control/guard-levers.js';
+import { leversFor } from '../../../src/guard/wiring/guard-levers.js';
 import type { Alert } from '../../../src/guard/actuator.js';
 import type { GuardEvent } from '../../../src/guard/event.js';
 import { Guard } from '../../../src/guard/guard.js';

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KeyedMutex } from '../../../src/core/keyed-mutex.js';
-import { Reconciler, type ReconcileEvent, type ReconcileRecord, type ReconcileStore } from '../../../src/control/reconciler.js';
+import { Reconciler, type ReconcileEvent, type ReconcileRecord, type ReconcileStore } from '../../../src/control/lifecycle/reconciler.js';
 import type { InstanceSpec } from '../../../src/levels/driver.js';
 import type { DesiredState, InstanceState } from '../../../src/levels/lifecycle.js';
 import { OsDriver } from '../../../src/levels/os/driver.js';

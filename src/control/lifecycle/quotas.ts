@@ -3,8 +3,8 @@
  * run them inside the same store transaction as the change they guard, so two
  * concurrent creates can never both squeeze under the limit.
  */
-import { StrataError } from '../core/errors.js';
-import type { Quota, Usage } from '../store/types.js';
+import { StrataError } from '../../core/errors.js';
+import type { Quota, Usage } from '../../store/types.js';
 
 export const QUOTA_RESOURCES = ['instances', 'vcpus', 'memoryMiB', 'diskMiB', 'sites'] as const satisfies readonly (keyof Quota)[];
 

@@ -15,17 +15,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AuditLog } from '../../src/audit/log.js';
-import type { Principal } from '../../src/auth/policy.js';
-import { EventBus } from '../../src/core/events.js';
-import { InstanceService, type AuditFn } from '../../src/control/instances.js';
-import { KeyedMutex } from '../../src/core/keyed-mutex.js';
-import { OperationRunner } from '../../src/control/operations.js';
-import { Reconciler } from '../../src/control/reconciler.js';
-import type { DriverOperation, InstanceSpec, SnapshotResult } from '../../src/levels/driver.js';
-import { DriverRegistry } from '../../src/levels/registry.js';
-import { SqliteStore } from '../../src/store/sqlite.js';
-import { FakeDriver } from '../support/fake-driver.js';
+import { AuditLog } from '../../../src/audit/log.js';
+import type { Principal } from '../../../src/auth/policy.js';
+import { EventBus } from '../../../src/core/events.js';
+import { InstanceService, type AuditFn } from '../../../src/control/lifecycle/instances.js';
+import { KeyedMutex } from '../../../src/core/keyed-mutex.js';
+import { OperationRunner } from '../../../src/control/lifecycle/operations.js';
+import { Reconciler } from '../../../src/control/lifecycle/reconciler.js';
+import type { DriverOperation, InstanceSpec, SnapshotResult } from '../../../src/levels/driver.js';
+import { DriverRegistry } from '../../../src/levels/registry.js';
+import { SqliteStore } from '../../../src/store/sqlite.js';
+import { FakeDriver } from '../../support/fake-driver.js';
 
 /** A fake that clones (without calling `create`, so a create from the image shows), and can die halfway through one. */
 class CloningFake extends FakeDriver {

@@ -14,8 +14,8 @@
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeSecret } from '../daemon.js';
-import type { CertificateConfig } from '../gateway/types.js';
+import { writeSecret } from '../../core/secrets.js';
+import type { CertificateConfig } from '../../gateway/types.js';
 import { createCaCertificate, createLeafCertificate, newP256KeyPair, privateKeyPem } from './x509.js';
 
 /** The id listeners name it by; store certificate ids are UUIDs, so this one never clashes. */

@@ -15,7 +15,7 @@
  */
 import { appendFileSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Store } from '../store/store.js';
+import type { Store } from '../../store/store.js';
 
 export interface SiteLogOptions {
   /** The gateway's access log, followed from its end at start. */

@@ -6,14 +6,14 @@
  * place; a level without levers simply gets none of these actions.
  */
 import { join } from 'node:path';
-import type { LevelDriver } from '../levels/driver.js';
-import { Cgroups, detectCgroupMode, instanceCgroupPath } from '../levels/os/cgroups.js';
-import { OsDriver } from '../levels/os/driver.js';
-import { Network } from '../levels/os/network.js';
-import { EmuDriver, VmDriver } from '../levels/vm/driver.js';
-import { EnvDriver } from '../levels/env/driver.js';
-import { liveQmpClient, liveQmpSockets } from '../levels/vm/qmp.js';
-import type { Instance } from '../store/types.js';
+import type { LevelDriver } from '../../levels/driver.js';
+import { Cgroups, detectCgroupMode, instanceCgroupPath } from '../../levels/os/cgroups.js';
+import { OsDriver } from '../../levels/os/driver.js';
+import { Network } from '../../levels/os/network.js';
+import { EmuDriver, VmDriver } from '../../levels/vm/driver.js';
+import { EnvDriver } from '../../levels/env/driver.js';
+import { liveQmpClient, liveQmpSockets } from '../../levels/vm/qmp.js';
+import type { Instance } from '../../store/types.js';
 
 /** Critical files of a container, as it sees them: image binaries and libraries, config, and the usual homes of app code and web content. */
 export const OS_CRITICAL_FILES = ['/bin/**', '/sbin/**', '/usr/**', '/lib/**', '/lib64/**', '/etc/**', '/www/**', '/app/**', '/srv/**', '/var/www/**', '/opt/**'];

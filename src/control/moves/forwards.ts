@@ -9,7 +9,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SiteRoute } from '../gateway/index.js';
+import type { SiteRoute } from '../../gateway/index.js';
 
 export interface Forward {
   hostname: string;

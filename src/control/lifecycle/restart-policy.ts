@@ -14,8 +14,8 @@
  * back-off starts over once a restarted instance has stayed up for a while.
  */
 import { z } from 'zod';
-import { StrataError } from '../core/errors.js';
-import type { InstanceSpec } from '../levels/driver.js';
+import { StrataError } from '../../core/errors.js';
+import type { InstanceSpec } from '../../levels/driver.js';
 
 export const RESTART_POLICIES = ['no', 'on-failure', 'always'] as const;
 export type RestartPolicy = (typeof RESTART_POLICIES)[number];

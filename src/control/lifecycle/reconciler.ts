@@ -36,11 +36,11 @@
  * info; the pass goes on with the others, and the next pass tries again.
  * `start()` runs a pass at once and then every `intervalMs`; passes never overlap.
  */
-import type { DriverOperation, InstanceSpec, LevelDriver, ObservedInstance } from '../levels/driver.js';
-import { STATES, assertTransition, canTransition, checkAction, type DesiredState, type InstanceState } from '../levels/lifecycle.js';
-import type { DriverRegistry } from '../levels/registry.js';
-import type { CloneSource, Level } from '../store/types.js';
-import type { KeyedMutex } from '../core/keyed-mutex.js';
+import type { DriverOperation, InstanceSpec, LevelDriver, ObservedInstance } from '../../levels/driver.js';
+import { STATES, assertTransition, canTransition, checkAction, type DesiredState, type InstanceState } from '../../levels/lifecycle.js';
+import type { DriverRegistry } from '../../levels/registry.js';
+import type { CloneSource, Level } from '../../store/types.js';
+import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import { RestartBackoff, driverSpec, restartPolicyOf, shouldRestart, type BackoffOptions } from './restart-policy.js';
 
 /** What the reconciler knows of one instance from the store. */

@@ -17,12 +17,12 @@
  * running here and nothing on the target. The whole move runs under the
  * instance's lock, so neither the reconciler nor another call acts on it meanwhile.
  */
-import type { Principal } from '../auth/policy.js';
-import { InvalidStateTransition, StrataError, isStrataError } from '../core/errors.js';
-import type { Instance, Operation, Tenant } from '../store/types.js';
-import { upstreamOf } from './front-door.js';
+import type { Principal } from '../../auth/policy.js';
+import { InvalidStateTransition, StrataError, isStrataError } from '../../core/errors.js';
+import type { Instance, Operation, Tenant } from '../../store/types.js';
+import { upstreamOf } from '../front-door/front-door.js';
 import type { Forward, Forwards } from './forwards.js';
-import type { AuditFn, InstanceServiceDeps } from './instances.js';
+import type { AuditFn, InstanceServiceDeps } from '../lifecycle/instances.js';
 import { callTarget, type MoveTarget } from './move-target.js';
 import type { FinishAnswer, ReceiveAnswer, ReceiveRequest } from './receive.js';
 

@@ -13,11 +13,11 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { writeSecret } from '../daemon.js';
-import { StrataError } from '../core/errors.js';
-import type { CertificateConfig } from '../gateway/types.js';
-import type { Store } from '../store/store.js';
-import type { Certificate, CertificateIssued, Tenant } from '../store/types.js';
+import { writeSecret } from '../../core/secrets.js';
+import { StrataError } from '../../core/errors.js';
+import type { CertificateConfig } from '../../gateway/types.js';
+import type { Store } from '../../store/store.js';
+import type { Certificate, CertificateIssued, Tenant } from '../../store/types.js';
 import { dnsNames, issuedFacts, splitPem } from './x509.js';
 
 const invalid = (message: string): StrataError => new StrataError('STRATA_ERR_CERTIFICATE_INVALID', message);

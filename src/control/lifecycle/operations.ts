@@ -5,10 +5,10 @@
  * was running when the daemon died is marked failed at the next start (the
  * reconciler then brings the instance to its desired state).
  */
-import { StrataError, isStrataError } from '../core/errors.js';
-import type { Store } from '../store/store.js';
-import type { Operation } from '../store/types.js';
-import type { EventBus } from '../core/events.js';
+import { StrataError, isStrataError } from '../../core/errors.js';
+import type { Store } from '../../store/store.js';
+import type { Operation } from '../../store/types.js';
+import type { EventBus } from '../../core/events.js';
 
 export type Work = (progress: (fraction: number) => void) => Promise<Record<string, unknown> | void>;
 

@@ -9,10 +9,10 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { CertificateFiles } from '../../src/control/certificates.js';
-import { LocalCa } from '../../src/control/local-ca.js';
-import { issuedFacts } from '../../src/control/x509.js';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { CertificateFiles } from '../../../src/control/certificates/certificates.js';
+import { LocalCa } from '../../../src/control/certificates/local-ca.js';
+import { issuedFacts } from '../../../src/control/certificates/x509.js';
+import { SqliteStore } from '../../../src/store/sqlite.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-cert-files-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

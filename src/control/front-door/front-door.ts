@@ -9,11 +9,11 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { CertificateConfig, Gateway, GatewayConfig, ListenerConfig, SiteRoute } from '../gateway/index.js';
-import type { Store } from '../store/store.js';
-import type { Instance, Site, StoredListener, Tenant } from '../store/types.js';
-import type { EventBus } from '../core/events.js';
-import { neutralCertificate } from './neutral-certificate.js';
+import type { CertificateConfig, Gateway, GatewayConfig, ListenerConfig, SiteRoute } from '../../gateway/index.js';
+import type { Store } from '../../store/store.js';
+import type { Instance, Site, StoredListener, Tenant } from '../../store/types.js';
+import type { EventBus } from '../../core/events.js';
+import { neutralCertificate } from '../certificates/neutral-certificate.js';
 
 /** Where a tenant's static sites live; `root` was checked at the API edge to stay inside it. */
 export const tenantDocroot = (dataDir: string, tenant: string): string => join(dataDir, 'docroots', tenant);

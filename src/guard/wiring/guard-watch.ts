@@ -17,16 +17,16 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { GuardEvent } from '../guard/event.js';
-import type { IntegrityMonitor } from '../guard/integrity.js';
-import { KernelTextWatch, kernelTextRegion, type KernelTextRegion } from '../guard/interceptors/qmp.js';
-import { DEFAULT_IMAGE_ROOT, findImage, hostArch } from '../levels/vm/images.js';
-import { liveQmpClient, liveQmpSockets } from '../levels/vm/qmp.js';
-import type { DriverRegistry } from '../levels/registry.js';
-import type { Store } from '../store/store.js';
-import type { Instance } from '../store/types.js';
-import type { EventBus } from '../core/events.js';
-import { tenantDocroot } from './front-door.js';
+import type { GuardEvent } from '../event.js';
+import type { IntegrityMonitor } from '../integrity.js';
+import { KernelTextWatch, kernelTextRegion, type KernelTextRegion } from '../interceptors/qmp.js';
+import { DEFAULT_IMAGE_ROOT, findImage, hostArch } from '../../levels/vm/images.js';
+import { liveQmpClient, liveQmpSockets } from '../../levels/vm/qmp.js';
+import type { DriverRegistry } from '../../levels/registry.js';
+import type { Store } from '../../store/store.js';
+import type { Instance } from '../../store/types.js';
+import type { EventBus } from '../../core/events.js';
+import { tenantDocroot } from '../../control/front-door/front-door.js';
 import { leversFor, type InstanceTree } from './guard-levers.js';
 import type { GuardTarget } from './guard-target.js';
 

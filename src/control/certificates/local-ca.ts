@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { writeSecret } from '../daemon.js';
+import { writeSecret } from '../../core/secrets.js';
 import { createCaCertificate, createLeafCertificate, importP256, newP256KeyPair, privateKeyPem } from './x509.js';
 
 /** Leaves live 30 days, so the renewal path runs in development too. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { dropDanglingReferences, siteRoute, upstreamOf, withNeutralDefault } from '../../src/control/front-door.js';
-import type { Instance, Site, Tenant } from '../../src/store/types.js';
+import { dropDanglingReferences, siteRoute, upstreamOf, withNeutralDefault } from '../../../src/control/front-door/front-door.js';
+import type { Instance, Site, Tenant } from '../../../src/store/types.js';
 
 test('upstreamOf: own address takes the site port; a loopback service port wins; a forwarded guest port must match', () => {
   assert.deepEqual(upstreamOf({ address: '10.88.0.5' }, 8080), { host: '10.88.0.5', port: 8080 });

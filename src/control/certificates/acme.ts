@@ -15,9 +15,9 @@ import { Agent } from 'node:https';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as acme from 'acme-client';
-import { writeSecret } from '../daemon.js';
-import { StrataError } from '../core/errors.js';
-import type { AcmeChallenge } from '../store/types.js';
+import { writeSecret } from '../../core/secrets.js';
+import { StrataError } from '../../core/errors.js';
+import type { AcmeChallenge } from '../../store/types.js';
 
 export interface AcmeOptions {
   /** The CA's directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory. */

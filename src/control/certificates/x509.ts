@@ -7,7 +7,7 @@
 import { X509Certificate, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
-import type { CertificateIssued } from '../store/types.js';
+import type { CertificateIssued } from '../../store/types.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 

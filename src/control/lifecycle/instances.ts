@@ -9,16 +9,16 @@
  * durable); the driver then tears the instance down. If the daemon dies first,
  * the reconciler finds the instance as an orphan and removes it.
  */
-import type { Principal } from '../auth/policy.js';
-import type { AuditLog } from '../audit/log.js';
-import { StrataError, isStrataError } from '../core/errors.js';
-import type { InstanceSpec, LevelDriver } from '../levels/driver.js';
-import { ACTIONS, checkAction, type InstanceState, type LifecycleAction } from '../levels/lifecycle.js';
-import type { DriverRegistry } from '../levels/registry.js';
-import type { NewInstance, Store } from '../store/store.js';
-import type { Instance, Operation, Snapshot, Tenant } from '../store/types.js';
-import type { EventBus } from '../core/events.js';
-import type { KeyedMutex } from '../core/keyed-mutex.js';
+import type { Principal } from '../../auth/policy.js';
+import type { AuditLog } from '../../audit/log.js';
+import { StrataError, isStrataError } from '../../core/errors.js';
+import type { InstanceSpec, LevelDriver } from '../../levels/driver.js';
+import { ACTIONS, checkAction, type InstanceState, type LifecycleAction } from '../../levels/lifecycle.js';
+import type { DriverRegistry } from '../../levels/registry.js';
+import type { NewInstance, Store } from '../../store/store.js';
+import type { Instance, Operation, Snapshot, Tenant } from '../../store/types.js';
+import type { EventBus } from '../../core/events.js';
+import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { OperationRunner } from './operations.js';
 import { checkQuota } from './quotas.js';
 import { driverSpec, parseRestartPolicy } from './restart-policy.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KeyedMutex } from '../../src/core/keyed-mutex.js';
+import { KeyedMutex } from '../../../src/core/keyed-mutex.js';
 import {
   Reconciler,
   isReachable,
@@ -9,12 +9,12 @@ import {
   type ReconcileEvent,
   type ReconcileRecord,
   type ReconcileStore,
-} from '../../src/control/reconciler.js';
-import type { InstanceSpec, ObservedInstance } from '../../src/levels/driver.js';
-import type { DesiredState, InstanceState } from '../../src/levels/lifecycle.js';
-import { DriverRegistry } from '../../src/levels/registry.js';
-import type { Level } from '../../src/store/types.js';
-import { FakeDriver } from '../support/fake-driver.js';
+} from '../../../src/control/lifecycle/reconciler.js';
+import type { InstanceSpec, ObservedInstance } from '../../../src/levels/driver.js';
+import type { DesiredState, InstanceState } from '../../../src/levels/lifecycle.js';
+import { DriverRegistry } from '../../../src/levels/registry.js';
+import type { Level } from '../../../src/store/types.js';
+import { FakeDriver } from '../../support/fake-driver.js';
 
 const spec = (id: string, level: Level = 'os'): InstanceSpec => ({
   id, tenantId: 't-1', name: `name-${id}`, level, source: 'debian:12', limits: { vcpus: 1, memoryMiB: 64, diskMiB: 64 }, config: {},

@@ -11,15 +11,15 @@
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { AuditLog } from '../audit/log.js';
-import { StrataError } from '../core/errors.js';
-import type { Store } from '../store/store.js';
-import type { AcmeChallenge, Certificate, Operation, Tenant } from '../store/types.js';
+import type { AuditLog } from '../../audit/log.js';
+import { StrataError } from '../../core/errors.js';
+import type { Store } from '../../store/store.js';
+import type { AcmeChallenge, Certificate, Operation, Tenant } from '../../store/types.js';
 import { AcmeIssuer, type AcmeOptions } from './acme.js';
 import { CertificateFiles, checkNamesAreSites, inspectUpload } from './certificates.js';
-import type { EventBus } from '../core/events.js';
+import type { EventBus } from '../../core/events.js';
 import { LocalCa } from './local-ca.js';
-import type { OperationRunner } from './operations.js';
+import type { OperationRunner } from '../lifecycle/operations.js';
 import { issuedFacts } from './x509.js';
 
 export interface CertificateManagerOptions {

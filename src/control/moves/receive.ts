@@ -11,19 +11,20 @@
  * `RECEIVE_TIMEOUT_MS`, undoes it all: the driver removes its half, the records
  * go, the quota is free again.
  */
-import type { AuditLog } from '../audit/log.js';
-import type { Principal } from '../auth/policy.js';
-import { StrataError, conflict, isStrataError, notFound } from '../core/errors.js';
-import type { LevelDriver } from '../levels/driver.js';
-import type { DriverRegistry } from '../levels/registry.js';
-import type { Store } from '../store/store.js';
-import type { Instance, Level, Tenant } from '../store/types.js';
-import type { EventBus } from '../core/events.js';
-import type { AuditFn } from './instances.js';
-import type { KeyedMutex } from '../core/keyed-mutex.js';
-import type { Services } from '../api/services.js';
-import { checkQuota } from './quotas.js';
-import { driverSpec } from './restart-policy.js';
+import type { AuditLog } from '../../audit/log.js';
+import type { Principal } from '../../auth/policy.js';
+import { StrataError, conflict, isStrataError, notFound } from '../../core/errors.js';
+import type { LevelDriver } from '../../levels/driver.js';
+import type { DriverRegistry } from '../../levels/registry.js';
+import type { Store } from '../../store/store.js';
+import type { Instance, Level, Tenant } from '../../store/types.js';
+import type { EventBus } from '../../core/events.js';
+import type { AuditFn } from '../lifecycle/instances.js';
+import type { KeyedMutex } from '../../core/keyed-mutex.js';
+import type { Gateway } from '../../gateway/index.js';
+import type { FrontDoor } from '../front-door/front-door.js';
+import { checkQuota } from '../lifecycle/quotas.js';
+import { driverSpec } from '../lifecycle/restart-policy.js';
 
 /** How long a begun receive waits for the sender's `finish`. */
 export const RECEIVE_TIMEOUT_MS = 10 * 60_000;
@@ -201,7 +202,7 @@ export class Receiver {
  * Where this daemon's gateway answers plain HTTP, as another daemon on this
  * machine reaches it: its first `http` listener, with "all addresses" spelled as loopback.
  */
-export function gatewayAddress(s: Pick<Services, 'gateway' | 'frontDoor'>): { host: string; port: number } | null {
+export function gatewayAddress(s: { gateway?: Pick<Gateway, 'addresses'> | undefined; frontDoor?: Pick<FrontDoor, 'listeners'> | undefined }): { host: string; port: number } | null {
   const http = new Set((s.frontDoor?.listeners ?? []).filter((l) => l.protocol === 'http').map((l) => l.id));
   const bound = s.gateway?.addresses().find((a) => http.has(a.id));
   if (!bound) return null;

@@ -14,16 +14,16 @@
  * kept for forensics — visitors never see a gap. A static docroot is recovered
  * by copying its known-good files back.
  */
-import type { Principal } from '../auth/policy.js';
-import type { AuditLog } from '../audit/log.js';
-import type { ActionOutcome, ActuatorTarget, Alert, RecoverySubject } from '../guard/actuator.js';
-import type { IntegrityMonitor } from '../guard/integrity.js';
-import type { DriverRegistry } from '../levels/registry.js';
-import type { Store } from '../store/store.js';
-import type { Instance, Snapshot, Tenant } from '../store/types.js';
+import type { Principal } from '../../auth/policy.js';
+import type { AuditLog } from '../../audit/log.js';
+import type { ActionOutcome, ActuatorTarget, Alert, RecoverySubject } from '../actuator.js';
+import type { IntegrityMonitor } from '../integrity.js';
+import type { DriverRegistry } from '../../levels/registry.js';
+import type { Store } from '../../store/store.js';
+import type { Instance, Snapshot, Tenant } from '../../store/types.js';
 import { leversFor, type InstanceLevers } from './guard-levers.js';
-import type { AuditFn, InstanceService, UserAction } from './instances.js';
-import type { OperationRunner } from './operations.js';
+import type { AuditFn, InstanceService, UserAction } from '../../control/lifecycle/instances.js';
+import type { OperationRunner } from '../../control/lifecycle/operations.js';
 
 export const GUARD_PRINCIPAL: Principal = { userId: 'guard', name: 'guard', role: 'provider-admin', tenantId: null, tokenId: 'guard', reason: 'guard reaction' };
 

@@ -5,7 +5,7 @@
  * short of success becomes STRATA_ERR_MOVE_TARGET carrying the target's own
  * error, so the caller sees why (a wrong token, no such tenant, quota …).
  */
-import { StrataError } from '../core/errors.js';
+import { StrataError } from '../../core/errors.js';
 
 export interface MoveTarget {
   url: string;

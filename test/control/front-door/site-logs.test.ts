@@ -10,9 +10,9 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { SiteLogs, siteLogFile } from '../../src/control/site-logs.js';
-import { startGateway } from '../../src/gateway/index.js';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { SiteLogs, siteLogFile } from '../../../src/control/front-door/site-logs.js';
+import { startGateway } from '../../../src/gateway/index.js';
+import { SqliteStore } from '../../../src/store/sqlite.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-site-logs-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
