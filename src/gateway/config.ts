@@ -62,6 +62,11 @@ export function validateConfig(config: GatewayConfig): void {
         throw invalid('redirect target must be an absolute http(s) URL', details);
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalid('redirect target must be an absolute http(s) URL', details);
+    } else if (t.kind === 'unavailable') {
+      if (t.status !== 404 && t.status !== 503) throw invalid('an unavailable site answers 404 or 503', details);
+      if (t.retryAfter !== undefined && !(Number.isSafeInteger(t.retryAfter) && t.retryAfter >= 0 && t.status === 503)) {
+        throw invalid('retryAfter is a whole number of seconds, on a 503 only', details);
+      }
     } else {
       throw invalid('unknown target kind', details);
     }
@@ -90,15 +95,17 @@ export function validateConfig(config: GatewayConfig): void {
 }
 
 /**
- * A `tls-passthrough` listener can only hand a stream to an upstream (there is
- * no HTTP to answer from a docroot or with a redirect), and the PROXY header
+ * A `tls-passthrough` listener can only hand a stream to an upstream, or close
+ * it for a site that is unavailable (there is no HTTP to answer from a docroot
+ * or with a redirect), and the PROXY header
  * only exists on passthrough streams (a pooled HTTP connection carries many
  * clients), so a site asking for it must name passthrough listeners only.
  */
 function checkPassthroughSite(site: GatewayConfig['sites'][number], passthrough: Set<string>, all: Set<string>): void {
   const details = { hostname: site.hostname, tenant: site.tenantId };
   const on = site.listeners ?? [...all];
-  if (site.target.kind !== 'upstream' && on.some((id) => passthrough.has(id))) {
+  // An unavailable site stands for an instance's, which passthrough listeners carry too.
+  if (site.target.kind !== 'upstream' && site.target.kind !== 'unavailable' && on.some((id) => passthrough.has(id))) {
     throw invalid(`a ${site.target.kind} site cannot be on a tls-passthrough listener (give it listeners)`, details);
   }
   if (site.target.kind === 'upstream' && site.target.proxyProtocol !== undefined) {

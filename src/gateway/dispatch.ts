@@ -1,7 +1,8 @@
 /**
  * Answering one routed exchange, the same for HTTP/1.1 and HTTP/2 clients:
  * a rejected request gets its error page, an unknown name the neutral 404, a
- * site over its rate 429; otherwise the site's target answers (proxied to the
+ * site that is held but not served now (its instance paused, stopped …) 503
+ * with Retry-After, a site over its rate 429; otherwise the site's target answers (proxied to the
  * upstream pool, a static file, or a redirect).
  */
 import type { WorkerContext } from './context.js';
@@ -21,12 +22,16 @@ export function dispatchExchange(ctx: WorkerContext, r: Responder, ex: Exchange,
     r.respondError(ex, 404);
     return;
   }
+  const target = site.target;
+  if (target.kind === 'unavailable') {
+    r.respondError(ex, target.status, target.retryAfter === undefined ? '' : `Retry-After: ${target.retryAfter}\r\n`);
+    return;
+  }
   if (site.limiter !== null && !site.limiter.take(ex.startedAt)) {
     ctx.security.note('rate', ip, site);
     r.respondError(ex, 429, 'Retry-After: 1\r\n');
     return;
   }
-  const target = site.target;
   switch (target.kind) {
     case 'upstream': {
       const up = site.pool!.acquire(ctx.now);

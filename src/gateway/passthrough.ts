@@ -35,10 +35,11 @@ const enum Phase {
 /**
  * How a stream ended, in the access log's `status` (nginx's stream module
  * uses the same numbers): 200 a stream that ran, 400 not a valid ClientHello,
- * 404 no site for its name, 408 ClientHello too slow, 502 upstream refused or
+ * 404 no site for its name, 503 its site is held but not served now (instance
+ * paused, stopped …), 408 ClientHello too slow, 502 upstream refused or
  * broke, 504 upstream did not connect in time.
  */
-type StreamStatus = 200 | 400 | 404 | 408 | 502 | 504;
+type StreamStatus = 200 | 400 | 404 | 408 | 502 | 503 | 504;
 
 /**
  * Each stream reads its backend into a buffer of its own, reused read after
@@ -164,6 +165,7 @@ class PassthroughStream implements RawTcpEvents {
     }
     this.sni = hello.sni;
     const site = this.ctx.routes.lookup(this.listener, hello.sni === null ? null : { name: hello.sni, isIp: false });
+    if (site !== null && site.target.kind === 'unavailable') return this.refuse(site.target.status);
     if (site === null || site.target.kind !== 'upstream') return this.refuse(404);
     this.site = site;
     this.onOpened(site.stats);

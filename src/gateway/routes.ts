@@ -39,6 +39,7 @@ export function sameRoute(a: SiteRoute, b: SiteRoute): boolean {
     case 'upstream': return y.kind === 'upstream' && x.host === y.host && x.port === y.port && x.proxyProtocol === y.proxyProtocol;
     case 'static': return y.kind === 'static' && x.root === y.root;
     case 'redirect': return y.kind === 'redirect' && x.to === y.to && x.status === y.status;
+    case 'unavailable': return y.kind === 'unavailable' && x.status === y.status && x.retryAfter === y.retryAfter;
   }
 }
 

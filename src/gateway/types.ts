@@ -54,7 +54,17 @@ export type SiteTarget =
    */
   | { kind: 'upstream'; host: string; port: number; proxyProtocol?: 'v2' }
   | { kind: 'static'; root: string }
-  | { kind: 'redirect'; to: string; status: 301 | 302 | 307 | 308 };
+  | { kind: 'redirect'; to: string; status: 301 | 302 | 307 | 308 }
+  /**
+   * A name that is held but not served right now: its instance is paused,
+   * frozen, stopped, starting or being recovered (503 with `Retry-After:
+   * retryAfter` seconds), or no longer exists (404, no `retryAfter`). The
+   * route stays in the table so the name never falls through to a wildcard
+   * or the listener's default site — another tenant's, possibly. Answered
+   * with the neutral error page; on `tls-passthrough` listeners the stream
+   * is closed without a byte.
+   */
+  | { kind: 'unavailable'; status: 404 | 503; retryAfter?: number };
 
 export interface SiteLimits {
   /** Request bodies above this answer 413. Default: GatewayOptions.maxBodyBytes. */
