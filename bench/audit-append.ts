@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { AuditLog, type AuditEntryInput } from '../src/audit/log.js';
-import { AUDIT_SCHEMA_SQL } from '../src/audit/schema.js';
+import { AUDIT_SCHEMA_SQL } from '../src/store/audit-schema.js';
 import { intOption, percentile, timed, type BenchOptions, type BenchResult } from './harness.js';
 
 const ANCHOR_APPENDS_PER_S = 1750;

@@ -9,26 +9,9 @@
  * refuse with `STRATA_ERR_UNSUPPORTED` for operations its level lacks.
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
-import type { Level, Quota } from '../store/types.js';
+import type { InstanceSpec, Level, Quota } from '../store/types.js';
 
-export interface InstanceLimits {
-  vcpus: number;
-  memoryMiB: number;
-  diskMiB: number;
-}
-
-/** What a driver needs to create an instance. Typed inside; validated at the API edge. */
-export interface InstanceSpec {
-  id: string;
-  tenantId: string;
-  name: string;
-  level: Level;
-  /** Image, handler file, kernel … as the level understands it. */
-  source: string | null;
-  limits: InstanceLimits;
-  /** Level-specific options, validated by the driver's own schema. */
-  config: Record<string, unknown>;
-}
+export type { InstanceLimits, InstanceSpec } from '../store/types.js';
 
 /** What a driver reports about an instance it runs (or finds running). */
 export interface ObservedInstance {

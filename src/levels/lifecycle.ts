@@ -8,13 +8,9 @@
  * a driver, so no driver ever sees a call that makes no sense in its state.
  */
 import { InvalidStateTransition } from '../core/errors.js';
+import type { InstanceState } from '../store/types.js';
 
-export const STATES = ['creating', 'stopped', 'running', 'paused', 'failed', 'deleted'] as const;
-export type InstanceState = (typeof STATES)[number];
-
-/** What a user may ask for; the reconciler drives the actual state toward it. */
-export const DESIRED_STATES = ['running', 'stopped', 'paused'] as const;
-export type DesiredState = (typeof DESIRED_STATES)[number];
+export { STATES, DESIRED_STATES, type InstanceState, type DesiredState } from '../store/types.js';
 
 const TRANSITIONS: Readonly<Record<InstanceState, readonly InstanceState[]>> = {
   creating: ['stopped', 'failed', 'deleted'],

@@ -3,7 +3,7 @@
  * `PRAGMA user_version` records the last applied version. Never edit a migration
  * that has shipped: add a new one.
  */
-import { AUDIT_SCHEMA_SQL } from '../audit/schema.js';
+import { AUDIT_SCHEMA_SQL } from './audit-schema.js';
 
 export interface Migration {
   version: number;

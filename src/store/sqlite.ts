@@ -16,8 +16,8 @@ import type { IdempotentRecord, InstancePatch, NewInstance, Store } from './stor
 import type {
   Certificate, CertificateIssued, CloneSource, Instance, Operation, Quota, Role, Site, SiteTarget, Snapshot, StoredListener, Tenant, Token, Usage, User,
 } from './types.js';
-import type { ReconcileRecord } from '../control/lifecycle/reconciler.js';
-import type { DesiredState, InstanceState } from '../levels/lifecycle.js';
+import type { ReconcileRecord } from './store.js';
+import type { DesiredState, InstanceState } from './types.js';
 
 type Row = Record<string, unknown>;
 

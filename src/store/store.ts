@@ -9,6 +9,9 @@
 import type {
   Certificate,
   CloneSource,
+  DesiredState,
+  InstanceSpec,
+  InstanceState,
   CertificateIssued,
   Instance,
   Operation,
@@ -23,8 +26,29 @@ import type {
   Usage,
   User,
 } from './types.js';
-import type { DesiredState, InstanceState } from '../levels/lifecycle.js';
-import type { ReconcileStore } from '../control/lifecycle/reconciler.js';
+
+/** What the reconciler knows of one instance from the store. */
+export interface ReconcileRecord {
+  spec: InstanceSpec;
+  desiredState: DesiredState;
+  actualState: InstanceState;
+  /** A clone not yet made: the snapshot to make it from. */
+  cloneFrom?: CloneSource;
+}
+
+export interface ReconcileStore {
+  /** Every instance that is not deleted, with what the driver needs to (re)create it. */
+  listInstancesForReconcile(): ReconcileRecord[];
+  /**
+   * One instance by id, null when unknown. Optional: without it the reconciler
+   * finds the instance in `listInstancesForReconcile()`, which is correct but
+   * costs a full listing for every instance that needs work.
+   */
+  getInstanceForReconcile?(id: string): ReconcileRecord | null;
+  setActualState(id: string, state: InstanceState, info?: Record<string, unknown>): void;
+  /** Forgets a clone's source once the driver has made the clone. */
+  cloneMade?(id: string): void;
+}
 
 export interface NewInstance {
   tenantId: string;

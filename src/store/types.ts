@@ -2,10 +2,17 @@
  * The data model, typed. These are the shapes the store keeps and the API returns
  * (the API's zod schemas in `src/api/schemas.ts` describe the same objects).
  */
-import type { DesiredState, InstanceState } from '../levels/lifecycle.js';
 
 export const LEVELS = ['env', 'os', 'vm', 'emu'] as const;
 export type Level = (typeof LEVELS)[number];
+
+/** An instance's lifecycle states; the transitions between them are in levels/lifecycle.ts. */
+export const STATES = ['creating', 'stopped', 'running', 'paused', 'failed', 'deleted'] as const;
+export type InstanceState = (typeof STATES)[number];
+
+/** What a user may ask for; the reconciler drives the actual state toward it. */
+export const DESIRED_STATES = ['running', 'stopped', 'paused'] as const;
+export type DesiredState = (typeof DESIRED_STATES)[number];
 
 export const ROLES = ['provider-admin', 'tenant-admin', 'tenant-member', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];
@@ -54,7 +61,7 @@ export interface Instance {
   name: string;
   level: Level;
   source: string | null;
-  limits: { vcpus: number; memoryMiB: number; diskMiB: number };
+  limits: InstanceLimits;
   config: Record<string, unknown>;
   desiredState: DesiredState;
   actualState: InstanceState;
@@ -168,4 +175,23 @@ export interface StoredListener {
   defaultSite: string | null;
   strictSni: boolean;
   createdAt: string;
+}
+
+export interface InstanceLimits {
+  vcpus: number;
+  memoryMiB: number;
+  diskMiB: number;
+}
+
+/** What a driver needs to create an instance. Typed inside; validated at the API edge. */
+export interface InstanceSpec {
+  id: string;
+  tenantId: string;
+  name: string;
+  level: Level;
+  /** Image, handler file, kernel … as the level understands it. */
+  source: string | null;
+  limits: InstanceLimits;
+  /** Level-specific options, validated by the driver's own schema. */
+  config: Record<string, unknown>;
 }

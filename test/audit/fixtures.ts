@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { AuditLog, type AuditEntryInput, type AuditLogOptions } from '../../src/audit/log.js';
-import { AUDIT_SCHEMA_SQL } from '../../src/audit/schema.js';
+import { AUDIT_SCHEMA_SQL } from '../../src/store/audit-schema.js';
 
 export interface TempLog {
   path: string;

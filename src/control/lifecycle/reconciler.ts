@@ -40,31 +40,9 @@ import type { DriverOperation, InstanceSpec, LevelDriver, ObservedInstance } fro
 import { STATES, assertTransition, canTransition, checkAction, type DesiredState, type InstanceState } from '../../levels/lifecycle.js';
 import type { DriverRegistry } from '../../levels/registry.js';
 import type { CloneSource, Level } from '../../store/types.js';
+import type { ReconcileRecord, ReconcileStore } from '../../store/store.js';
 import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import { RestartBackoff, driverSpec, restartPolicyOf, shouldRestart, type BackoffOptions } from './restart-policy.js';
-
-/** What the reconciler knows of one instance from the store. */
-export interface ReconcileRecord {
-  spec: InstanceSpec;
-  desiredState: DesiredState;
-  actualState: InstanceState;
-  /** A clone not yet made: the snapshot to make it from. */
-  cloneFrom?: CloneSource;
-}
-
-export interface ReconcileStore {
-  /** Every instance that is not deleted, with what the driver needs to (re)create it. */
-  listInstancesForReconcile(): ReconcileRecord[];
-  /**
-   * One instance by id, null when unknown. Optional: without it the reconciler
-   * finds the instance in `listInstancesForReconcile()`, which is correct but
-   * costs a full listing for every instance that needs work.
-   */
-  getInstanceForReconcile?(id: string): ReconcileRecord | null;
-  setActualState(id: string, state: InstanceState, info?: Record<string, unknown>): void;
-  /** Forgets a clone's source once the driver has made the clone. */
-  cloneMade?(id: string): void;
-}
 
 /**
  * `instance.state` accompanies every actual-state change the reconciler records;

@@ -7,9 +7,8 @@ import {
   isReachable,
   nextStep,
   type ReconcileEvent,
-  type ReconcileRecord,
-  type ReconcileStore,
 } from '../../../src/control/lifecycle/reconciler.js';
+import type { ReconcileRecord, ReconcileStore } from '../../../src/store/store.js';
 import type { InstanceSpec, ObservedInstance } from '../../../src/levels/driver.js';
 import type { DesiredState, InstanceState } from '../../../src/levels/lifecycle.js';
 import { DriverRegistry } from '../../../src/levels/registry.js';
