@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { TestDaemon } from '../support/harness.js';
-import { freePort } from '../support/tls-client.js';
+import { freePort } from '../support/net.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/strata', import.meta.url));
 let d: TestDaemon;

@@ -18,7 +18,8 @@ import { after, before, test } from 'node:test';
 import pino from 'pino';
 import { createCaCertificate, createLeafCertificate, newP256KeyPair, privateKeyPem } from '../../src/control/certificates/x509.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
-import { freePort, httpsGet } from '../support/tls-client.js';
+import { freePort } from '../support/net.js';
+import { httpsGet } from '../support/tls-client.js';
 
 const PEBBLE = '/usr/bin/pebble';
 const CHALLTESTSRV = '/usr/bin/pebble-challtestsrv';

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ObservedInstance } from '../../src/levels/driver.js';
 import { FakeDriver } from '../support/fake-driver.js';
-import { TestDaemon, viaGateway } from '../support/harness.js';
+import { TestDaemon } from '../support/harness.js';
+import { viaGateway } from '../support/net.js';
 
 /** The fake driver, with a real backend behind every running instance. */
 class FakeDriverWithBackend extends FakeDriver {

@@ -24,7 +24,8 @@ import { kernelTextRegion } from '../../src/guard/interceptors/qmp.js';
 import { DEFAULT_IMAGE_ROOT } from '../../src/levels/vm/images.js';
 import { VmDriver } from '../../src/levels/vm/index.js';
 import { liveQmpClient, liveQmpSockets } from '../../src/levels/vm/qmp.js';
-import { TestDaemon, viaGateway } from '../support/harness.js';
+import { TestDaemon } from '../support/harness.js';
+import { viaGateway } from '../support/net.js';
 import { COUNTER_COMMAND, imageMissing, testNetwork } from '../levels/vm/support.js';
 
 const run = promisify(execFile);
@@ -39,7 +40,7 @@ let gatewayPort = 0;
 /** The visitor's loop through the recovery; stopped by the test, or by `after` when it failed first. */
 let polling = false;
 
-const visit = (path: string, timeoutMs = 5000) => viaGateway(gatewayPort, HOST, path, timeoutMs);
+const visit = (path: string, timeoutMs = 5000) => viaGateway(gatewayPort, HOST, path, { timeoutMs });
 
 async function counter(): Promise<number> {
   const r = await visit('/counter');

@@ -17,7 +17,8 @@ import { EventBus } from '../../src/core/events.js';
 import { leversFor } from '../../src/guard/wiring/guard-levers.js';
 import { OsDriver } from '../../src/levels/os/driver.js';
 import { builtinImages, claimSlot, leftovers, testDriverOptions } from '../levels/os/helpers.js';
-import { TestDaemon, viaGateway } from '../support/harness.js';
+import { TestDaemon } from '../support/harness.js';
+import { viaGateway } from '../support/net.js';
 import { MemoryAudit } from '../guard/fakes.js';
 
 const options = testDriverOptions(await claimSlot());
@@ -26,7 +27,7 @@ let driver: OsDriver;
 let gatewayPort = 0;
 const reason = { 'x-strata-reason': 'guard recovery test' };
 
-const visit = (host: string, timeoutMs = 2000) => viaGateway(gatewayPort, host, '/', timeoutMs);
+const visit = (host: string, timeoutMs = 2000) => viaGateway(gatewayPort, host, '/', { timeoutMs });
 
 async function until<T>(what: () => Promise<T | undefined> | T | undefined, ms = 15_000, label = 'condition'): Promise<T> {
   for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {

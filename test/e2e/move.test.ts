@@ -13,13 +13,15 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, request } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { imageMissing, testNetwork } from '../levels/vm/support.js';
+import { freePort, viaGateway, type GatewayAnswer } from '../support/net.js';
+import { until } from '../support/until.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/strata', import.meta.url));
 const HOST = 'shop.move.test';
@@ -72,17 +74,6 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function up(name: string, slot: number): Promise<Daemon> {
   const dir = join(root, name);
   mkdirSync(dir, { mode: 0o711 });
@@ -120,29 +111,17 @@ async function api(d: Daemon, method: string, path: string, body?: unknown, toke
   return { status: res.status, body: text ? JSON.parse(text) : null };
 }
 
-/** GET through a gateway by site name: status and body, or null when nothing answered in time. */
-function viaGateway(port: number, path: string, timeoutMs = CLIENT_TIMEOUT_MS): Promise<{ status: number; body: string } | null> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { host: HOST }, timeout: timeoutMs, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', () => resolve(null));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve(null));
-    req.end();
-  });
-}
+/** GET through a gateway by the site's name; status 0 when nothing answered in time. */
+const visit = (port: number, path: string) => viaGateway(port, HOST, path, { timeoutMs: CLIENT_TIMEOUT_MS });
+const described = (r: GatewayAnswer): string => (r.status ? `${r.status} ${JSON.stringify(r.body.slice(0, 60))}` : `no answer (${r.error})`);
 
 async function counterVia(port: number, timeoutMs: number): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await viaGateway(port, '/counter');
-    if (r?.status === 200 && /^\d+$/.test(r.body.trim())) return Number(r.body.trim());
-    if (Date.now() > deadline) throw new Error(`no counter through the gateway on ${port}: ${r ? `${r.status} ${r.body.slice(0, 100)}` : 'no answer'}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  let last: GatewayAnswer | undefined;
+  const counter = (r: GatewayAnswer): { n: number } | undefined => (r.status === 200 && /^\d+$/.test(r.body.trim()) ? { n: Number(r.body.trim()) } : undefined);
+  const { n } = await until(async () => counter((last = await visit(port, '/counter'))), {
+    ms: timeoutMs, every: 200, what: () => `a counter through the gateway on ${port} (last: ${last ? described(last) : 'none'})`,
+  });
+  return n;
 }
 
 /** Runs bin/strata against daemon `d` as its provider-admin, with a reason; never throws. */
@@ -261,11 +240,11 @@ test('a move keeps the site answering (count failed requests during it)', { time
   const client = (async () => {
     while (asking) {
       const at = Date.now() - started;
-      const r = await viaGateway(a.gatewayPort, '/counter');
-      if (r?.status === 200 && /^\d+$/.test(r.body.trim())) seen.push(Number(r.body.trim()));
+      const r = await visit(a.gatewayPort, '/counter');
+      if (r.status === 200 && /^\d+$/.test(r.body.trim())) seen.push(Number(r.body.trim()));
       else {
         failed++;
-        failures.push(`${r ? `${r.status} ${JSON.stringify(r.body.slice(0, 60))}` : 'no answer'} at ${at} ms`);
+        failures.push(`${described(r)} at ${at} ms`);
       }
       await new Promise((res) => setTimeout(res, 50));
     }
@@ -324,8 +303,8 @@ test('a move keeps the site answering (count failed requests during it)', { time
   const forwards = (await api(a, 'GET', '/v1/forwards')).body.items;
   assert.deepEqual(forwards.map((f: any) => [f.hostname, f.tenant, f.to.port, f.target]), [[HOST, 'shop', b.gatewayPort, b.url]]);
   assert.equal((await api(a, 'DELETE', `/v1/forwards/${HOST}`)).status, 204);
-  assert.equal((await viaGateway(a.gatewayPort, '/counter'))?.status, 404, 'A no longer answers the name');
-  assert.equal((await viaGateway(b.gatewayPort, '/counter'))?.status, 200, 'B still does');
+  assert.equal((await visit(a.gatewayPort, '/counter')).status, 404, 'A no longer answers the name');
+  assert.equal((await visit(b.gatewayPort, '/counter')).status, 200, 'B still does');
 
   // Both sides audited the move, and both logs verify.
   for (const [d, direction] of [[a, 'out'], [b, 'in']] as const) {

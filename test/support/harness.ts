@@ -3,7 +3,6 @@
  * Tests get a provider-admin token and helpers to make tenants and their users.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -81,25 +80,4 @@ export class TestDaemon {
     await this.daemon.close();
     if (this.ownsDir) rmSync(this.daemon.dataDir, { recursive: true, force: true });
   }
-}
-
-/**
- * GET `path` from the gateway on `port` with a Host header (fetch cannot set
- * Host), on a connection of its own; a refused, reset or timed-out request is
- * status 0, so callers can poll.
- */
-export function viaGateway(port: number, host: string, path = '/', timeoutMs?: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const failed = (): void => resolve({ status: 0, body: '' });
-    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false, ...(timeoutMs ? { timeout: timeoutMs } : {}) }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', failed);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', failed);
-    req.end();
-  });
 }

@@ -1,17 +1,6 @@
-/** Small clients for the certificate tests: a free loopback port, and an HTTPS GET that reports the leaf it was served. */
+/** An HTTPS GET for the certificate tests that reports the leaf it was served. */
 import { Agent, request as httpsRequest } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
-
-/** A TCP port free on `host` a moment ago (for listeners that must be configured with a fixed port). */
-export const freePort = (host = '127.0.0.1'): Promise<number> => new Promise((resolve, reject) => {
-  const s = createServer();
-  s.once('error', reject);
-  s.listen(0, host, () => {
-    const { port } = s.address() as AddressInfo;
-    s.close(() => resolve(port));
-  });
-});
 
 /**
  * GET over HTTPS to 127.0.0.1:`port` trusting only `ca`; with `name`, that is

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { VmDriver } from '../../../src/levels/vm/index.js';
-import { TestDaemon, viaGateway } from '../../support/harness.js';
+import { TestDaemon } from '../../support/harness.js';
+import { viaGateway } from '../../support/net.js';
 import { imageMissing, testNetwork } from './support.js';
 
 const missing = imageMissing('x86_64');
