@@ -257,14 +257,22 @@ export const streamRoutes = [
       const driver = driverWith(s, instance, 'exec');
       requireUpgrade(req.raw);
       const tty = query.tty ?? false;
+      // Known to the guard before anything of it runs: the driver's runner reports its kernel mark and waits for the bind.
+      const operator = s.guard.sessions.open({ kind: 'exec', tenantId: tenant.id, instanceId: instance.id, level: instance.level, user: p.name, argv: query.cmd });
       const session = await driver.exec(instance.id, query.cmd, {
         tty, ...(query.env ? { env: query.env } : {}), ...(query.cwd ? { cwd: query.cwd } : {}),
         ...(query.cols ? { cols: query.cols } : {}), ...(query.rows ? { rows: query.rows } : {}),
         ...(query.user ? { user: query.user } : {}),
+        mark: (m) => operator.bind(m),
+      }).catch((err: unknown) => {
+        operator.close();
+        throw err;
       });
+      operator.started();
+      void session.exit.then(() => operator.close());
       audit({
         action: 'instance.exec', target: target(tenant, instance), tenantId: tenant.id,
-        details: { argv: query.cmd, tty, ...(query.user ? { user: query.user } : {}) },
+        details: { argv: query.cmd, tty, session: operator.id, ...(query.user ? { user: query.user } : {}) },
       });
       reply.hijack();
       upgrade(s, req, (ws) => bridgeExec(s, instance, ws, session), () => session.kill());
@@ -278,8 +286,15 @@ export const streamRoutes = [
       const { tenant, instance } = instanceFor(s, p, params.tenant, params.name, 'instance.console');
       const driver = driverWith(s, instance, 'console');
       requireUpgrade(req.raw);
-      const serial = await driver.console(instance.id);
-      audit({ action: 'instance.console', target: target(tenant, instance), tenantId: tenant.id });
+      // The guest is another kernel: nothing of its processes reaches the guard, so a console session is registered and recorded only.
+      const operator = s.guard.sessions.open({ kind: 'console', tenantId: tenant.id, instanceId: instance.id, level: instance.level, user: p.name });
+      const serial = await driver.console(instance.id).catch((err: unknown) => {
+        operator.close();
+        throw err;
+      });
+      operator.started();
+      serial.once('close', () => operator.close());
+      audit({ action: 'instance.console', target: target(tenant, instance), tenantId: tenant.id, details: { session: operator.id } });
       reply.hijack();
       upgrade(s, req, (ws) => bridgeConsole(s, instance, ws, serial), () => serial.destroy());
     },

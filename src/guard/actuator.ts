@@ -18,7 +18,8 @@
  *   instance within `escalationWindowMs` (default 10 min) raise its response a
  *   rung on the ladder notify → freeze → stop (snapshot, throttle and cut count
  *   as notify and still happen when not escalated; recover is never replaced:
- *   the compromised instance is swapped out anyway);
+ *   the compromised instance is swapped out anyway); alerts of an operator
+ *   session (`proc.origin = api`) neither escalate nor count;
  * - a failed action is itself audited and alerted, never swallowed.
  */
 import { randomUUID } from 'node:crypto';
@@ -141,7 +142,9 @@ export class Actuator {
   handle(match: Match): Alert {
     const e = match.event;
     const scope = typeof e.fields['integrity.scope'] === 'string' ? e.fields['integrity.scope'] : null;
-    const action = e.instanceId !== null ? this.#escalate(e.instanceId, match.action)
+    // An operator session (exec through the API: authenticated, audited) is no offender: its alerts neither escalate nor count as strikes.
+    const operator = e.fields['proc.origin'] === 'api';
+    const action = e.instanceId !== null ? (operator ? match.action : this.#escalate(e.instanceId, match.action))
       : match.action === 'recover' && scope !== null ? 'recover' : 'notify';
     const alert = this.raise({
       rule: match.rule, priority: match.priority, output: match.output, tenantId: e.tenantId, instanceId: e.instanceId,

@@ -19,6 +19,7 @@ import { Actuator, type ActuatorTarget, type Alert, type AuditSink } from './act
 import { Evaluator } from './evaluator.js';
 import type { Interceptor } from './interceptor.js';
 import { WarningPool, type PoolOptions, type RecordOutcome } from './pool.js';
+import { OperatorSessions } from './sessions.js';
 import type { Ruleset, TenantOverride } from './rules.js';
 
 export interface GuardOptions {
@@ -62,6 +63,8 @@ export interface AlertQuery {
 }
 
 export class Guard {
+  /** Exec and console sessions started through the API, registered before they run (`sessions.ts`). */
+  readonly sessions: OperatorSessions;
   readonly #pool: WarningPool;
   readonly #evaluator: Evaluator;
   readonly #actuator: Actuator;
@@ -86,6 +89,7 @@ export class Guard {
       ...(opts.escalationWindowMs !== undefined ? { escalationWindowMs: opts.escalationWindowMs } : {}),
     });
     this.#batchSize = opts.batchSize ?? 4096;
+    this.sessions = new OperatorSessions((e) => { this.ingest(e); });
     this.#ring = new Array(opts.alertRing ?? 10_000);
   }
 

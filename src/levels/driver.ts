@@ -53,6 +53,21 @@ export interface ExecOptions {
   cwd?: string;
   cols?: number;
   rows?: number;
+  /**
+   * Called with the session's mark in the kernel once its runner holds it and
+   * before the runner may go on to start anything in the instance; a throw
+   * ends the session there. Drivers whose sessions run processes on this
+   * host's kernel (os) call it; see `guard/sessions.ts`.
+   */
+  mark?: (mark: ExecMark) => void | Promise<void>;
+}
+
+/** An exec session's lineage in the kernel, as its runner reported it before it was released. */
+export interface ExecMark {
+  /** The runner's audit session id, inherited by every process the session starts. */
+  execId: number;
+  /** The runner's host pid. */
+  runnerPid: number;
 }
 
 export interface LogOptions {

@@ -21,6 +21,15 @@
  *   their own to copy from (a second pty in the path), and `script` cannot
  *   resize; the helper is a few hundred lines of C on libc alone, built like
  *   the env level's seccomp helper.
+ *
+ * A session the guard must know (`ExecOptions.mark`, every session started
+ * through the API) starts under a *runner*: a shell on the host that opens an
+ * audit session of its own (writes its `/proc/self/loginuid`; the kernel gives
+ * it a fresh session id, which every process it starts inherits, in the
+ * container too), reports that id on a socket (fd 4), and waits there. The
+ * daemon binds the id to the session (`mark`), and only then tells the runner
+ * to go on: it closes the socket and execs runc (or the TTY helper). So the
+ * session is known before anything of it runs (see `guard/sessions.ts`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -28,7 +37,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
 import { StrataError } from '../../core/errors.js';
 import { identityUnder, signalIdentity, type ProcessIdentity } from '../../core/process-identity.js';
 import type { ExecOptions, ExecSession } from '../driver.js';
@@ -41,6 +50,19 @@ const DEFAULT_COLS = 80;
 const DEFAULT_ROWS = 24;
 const PID_POLL_MS = 10;
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
+
+/**
+ * The runner (`sh -c RUNNER strata-session LOGINUID CMD…`): opens its audit
+ * session, reports its id on fd 4, waits for `go` there, then becomes CMD.
+ * Exit 125 when the kernel refused the audit session (no audit support, or
+ * loginuid made immutable) or the daemon said anything but `go`.
+ */
+const RUNNER = 'echo "$1" > /proc/self/loginuid || exit 125; read -r sid < /proc/self/sessionid; ' +
+  'echo "$sid" >&4 && read -r go <&4 && [ "$go" = go ] || exit 125; exec 4<&-; shift; exec "$@"';
+/** The runner's fd for the exchange with the daemon (0-2 are the session's stdio, 3 the TTY helper's control). */
+const HANDSHAKE_FD = 4;
+/** How long the runner may take to report its mark. */
+const MARK_TIMEOUT_MS = 10_000;
 
 export interface ExecTarget {
   /** The runtime binary and its state root (`runc --root`). */
@@ -66,16 +88,27 @@ export async function startExecSession(target: ExecTarget, argv: readonly string
     ...(opts.env ?? []).flatMap((e) => ['--env', e]),
     ...(opts.cwd ? ['--cwd', opts.cwd] : []),
   ];
-  let child: ChildProcess;
+  let command: string[];
   if (opts.tty) {
     const socket = join(dir, 'console.sock');
     const cols = String(opts.cols ?? DEFAULT_COLS);
     const rows = String(opts.rows ?? DEFAULT_ROWS);
-    child = spawn(EXEC_TTY_HELPER, [socket, pidFile, cols, rows, '--', target.binary, ...runcArgs, '--tty', '--detach', '--console-socket', socket, target.id, ...argv], {
-      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
-    });
+    command = [EXEC_TTY_HELPER, socket, pidFile, cols, rows, '--', target.binary, ...runcArgs, '--tty', '--detach', '--console-socket', socket, target.id, ...argv];
   } else {
-    child = spawn(target.binary, [...runcArgs, target.id, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+    command = [target.binary, ...runcArgs, target.id, ...argv];
+  }
+  const stdio: ('pipe' | 'ignore')[] = ['pipe', 'pipe', 'pipe', opts.tty ? 'pipe' : 'ignore'];
+  const child = opts.mark
+    ? spawn('/bin/sh', ['-c', RUNNER, 'strata-session', String(process.geteuid?.() ?? 0), ...command], { stdio: [...stdio, 'pipe'] })
+    : spawn(command[0]!, command.slice(1), { stdio });
+  if (opts.mark) {
+    try {
+      await markAndRelease(child, opts.mark);
+    } catch (err) {
+      child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
   }
   const control = opts.tty ? (child.stdio[3] as Writable) : null;
   control?.on('error', () => undefined);
@@ -130,6 +163,43 @@ export async function startExecSession(target: ExecTarget, argv: readonly string
       child.kill(opts.tty ? 'SIGTERM' : 'SIGKILL');
     },
   };
+}
+
+/**
+ * Reads the runner's audit session id, hands it to `mark` (which registers
+ * it), then releases the runner. Rejects — the runner not released — when the
+ * runner cannot report one or `mark` throws.
+ */
+async function markAndRelease(child: ChildProcess, mark: NonNullable<ExecOptions['mark']>): Promise<void> {
+  const channel = child.stdio[HANDSHAKE_FD] as Duplex;
+  channel.on('error', () => undefined);
+  let onClose: ((code: number | null) => void) | undefined;
+  const line = await new Promise<string>((resolve, reject) => {
+    let got = '';
+    const timer = setTimeout(() => reject(new Error(`no answer within ${MARK_TIMEOUT_MS} ms`)), MARK_TIMEOUT_MS);
+    channel.on('data', (d: Buffer) => {
+      got += d.toString();
+      if (!got.includes('\n')) return;
+      clearTimeout(timer);
+      channel.removeAllListeners('data');
+      resolve(got.split('\n')[0]!.trim());
+    });
+    // 'close': its stdio is closed too, so what it said on stderr is buffered, unread (the session's reader is not attached yet).
+    onClose = (code) => {
+      clearTimeout(timer);
+      const said = String(child.stderr?.read() ?? '').trim();
+      reject(new Error(`the runner exited (${code})${said ? `: ${said}` : ''}`));
+    };
+    child.once('close', onClose);
+  }).finally(() => child.off('close', onClose!)).catch((err: Error) => {
+    throw new StrataError('STRATA_ERR_UNAVAILABLE', `the exec session could not be marked for the guard (an audit session of the kernel, /proc/self/loginuid): ${err.message}`, undefined, { cause: err });
+  });
+  const execId = Number(line);
+  if (!/^\d+$/.test(line) || !(execId > 0) || execId === 0xffff_ffff) {
+    throw new StrataError('STRATA_ERR_UNAVAILABLE', `the exec session could not be marked for the guard: its runner reported ${JSON.stringify(line)}`);
+  }
+  await mark({ execId, runnerPid: child.pid! });
+  channel.end('go\n');
 }
 
 /** One stream of two, ended when both have ended. */
