@@ -230,7 +230,13 @@ describe('instance streams over the API (os level)', { timeout: 300_000 }, () =>
     assert.ok(entry, 'the exec is in the tenant\'s audit log');
     assert.equal(entry.target, 'acme/web');
     assert.match(entry.actor.name, /^tenant-admin-acme-/);
-    assert.deepEqual(entry.details, { argv: ['echo', 'audited-argv'], tty: false });
+    const { session, ...details } = entry.details;
+    assert.deepEqual(details, { argv: ['echo', 'audited-argv'], tty: false });
+    // The entry names the session the guard registered before it ran, with its mark in the kernel.
+    const registered = d.daemon.services.guard.sessions.list({ ended: true }).find((r) => r.id === session);
+    assert.ok(registered, `session ${session} is registered with the guard`);
+    assert.equal(registered.user, entry.actor.name);
+    assert.ok(registered.execId !== null && registered.execId > 0 && registered.runnerPid !== null, JSON.stringify(registered));
   });
 
   test("a tenant cannot exec into, or read the logs of, another tenant's instance: 404 as for no instance", async () => {
