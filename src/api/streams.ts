@@ -160,7 +160,7 @@ function requireUpgrade(req: IncomingMessage): void {
 
 function driverWith<K extends 'logs' | 'exec' | 'console'>(s: Services, instance: Instance, method: K): LevelDriver & Required<Pick<LevelDriver, K>> {
   const driver = s.registry.forLevel(instance.level);
-  if (!driver[method]) {
+  if (!driver[method] || !driver.supports.has(method)) {
     throw new StrataError('STRATA_ERR_UNSUPPORTED', `the ${instance.level} level has no ${method}`, { level: instance.level, operation: method });
   }
   return driver as LevelDriver & Required<Pick<LevelDriver, K>>;

@@ -28,7 +28,12 @@ export interface SnapshotResult {
   digest: string;
 }
 
-export type DriverOperation = 'pause' | 'resume' | 'snapshot' | 'restore' | 'clone' | 'move';
+/**
+ * The operations a level may lack. A driver lists those it has in `supports`;
+ * for the optional methods (clone, move, logs, exec, console) it has the method
+ * exactly when it lists the operation (the conformance suite checks both ways).
+ */
+export type DriverOperation = 'pause' | 'resume' | 'snapshot' | 'restore' | 'clone' | 'move' | 'logs' | 'exec' | 'console';
 
 /** A process started inside an instance by `exec`. */
 export interface ExecSession {
@@ -152,11 +157,11 @@ export interface LevelDriver {
    * `confirm` rejecting included — leaves `id` running here, and throws.
    */
   moveOut?(id: string, socket: string, confirm?: () => Promise<void>): Promise<void>;
-  /** Optional: the instance's captured output (stdout/stderr, or the serial log). Ends unless following. */
+  /** Optional (advertised by 'logs'): the instance's captured output (stdout/stderr, or the serial log). Ends unless following. */
   logs?(id: string, opts: LogOptions): Promise<Readable>;
-  /** Optional: run a command inside a running instance. */
+  /** Optional (advertised by 'exec'): run a command inside a running instance. */
   exec?(id: string, argv: readonly string[], opts: ExecOptions): Promise<ExecSession>;
-  /** Optional: the instance's console (serial port) as a byte stream, read and write. */
+  /** Optional (advertised by 'console'): the instance's console (serial port) as a byte stream, read and write. */
   console?(id: string): Promise<Duplex>;
   /** Optional: the images this driver creates instances from. */
   listImages?(): Promise<ImageInfo[]>;

@@ -4,6 +4,14 @@
  *
  *   driverConformance('os.runc', async () => new RuncDriver(...), { spec: (id) => ({ ... }) });
  *
+ * Optional operations are checked where the driver lists them in `supports`:
+ * pause/resume, snapshot/restore, clone, move (between two instances of the one
+ * driver), logs and exec (an exec-capable level's spec must have `echo`).
+ * Listed or not, the driver must say so truthfully: the optional methods exist
+ * exactly for the operations it lists, and an operation it does not list but
+ * must implement (pause, resume, snapshot, restore) is refused with
+ * STRATA_ERR_UNSUPPORTED.
+ *
  * One driver serves the whole suite: it is provisioned once (and the suite skipped
  * when provision says the level is unavailable here), each test works on its own
  * instance ids, and the suite deletes every instance it made and cleans the
@@ -12,6 +20,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import type { Readable } from 'node:stream';
 import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver } from '../../src/levels/driver.js';
 import { isStrataError } from '../../src/core/errors.js';
 import { LEVELS } from '../../src/store/types.js';
@@ -23,9 +32,27 @@ export interface ConformanceOptions {
   timeoutMs?: number;
   /** Grace passed to stop(). Default 2 s. */
   graceMs?: number;
+  /**
+   * Resolves once a started instance is ready to be cloned or moved (a VM's
+   * guest has booted and serves: its identity is only changed by the booted
+   * guest). Default: at once.
+   */
+  ready?: (driver: LevelDriver, id: string) => Promise<void>;
 }
 
-const OPTIONAL_OPERATIONS: readonly DriverOperation[] = ['pause', 'resume', 'snapshot', 'restore', 'clone', 'move'];
+const OPTIONAL_OPERATIONS: readonly DriverOperation[] = ['pause', 'resume', 'snapshot', 'restore', 'clone', 'move', 'logs', 'exec', 'console'];
+
+/** The optional methods each operation stands for: a driver has them exactly when it lists the operation. */
+const OPTIONAL_METHODS: Partial<Record<DriverOperation, ReadonlyArray<keyof LevelDriver>>> = {
+  clone: ['clone'], move: ['moveIn', 'moveOut'], logs: ['logs'], exec: ['exec'], console: ['console'],
+};
+
+/** All a stream gives until it ends. */
+const textOf = async (stream: Readable): Promise<string> => {
+  let text = '';
+  for await (const chunk of stream) text += String(chunk);
+  return text;
+};
 
 const defaultSpec = (id: string, level: LevelDriver['level']): InstanceSpec => ({
   id, tenantId: 'conformance', name: id, level, source: null, limits: { vcpus: 1, memoryMiB: 128, diskMiB: 256 }, config: {},
@@ -42,6 +69,7 @@ export function driverConformance(name: string, makeDriver: () => Promise<LevelD
   const makeSpec = opts.spec ?? defaultSpec;
   const graceMs = opts.graceMs ?? 2_000;
   const timeout = opts.timeoutMs ?? 30_000;
+  const ready = opts.ready ?? (async () => undefined);
 
   describe(`${name}: driver conformance`, () => {
     let driver: LevelDriver;
@@ -172,9 +200,68 @@ export function driverConformance(name: string, makeDriver: () => Promise<LevelD
       await driver.stop(running, { graceMs });
     });
 
+    check('clone makes a new stopped instance from a snapshot, which starts beside its source', async () => {
+      const source = await create();
+      await driver.start(source);
+      await ready(driver, source);
+      const snapshotId = `snap-${randomUUID().slice(0, 8)}`;
+      await driver.snapshot(source, snapshotId);
+      const copy = newId();
+      await driver.clone!(makeSpec(copy, driver.level), { instanceId: source, snapshotId });
+      assert.equal(await stateOf(copy), 'stopped');
+      assert.equal(await stateOf(source), 'running', 'the source runs on');
+      await driver.start(copy);
+      assert.equal(await stateOf(copy), 'running');
+      const listed = new Map((await driver.list()).map((o) => [o.id, o.state]));
+      assert.equal(listed.get(source), 'running');
+      assert.equal(listed.get(copy), 'running');
+      await driver.stop(copy, { graceMs });
+      await driver.stop(source, { graceMs });
+    }, ['snapshot', 'clone']);
+
+    check('move hands a running instance over to a new one: it runs there and is gone here', async () => {
+      const source = await create();
+      await driver.start(source);
+      await ready(driver, source);
+      const target = newId();
+      await driver.moveIn!(makeSpec(target, driver.level), (socket) => driver.moveOut!(source, socket));
+      assert.equal(await stateOf(target), 'running');
+      assert.equal(await driver.inspect(source), null, 'the sender deleted its side');
+      await driver.stop(target, { graceMs });
+    }, ['move']);
+
+    check('logs of a running instance is a stream that ends when not following; of an unknown id, STRATA_ERR_NOT_FOUND', async () => {
+      const id = await create();
+      await driver.start(id);
+      assert.equal(typeof (await textOf(await driver.logs!(id, { follow: false }))), 'string');
+      assert.equal(typeof (await textOf(await driver.logs!(id, { follow: false, tail: 1 }))), 'string');
+      await rejectsWithCode(driver.logs!(`conf-unknown-${randomUUID().slice(0, 8)}`, { follow: false }), 'STRATA_ERR_NOT_FOUND');
+      await driver.stop(id, { graceMs });
+    }, ['logs']);
+
+    check('exec runs a command in a running instance (output, exit code 0); in a stopped one it is refused', async () => {
+      const id = await create();
+      await rejectsWithCode(driver.exec!(id, ['echo', 'conformance'], { tty: false }), 'STRATA_ERR_INVALID_STATE_TRANSITION');
+      await driver.start(id);
+      const session = await driver.exec!(id, ['echo', 'conformance'], { tty: false });
+      session.stdin.end();
+      const [out, code] = await Promise.all([textOf(session.stdout), session.exit]);
+      assert.equal(out, 'conformance\n');
+      assert.equal(code, 0);
+      await driver.stop(id, { graceMs });
+    }, ['exec']);
+
+    check('the optional methods are there exactly for the operations the driver lists', async () => {
+      for (const [op, methods] of Object.entries(OPTIONAL_METHODS) as Array<[DriverOperation, Array<keyof LevelDriver>]>) {
+        for (const method of methods) {
+          assert.equal(typeof driver[method] === 'function', driver.supports.has(op), `${method}() ${driver.supports.has(op) ? 'missing though' : 'present though not'} listed as '${op}'`);
+        }
+      }
+    });
+
     check('operations the driver does not support throw STRATA_ERR_UNSUPPORTED', async () => {
-      // clone and move are optional methods: without them the control plane refuses the call, the driver is never asked.
-      const unsupported = OPTIONAL_OPERATIONS.filter((op) => op !== 'clone' && op !== 'move' && !driver.supports.has(op));
+      // The optional methods are absent when not listed (checked above): the control plane refuses those calls itself.
+      const unsupported = OPTIONAL_OPERATIONS.filter((op) => !(op in OPTIONAL_METHODS) && !driver.supports.has(op));
       if (unsupported.length === 0) return;
       const id = await create();
       await driver.start(id);

@@ -6,10 +6,12 @@
  * slow call. Test double only; never registered by the product.
  */
 import { createHash } from 'node:crypto';
-import { StrataError } from '../../src/core/errors.js';
+import { PassThrough, Readable } from 'node:stream';
+import { InvalidStateTransition, StrataError } from '../../src/core/errors.js';
 import type {
   DriverAvailability,
   DriverOperation,
+  ExecSession,
   InstanceSpec,
   LevelDriver,
   ObservedInstance,
@@ -18,7 +20,9 @@ import type {
 import { checkAction } from '../../src/levels/lifecycle.js';
 import type { Level } from '../../src/store/types.js';
 
-export type FakeCall = 'provision' | 'create' | 'start' | 'stop' | 'pause' | 'resume' | 'snapshot' | 'restore' | 'delete' | 'inspect' | 'list' | 'cleanup';
+export type FakeCall =
+  | 'provision' | 'create' | 'start' | 'stop' | 'pause' | 'resume' | 'snapshot' | 'restore' | 'delete' | 'inspect' | 'list' | 'cleanup'
+  | 'clone' | 'moveIn' | 'moveOut' | 'logs' | 'exec';
 type FakeState = ObservedInstance['state'];
 
 export interface FakeDriverOptions {
@@ -26,7 +30,7 @@ export interface FakeDriverOptions {
   id?: string;
   /** Default "os". */
   level?: Level;
-  /** Default: every optional operation. */
+  /** Default pause, resume, snapshot, restore; clone, move, logs and exec (whose methods it then has) when listed. */
   supports?: Iterable<DriverOperation>;
   /** What provision answers; default available. */
   availability?: DriverAvailability;
@@ -60,13 +64,25 @@ export class FakeDriver implements LevelDriver {
   readonly #failures = new Map<FakeCall, Failure[]>();
   readonly #gates = new Map<FakeCall, Promise<void>>();
   readonly #inFlight = new Map<FakeCall, number>();
+  /** Receivers of a move waiting on their "socket", by socket. */
+  readonly #incoming = new Map<string, { id: string; received: boolean }>();
   #nextPid = 1000;
+
 
   constructor(opts: FakeDriverOptions = {}) {
     this.level = opts.level ?? 'os';
     this.id = opts.id ?? `${this.level}.fake`;
     this.supports = new Set(opts.supports ?? ['pause', 'resume', 'snapshot', 'restore']);
     this.#availability = opts.availability ?? { available: true, reason: 'in-memory fake' };
+    // The optional methods exist only when listed, as on a real driver; a subclass's own stays.
+    const self = this as LevelDriver;
+    if (this.supports.has('clone')) self.clone ??= (spec, from) => this.#clone(spec, from);
+    if (this.supports.has('move')) {
+      self.moveIn ??= (spec, send) => this.#moveIn(spec, send);
+      self.moveOut ??= (id, socket, confirm) => this.#moveOut(id, socket, confirm);
+    }
+    if (this.supports.has('logs')) self.logs ??= (id) => this.#do('logs', id, () => (this.#get(id), Readable.from([`${id} started\n`])));
+    if (this.supports.has('exec')) self.exec ??= (id, argv) => this.#exec(id, argv);
   }
 
   // Scripting, for tests.
@@ -194,6 +210,57 @@ export class FakeDriver implements LevelDriver {
   }
 
   // Internals.
+
+  #clone(spec: InstanceSpec, from: { instanceId: string; snapshotId: string }): Promise<void> {
+    return this.#do('clone', spec.id, () => {
+      const snapshot = this.#snapshots.get(from.snapshotId);
+      if (!snapshot || snapshot.instanceId !== from.instanceId) throw new StrataError('STRATA_ERR_NOT_FOUND', `snapshot '${from.snapshotId}' not found`);
+      if (this.#instances.has(spec.id)) throw new StrataError('STRATA_ERR_CONFLICT', `instance '${spec.id}' already exists`);
+      this.#instances.set(spec.id, { spec, state: 'stopped', pid: null });
+    });
+  }
+
+  /** A move's receiver: made here stopped, running once a sender has moved into its socket; removed again otherwise. */
+  async #moveIn(spec: InstanceSpec, send: (socket: string) => Promise<void>): Promise<void> {
+    await this.create(spec);
+    const socket = `fake-move:${spec.id}`;
+    const incoming = { id: spec.id, received: false };
+    this.#incoming.set(socket, incoming);
+    try {
+      await this.#do('moveIn', spec.id, () => undefined);
+      await send(socket);
+      if (!incoming.received) throw new StrataError('STRATA_ERR_DRIVER', `nothing was moved into ${spec.id}`);
+      this.#get(spec.id).state = 'running';
+      this.#get(spec.id).pid = this.#nextPid++;
+    } catch (e) {
+      this.#instances.delete(spec.id);
+      throw e;
+    } finally {
+      this.#incoming.delete(socket);
+    }
+  }
+
+  async #moveOut(id: string, socket: string, confirm?: () => Promise<void>): Promise<void> {
+    await this.#do('moveOut', id, () => {
+      checkAction(this.#get(id).state, 'pause');
+      const incoming = this.#incoming.get(socket);
+      if (!incoming) throw new StrataError('STRATA_ERR_DRIVER', `no receiver on ${socket}`);
+      incoming.received = true;
+    });
+    await confirm?.();
+    this.#instances.delete(id);
+  }
+
+  /** `echo ARGS…` prints its arguments; any other command is not found (127), as in a shell. */
+  #exec(id: string, argv: readonly string[]): Promise<ExecSession> {
+    return this.#do('exec', id, () => {
+      const state = this.#get(id).state;
+      if (state !== 'running') throw new InvalidStateTransition(state, 'running', 'exec in');
+      const stdout = new PassThrough();
+      stdout.end(argv[0] === 'echo' ? `${argv.slice(1).join(' ')}\n` : '');
+      return { stdin: new PassThrough(), stdout, stderr: null, resize: () => undefined, kill: () => undefined, exit: Promise.resolve(argv[0] === 'echo' ? 0 : 127) };
+    });
+  }
 
   #observe(id: string, instance: FakeInstance): ObservedInstance {
     return { id, state: instance.state, info: instance.pid === null ? {} : { pid: instance.pid } };

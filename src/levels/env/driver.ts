@@ -61,7 +61,7 @@ const text = (status: number, message: string, extra: Array<[string, string]> = 
 export class EnvDriver implements LevelDriver {
   readonly id = 'env.isolate';
   readonly level = 'env' as const;
-  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore']);
+  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore', 'logs']);
 
   readonly #opts: EnvDriverOptions;
   readonly #stateDir: string;

@@ -100,7 +100,7 @@ const LOG_ROTATION_INTERVAL_MS = 5_000;
 export class OsDriver implements LevelDriver {
   readonly id = 'os.runc';
   readonly level: Level = 'os';
-  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore', 'clone']);
+  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore', 'clone', 'logs', 'exec']);
 
   readonly config: OsDriverConfig;
   readonly images: ImageStore;

@@ -104,7 +104,7 @@ const QUERY_TIMEOUT_MS = 5_000;
 abstract class QemuDriver implements LevelDriver {
   abstract readonly id: string;
   abstract readonly level: 'vm' | 'emu';
-  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore', 'clone', 'move']);
+  readonly supports: ReadonlySet<DriverOperation> = new Set<DriverOperation>(['pause', 'resume', 'snapshot', 'restore', 'clone', 'move', 'logs', 'console']);
 
   protected readonly stateDir: string;
   protected readonly imageRoot: string;
