@@ -23,7 +23,7 @@ export function vmSpec(id: string, level: 'vm' | 'emu', config: Record<string, u
  * 0 conformance, 1 guests, 2 attacks, 3 runaway, 4 benches (vm), 5 disks/clone/gateway,
  * 6 stop, 7 and 8 guests (emu), 8 kernel text and move (sender), 9 move (receiver),
  * console and benches (emu), 10 and 11 move between daemons, 12 and 13 the guard's
- * vm cases, 14 console log and restore.
+ * vm cases, 14 console log and restore, 15 emu conformance.
  */
 export function testNetwork(slot: number, hostPorts: readonly number[] = []): NonNullable<QemuDriverOptions['network']> {
   return { tag: `v${'abcdefghijklmnop'[slot]!}`, subnet: `10.${180 + slot}.0.0/16`, hostPorts };
