@@ -94,10 +94,10 @@ export default async function guardRecover(opts: BenchOptions): Promise<BenchRes
   const container: number[] = [];
   const statics: number[] = [];
   try {
-    await call('POST', '/v1/tenants', { name: 'bench', quota: { instances: 3, vcpus: 3, memoryMiB: 1024 } });
+    const tenant = (await call('POST', '/v1/tenants', { name: 'bench', quota: { instances: 3, vcpus: 3, memoryMiB: 1024 } })) as { id: string };
 
     // Static docroot.
-    const docroot = join(dataDir, 'docroots', 'bench', 'www');
+    const docroot = join(dataDir, 'docroots', tenant.id, 'www');
     mkdirSync(docroot, { recursive: true });
     writeFileSync(join(docroot, 'index.html'), '<h1>clean</h1>');
     await call('POST', '/v1/tenants/bench/sites', { hostname: 'www.bench.test', target: { kind: 'static', root: 'www' } });

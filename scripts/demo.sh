@@ -48,8 +48,10 @@ GATEWAY=${STRATA_GATEWAY:-127.0.0.1:8080}
 cli() { bin/strata --reason "demo setup" "$@"; }
 cli tenant show demo >/dev/null 2>&1 || cli tenant create demo --instances 10 --vcpus 8 --memory 8192 --sites 20 >/dev/null
 cli user show demo-admin >/dev/null 2>&1 || cli user create demo-admin --role tenant-admin --tenant demo >/dev/null
-mkdir -p "$DIR/docroots/demo/www"
-[[ -f $DIR/docroots/demo/www/index.html ]] || echo '<h1>demo: a static docroot served by the gateway</h1>' > "$DIR/docroots/demo/www/index.html"
+# Docroots are keyed by the tenant's id (a later tenant of the same name starts empty).
+DOCROOT="$DIR/docroots/$(bin/strata --json tenant show demo | node -e "console.log(JSON.parse(require('fs').readFileSync(0)).id)")/www"
+mkdir -p "$DOCROOT"
+[[ -f $DOCROOT/index.html ]] || echo '<h1>demo: a static docroot served by the gateway</h1>' > "$DOCROOT/index.html"
 site() { cli site show demo "$1" >/dev/null 2>&1 || cli site add demo "$@" >/dev/null; }
 site www.demo.localhost --static www
 available() { bin/strata --json info | node -e "const i=JSON.parse(require('fs').readFileSync(0));process.exit(i.levels.some(l=>l.level==='$1'&&l.available)?0:1)"; }
@@ -96,12 +98,12 @@ until_served() { # HOST TEXT: polls the gateway until HOST answers TEXT
 sleep 2 # the guard baselines an instance a second after it starts, with a known-good snapshot
 clean=$(serve www.demo.localhost)
 t0=$(date +%s%N)
-cp "$DIR/docroots/demo/www/index.html" "$DIR/.demo-index.html"
-echo '<h1>defaced</h1>' > "$DIR/docroots/demo/www/index.html"
+cp "$DOCROOT/index.html" "$DIR/.demo-index.html"
+echo '<h1>defaced</h1>' > "$DOCROOT/index.html"
 if until_served www.demo.localhost "$clean"; then
   echo "  www.demo.localhost  defaced index.html → clean again through the gateway after $(ms_since "$t0") ms"
 else
-  echo "  www.demo.localhost  still defaced: see bin/strata guard alerts"; cp "$DIR/.demo-index.html" "$DIR/docroots/demo/www/index.html"
+  echo "  www.demo.localhost  still defaced: see bin/strata guard alerts"; cp "$DIR/.demo-index.html" "$DOCROOT/index.html"
 fi
 web=$(site_instance web.demo.localhost)
 if [[ -n $web ]] && bin/strata --json instance show "demo/$web" 2>/dev/null | grep -q '"state": *"running"'; then

@@ -30,6 +30,7 @@ import { buildApi } from './api/server.js';
 import { FrontDoor } from './control/front-door/front-door.js';
 import { challengeDir, type AcmeOptions } from './control/certificates/acme.js';
 import { CertificateManager } from './control/certificates/certificate-manager.js';
+import { TenantData, migrateNameKeyedData, siteLogsDir } from './control/tenants/tenant-data.js';
 import { SiteLogs } from './control/front-door/site-logs.js';
 import { GuardTarget } from './guard/wiring/guard-target.js';
 import { Guard } from './guard/guard.js';
@@ -193,6 +194,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   if (!existsSync(guardKeyPath)) writeSecret(guardKeyPath, randomBytes(32).toString('hex'));
   const hasher = new Hasher();
   const checksums = new ChecksumDb(store.db, { key: Buffer.from(readFileSync(guardKeyPath, 'utf8').trim(), 'hex'), hasher });
+  // Data dirs of an earlier Strata keyed tenants' files by name: renamed to ids before anything serves or watches them.
+  const migrated = migrateNameKeyedData(opts.dataDir, store, checksums);
+  if (migrated.renamed.length + migrated.quarantined.length + migrated.forgotten.length > 0) log.info({ ...migrated }, 'tenant data keyed by name moved to tenant ids');
+  const tenantData = new TenantData({ dataDir: opts.dataDir, store, registry, checksums, log: log.child({ svc: 'tenants' }) });
   const guardTarget = new GuardTarget(store, instances, operations, audit, { registry });
   const guard = new Guard({ ruleset: await loadDefaultRuleset(), target: guardTarget, audit, events });
   const integrity = new IntegrityMonitor({
@@ -244,7 +249,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   certificates.start();
   const services: Services = {
     version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
-    instances, metrics, guard, certificates,
+    instances, metrics, guard, certificates, tenantData,
   };
   // Moves between daemons: both sides; moved sites are forwarded by this gateway (`control/move.ts`).
   const forwards = new Forwards(opts.dataDir);
@@ -303,7 +308,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       frontDoor = new FrontDoor(gateway, store, opts.gateway.listeners, opts.dataDir, log.child({ svc: 'front-door' }), certificates.files);
       services.gateway = gateway;
       services.frontDoor = frontDoor;
-      siteLogs = new SiteLogs({ accessLogPath, dir: join(opts.dataDir, 'logs', 'sites'), store, reopen: () => gateway.reopenAccessLog() });
+      siteLogs = new SiteLogs({ accessLogPath, dir: siteLogsDir(opts.dataDir), store, reopen: () => gateway.reopenAccessLog() });
       siteLogs.start();
       await frontDoor.sync();
       frontDoor.watch(events);

@@ -14,6 +14,7 @@ import type { AuditLog } from '../audit/log.js';
 import type { Authenticator } from '../auth/authenticate.js';
 import type { EventBus } from '../core/events.js';
 import type { InstanceService } from '../control/lifecycle/instances.js';
+import type { TenantData } from '../control/tenants/tenant-data.js';
 import type { OperationRunner } from '../control/lifecycle/operations.js';
 import type { DriverRegistry } from '../levels/registry.js';
 import type { Store } from '../store/store.js';
@@ -37,6 +38,8 @@ export interface Services {
   certificates?: CertificateManager;
   /** The front door's fixed listeners (`strata up --listen`), listed beside the API's own. */
   frontDoor?: FrontDoor;
+  /** What tenants hold outside the store (docroots, logs, drivers' files): dropped when one is deleted (absent when a test builds the API without a daemon). */
+  tenantData?: TenantData;
   /** Moves between daemons, both sides (absent when a test builds the API without a daemon). */
   moves?: { mover: Mover; receiver: Receiver; forwards: Forwards; flushRoutes(): Promise<void> };
 }

@@ -12,6 +12,8 @@ import { defineRoute } from './route.js';
 import { ErrorBody, Name, Tenant, TenantCreate, TenantUpdate, list } from './schemas.js';
 
 const Params = z.object({ tenant: Name }).strict();
+/** quarantine=true keeps what the tenant held, moved to DATA/quarantine/<tenant id>-<time>/ (the provider's alone: deleting a tenant is). */
+const DeleteQuery = z.object({ quarantine: z.enum(['true', 'false']).transform((v) => v === 'true').default(false) }).strict();
 
 /** Drivers that can enforce the quota on real usage get it after the change commits (failures are logged). */
 function enforceQuota(s: Services, t: { id: string; name: string; quota: Quota }, req: FastifyRequest): void {
@@ -67,9 +69,10 @@ export const tenantRoutes = [
     },
   }),
   defineRoute({
-    method: 'DELETE', url: '/v1/tenants/:tenant', tag, summary: 'Delete an empty tenant (its users and tokens go with it)',
-    params: Params, auditAs: 'tenant.delete', responses: { 204: null, 409: ErrorBody },
-    handler: ({ p, params, audit }, s) => {
+    method: 'DELETE', url: '/v1/tenants/:tenant', tag,
+    summary: "Delete an empty tenant: its users and tokens go with it, and everything it held outside the store (docroots, site logs, KV, snapshot store, certificates, guard baselines) is removed — or, with quarantine=true, moved aside for the provider",
+    params: Params, query: DeleteQuery, auditAs: 'tenant.delete', responses: { 204: null, 409: ErrorBody },
+    handler: async ({ p, params, query, audit }, s) => {
       const tenant = tenantFor(s, p, params.tenant, 'tenant.delete');
       s.store.transaction(() => {
         const u = s.store.usage(tenant.id);
@@ -81,8 +84,11 @@ export const tenantRoutes = [
         }
         for (const user of s.store.listUsers({ tenantId: tenant.id })) s.store.deleteUser(user.id);
         s.store.deleteTenant(tenant.id);
-        audit({ action: 'tenant.delete', target: tenant.name, tenantId: tenant.id });
+        audit({ action: 'tenant.delete', target: tenant.name, tenantId: tenant.id, ...(query.quarantine ? { details: { quarantine: true } } : {}) });
       });
+      // Its certificates went with the row; their key files go now. The name is free at once: whoever takes it gets a new id, so nothing below is ever theirs.
+      s.certificates?.files.sweepOrphans();
+      await s.tenantData?.purge(tenant, { quarantine: query.quarantine });
       return { status: 204, body: null };
     },
   }),

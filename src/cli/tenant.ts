@@ -79,10 +79,11 @@ export function registerTenant(program: Command): void {
       emit(c.config.json, await c.request<Tenant>('PATCH', `/v1/tenants/${seg(name)}`, { body: { quota } }), showTenant);
     });
 
-  tenant.command('delete <name>').description('delete an empty tenant, with its users and tokens')
-    .action(async (name: string, _o: object, cmd: Command) => {
+  tenant.command('delete <name>').description('delete an empty tenant, with its users, tokens and files (docroots, logs, KV, snapshot store)')
+    .option('--quarantine', "keep the tenant's files, moved aside to DATA/quarantine/<tenant id>-<time>/")
+    .action(async (name: string, o: { quarantine?: boolean }, cmd: Command) => {
       const c = clientFor(cmd);
-      await c.request('DELETE', `/v1/tenants/${seg(name)}`);
+      await c.request('DELETE', `/v1/tenants/${seg(name)}${o.quarantine ? '?quarantine=true' : ''}`);
       done(c.config.json, `deleted tenant ${name}`, { deleted: 'tenant', name });
     });
 }

@@ -134,6 +134,13 @@ export interface LevelDriver {
    * (the env level swaps isolates). `source` as at create, or inline `code`.
    */
   redeploy?(id: string, next: { source?: string; code?: string }): Promise<void>;
+  /**
+   * Optional: drop what the driver holds for a deleted tenant beyond its
+   * instances (the env level's KV file, the os level's snapshot store and
+   * parent cgroup), or move it into `quarantine.dir` (under names starting with
+   * `quarantine.prefix`). Called once the tenant has no instance left.
+   */
+  purgeTenant?(tenantId: string, quarantine: { dir: string; prefix: string } | null): Promise<void>;
   /** Optional: drop what a snapshot holds, for drivers whose snapshots outlive calls to `delete`. */
   deleteSnapshot?(tenantId: string, snapshotId: string): Promise<unknown>;
   /**

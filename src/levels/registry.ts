@@ -97,6 +97,22 @@ export class DriverRegistry {
     return failures;
   }
 
+  /**
+   * Has every driver drop (or quarantine) what it holds for a deleted tenant;
+   * unavailable ones too, since their files may still be on disk. Returns the failures.
+   */
+  async purgeTenant(tenantId: string, quarantine: { dir: string; prefix: string } | null): Promise<Array<{ driver: string; error: string }>> {
+    const failures: Array<{ driver: string; error: string }> = [];
+    for (const { driver } of this.#byLevel.values()) {
+      try {
+        await driver.purgeTenant?.(tenantId, quarantine);
+      } catch (e) {
+        failures.push({ driver: driver.id, error: messageOf(e) });
+      }
+    }
+    return failures;
+  }
+
   availableDrivers(): LevelDriver[] {
     return LEVELS.flatMap((level) => {
       const entry = this.#byLevel.get(level);

@@ -64,7 +64,7 @@ before(async () => {
   own = await d.tenantWithUser('own', 'tenant-admin');
   await d.tenantWithUser('other', 'tenant-admin');
   for (const t of ['own', 'other']) {
-    const dir = join(d.daemon.dataDir, 'docroots', t, 'www');
+    const dir = d.docroot(t, 'www');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'index.html'), `hello from ${t}\n`);
   }
@@ -275,14 +275,15 @@ test('the CA certificate is what signed the issued leaves (a fresh LocalCa over 
   assert.equal(readFileSync(join(d.daemon.dataDir, 'ca', 'ca.pem'), 'utf8'), caPem);
 });
 
-test('per-site access logs: JSON lines under logs/sites/<tenant>/<site>.log', async () => {
+test('per-site access logs: JSON lines under logs/sites/<tenant id>/<site>.log', async () => {
   await httpsGetVia('a.own.test', caPem);
   await httpsGetVia('b.own.test', (await d.request('GET', '/v1/tenants/own/certificates', { token: own })).body.items.find((c: { source: string }) => c.source === 'upload').certificate.split(/(?<=-----END CERTIFICATE-----\n)/)[1]);
-  const dir = join(d.daemon.dataDir, 'logs', 'sites', 'own');
+  const ids = new Map(['own', 'other'].map((n) => [n, d.daemon.services.store.getTenantByName(n)!.id]));
+  const dir = join(d.daemon.dataDir, 'logs', 'sites', ids.get('own')!);
   // Workers flush the shared log when they stop; the daemon then drains it into the site files (before, on its timer).
   await d.daemon.close();
   assert.deepEqual(readdirSync(dir).sort(), ['a.own.test.log', 'b.own.test.log', 'z.shared.test.log']);
-  assert.ok(!existsSync(join(d.daemon.dataDir, 'logs', 'sites', 'other', 'a.own.test.log')), 'lines land under their own tenant only');
+  assert.ok(!existsSync(join(d.daemon.dataDir, 'logs', 'sites', ids.get('other')!, 'a.own.test.log')), 'lines land under their own tenant only');
   const lines = readFileSync(join(dir, 'a.own.test.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { site: string; status: number });
   assert.ok(lines.length >= 3);
   assert.ok(lines.every((l) => l.site === 'a.own.test' && l.status === 200));

@@ -37,7 +37,7 @@ before(async () => {
     },
   });
   token = await d.tenantWithUser('shop', 'tenant-admin');
-  const root = join(d.daemon.dataDir, 'docroots', 'shop', 'www');
+  const root = d.docroot('shop', 'www');
   mkdirSync(root, { recursive: true });
   writeFileSync(join(root, 'index.html'), 'shop\n');
   ip2Port = await freePort('127.0.0.2');

@@ -33,8 +33,8 @@ before(async () => {
   tenantToken = await d.tenantWithUser('shop', 'tenant-admin');
   const r = await d.request('POST', '/v1/tenants/shop/sites', { token: tenantToken, body: { hostname: 'www.shop.test', target: { kind: 'static', root: 'www' } } });
   assert.equal(r.status, 201);
-  mkdirSync(join(d.daemon.dataDir, 'docroots', 'shop', 'www'), { recursive: true });
-  writeFileSync(join(d.daemon.dataDir, 'docroots', 'shop', 'www', 'index.html'), 'hi\n');
+  mkdirSync(d.docroot('shop', 'www'), { recursive: true });
+  writeFileSync(d.docroot('shop', 'www', 'index.html'), 'hi\n');
 });
 after(async () => {
   await d.close();

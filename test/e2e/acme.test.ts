@@ -110,8 +110,9 @@ before(async () => {
     acme: { directoryUrl: `https://127.0.0.1:${acmePort}/dir`, directoryCaPem: directoryCa },
   });
   token = readFileSync(daemon.tokenPath, 'utf8').trim();
-  assert.equal((await api('POST', '/v1/tenants', { name: 'shop' })).status, 201);
-  const docroot = join(dir, 'data', 'docroots', 'shop', 'www');
+  const shop = await api('POST', '/v1/tenants', { name: 'shop' });
+  assert.equal(shop.status, 201);
+  const docroot = join(dir, 'data', 'docroots', shop.body.id, 'www');
   mkdirSync(docroot, { recursive: true });
   writeFileSync(join(docroot, 'index.html'), 'the shop\n');
   for (const hostname of ['http01.shop.test', 'alpn.shop.test']) {

@@ -48,7 +48,7 @@ after(async () => {
 const reason = { 'x-strata-reason': 'front door test' };
 
 test('a static site is served from the tenant docroot by name', async () => {
-  const root = join(d.daemon.dataDir, 'docroots', 'acme', 'www');
+  const root = d.docroot('acme', 'www');
   mkdirSync(root, { recursive: true });
   writeFileSync(join(root, 'index.html'), '<h1>acme</h1>');
   const r = await d.request('POST', '/v1/tenants/acme/sites', { body: { hostname: 'www.acme.test', target: { kind: 'static', root: 'www' } }, headers: reason });

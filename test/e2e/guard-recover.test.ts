@@ -55,7 +55,7 @@ after(async () => {
 });
 
 test('a defaced static docroot is served clean again through the gateway', async () => {
-  const root = join(d.daemon.dataDir, 'docroots', 'acme', 'www');
+  const root = d.docroot('acme', 'www');
   mkdirSync(root, { recursive: true });
   writeFileSync(join(root, 'index.html'), '<h1>acme</h1>');
   assert.equal((await d.request('POST', '/v1/tenants/acme/sites', { body: { hostname: 'www.acme.test', target: { kind: 'static', root: 'www' } }, headers: reason })).status, 201);

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { tenantDocroot } from '../../src/control/tenants/tenant-data.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon.js';
 import type { LevelDriver } from '../../src/levels/driver.js';
 
@@ -66,6 +67,13 @@ export class TestDaemon {
     const t = await this.request('POST', '/v1/tenants', { body: { name: tenant, ...(quota ? { quota } : {}) } });
     if (t.status !== 201 && t.status !== 409) throw new Error(`tenant create: ${t.status} ${JSON.stringify(t.body)}`);
     return this.userToken(`${role}-${tenant}-${Math.random().toString(36).slice(2, 8)}`, role, tenant);
+  }
+
+  /** A tenant's docroot area on disk (by its id: `control/tenants/tenant-data.ts`). */
+  docroot(tenant: string, ...below: string[]): string {
+    const t = this.daemon.services.store.getTenantByName(tenant);
+    if (!t) throw new Error(`no tenant '${tenant}'`);
+    return join(tenantDocroot(this.daemon.dataDir, t.id), ...below);
   }
 
   async userToken(name: string, role: string, tenant?: string): Promise<string> {

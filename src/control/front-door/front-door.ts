@@ -2,7 +2,7 @@
  * Keeps the gateway's route table in step with the store: every site, with its
  * target resolved — an instance's site to the address its driver reports, a
  * static site to a directory under the tenant's own docroot area
- * (`DATA_DIR/docroots/<tenant>/…`). Recomputed as a whole on any change to
+ * (`DATA_DIR/docroots/<tenant id>/…`: see `tenant-data.ts`). Recomputed as a whole on any change to
  * sites or instances (coalesced): 10,000 sites compile in milliseconds, and a
  * whole table is what the gateway swaps atomically.
  */
@@ -14,16 +14,15 @@ import type { Store } from '../../store/store.js';
 import type { Instance, Site, StoredListener, Tenant } from '../../store/types.js';
 import type { EventBus } from '../../core/events.js';
 import { neutralCertificate } from '../certificates/neutral-certificate.js';
-
-/** Where a tenant's static sites live; `root` was checked at the API edge to stay inside it. */
-export const tenantDocroot = (dataDir: string, tenant: string): string => join(dataDir, 'docroots', tenant);
+import { tenantDocroot } from '../tenants/tenant-data.js';
 
 /** A store site as the gateway routes it, or null while its instance has no address to send to. */
 export function siteRoute(site: Site, tenant: Tenant, instance: Instance | null, dataDir: string): SiteRoute | null {
   const base = { hostname: site.hostname, tenantId: site.tenantId, ...(site.listeners !== null ? { listeners: site.listeners } : {}) };
   switch (site.target.kind) {
     case 'static':
-      return { ...base, target: { kind: 'static', root: join(tenantDocroot(dataDir, tenant.name), site.target.root) } };
+      // `root` was checked at the API edge to stay inside the tenant's docroot area.
+      return { ...base, target: { kind: 'static', root: join(tenantDocroot(dataDir, tenant.id), site.target.root) } };
     case 'redirect':
       return { ...base, target: { kind: 'redirect', to: site.target.to, status: site.target.status } };
     case 'instance': {

@@ -1,5 +1,5 @@
 /**
- * Per-site access logs: `DATA/logs/sites/<tenant>/<site>.log`, JSON lines,
+ * Per-site access logs: `DATA/logs/sites/<tenant id>/<site>.log`, JSON lines,
  * rotated by size (`<site>.log.1` … `.N`). The gateway's workers append one
  * shared access log (whole lines, O_APPEND, nothing per site on their hot
  * path); the daemon follows that file and sorts each line into its site's file.
@@ -20,7 +20,7 @@ import type { Store } from '../../store/store.js';
 export interface SiteLogOptions {
   /** The gateway's access log, followed from its end at start. */
   accessLogPath: string;
-  /** Root of the per-site files: `<dir>/<tenant>/<site>.log`. */
+  /** Root of the per-site files: `<dir>/<tenant id>/<site>.log` (by id: a later tenant of the same name starts with none). */
   dir: string;
   store: Store;
   /** Rotate a site's file before it grows past this; default 10 MiB. */
@@ -35,8 +35,8 @@ export interface SiteLogOptions {
   reopen?: () => Promise<void>;
 }
 
-export const siteLogFile = (dir: string, tenant: string, site: string): string =>
-  join(dir, tenant, `${site.replace(/^\*/, '_')}.log`);
+export const siteLogFile = (dir: string, tenantId: string, site: string): string =>
+  join(dir, tenantId, `${site.replace(/^\*/, '_')}.log`);
 
 /** `f` → `f.1` → … → `f.<keep>` (the oldest is overwritten). */
 export function rotateFile(file: string, keep: number): void {
@@ -56,7 +56,6 @@ export class SiteLogs {
   #timer: NodeJS.Timeout | null = null;
   #rotation: Promise<void> | null = null;
   #stopped = false;
-  readonly #tenantNames = new Map<string, string | null>();
 
   constructor(private readonly o: SiteLogOptions) {
     if (existsSync(o.accessLogPath)) {
@@ -98,8 +97,9 @@ export class SiteLogs {
     const cut = text.lastIndexOf('\n');
     this.#partial = text.slice(cut + 1);
     const bySite = new Map<string, string[]>();
+    const known = new Map<string, boolean>();
     for (const line of text.slice(0, cut + 1).split('\n')) {
-      const file = line === '' ? null : this.fileFor(line);
+      const file = line === '' ? null : this.fileFor(line, known);
       if (file === null) continue;
       let lines = bySite.get(file);
       if (!lines) bySite.set(file, (lines = []));
@@ -139,7 +139,8 @@ export class SiteLogs {
     this.drain();
   }
 
-  private fileFor(line: string): string | null {
+  /** `known`: tenant ids already looked up in this batch (asked anew each batch: a tenant deleted since gets no more lines). */
+  private fileFor(line: string, known: Map<string, boolean>): string | null {
     let entry: { site?: unknown; tenant?: unknown };
     try {
       entry = JSON.parse(line) as typeof entry;
@@ -147,13 +148,10 @@ export class SiteLogs {
       return null;
     }
     if (typeof entry.site !== 'string' || typeof entry.tenant !== 'string' || entry.site === '-') return null;
-    const tenant = this.tenantName(entry.tenant);
-    return tenant === null ? null : siteLogFile(this.o.dir, tenant, entry.site);
-  }
-
-  private tenantName(id: string): string | null {
-    if (!this.#tenantNames.has(id)) this.#tenantNames.set(id, this.o.store.getTenant(id)?.name ?? null);
-    return this.#tenantNames.get(id)!;
+    // A line of a tenant deleted since is nobody's: its directory is gone and stays gone.
+    let exists = known.get(entry.tenant);
+    if (exists === undefined) known.set(entry.tenant, (exists = this.o.store.getTenant(entry.tenant) !== null));
+    return exists ? siteLogFile(this.o.dir, entry.tenant, entry.site) : null;
   }
 
   /** Appends in as few writes as the size limit allows, rotating whenever the next line would cross it. */

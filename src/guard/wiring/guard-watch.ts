@@ -26,7 +26,7 @@ import type { DriverRegistry } from '../../levels/registry.js';
 import type { Store } from '../../store/store.js';
 import type { Instance } from '../../store/types.js';
 import type { EventBus } from '../../core/events.js';
-import { tenantDocroot } from '../../control/front-door/front-door.js';
+import { docrootScope, tenantDocroot } from '../../control/tenants/tenant-data.js';
 import { leversFor, type InstanceTree } from './guard-levers.js';
 import type { GuardTarget } from './guard-target.js';
 
@@ -317,8 +317,8 @@ export class GuardWatch {
     for (const site of this.#o.store.listSites()) {
       const tenant = tenants.get(site.tenantId);
       if (site.target.kind !== 'static' || !tenant) continue;
-      const root = join(tenantDocroot(this.#o.dataDir, tenant.name), site.target.root);
-      wanted.set(`docroot:${tenant.name}/${site.target.root}`, { root, tenantId: tenant.id });
+      const root = join(tenantDocroot(this.#o.dataDir, tenant.id), site.target.root);
+      wanted.set(docrootScope(tenant.id, site.target.root), { root, tenantId: tenant.id });
     }
     for (const scope of this.#o.monitor.scopes()) {
       if (scope.startsWith('docroot:') && !wanted.has(scope)) await this.#o.monitor.unwatch(scope, { forget: true });

@@ -21,6 +21,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { isAbsolute, join } from 'node:path';
+import { discard } from '../../core/discard.js';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { StrataError, notFound } from '../../core/errors.js';
 import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
@@ -236,6 +237,13 @@ export class EnvDriver implements LevelDriver {
     source.on('error', (e) => text.destroy(e));
     text.on('close', () => source.destroy());
     return source.pipe(text);
+  }
+
+  /** A deleted tenant's KV file goes (or into quarantine): a later tenant never opens it, whatever its name. */
+  async purgeTenant(tenantId: string, quarantine: { dir: string; prefix: string } | null): Promise<void> {
+    if (!SAFE_ID.test(tenantId)) return;
+    this.#kv?.closeTenant(tenantId);
+    await discard(join(this.#stateDir, 'tenants', tenantId), quarantine && { dir: quarantine.dir, as: `${quarantine.prefix}env-kv` });
   }
 
   async cleanup(): Promise<void> {

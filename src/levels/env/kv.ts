@@ -40,7 +40,7 @@ export class KvStores {
   #db(tenantId: string): Db {
     let db = this.#dbs.get(tenantId);
     if (db) return db;
-    const dir = join(this.root, tenantId);
+    const dir = this.dir(tenantId);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     db = new Database(join(dir, 'kv.sqlite'));
     db.pragma('journal_mode = WAL');
@@ -123,6 +123,17 @@ export class KvStores {
       }
       db.prepare('INSERT INTO usage (ns, bytes) VALUES (?, ?) ON CONFLICT (ns) DO UPDATE SET bytes = excluded.bytes').run(ns.namespace, bytes);
     })();
+  }
+
+  /** The directory holding a tenant's file. */
+  dir(tenantId: string): string {
+    return join(this.root, tenantId);
+  }
+
+  /** Closes a tenant's file (before it is removed); a later call opens it anew. */
+  closeTenant(tenantId: string): void {
+    this.#dbs.get(tenantId)?.close();
+    this.#dbs.delete(tenantId);
   }
 
   close(): void {

@@ -31,6 +31,7 @@ import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { discard } from '../../core/discard.js';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { InvalidStateTransition, StrataError, conflict, notFound } from '../../core/errors.js';
 import type { Level, Quota } from '../../store/types.js';
@@ -287,6 +288,16 @@ export class OsDriver implements LevelDriver {
    * so a re-created parent gets them again.
    */
   /** The tenant's quota as limits on its parent cgroup: vCPUs, memory, and pids for its instances. */
+  /**
+   * A deleted tenant's snapshot store goes (or into quarantine), and its parent
+   * cgroup with it. Its id range and /24 stay allocated: indexes are never reused.
+   */
+  async purgeTenant(tenantId: string, quarantine: { dir: string; prefix: string } | null): Promise<void> {
+    await this.snapshots.locked(tenantId, () =>
+      discard(this.snapshots.tenantDir(tenantId), quarantine && { dir: quarantine.dir, as: `${quarantine.prefix}os-snapshots` }));
+    if (this.#cgroups && (await this.#allocations.instancesOf(tenantId)).length === 0) await this.#cgroups.removeTenant(tenantId);
+  }
+
   async setTenantQuota(tenantId: string, quota: Quota): Promise<void> {
     await this.setTenantLimits(tenantId, { vcpus: quota.vcpus, memoryMiB: quota.memoryMiB, pids: PIDS_PER_INSTANCE * Math.max(1, quota.instances) });
   }

@@ -14,7 +14,7 @@ test('upstreamOf: own address takes the site port; a loopback service port wins;
 test('siteRoute: static roots stay under the tenant docroot; instance sites wait for a running instance', () => {
   const tenant: Tenant = { id: 'tn_1', name: 'acme', quota: { instances: 1, vcpus: 1, memoryMiB: 1, diskMiB: 1, sites: 1 }, createdAt: '' };
   const site = (target: Site['target']): Site => ({ id: 'si_1', tenantId: 'tn_1', hostname: 'a.example', target, listeners: null, createdAt: '' });
-  assert.deepEqual(siteRoute(site({ kind: 'static', root: 'www' }), tenant, null, '/data')?.target, { kind: 'static', root: '/data/docroots/acme/www' });
+  assert.deepEqual(siteRoute(site({ kind: 'static', root: 'www' }), tenant, null, '/data')?.target, { kind: 'static', root: '/data/docroots/tn_1/www' });
   const inst = { actualState: 'stopped', info: { address: '10.0.0.2' } } as unknown as Instance;
   assert.equal(siteRoute(site({ kind: 'instance', instance: 'web', port: 80 }), tenant, inst, '/data'), null);
   assert.deepEqual(siteRoute(site({ kind: 'instance', instance: 'web', port: 80 }), tenant, { ...inst, actualState: 'running' }, '/data')?.target,

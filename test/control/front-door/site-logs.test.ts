@@ -26,9 +26,9 @@ test('sorts lines per tenant and site, keeps partial lines, drops unrouted ones,
   const line = (site: string, n: number) => JSON.stringify({ site, tenant: site === '-' ? '-' : t.id, status: 200, n });
   appendFileSync(log, `${line('a.test', 1)}\n${line('-', 2)}\n${line('*.w.test', 3)}\n${line('a.test', 4).slice(0, 10)}`);
   logs.drain();
-  const a = siteLogFile(join(dir, 'sites'), 'acme', 'a.test');
+  const a = siteLogFile(join(dir, 'sites'), t.id, 'a.test');
   assert.deepEqual(readFileSync(a, 'utf8').trim().split('\n').map((l) => JSON.parse(l).n), [1]);
-  assert.ok(existsSync(join(dir, 'sites', 'acme', '_.w.test.log')));
+  assert.ok(existsSync(join(dir, 'sites', t.id, '_.w.test.log')), 'by the tenant id, never its name');
   appendFileSync(log, `${line('a.test', 4).slice(10)}\n`);
   logs.drain();
   assert.deepEqual(readFileSync(a, 'utf8').trim().split('\n').map((l) => JSON.parse(l).n), [1, 4], 'the split line joined');
@@ -79,7 +79,7 @@ test('the shared access log rotates under live workers: renamed, reopened by eve
   assert.ok(existsSync(`${accessLog}.3`) && !existsSync(`${accessLog}.4`), 'three rotated files kept');
   // The live file was started anew by the workers after the last rotation.
   assert.ok(statSync(accessLog).size < statSync(`${accessLog}.1`).size + 4096);
-  const site = siteLogFile(join(root, 'sites'), 'shop', 'shop.test');
+  const site = siteLogFile(join(root, 'sites'), t.id, 'shop.test');
   const seen = [site, `${site}.1`, `${site}.2`, `${site}.3`, `${site}.4`, `${site}.5`].filter(existsSync)
     .flatMap((f) => readFileSync(f, 'utf8').trim().split('\n').map((l) => Number(new URL(JSON.parse(l).url, 'http://x').searchParams.get('n'))));
   assert.equal(seen.length, total, 'every request copied exactly once into the site log');
