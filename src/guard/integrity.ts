@@ -26,7 +26,7 @@ export interface GuardPort {
 }
 
 export interface WatchedTree {
-  /** `instance:<id>`, `docroot:<tenant>/<dir>`, `strata:self`. */
+  /** `instance:<id>`, `docroot:<tenant id>/<dir>`, `strata:self`. */
   scope: string;
   root: string;
   /** Globs over paths as the tree's user sees them; default all. */
