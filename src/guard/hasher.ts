@@ -6,12 +6,10 @@
  * first use.
  */
 import { availableParallelism } from 'node:os';
-import { readdir } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { FileDigest, HashReply, HashRequest } from './hash-worker.js';
+import type { FileDigest, HashReply, HashRequest, WalkEntry } from './hash-worker.js';
 
-export type { FileDigest } from './hash-worker.js';
+export type { FileDigest, InodeFacts, WalkEntry } from './hash-worker.js';
 
 export interface HasherOptions {
   /** Worker threads; default the number of cores. */
@@ -23,8 +21,8 @@ export interface HasherOptions {
 export class Hasher {
   readonly #workers: Worker[] = [];
   readonly #idle: Worker[] = [];
-  readonly #queue: { req: HashRequest; resolve: (r: FileDigest[]) => void; reject: (e: Error) => void }[] = [];
-  readonly #inFlight = new Map<Worker, { resolve: (r: FileDigest[]) => void; reject: (e: Error) => void }>();
+  readonly #queue: Job[] = [];
+  readonly #inFlight = new Map<Worker, Job>();
   readonly #batchSize: number;
   readonly #threads: number;
   #nextId = 0;
@@ -38,15 +36,31 @@ export class Hasher {
   /** Hashes the files, in the order given. A file that cannot be read answers `{ error }`. */
   async hashFiles(paths: readonly string[]): Promise<FileDigest[]> {
     if (this.#closed) throw new Error('hasher is closed');
-    // Workers start on first use: a daemon with nothing to hash pays for no threads.
-    while (this.#workers.length < this.#threads) this.#spawn();
     const batches: Promise<FileDigest[]>[] = [];
     for (let i = 0; i < paths.length; i += this.#batchSize) {
-      const req: HashRequest = { id: this.#nextId++, paths: paths.slice(i, i + this.#batchSize) };
-      batches.push(new Promise((resolve, reject) => this.#queue.push({ req, resolve, reject })));
+      batches.push(this.#submit({ id: this.#nextId++, type: 'hash', paths: paths.slice(i, i + this.#batchSize) }).then((r) => ('results' in r ? r.results : [])));
     }
-    this.#dispatch();
     return (await Promise.all(batches)).flat();
+  }
+
+  /**
+   * Every entry under `root` whose '/'-prefixed path one of `include` matches,
+   * with its inode facts (lstat: symlinks are entries, never followed), walked
+   * on a worker thread. Rejects when the root itself cannot be read.
+   */
+  async walk(root: string, include: readonly RegExp[]): Promise<WalkEntry[]> {
+    const reply = await this.#submit({ id: this.#nextId++, type: 'walk', root, include: [...include] });
+    if ('error' in reply) throw Object.assign(new Error(`${reply.error}: cannot walk ${root}`), { code: reply.error });
+    return 'entries' in reply ? reply.entries : [];
+  }
+
+  #submit(req: HashRequest): Promise<HashReply> {
+    if (this.#closed) return Promise.reject(new Error('hasher is closed'));
+    // Workers start on first use: a daemon with nothing to hash pays for no threads.
+    while (this.#workers.length < this.#threads) this.#spawn();
+    const done = new Promise<HashReply>((resolve, reject) => this.#queue.push({ req, resolve, reject }));
+    this.#dispatch();
+    return done;
   }
 
   async hashFile(path: string): Promise<FileDigest> {
@@ -63,7 +77,7 @@ export class Hasher {
     const worker = new Worker(new URL('./hash-worker.js', import.meta.url));
     worker.unref();
     worker.on('message', (reply: HashReply) => {
-      this.#inFlight.get(worker)?.resolve(reply.results);
+      this.#inFlight.get(worker)?.resolve(reply);
       this.#inFlight.delete(worker);
       this.#idle.push(worker);
       this.#dispatch();
@@ -93,14 +107,4 @@ export class Hasher {
   }
 }
 
-/** Every regular file under `root`, as paths relative to it with '/' separators, sorted. Symlinks are not followed. */
-export async function listFiles(root: string): Promise<string[]> {
-  const entries = await readdir(root, { recursive: true, withFileTypes: true });
-  const files: string[] = [];
-  for (const entry of entries) {
-    if (!entry.isFile()) continue;
-    const rel = relative(root, join(entry.parentPath ?? entry.path, entry.name));
-    files.push(sep === '/' ? rel : rel.split(sep).join('/'));
-  }
-  return files.sort();
-}
+interface Job { req: HashRequest; resolve: (r: HashReply) => void; reject: (e: Error) => void }

@@ -100,7 +100,7 @@ test('recover on a docroot puts back changed and removed files and deletes added
   writeFileSync(join(root, 'index.html'), '<h1>pwned</h1>');
   writeFileSync(join(root, 'shell.php'), '<?php system($_GET[1]);');
   const restored = await s.monitor.restore('docroot:acme/site');
-  assert.deepEqual(restored.restored.sort(), ['img/logo.svg', 'index.html']);
+  assert.deepEqual(restored.restored.sort(), ['img', 'img/logo.svg', 'index.html']);
   assert.deepEqual(restored.removed, ['shell.php']);
   assert.equal(readFileSync(join(root, 'index.html'), 'utf8'), '<h1>clean</h1>');
   assert.equal(readFileSync(join(root, 'img', 'logo.svg'), 'utf8'), '<svg/>');
@@ -121,7 +121,7 @@ test('the schedule reports what changed while nothing watched: added, removed an
   writeFileSync(join(root, 'c.js'), 'c');
   const report = await s.monitor.verify('instance:i9');
   assert.deepEqual({ changed: report.changed, added: report.added, removed: report.removed },
-    { changed: [{ path: 'a.js', expected: sha('a'), actual: sha('A') }], added: ['c.js'], removed: ['b.js'] });
+    { changed: [{ path: 'a.js', expected: sha('a'), actual: sha('A'), changes: ['ctime', 'content'] }], added: ['c.js'], removed: ['b.js'] });
   const found = () => s.seen.filter((e) => e.kind === 'integrity.mismatch').map((e) => `${e.fields['integrity.status']} ${e.fields['file.path']}`).sort();
   assert.deepEqual(found(), ['added /c.js', 'changed /a.js', 'removed /b.js']);
   await s.monitor.verify('instance:i9');

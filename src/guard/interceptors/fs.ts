@@ -10,7 +10,15 @@
  * was removed, appeared among the critical files, or its stored row was forged.
  * The same mismatch (same path, same new content) is reported once.
  *
- * One inotify watch per directory (`fs.watch` on each, not Node 20's
+ * Watches follow inodes, not only names: one inotify watch per directory
+ * (names appearing, going, renamed; attributes of its entries) and one per
+ * regular file (`fs.watch` on a file watches its inode), so a write through a
+ * hard link made outside the tree, a `chmod` or a new link to the file is
+ * seen although no watched directory is touched. While `hold()` is on (a
+ * restore writing the tree), changes are only collected; `release()` checks
+ * them then, against the baseline as the restore left it.
+ *
+ * Directory watches are `fs.watch` on each directory, not Node 20's
  * `recursive: true`: on Linux that one is emulated in JavaScript and its
  * latency grows with the number of files — 60 ms at 10,000 files here, against
  * ~2 ms for per-directory watches). Directories created later are watched as
@@ -18,9 +26,9 @@
  * a fresh directory goes unseen.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ChecksumDb, FileCheck } from '../checksums.js';
+import { type ChecksumDb, type FileCheck } from '../checksums.js';
 import type { EventLevel, FieldValue, GuardEvent } from '../event.js';
 import type { Emit, Interceptor } from '../interceptor.js';
 
@@ -31,8 +39,12 @@ export interface FileInterceptorOptions {
   level: EventLevel;
   /** Fields added to every event, e.g. `{ 'instance.role': 'web' }`, for rules to match on. */
   labels?: Record<string, FieldValue>;
-  /** Re-verify changed files against this scope's baseline. */
-  integrity?: { checksums: ChecksumDb; scope: string };
+  /**
+   * Re-verify changed entries against this scope's baseline; `reported`
+   * (path → fingerprint of the finding last reported) may be shared with
+   * whoever else reports on the scope, so one tamper is one alert.
+   */
+  integrity?: { checksums: ChecksumDb; scope: string; reported?: Map<string, string> };
   /** Only these directories below the root (relative, e.g. `dist`); default the whole root. Paths stay relative to the root. */
   dirs?: string[];
   /** Only these files (relative paths) are reported; others changing beside them (a log) are ignored. */
@@ -44,18 +56,23 @@ export class FileInterceptor implements Interceptor {
   readonly #opts: FileInterceptorOptions;
   /** Directory (relative to the root, '' for the root) → its watcher. */
   readonly #watchers = new Map<string, FSWatcher>();
+  /** Regular file (relative to the root) → the watcher on its inode. */
+  readonly #fileWatchers = new Map<string, FSWatcher>();
+  /** Changes seen while held, checked on release. */
+  #held: Set<string> | undefined;
   #running = false;
   #emit: Emit | undefined;
   readonly #checking = new Set<string>();
   readonly #changedAgain = new Set<string>();
   /** path → the last mismatch reported for it, so one tamper is one alert. */
-  readonly #reported = new Map<string, string>();
+  readonly #reported: Map<string, string>;
   readonly #inFlight = new Set<Promise<void>>();
   readonly #only: Set<string> | null;
 
   constructor(opts: FileInterceptorOptions) {
     this.#opts = opts;
     this.#only = opts.files ? new Set(opts.files) : null;
+    this.#reported = opts.integrity?.reported ?? new Map();
     this.id = `fs:${opts.integrity?.scope ?? opts.root}`;
   }
 
@@ -72,8 +89,9 @@ export class FileInterceptor implements Interceptor {
 
   async stop(): Promise<void> {
     this.#running = false;
-    for (const w of this.#watchers.values()) w.close();
+    for (const w of [...this.#watchers.values(), ...this.#fileWatchers.values()]) w.close();
     this.#watchers.clear();
+    this.#fileWatchers.clear();
     while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight]);
     this.#emit = undefined;
   }
@@ -97,28 +115,70 @@ export class FileInterceptor implements Interceptor {
     for (const entry of entries) {
       const rel = dir === '' ? entry.name : `${dir}/${entry.name}`;
       if (entry.isDirectory()) await this.#watchTree(rel, reportFiles);
-      else if (reportFiles) this.#changed(rel, 'rename');
+      else {
+        if (entry.isFile()) this.#watchFile(rel);
+        if (reportFiles) this.#changed(rel, 'rename');
+      }
     }
+  }
+
+  /**
+   * Watches the file's inode (again: a name that was replaced now names another
+   * inode). The kernel keeps one watch per inode, so a file with two names in
+   * the tree costs one.
+   */
+  #watchFile(rel: string): void {
+    if (!this.#running || (this.#only && !this.#only.has(rel))) return;
+    this.#fileWatchers.get(rel)?.close();
+    this.#fileWatchers.delete(rel);
+    try {
+      const w = watch(join(this.#opts.root, rel), { persistent: false }, (eventType) => this.#changed(rel, eventType === 'rename' ? 'gone' : 'change'));
+      w.on('error', () => { w.close(); if (this.#fileWatchers.get(rel) === w) this.#fileWatchers.delete(rel); });
+      this.#fileWatchers.set(rel, w);
+    } catch { /* gone already: its directory reported it */ }
+  }
+
+  /** Collects changes without checking them (a restore is writing the tree). */
+  hold(): void {
+    this.#held ??= new Set();
+  }
+
+  /** Checks what changed while held; resolves once those checks are done. */
+  async release(): Promise<void> {
+    const held = this.#held;
+    this.#held = undefined;
+    for (const rel of held ?? []) this.#check(rel);
+    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight]);
+  }
+
+  /** Watched inodes: directories and files (measurement, tests). */
+  watches(): { dirs: number; files: number } {
+    return { dirs: this.#watchers.size, files: this.#fileWatchers.size };
   }
 
   #unwatch(dir: string): void {
-    for (const [d, w] of this.#watchers) {
-      if (d === dir || d.startsWith(dir + '/')) { w.close(); this.#watchers.delete(d); }
+    for (const map of [this.#watchers, this.#fileWatchers]) {
+      for (const [d, w] of map) {
+        if (d === dir || d.startsWith(dir + '/')) { w.close(); map.delete(d); }
+      }
     }
   }
 
+  /** `eventType`: 'rename' (a name in a directory), 'change' (data or attributes), 'gone' (a file's inode lost its name). */
   #changed(rel: string, eventType: string): void {
     if (this.#only && !this.#only.has(rel)) return;
-    this.#event('file.write', 'notice', { 'file.path': '/' + rel, 'file.op': eventType === 'rename' ? 'rename' : 'write' });
+    this.#event('file.write', 'notice', { 'file.path': '/' + rel, 'file.op': eventType === 'change' ? 'write' : 'rename' });
     if (this.#opts.integrity) this.#check(rel);
     if (eventType === 'rename') this.#track(this.#renamed(rel));
+    else if (eventType === 'gone') this.#track(this.#renamed(rel));
   }
 
-  /** A name appeared or went: watch it if it is a new directory, forget it if it was one. */
+  /** A name appeared or went: watch what it names now (a new directory, another file's inode), forget it if it is gone. */
   async #renamed(rel: string): Promise<void> {
-    const st = await stat(join(this.#opts.root, rel)).catch(() => undefined);
+    const st = await lstat(join(this.#opts.root, rel)).catch(() => undefined);
     if (st?.isDirectory()) await this.#watchTree(rel, true);
-    else if (!st && this.#watchers.has(rel)) this.#unwatch(rel);
+    else if (st?.isFile()) this.#watchFile(rel);
+    else if (this.#watchers.has(rel) || this.#fileWatchers.has(rel)) this.#unwatch(rel);
   }
 
   #event(kind: string, priority: GuardEvent['priority'], fields: Record<string, FieldValue>): void {
@@ -127,6 +187,7 @@ export class FileInterceptor implements Interceptor {
   }
 
   #check(rel: string): void {
+    if (this.#held) { this.#held.add(rel); return; }
     if (this.#checking.has(rel)) { this.#changedAgain.add(rel); return; }
     this.#checking.add(rel);
     this.#track(this.#verify(rel).finally(() => {
@@ -149,14 +210,29 @@ export class FileInterceptor implements Interceptor {
       this.#event('guard.interceptor_error', 'error', { 'interceptor.id': this.id, 'file.path': '/' + rel, error: (err as Error).message });
       return;
     }
-    if (check.status === 'unchanged' || check.status === 'untracked') { this.#reported.delete(rel); return; }
-    const fingerprint = check.status === 'changed' ? `changed:${check.actual}` : check.status;
-    if (this.#reported.get(rel) === fingerprint) return;
-    this.#reported.set(rel, fingerprint);
-    this.#event('integrity.mismatch', 'critical', {
-      'file.path': '/' + rel, 'integrity.status': check.status, 'integrity.scope': scope,
-      ...(check.status === 'changed' ? { 'integrity.expected': check.expected, 'integrity.actual': check.actual } : {}),
-      ...(check.status === 'unreadable' ? { error: check.error } : {}),
-    });
+    const finding = describeFinding(check);
+    if (!finding) { this.#reported.delete(rel); return; }
+    if (this.#reported.get(rel) === finding.fingerprint) return;
+    this.#reported.set(rel, finding.fingerprint);
+    this.#event('integrity.mismatch', 'critical', { ...finding.fields, 'integrity.scope': scope });
   }
+}
+
+/**
+ * A finding as event fields, and its fingerprint: the same finding (same
+ * status, same new content, same kinds of change) is reported once.
+ */
+export function describeFinding(check: FileCheck): { fingerprint: string; fields: Record<string, FieldValue> } | null {
+  if (check.status === 'unchanged' || check.status === 'untracked') return null;
+  const fields: Record<string, FieldValue> = { 'file.path': '/' + check.path, 'integrity.status': check.status };
+  let fingerprint: string = check.status;
+  if (check.status === 'changed') {
+    Object.assign(fields, { 'integrity.expected': check.expected, 'integrity.actual': check.actual, 'integrity.changes': check.changes.join(',') });
+    fingerprint = `changed:${check.actual}:${check.changes.join(',')}`;
+  } else if (check.status === 'added') {
+    fields['file.type'] = check.kind;
+  } else if (check.status === 'unreadable') {
+    fields.error = check.error;
+  }
+  return { fingerprint, fields };
 }
