@@ -216,8 +216,8 @@ export class IntegrityMonitor {
     const knownGood = this.#opts.knownGood;
     const interceptor = this.#interceptors.get(scope);
     // The restore's own writes are no findings: collected while it runs, checked once the baseline says what they left.
-    interceptor?.hold();
     try {
+      await interceptor?.hold();
       return await this.#exclusive(scope, async () => {
         const report = await this.#opts.checksums.verify(scope);
         if (report.tampered.baseline || report.tampered.rows.length > 0) throw new Error(`the checksum DB's baseline of ${scope} is not authentic: refusing to restore from it`);

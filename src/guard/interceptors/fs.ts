@@ -138,9 +138,10 @@ export class FileInterceptor implements Interceptor {
     } catch { /* gone already: its directory reported it */ }
   }
 
-  /** Collects changes without checking them (a restore is writing the tree). */
-  hold(): void {
+  /** Collects changes without checking them (a restore is about to write the tree); resolves once the checks under way are done. */
+  async hold(): Promise<void> {
     this.#held ??= new Set();
+    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight]);
   }
 
   /** Checks what changed while held; resolves once those checks are done. */
