@@ -48,6 +48,8 @@ export interface WatchedTree {
   labels?: Record<string, FieldValue>;
   /** Keep known-good copies of its files so `restore` can put them back (docroots). */
   keepCopies?: boolean;
+  /** Its stat-only sweep at most this often (a large tree: Strata's own install); default every sweep. */
+  sweepEveryMs?: number;
 }
 
 export interface IntegrityMonitorOptions {
@@ -70,6 +72,8 @@ export class IntegrityMonitor {
   readonly #interceptors = new Map<string, FileInterceptor>();
   /** scope → its verification, sweep or restore under way: one at a time per tree. */
   readonly #busy = new Map<string, Promise<unknown>>();
+  /** scope → when its last sweep started. */
+  readonly #lastSweep = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
@@ -176,8 +180,11 @@ export class IntegrityMonitor {
   }
 
   async sweepAll(): Promise<void> {
-    for (const scope of [...this.#trees.keys()]) {
-      if (!this.#trees.has(scope)) continue;
+    for (const [scope, tree] of [...this.#trees]) {
+      if (this.#trees.get(scope) !== tree) continue;
+      const now = Date.now();
+      if (tree.sweepEveryMs && now - (this.#lastSweep.get(scope) ?? 0) < tree.sweepEveryMs) continue;
+      this.#lastSweep.set(scope, now);
       // A tree whose root went (a container stopping) is no finding: its watch is about to go too.
       await this.sweep(scope).catch(() => undefined);
     }

@@ -39,7 +39,8 @@ test(`a tree of ${FILES.toLocaleString('en')} files is baselined, and a verify n
     assert.deepEqual(report.changed.map((c) => c.path), ['d7/f7.txt']);
     assert.deepEqual(report.removed, ['d8/f8.txt']);
     assert.deepEqual(report.added, ['d9/new.txt']);
-    assert.equal(report.files, FILES);
+    assert.equal(report.files, summary.entries, 'every file and directory, the root too');
+    assert.equal(summary.entries, FILES + FILES / perDir + 1);
     assert.deepEqual(report.tampered, { baseline: false, rows: [] });
     assert.equal((await checksums.verifyFile('instance:big', 'd7/f7.txt')).status, 'changed');
   } finally {

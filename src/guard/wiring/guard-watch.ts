@@ -53,6 +53,7 @@ export interface GuardWatchOptions {
 
 /** What of Strata's install the guard checks: its code (not its compiled tests), its dependencies, its CLI and its rules. */
 export const SELF_DIRS = ['dist/src', 'node_modules', 'bin', 'rules'];
+const SELF_SWEEP_MS = 60_000;
 
 export class GuardWatch {
   readonly #o: GuardWatchOptions;
@@ -105,6 +106,8 @@ export class GuardWatch {
         const dirs = SELF_DIRS.filter((d) => existsSync(join(root, d)));
         const s = await this.#o.monitor.watch({
           scope: 'strata:self', root, include: dirs.map((d) => `/${d}/**`), dirs, tenantId: null, instanceId: null, level: 'host',
+          // Tens of thousands of entries (~0.5 s of a core per walk): every file's inode is watched, the sweep is the backstop.
+          sweepEveryMs: SELF_SWEEP_MS,
         });
         this.#o.log.info({ files: s.files, bytes: s.bytes }, 'guard: baselined Strata\'s own files');
       });
