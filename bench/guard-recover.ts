@@ -101,7 +101,7 @@ export default async function guardRecover(opts: BenchOptions): Promise<BenchRes
     mkdirSync(docroot, { recursive: true });
     writeFileSync(join(docroot, 'index.html'), '<h1>clean</h1>');
     await call('POST', '/v1/tenants/bench/sites', { hostname: 'www.bench.test', target: { kind: 'static', root: 'www' } });
-    await until(() => monitor.tree('docroot:bench/www'));
+    await until(() => monitor.tree(`docroot:${tenant.id}/www`));
     await untilClean(port, 'www.bench.test', '<h1>clean</h1>', performance.now());
     for (let i = 0; i < staticRounds; i++) {
       const start = performance.now();

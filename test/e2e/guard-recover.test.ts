@@ -60,7 +60,7 @@ test('a defaced static docroot is served clean again through the gateway', async
   writeFileSync(join(root, 'index.html'), '<h1>acme</h1>');
   assert.equal((await d.request('POST', '/v1/tenants/acme/sites', { body: { hostname: 'www.acme.test', target: { kind: 'static', root: 'www' } }, headers: reason })).status, 201);
   await until(async () => (await visit('www.acme.test')).body === '<h1>acme</h1>', 5000, 'the site');
-  await until(() => d.daemon.integrity.monitor.tree('docroot:acme/www'), 5000, 'the docroot baseline');
+  await until(() => d.daemon.integrity.monitor.tree(`docroot:${d.daemon.services.store.getTenantByName('acme')!.id}/www`), 5000, 'the docroot baseline');
 
   writeFileSync(join(root, 'index.html'), '<h1>hacked by x</h1>');
   writeFileSync(join(root, 'backdoor.php'), '<?php eval($_POST[1]);');
