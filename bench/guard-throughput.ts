@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { EventBus } from '../src/core/events.js';
 import type { ActuatorTarget } from '../src/guard/actuator.js';
-import type { GuardEvent } from '../src/guard/event.js';
+import type { GuardEvent } from '../src/core/guard-event.js';
 import { Guard } from '../src/guard/guard.js';
 import { loadDefaultRuleset } from '../src/guard/rules.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';

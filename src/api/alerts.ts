@@ -1,7 +1,7 @@
 /** `/v1/alerts`: what the guard raised. Providers and auditors see all; a tenant sees its own. */
 import { z } from 'zod';
 import { authorize, isTenantRole } from '../auth/policy.js';
-import { PRIORITIES } from '../guard/event.js';
+import { PRIORITIES } from '../core/guard-event.js';
 import { tenantFor } from './lookup.js';
 import { defineRoute } from './route.js';
 import { Name } from './schemas.js';

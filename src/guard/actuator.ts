@@ -25,7 +25,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AuditActor, AuditEntryInput } from '../audit/log.js';
 import type { EventBus } from '../core/events.js';
-import type { EventLevel, FieldValue, Priority } from './event.js';
+import type { EventLevel, FieldValue, Priority } from '../core/guard-event.js';
 import type { Match } from './evaluator.js';
 import type { Action } from './rules.js';
 

@@ -15,7 +15,7 @@
  * `eval`, nothing re-parsed per event. A comparison on a field the event lacks
  * is false.
  */
-import { fieldOf, type GuardEvent } from './event.js';
+import { fieldOf, type GuardEvent } from '../core/guard-event.js';
 
 export type Condition =
   | { type: 'and' | 'or'; left: Condition; right: Condition }

@@ -10,7 +10,7 @@
  * the ruleset, or set at run time by `setOverride`) disable a rule or change
  * its action for one tenant.
  */
-import type { GuardEvent, Priority } from './event.js';
+import type { GuardEvent, Priority } from '../core/guard-event.js';
 import type { Warning } from './pool.js';
 import { fixtureEvents, type Action, type CompiledRule, type FixtureEvent, type Ruleset, type TenantOverride } from './rules.js';
 

@@ -14,10 +14,10 @@
  * lasting record.
  */
 import type { EventBus } from '../core/events.js';
-import { priorityRank, type GuardEvent, type Priority } from './event.js';
+import { priorityRank, type GuardEvent, type Priority } from '../core/guard-event.js';
 import { Actuator, type ActuatorTarget, type Alert, type AuditSink } from './actuator.js';
 import { Evaluator } from './evaluator.js';
-import type { Interceptor } from './interceptor.js';
+import type { Interceptor } from '../core/interceptor.js';
 import { WarningPool, type PoolOptions, type RecordOutcome } from './pool.js';
 import { OperatorSessions } from './sessions.js';
 import type { Ruleset, TenantOverride } from './rules.js';

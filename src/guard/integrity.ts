@@ -18,8 +18,8 @@
  * the same finding is reported once until the entry is whole again, by the
  * interceptor and the schedules alike.
  */
-import type { FieldValue, GuardEvent, EventLevel } from './event.js';
-import type { Emit, Interceptor } from './interceptor.js';
+import type { FieldValue, GuardEvent, EventLevel } from '../core/guard-event.js';
+import type { Emit, Interceptor } from '../core/interceptor.js';
 import type { BaselineSummary, ChecksumDb, FileCheck, VerifyReport } from './checksums.js';
 import { describeFinding, FileInterceptor } from './interceptors/fs.js';
 import type { KnownGoodStore, RestoreReport } from './recovery.js';

@@ -16,7 +16,7 @@
  * `record` is O(1) and never evaluates anything: evaluation happens later, off
  * the interceptor's path, when the guard drains the pool.
  */
-import { PRIORITIES, priorityRank, type GuardEvent, type Priority } from './event.js';
+import { PRIORITIES, priorityRank, type GuardEvent, type Priority } from '../core/guard-event.js';
 
 export interface Warning {
   event: GuardEvent;

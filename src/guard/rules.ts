@@ -13,7 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { StrataError } from '../core/errors.js';
 import { compileCondition, ConditionError, kindsOf, parseCondition, type Condition, type Predicate } from './condition.js';
-import { fieldOf, PRIORITIES, type FieldValue, type GuardEvent, type Priority } from './event.js';
+import { fieldOf, PRIORITIES, type FieldValue, type GuardEvent, type Priority } from '../core/guard-event.js';
 
 export const ACTIONS = ['notify', 'snapshot', 'freeze', 'stop', 'throttle', 'cut', 'recover'] as const;
 /**

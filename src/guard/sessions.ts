@@ -36,8 +36,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ExecMark } from '../levels/driver.js';
-import type { EventLevel, FieldValue, GuardEvent } from './event.js';
-import type { Emit } from './interceptor.js';
+import type { EventLevel, FieldValue, GuardEvent } from '../core/guard-event.js';
+import type { Emit } from '../core/interceptor.js';
 
 export type SessionKind = 'exec' | 'console';
 

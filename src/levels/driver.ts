@@ -10,6 +10,7 @@
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { InstanceSpec, Level, Quota } from '../store/types.js';
+import type { InstanceInfo } from '../core/instance-facts.js';
 
 export type { InstanceLimits, InstanceSpec } from '../store/types.js';
 
@@ -17,8 +18,8 @@ export type { InstanceLimits, InstanceSpec } from '../store/types.js';
 export interface ObservedInstance {
   id: string;
   state: 'running' | 'stopped' | 'paused' | 'failed';
-  /** Free-form live facts: pid, address, accelerator, stats. */
-  info?: Record<string, unknown>;
+  /** Its typed facts (address, process, console …) and details for people (accelerator, stats). */
+  info?: InstanceInfo;
 }
 
 export interface SnapshotResult {

@@ -1,15 +1,24 @@
 /**
- * The level drivers the product runs with. `strata up` registers exactly these.
- * Each level issue (env, os, vm, emu) adds its driver to this list — and only here.
+ * The levels the product runs with: the one list of level modules. `strata up`
+ * registers a driver of each; the registry (`registry.ts`) asks these modules
+ * about every driver registered. A new level adds its module here — and only here.
  * Every driver keeps its per-instance state under the daemon's data dir.
  */
-import { join } from 'node:path';
 import type { LevelDriver } from './driver.js';
+import type { LevelModule } from './module.js';
 import { checkDistinctPlans, type NetworkPlan } from './network-option.js';
-import { EnvDriver } from './env/index.js';
-import { OsDriver } from './os/driver.js';
-import { EmuDriver, NETWORK_DEFAULTS, VmDriver } from './vm/index.js';
+import { envLevel } from './env/module.js';
+import { osLevel } from './os/module.js';
+import { emuLevel, vmLevel } from './vm/module.js';
+import { NETWORK_DEFAULTS } from './vm/driver.js';
 
+export const LEVEL_MODULES: readonly LevelModule[] = [envLevel, osLevel, vmLevel, emuLevel];
+
+/** The level whose instances serve static docroots through the gateway: the guard files their integrity events under it. */
+export const STATIC_SITE_LEVEL = envLevel.id;
+
+/** The level images are listed for when a request names none. */
+export const DEFAULT_IMAGE_LEVEL = osLevel.id;
 
 /**
  * `gatewayPorts`: the front door's ports on the host, the only host ports containers and VMs may reach.
@@ -19,11 +28,11 @@ export function productDrivers(dataDir: string, opts: { gatewayPorts?: number[];
   const vmNetwork = opts.vmNetwork ?? NETWORK_DEFAULTS.vm;
   const emuNetwork = opts.emuNetwork ?? NETWORK_DEFAULTS.emu;
   checkDistinctPlans([['--vm-network', vmNetwork], ['--emu-network', emuNetwork]]);
-  const hostPorts = opts.gatewayPorts ? { hostPorts: opts.gatewayPorts } : {};
+  const ctx = { dataDir, ...(opts.gatewayPorts ? { gatewayPorts: opts.gatewayPorts } : {}) };
   return [
-    new EnvDriver({ stateDir: join(dataDir, 'env') }),
-    new OsDriver({ stateDir: join(dataDir, 'os'), ...(opts.gatewayPorts ? { hostPorts: opts.gatewayPorts } : {}) }),
-    new VmDriver({ stateDir: join(dataDir, 'vm'), network: { ...vmNetwork, ...hostPorts } }),
-    new EmuDriver({ stateDir: join(dataDir, 'emu'), network: { ...emuNetwork, ...hostPorts } }),
+    envLevel.driver(ctx),
+    osLevel.driver(ctx),
+    vmLevel.driver({ ...ctx, network: vmNetwork }),
+    emuLevel.driver({ ...ctx, network: emuNetwork }),
   ];
 }

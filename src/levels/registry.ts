@@ -1,16 +1,22 @@
 /**
- * The level drivers this daemon runs with, at most one per level.
+ * The level drivers this daemon runs with, at most one per level, and what
+ * their level modules (`module.ts`) say about them.
  *
- * Drivers are modules with a lifecycle (Caddy's `modules.go`): `register` them,
+ * Drivers have a lifecycle (Caddy's `modules.go`): `register` them,
  * `provisionAll` once at start-up (each probes the machine and says whether it
  * can work here), ask `forLevel` for the one that serves a level, and
  * `cleanupAll` at shutdown. A driver that cannot work here — or whose provision
  * throws — is kept as unavailable with its reason, so `strata info` can say why
  * and the daemon still serves the other levels.
+ *
+ * A registered driver that its level's module owns gets the module's checks,
+ * levers and interceptors; any other (a test double) only the lifecycle.
  */
 import { StrataError } from '../core/errors.js';
+import type { Interceptor } from '../core/interceptor.js';
 import { LEVELS, type Level, type Quota } from '../store/types.js';
 import type { LevelDriver } from './driver.js';
+import type { InstanceLevers, InterceptorContext, InterceptorSource, LevelInput, LevelModule } from './module.js';
 
 export interface LevelDescription {
   level: Level;
@@ -22,6 +28,10 @@ export interface LevelDescription {
 
 interface Entry {
   driver: LevelDriver;
+  /** The module that owns `driver`; null for a driver no module knows. */
+  module: LevelModule | null;
+  /** The module's levers on `driver`, made once (they keep state, such as a VM's link). */
+  levers: InstanceLevers | null;
   /** null until provisioned. */
   availability: { available: boolean; reason: string } | null;
 }
@@ -31,6 +41,9 @@ const messageOf = (e: unknown): string => (e instanceof Error ? e.message : Stri
 export class DriverRegistry {
   readonly #byLevel = new Map<Level, Entry>();
   readonly #ids = new Set<string>();
+
+  /** `modules`: the level modules that may own the drivers registered here. */
+  constructor(private readonly modules: readonly LevelModule[] = []) {}
 
   /** Refuses a second driver with the same id or for the same level. */
   register(driver: LevelDriver): this {
@@ -46,9 +59,40 @@ export class DriverRegistry {
         level: driver.level, driver: driver.id, existing: existing.driver.id,
       });
     }
+    const module = this.modules.find((m) => m.id === driver.level && m.owns(driver)) ?? null;
     this.#ids.add(driver.id);
-    this.#byLevel.set(driver.level, { driver, availability: null });
+    this.#byLevel.set(driver.level, { driver, module, levers: module?.levers?.(driver) ?? null, availability: null });
     return this;
+  }
+
+  /**
+   * Checks an instance spec against its level's module before anything is
+   * queued; `STRATA_ERR_VALIDATION` naming the field. A level whose driver no
+   * module owns checks nothing here (its driver still checks at create).
+   */
+  validate(level: Level, input: LevelInput): void {
+    this.#byLevel.get(level)?.module?.validate(input);
+  }
+
+  /** The guard's levers on instances of `level`; null where its module has none (or no module owns its driver). */
+  levers(level: Level): InstanceLevers | null {
+    const entry = this.#byLevel.get(level);
+    return entry?.availability?.available ? entry.levers : null;
+  }
+
+  /**
+   * The guard's interceptors of every available level, each source made once
+   * over all the drivers that share it (the vm and emu levels' one set).
+   */
+  interceptors(ctx: InterceptorContext): Interceptor[] {
+    const bySource = new Map<InterceptorSource, LevelDriver[]>();
+    for (const level of LEVELS) {
+      const entry = this.#byLevel.get(level);
+      const source = entry?.module?.interceptors;
+      if (!entry?.availability?.available || !source) continue;
+      bySource.set(source, [...(bySource.get(source) ?? []), entry.driver]);
+    }
+    return [...bySource].flatMap(([source, drivers]) => source.interceptors(drivers, ctx));
   }
 
   /**
@@ -82,7 +126,6 @@ export class DriverRegistry {
     });
   }
 
-  /** Drivers that provisioned successfully, in level order. */
   /** Hands a tenant's quota to every available driver that enforces it; returns the failures. */
   async applyTenantQuota(tenantId: string, quota: Quota): Promise<Array<{ driver: string; error: string }>> {
     const failures: Array<{ driver: string; error: string }> = [];
@@ -113,6 +156,7 @@ export class DriverRegistry {
     return failures;
   }
 
+  /** Drivers that provisioned successfully, in level order. */
   availableDrivers(): LevelDriver[] {
     return LEVELS.flatMap((level) => {
       const entry = this.#byLevel.get(level);

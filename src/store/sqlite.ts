@@ -18,6 +18,7 @@ import type {
 } from './types.js';
 import type { ReconcileRecord } from './store.js';
 import type { DesiredState, InstanceState } from './types.js';
+import type { InstanceInfo } from '../core/instance-facts.js';
 
 type Row = Record<string, unknown>;
 
@@ -348,7 +349,7 @@ export class SqliteStore implements Store {
   cloneMade(id: string): void {
     this.run('UPDATE instances SET clone_from = NULL WHERE id = ?', id);
   }
-  setActualState(id: string, state: InstanceState, info?: Record<string, unknown>): void {
+  setActualState(id: string, state: InstanceState, info?: InstanceInfo): void {
     this.run('UPDATE instances SET actual_state = ?, info = COALESCE(?, info), updated_at = ? WHERE id = ?',
       state, info === undefined ? null : json(info), now(), id);
   }

@@ -26,6 +26,7 @@ import type {
   Usage,
   User,
 } from './types.js';
+import type { InstanceInfo } from '../core/instance-facts.js';
 
 /** What the reconciler knows of one instance from the store. */
 export interface ReconcileRecord {
@@ -45,7 +46,7 @@ export interface ReconcileStore {
    * costs a full listing for every instance that needs work.
    */
   getInstanceForReconcile?(id: string): ReconcileRecord | null;
-  setActualState(id: string, state: InstanceState, info?: Record<string, unknown>): void;
+  setActualState(id: string, state: InstanceState, info?: InstanceInfo): void;
   /** Forgets a clone's source once the driver has made the clone. */
   cloneMade?(id: string): void;
 }
@@ -67,7 +68,7 @@ export interface InstancePatch {
   config?: Record<string, unknown>;
   desiredState?: DesiredState;
   actualState?: InstanceState;
-  info?: Record<string, unknown>;
+  info?: InstanceInfo;
   /** null: the clone is made. */
   cloneFrom?: null;
 }

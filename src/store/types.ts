@@ -2,6 +2,7 @@
  * The data model, typed. These are the shapes the store keeps and the API returns
  * (the API's zod schemas in `src/api/schemas.ts` describe the same objects).
  */
+import type { InstanceInfo } from '../core/instance-facts.js';
 
 export const LEVELS = ['env', 'os', 'vm', 'emu'] as const;
 export type Level = (typeof LEVELS)[number];
@@ -65,8 +66,8 @@ export interface Instance {
   config: Record<string, unknown>;
   desiredState: DesiredState;
   actualState: InstanceState;
-  /** Live facts from the driver (address, pid, accelerator …), last observed. */
-  info: Record<string, unknown>;
+  /** Live facts from the driver (address, pid, console …) and its details for people, last observed. */
+  info: InstanceInfo;
   /** A clone not yet made: the snapshot it is made from (cleared once the driver has made it). */
   cloneFrom?: CloneSource;
   createdAt: string;

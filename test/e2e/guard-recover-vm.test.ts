@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { kernelTextRegion } from '../../src/guard/interceptors/qmp.js';
+import { kernelTextRegion } from '../../src/levels/vm/guard/qmp.js';
 import { DEFAULT_IMAGE_ROOT } from '../../src/levels/vm/images.js';
 import { VmDriver } from '../../src/levels/vm/index.js';
 import { liveQmpClient, liveQmpSockets } from '../../src/levels/vm/qmp.js';

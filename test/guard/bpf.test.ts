@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { GuardEvent } from '../../src/guard/event.js';
+import type { GuardEvent } from '../../src/core/guard-event.js';
 import { BpfInterceptor, bpfAvailable, osTargets, resolvePath } from '../../src/guard/interceptors/bpf.js';
 import { osProgram } from '../../src/guard/interceptors/bpf-program.js';
 import type { LevelDriver } from '../../src/levels/driver.js';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Evaluator } from '../../src/guard/evaluator.js';
-import type { GuardEvent } from '../../src/guard/event.js';
+import type { GuardEvent } from '../../src/core/guard-event.js';
 import { loadRuleset } from '../../src/guard/rules.js';
 import { event } from './fakes.js';
 

@@ -2,7 +2,7 @@
 import type { AuditEntryInput } from '../../src/audit/log.js';
 import { EventBus, type StrataEvent } from '../../src/core/events.js';
 import type { ActuatorTarget, Alert, AuditSink, RecoverySubject } from '../../src/guard/actuator.js';
-import type { GuardEvent } from '../../src/guard/event.js';
+import type { GuardEvent } from '../../src/core/guard-event.js';
 
 export class FakeTarget implements ActuatorTarget {
   readonly alerts: Alert[] = [];

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { ChecksumDb } from '../../src/guard/checksums.js';
-import type { GuardEvent } from '../../src/guard/event.js';
+import type { GuardEvent } from '../../src/core/guard-event.js';
 import { Hasher } from '../../src/guard/hasher.js';
 import { FileInterceptor } from '../../src/guard/interceptors/fs.js';
 

@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import type { RecoverySubject } from '../../src/guard/actuator.js';
 import { ChecksumDb } from '../../src/guard/checksums.js';
-import type { GuardEvent } from '../../src/guard/event.js';
+import type { GuardEvent } from '../../src/core/guard-event.js';
 import { Guard } from '../../src/guard/guard.js';
 import { Hasher } from '../../src/guard/hasher.js';
 import { IntegrityMonitor } from '../../src/guard/integrity.js';

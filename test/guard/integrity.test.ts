@@ -19,7 +19,7 @@ import { Hasher } from '../../src/guard/hasher.js';
 import { IntegrityMonitor } from '../../src/guard/integrity.js';
 import { KnownGoodStore } from '../../src/guard/recovery.js';
 import { loadDefaultRuleset } from '../../src/guard/rules.js';
-import type { GuardEvent } from '../../src/guard/event.js';
+import type { GuardEvent } from '../../src/core/guard-event.js';
 import { FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
 
 const hasher = new Hasher({ threads: 2 });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Actuator } from '../../src/guard/actuator.js';
 import { Evaluator } from '../../src/guard/evaluator.js';
-import type { GuardEvent } from '../../src/guard/event.js';
+import type { GuardEvent } from '../../src/core/guard-event.js';
 import { Guard } from '../../src/guard/guard.js';
 import { fixtureEvents, loadDefaultRuleset } from '../../src/guard/rules.js';
 import { OperatorSessions, UNSET_SESSION } from '../../src/guard/sessions.js';

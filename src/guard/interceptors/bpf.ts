@@ -30,8 +30,8 @@ import { StrataError } from '../../core/errors.js';
 import type { LevelDriver } from '../../levels/driver.js';
 import { DENIED_SYSCALLS } from '../../levels/os/seccomp.js';
 import type { Store } from '../../store/store.js';
-import type { FieldValue, GuardEvent, Priority } from '../event.js';
-import type { Emit, Interceptor } from '../interceptor.js';
+import type { FieldValue, GuardEvent, Priority } from '../../core/guard-event.js';
+import type { Emit, Interceptor } from '../../core/interceptor.js';
 import { DEFAULT_BUDGET, osProgram, type BpfProgramOptions } from './bpf-program.js';
 import { syscallName } from './syscalls-x86_64.js';
 

@@ -29,8 +29,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ChecksumDb, type FileCheck } from '../checksums.js';
-import type { EventLevel, FieldValue, GuardEvent } from '../event.js';
-import type { Emit, Interceptor } from '../interceptor.js';
+import type { EventLevel, FieldValue, GuardEvent } from '../../core/guard-event.js';
+import type { Emit, Interceptor } from '../../core/interceptor.js';
 
 export interface FileInterceptorOptions {
   root: string;

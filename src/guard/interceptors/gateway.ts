@@ -12,8 +12,8 @@
  * in `gateway.count`) so threshold rules count them, and the pool folds the
  * identical ones together.
  */
-import type { GuardEvent, Priority } from '../event.js';
-import type { Emit, Interceptor } from '../interceptor.js';
+import type { GuardEvent, Priority } from '../../core/guard-event.js';
+import type { Emit, Interceptor } from '../../core/interceptor.js';
 
 export interface RefusalCount {
   reason: string;

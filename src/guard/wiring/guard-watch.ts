@@ -17,9 +17,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { GuardEvent } from '../event.js';
+import type { GuardEvent } from '../../core/guard-event.js';
 import type { IntegrityMonitor } from '../integrity.js';
-import { KernelTextWatch, kernelTextRegion, type KernelTextRegion } from '../interceptors/qmp.js';
+import { KernelTextWatch, kernelTextRegion, type KernelTextRegion } from '../../levels/vm/guard/qmp.js';
 import { DEFAULT_IMAGE_ROOT, findImage, hostArch } from '../../levels/vm/images.js';
 import { liveQmpClient, liveQmpSockets } from '../../levels/vm/qmp.js';
 import type { DriverRegistry } from '../../levels/registry.js';

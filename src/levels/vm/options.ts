@@ -35,3 +35,15 @@ export function parseVmConfig(raw: Record<string, unknown>, defaultArch: GuestAr
   }
   return { arch: parsed.data.arch ?? defaultArch, port: parsed.data.port, command: parsed.data.command ?? null };
 }
+
+/**
+ * The config of a spec at a QEMU level that runs `arches` guests (the first is
+ * the default); `STRATA_ERR_VALIDATION` naming what is wrong otherwise.
+ */
+export function parseQemuInput(raw: Record<string, unknown>, level: string, arches: readonly GuestArch[]): VmConfig {
+  const config = parseVmConfig(raw, arches[0]!);
+  if (!arches.includes(config.arch)) {
+    throw new StrataError('STRATA_ERR_VALIDATION', `level ${level} runs ${arches.join(', ')} guests, not ${config.arch}`, { arch: config.arch, field: 'config.arch' });
+  }
+  return config;
+}

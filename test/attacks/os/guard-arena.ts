@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Alert } from '../../../src/guard/actuator.js';
-import type { GuardEvent } from '../../../src/guard/event.js';
+import type { GuardEvent } from '../../../src/core/guard-event.js';
 import { Guard } from '../../../src/guard/guard.js';
 import { BpfInterceptor, type BpfTarget } from '../../../src/guard/interceptors/bpf.js';
 import { loadDefaultRuleset } from '../../../src/guard/rules.js';

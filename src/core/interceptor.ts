@@ -4,7 +4,7 @@
  * hands each event to `emit`, which files it in the warning pool and returns
  * at once.
  */
-import type { GuardEvent } from './event.js';
+import type { GuardEvent } from './guard-event.js';
 
 export type Emit = (event: GuardEvent) => void;
 

@@ -4,8 +4,8 @@
  * hot path (the isolate boundary, QMP's socket reader) pays an array push per
  * event, and the guard's pool sees them a turn of the event loop later.
  */
-import type { GuardEvent } from '../event.js';
-import type { Emit } from '../interceptor.js';
+import type { GuardEvent } from './guard-event.js';
+import type { Emit } from './interceptor.js';
 
 export class EventBatch {
   #buffer: GuardEvent[] = [];

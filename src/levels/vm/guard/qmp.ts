@@ -21,9 +21,10 @@
  */
 import { createHash } from 'node:crypto';
 import { open, readFile, rm } from 'node:fs/promises';
-import type { FieldValue, GuardEvent, Priority } from '../event.js';
-import type { Emit, Interceptor } from '../interceptor.js';
-import { EventBatch } from './batch.js';
+import type { FieldValue, GuardEvent, Priority } from '../../../core/guard-event.js';
+import type { Emit, Interceptor } from '../../../core/interceptor.js';
+import { EventBatch } from '../../../core/event-batch.js';
+import type { Level } from '../../../store/types.js';
 
 /** A QMP event as the driver's client delivers it. */
 export interface QmpEventLike {
@@ -33,7 +34,7 @@ export interface QmpEventLike {
 }
 
 /** Who a monitor socket belongs to; null for sockets the guard does not know. */
-export type QmpSubjectOf = (socketPath: string) => { tenantId: string; instanceId: string; level: 'vm' | 'emu' } | null;
+export type QmpSubjectOf = (socketPath: string) => { tenantId: string; instanceId: string; level: Level } | null;
 
 /** The tap the vm level offers (qmp.ts `tapQmpEvents`). */
 export type QmpTap = (tap: (socketPath: string, event: QmpEventLike) => void) => () => void;
@@ -169,7 +170,7 @@ export class KernelTextWatch {
   }
 
   /** The check as a guard event. */
-  static event(subject: { tenantId: string | null; instanceId: string; level: 'vm' | 'emu' }, c: KernelTextCheck): GuardEvent {
+  static event(subject: { tenantId: string | null; instanceId: string; level: Level }, c: KernelTextCheck): GuardEvent {
     return {
       time: Date.now(), ...subject, kind: 'kernel.text', priority: c.matches ? 'info' : 'critical',
       fields: {

@@ -10,9 +10,9 @@
  * this interceptor only buffers them (EventBatch), so the boundary never
  * waits for the guard, and never sees it: the hook lives on the host side.
  */
-import type { FieldValue, GuardEvent } from '../event.js';
-import type { Emit, Interceptor } from '../interceptor.js';
-import { EventBatch } from './batch.js';
+import type { FieldValue, GuardEvent } from '../../core/guard-event.js';
+import type { Emit, Interceptor } from '../../core/interceptor.js';
+import { EventBatch } from '../../core/event-batch.js';
 
 /** One boundary observation, as the env driver reports it (HostCallEvent). */
 export interface BoundaryEvent {

@@ -4,13 +4,14 @@
  * bridge. Asked of the store (who owns what) and the drivers (what runs), and
  * refreshed every few seconds rather than on every sample.
  */
-import type { LevelDriver } from '../../levels/driver.js';
-import type { Store } from '../../store/store.js';
+import type { Store } from '../../../store/store.js';
+import type { Level } from '../../../store/types.js';
+import type { LevelDriver, ObservedInstance } from '../../driver.js';
 
 export interface VmTarget {
   tenantId: string;
   instanceId: string;
-  level: 'vm' | 'emu';
+  level: Level;
   /** QEMU's pid. */
   pid: number;
   /** The guest's address and its tenant's bridge; null without a NIC. */
@@ -24,27 +25,25 @@ export interface VmTarget {
 }
 
 /** The cgroup a QEMU driver puts a VM in (see `QemuDriver.#cgroupName`). */
-export const vmCgroupName = (level: 'vm' | 'emu', instanceId: string): string => `${level}-${instanceId}`;
+export const vmCgroupName = (level: Level, instanceId: string): string => `${level}-${instanceId}`;
 
 /** A target from what a driver's `inspect` reports of a running VM; null when it does not run. */
 export function vmTargetOf(
-  subject: { tenantId: string; instanceId: string; level: 'vm' | 'emu'; vcpus: number },
-  seen: { state: string; info?: Record<string, unknown> } | null,
+  subject: { tenantId: string; instanceId: string; level: Level; vcpus: number },
+  seen: Pick<ObservedInstance, 'state' | 'info'> | null,
 ): VmTarget | null {
-  const pid = Number(seen?.info?.pid);
-  if (seen?.state !== 'running' || !(pid > 0)) return null;
-  const text = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
+  const pid = seen?.info?.pid;
+  if (seen?.state !== 'running' || pid === undefined || !(pid > 0)) return null;
   return {
-    ...subject, pid, address: text(seen.info?.address), bridge: text(seen.info?.bridge), mac: text(seen.info?.mac)?.toLowerCase() ?? null,
+    ...subject, pid, address: seen.info?.address || null, bridge: seen.info?.bridge || null, mac: seen.info?.mac?.toLowerCase() || null,
     cgroup: vmCgroupName(subject.level, subject.instanceId),
   };
 }
 
-/** Every running vm/emu instance of the store, through its level's driver. */
+/** Every running instance of the store at the levels of `drivers` (the QEMU drivers), through its level's driver. */
 export async function vmTargets(store: Store, drivers: readonly LevelDriver[]): Promise<VmTarget[]> {
   const out: VmTarget[] = [];
   for (const i of store.listInstances()) {
-    if (i.level !== 'vm' && i.level !== 'emu') continue;
     const driver = drivers.find((d) => d.level === i.level);
     if (!driver) continue;
     const t = vmTargetOf({ tenantId: i.tenantId, instanceId: i.id, level: i.level, vcpus: i.limits.vcpus }, await driver.inspect(i.id).catch(() => null));

@@ -3,8 +3,6 @@
  * (eBPF, the isolate boundary, QMP, the gateway, the file watcher). Rules
  * match on it; the pool queues it; alerts quote its fields as evidence.
  */
-import type { Level } from '../store/types.js';
-
 /** Urgency, most urgent first. The pool drains in this order; rules carry one too. */
 export const PRIORITIES = ['critical', 'error', 'warning', 'notice', 'info'] as const;
 export type Priority = (typeof PRIORITIES)[number];
@@ -12,8 +10,11 @@ export type Priority = (typeof PRIORITIES)[number];
 /** Rank of a priority: 0 is the most urgent. */
 export const priorityRank = (p: Priority): number => PRIORITIES.indexOf(p);
 
-/** Where an event comes from: an instance's level, or Strata's own parts (the gateway, the host). */
-export type EventLevel = Level | 'gateway' | 'host';
+/**
+ * Where an event comes from: an instance's level (a level module's id), or
+ * Strata's own parts ('gateway', 'host'). Rules check it when they are loaded.
+ */
+export type EventLevel = string;
 
 /** e.g. 'file.write', 'process.exec', 'net.connect', 'isolate.limit', 'gateway.reject', 'integrity.mismatch'. */
 export type EventKind = string;

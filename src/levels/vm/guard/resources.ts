@@ -20,10 +20,10 @@
  * Reads only; nothing in the guest or QEMU waits on it.
  */
 import { readFile, readdir } from 'node:fs/promises';
-import { readVmMemoryStats, readVmThrottledNs, type VmMemoryStats } from '../../levels/vm/cgroup.js';
-import type { GuardEvent } from '../event.js';
-import type { Emit, Interceptor } from '../interceptor.js';
-import type { VmTarget } from './vm-targets.js';
+import { readVmMemoryStats, readVmThrottledNs, type VmMemoryStats } from '../cgroup.js';
+import type { GuardEvent } from '../../../core/guard-event.js';
+import type { Emit, Interceptor } from '../../../core/interceptor.js';
+import type { VmTarget } from './targets.js';
 
 export interface VmResourceInterceptorOptions {
   targets: () => Promise<VmTarget[]>;

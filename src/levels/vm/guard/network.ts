@@ -18,9 +18,9 @@
  * tenant's network; `net.dtenant` names it) or `outside` (off the machine).
  * Counting happens in the kernel; nothing waits on it and the guest sees nothing.
  */
-import { readProbeCounts, type ProbeCount } from '../../levels/vm/network.js';
-import type { Emit, Interceptor } from '../interceptor.js';
-import type { VmTarget } from './vm-targets.js';
+import { readProbeCounts, type ProbeCount } from '../network.js';
+import type { Emit, Interceptor } from '../../../core/interceptor.js';
+import type { VmTarget } from './targets.js';
 
 export interface VmNetworkInterceptorOptions {
   targets: () => Promise<VmTarget[]>;
