@@ -53,6 +53,7 @@ import { fileURLToPath } from 'node:url';
 import { startGateway, type GatewayOptions, type ListenerConfig } from './gateway/index.js';
 import type { Services } from './api/services.js';
 import type { LevelDriver } from './levels/driver.js';
+import { LEVEL_MODULES } from './levels/index.js';
 import { DriverRegistry } from './levels/registry.js';
 import { SqliteStore } from './store/sqlite.js';
 import { VERSION } from './core/version.js';
@@ -162,7 +163,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   bootstrapAdmin(store, audit, paths.adminToken);
 
   const events = new EventBus();
-  const registry = new DriverRegistry();
+  const registry = new DriverRegistry(LEVEL_MODULES);
   for (const d of opts.drivers ?? []) registry.register(d);
   await registry.provisionAll();
   for (const t of store.listTenants()) {

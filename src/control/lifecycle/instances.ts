@@ -21,7 +21,7 @@ import type { EventBus } from '../../core/events.js';
 import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { OperationRunner } from './operations.js';
 import { checkQuota } from './quotas.js';
-import { driverSpec, parseRestartPolicy } from './restart-policy.js';
+import { driverSpec, levelConfig, parseRestartPolicy } from './restart-policy.js';
 
 export type UserAction = 'start' | 'stop' | 'pause' | 'resume' | 'restart';
 
@@ -48,6 +48,7 @@ export class InstanceService {
   launch(p: Principal, tenant: Tenant, input: Omit<NewInstance, 'tenantId'>, audit: AuditFn): { instance: Instance; operation: Operation } {
     const driver = this.d.registry.forLevel(input.level);
     parseRestartPolicy(input.config);
+    this.d.registry.validate(input.level, { source: input.source, limits: input.limits, config: levelConfig(input.config) });
     const instance = this.d.store.transaction(() => {
       checkQuota(tenant.quota, this.d.store.usage(tenant.id), {
         instances: 1, vcpus: input.limits.vcpus, memoryMiB: input.limits.memoryMiB, diskMiB: input.limits.diskMiB,

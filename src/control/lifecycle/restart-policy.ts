@@ -41,11 +41,16 @@ export function restartPolicyOf(config: Record<string, unknown>): RestartPolicy 
   return parsed.success ? parsed.data : 'no';
 }
 
+/** An instance's config as its level sees it: without the control plane's own keys. */
+export function levelConfig(config: Record<string, unknown>): Record<string, unknown> {
+  if (!(RESTART_KEY in config)) return config;
+  const { [RESTART_KEY]: _policy, ...rest } = config;
+  return rest;
+}
+
 /** The spec as its driver gets it: without the control plane's own config keys. */
 export function driverSpec(spec: InstanceSpec): InstanceSpec {
-  if (!(RESTART_KEY in spec.config)) return spec;
-  const { [RESTART_KEY]: _policy, ...config } = spec.config;
-  return { ...spec, config };
+  return RESTART_KEY in spec.config ? { ...spec, config: levelConfig(spec.config) } : spec;
 }
 
 /** Whether a process that died with `exitCode` (undefined: not known) is started again under `policy`. */

@@ -71,6 +71,13 @@ export function validationError(field: string, message: string): StrataError {
   return new StrataError('STRATA_ERR_VALIDATION', `${field}: ${message}`, { issues: [{ field, message }] });
 }
 
+/** A handler comes from exactly one place: a file (`source`) or inline (`config.code`). */
+export function checkHandlerSource(source: string | null | undefined, inline: string | undefined): void {
+  if ((source === null || source === undefined || source === '') === (inline === undefined)) {
+    throw validationError('source', 'give exactly one of source (a handler file) or config.code');
+  }
+}
+
 /** Parses an instance's config; a `StrataError` naming the first bad field otherwise. */
 export function parseInstanceConfig(raw: Record<string, unknown>): EnvInstanceConfig {
   const parsed = EnvInstanceConfig.safeParse(raw);

@@ -27,7 +27,7 @@ import { StrataError, notFound } from '../../core/errors.js';
 import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
 import { checkAction, type InstanceState } from '../lifecycle.js';
 import { Admission } from './admission.js';
-import { MAX_CODE_BYTES, parseInstanceConfig, validationError, type EnvDriverOptions, type EnvInstanceConfig } from './config.js';
+import { MAX_CODE_BYTES, checkHandlerSource, parseInstanceConfig, validationError, type EnvDriverOptions, type EnvInstanceConfig } from './config.js';
 import { HostCalls, type CallerContext, type HostCallEvent } from './host-calls.js';
 import { InstanceFiles, SAFE_ID } from './instance-files.js';
 import { InstanceLog, entriesAsText } from './instance-log.js';
@@ -385,9 +385,7 @@ export class EnvDriver implements LevelDriver {
 
   /** The handler code from `source` (an absolute path) or inline `code`, compiled once in a host to refuse bad modules early. */
   async #validatedCode(source: string | null, inline: string | undefined): Promise<string> {
-    if ((source === null || source === '') === (inline === undefined)) {
-      throw validationError('source', 'give exactly one of source (a handler file) or config.code');
-    }
+    checkHandlerSource(source, inline);
     let code: string;
     if (inline !== undefined) code = inline;
     else {

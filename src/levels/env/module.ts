@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import type { LevelDriver } from '../driver.js';
 import type { InstanceLevers, LevelModule } from '../module.js';
-import { parseInstanceConfig, validationError } from './config.js';
+import { checkHandlerSource, parseInstanceConfig } from './config.js';
 import { EnvDriver } from './driver.js';
 import { IsolateInterceptor } from './interceptor.js';
 
@@ -33,10 +33,7 @@ export const envLevel: LevelModule<EnvDriver> = {
   driver: (ctx) => new EnvDriver({ stateDir: join(ctx.dataDir, 'env') }),
   owns: (driver: LevelDriver): driver is EnvDriver => driver instanceof EnvDriver,
   validate: (input) => {
-    const config = parseInstanceConfig(input.config);
-    if ((input.source === null || input.source === '') === (config.code === undefined)) {
-      throw validationError('source', 'give exactly one of source (a handler file) or config.code');
-    }
+    checkHandlerSource(input.source, parseInstanceConfig(input.config).code);
   },
   levers: envLevers,
   interceptors: { interceptors: (drivers) => drivers.map((d) => new IsolateInterceptor(d, `${d.id}:boundary`)) },

@@ -30,6 +30,7 @@ export function parseVmConfig(raw: Record<string, unknown>, defaultArch: GuestAr
   const parsed = vmConfigSchema.safeParse(raw);
   if (!parsed.success) {
     throw new StrataError('STRATA_ERR_VALIDATION', `invalid vm config: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, {
+      field: ['config', ...parsed.error.issues[0]!.path.map(String)].join('.'),
       issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
     });
   }
