@@ -9,7 +9,7 @@
  */
 import { generateKeyPairSync, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { StrataError } from './core/errors.js';
 import { writeSecret } from './core/secrets.js';
 import type { FastifyInstance } from 'fastify';
@@ -34,26 +34,22 @@ import { TenantData, migrateNameKeyedData, siteLogsDir } from './control/tenants
 import { SiteLogs } from './control/front-door/site-logs.js';
 import { GuardTarget } from './guard/wiring/guard-target.js';
 import { Guard } from './guard/guard.js';
+import { GuardIntake } from './guard/intake.js';
 import { loadDefaultRuleset } from './guard/rules.js';
 import { GuardWatch } from './guard/wiring/guard-watch.js';
 import { ChecksumDb } from './guard/checksums.js';
 import { Hasher } from './guard/hasher.js';
 import { IntegrityMonitor } from './guard/integrity.js';
 import { KnownGoodStore } from './guard/recovery.js';
-import { IsolateInterceptor, type BoundarySource } from './levels/env/interceptor.js';
-import { QmpInterceptor } from './levels/vm/guard/qmp.js';
-import { VmNetworkInterceptor } from './levels/vm/guard/network.js';
-import { VmResourceInterceptor } from './levels/vm/guard/resources.js';
-import { cachedTargets, vmTargets } from './levels/vm/guard/targets.js';
 import { GatewayInterceptor } from './guard/interceptors/gateway.js';
-import { tapQmpEvents } from './levels/vm/qmp.js';
 import { BpfInterceptor, bpfAvailable, osTargets } from './guard/interceptors/bpf.js';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { startGateway, type GatewayOptions, type ListenerConfig } from './gateway/index.js';
+import { startGateway, type Gateway, type GatewayOptions, type ListenerConfig } from './gateway/index.js';
 import type { Services } from './api/services.js';
 import type { LevelDriver } from './levels/driver.js';
 import { LEVEL_MODULES } from './levels/index.js';
+import { osLevel } from './levels/os/module.js';
 import { DriverRegistry } from './levels/registry.js';
 import { SqliteStore } from './store/sqlite.js';
 import { VERSION } from './core/version.js';
@@ -152,28 +148,44 @@ function bootstrapAdmin(store: SqliteStore, audit: AuditLog, tokenPath: string):
   writeSecret(tokenPath, `${fresh.bearer}\n`);
 }
 
-const isBoundarySource = (d: object): d is BoundarySource => typeof (d as Partial<BoundarySource>).observe === 'function';
+/** What was started, taken down in reverse order; each step runs even when one before it failed. */
+class Teardown {
+  readonly #steps: Array<() => unknown> = [];
+  #done: Promise<void> | undefined;
 
-export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
-  const log = opts.logger ?? pino({ base: { svc: 'strata' } });
-  ensureDataDir(opts.dataDir);
-  const paths = dataPaths(opts.dataDir);
-  const store = new SqliteStore(paths.db);
-  const audit = new AuditLog(store.db, loadOrCreateAuditKey(paths.auditKey));
-  bootstrapAdmin(store, audit, paths.adminToken);
+  constructor(private readonly log: Logger) {}
 
-  const events = new EventBus();
+  add(step: () => unknown): void {
+    this.#steps.push(step);
+  }
+
+  /** Safe to call twice: the second call waits for the first. */
+  close(): Promise<void> {
+    this.#done ??= (async () => {
+      for (const step of this.#steps.reverse()) {
+        try {
+          await step();
+        } catch (e) {
+          this.log.error({ err: e }, 'shutdown step failed');
+        }
+      }
+    })();
+    return this.#done;
+  }
+}
+
+/** The drivers, provisioned, with every tenant's quota handed to those that enforce it. */
+async function startLevels(drivers: readonly LevelDriver[], store: SqliteStore, log: Logger): Promise<DriverRegistry> {
   const registry = new DriverRegistry(LEVEL_MODULES);
-  for (const d of opts.drivers ?? []) registry.register(d);
+  for (const d of drivers) registry.register(d);
   await registry.provisionAll();
   for (const t of store.listTenants()) {
     for (const f of await registry.applyTenantQuota(t.id, t.quota)) log.warn({ tenant: t.name, ...f }, 'driver could not enforce the tenant quota');
   }
-  const locks = new KeyedMutex();
-  const operations = new OperationRunner(store, events);
-  const interrupted = operations.failInterrupted();
-  if (interrupted) log.warn({ interrupted }, 'operations interrupted by the previous shutdown were marked failed');
+  return registry;
+}
 
+function daemonMetrics(store: SqliteStore, audit: AuditLog): Registry {
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
   new Gauge({
@@ -188,138 +200,158 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     name: 'strata_audit_entries', help: 'Entries in the audit log', registers: [metrics],
     collect() { this.set(audit.size()); },
   });
+  return metrics;
+}
 
-  const instances = new InstanceService({ store, audit, events, operations, registry, locks });
-  // The guard's checksum DB lives in the store's SQLite file, signed with a key kept beside it (0600), not in it.
-  const guardKeyPath = join(opts.dataDir, 'guard-key');
-  if (!existsSync(guardKeyPath)) writeSecret(guardKeyPath, randomBytes(32).toString('hex'));
+/** The gateway, the front door that keeps its routes in step with the store, and the per-site access logs. */
+async function startFrontDoor(
+  opts: DaemonOptions & { gateway: NonNullable<DaemonOptions['gateway']> }, d: { store: SqliteStore; events: EventBus; certificates: CertificateManager; forwards: Forwards; log: Logger },
+  teardown: Teardown,
+): Promise<{ gateway: Gateway; frontDoor: FrontDoor }> {
+  const accessLogPath = join(opts.dataDir, 'logs', 'access.log');
+  const gateway = await startGateway({ listeners: opts.gateway.listeners, sites: [] }, {
+    logger: d.log.child({ svc: 'gateway' }), accessLog: { path: accessLogPath }, acmeChallengeDir: challengeDir(opts.dataDir), ...opts.gateway.options,
+  });
+  const frontDoor = new FrontDoor(gateway, d.store, opts.gateway.listeners, opts.dataDir, d.log.child({ svc: 'front-door' }), d.certificates.files, () => d.forwards.routes());
+  teardown.add(() => frontDoor.close());
+  const siteLogs = new SiteLogs({ accessLogPath, dir: siteLogsDir(opts.dataDir), store: d.store, reopen: () => gateway.reopenAccessLog() });
+  siteLogs.start();
+  teardown.add(() => siteLogs.stop());
+  await frontDoor.sync();
+  frontDoor.watch(d.events);
+  return { gateway, frontDoor };
+}
+
+/** The guard's checksum DB: in the store's SQLite file, signed with a key kept beside it (0600), not in it. */
+function openChecksums(dataDir: string, store: SqliteStore, teardown: Teardown): ChecksumDb {
+  const keyPath = join(dataDir, 'guard-key');
+  if (!existsSync(keyPath)) writeSecret(keyPath, randomBytes(32).toString('hex'));
   const hasher = new Hasher();
-  const checksums = new ChecksumDb(store.db, { key: Buffer.from(readFileSync(guardKeyPath, 'utf8').trim(), 'hex'), hasher });
-  // Data dirs of an earlier Strata keyed tenants' files by name: renamed to ids before anything serves or watches them.
-  const migrated = migrateNameKeyedData(opts.dataDir, store, checksums);
-  if (migrated.renamed.length + migrated.quarantined.length + migrated.forgotten.length > 0) log.info({ ...migrated }, 'tenant data keyed by name moved to tenant ids');
-  const tenantData = new TenantData({ dataDir: opts.dataDir, store, registry, checksums, log: log.child({ svc: 'tenants' }) });
-  const guardTarget = new GuardTarget(store, instances, operations, audit, { registry });
-  const guard = new Guard({ ruleset: await loadDefaultRuleset(), target: guardTarget, audit, events });
-  const integrity = new IntegrityMonitor({
-    guard, checksums, knownGood: new KnownGoodStore(join(opts.dataDir, 'guard', 'known-good')),
+  teardown.add(() => hasher.close());
+  return new ChecksumDb(store.db, { key: Buffer.from(readFileSync(keyPath, 'utf8').trim(), 'hex'), hasher });
+}
+
+/**
+ * The guard: its interceptors (every level's own, the gateway's refusals, the
+ * os level's syscalls), the integrity monitor and what keeps it on what runs,
+ * and the target its actuator acts on. Started; `watch` follows the event bus
+ * once `startWatch` is called.
+ */
+async function startGuard(
+  opts: DaemonOptions,
+  d: {
+    store: SqliteStore; audit: AuditLog; events: EventBus; registry: DriverRegistry; instances: InstanceService; operations: OperationRunner;
+    checksums: ChecksumDb; gateway: Gateway | null; routes: FrontDoor | null; log: Logger;
+  },
+  teardown: Teardown,
+): Promise<{ guard: Guard; monitor: IntegrityMonitor; watch: GuardWatch; target: GuardTarget }> {
+  const log = d.log.child({ svc: 'guard' });
+  const checksums = d.checksums;
+  const intake = new GuardIntake();
+  const monitor = new IntegrityMonitor({
+    guard: intake, checksums, knownGood: new KnownGoodStore(join(opts.dataDir, 'guard', 'known-good')),
     ...(opts.guard?.verifyIntervalMs !== undefined ? { verifyIntervalMs: opts.guard.verifyIntervalMs } : {}),
   });
-  guardTarget.monitor = integrity;
-  const guardWatch = new GuardWatch({
-    store, registry, monitor: integrity, target: guardTarget, dataDir: opts.dataDir, log: log.child({ svc: 'guard' }), ingest: guard.ingest,
+  const target = new GuardTarget(d.store, d.instances, d.operations, d.audit, { registry: d.registry, monitor, ...(d.routes ? { routes: d.routes } : {}) });
+  const guard = new Guard({ ruleset: await loadDefaultRuleset(), target, audit: d.audit, events: d.events, intake });
+  teardown.add(() => guard.stop());
+  const watch = new GuardWatch({
+    store: d.store, registry: d.registry, monitor, target, dataDir: opts.dataDir, log, ingest: guard.ingest,
     ...(opts.guard?.knownGoodDelayMs !== undefined ? { knownGoodDelayMs: opts.guard.knownGoodDelayMs } : {}),
     ...(opts.guard?.selfCheck ? { selfRoot: opts.guard.selfRoot ?? fileURLToPath(new URL('../..', import.meta.url)) } : {}),
   });
-  // The isolate boundary: drivers that report it (env) get the guard's interceptor.
-  for (const d of registry.availableDrivers()) {
-    if (isBoundarySource(d)) await guard.addInterceptor(new IsolateInterceptor(d, `${d.id}:boundary`));
-  }
-  const gatewayRefusals = new GatewayInterceptor();
-  await guard.addInterceptor(gatewayRefusals);
-  // QMP events of every VM, by the instance whose run dir holds the monitor socket (…/<id>/run/qmp.sock).
-  await guard.addInterceptor(new QmpInterceptor(tapQmpEvents, (path) => {
-    const i = store.getInstanceById(basename(dirname(dirname(path))));
-    return i && (i.level === 'vm' || i.level === 'emu') ? { tenantId: i.tenantId, instanceId: i.id, level: i.level } : null;
-  }));
-  // VMs from outside: what their tenant bridge's firewall refuses, QEMU's CPU and its cgroup's memory.
-  const vmDrivers = registry.availableDrivers().filter((d) => d.level === 'vm' || d.level === 'emu');
-  if (vmDrivers.length > 0) {
-    const targets = cachedTargets(() => vmTargets(store, vmDrivers), 5_000);
-    const guardLog = log.child({ svc: 'guard' });
-    await guard.addInterceptor(new VmNetworkInterceptor({ targets, log: (message, details) => guardLog.warn(details ?? {}, message) }));
-    await guard.addInterceptor(new VmResourceInterceptor({ targets }));
-  }
+  for (const interceptor of d.registry.interceptors({ store: d.store, log })) await guard.addInterceptor(interceptor);
+  await guard.addInterceptor(new GatewayInterceptor(d.gateway));
   await guard.start();
   // The os level's syscalls through bpftrace: attached in the background (compiling takes seconds), never failing the start.
-  const osDriver = registry.availableDrivers().find((d) => d.level === 'os');
+  const osDriver = d.registry.ownedDriver(osLevel);
   if (osDriver && opts.guard?.bpf) {
-    const guardLog = log.child({ svc: 'guard' });
     const ready = bpfAvailable();
-    if (!ready.available) guardLog.warn({ reason: ready.reason }, 'the guard has no os interceptor');
+    if (!ready.available) log.warn({ reason: ready.reason }, 'the guard has no os interceptor');
     else {
-      const bpf = new BpfInterceptor({ targets: () => osTargets(store, osDriver), log: (message, details) => guardLog.info(details ?? {}, message) });
-      guard.addInterceptor(bpf).catch((e: Error) => guardLog.error({ error: e.message }, 'the os interceptor did not start'));
+      const bpf = new BpfInterceptor({ targets: () => osTargets(d.store, osDriver), log: (message, details) => log.info(details ?? {}, message) });
+      guard.addInterceptor(bpf).catch((e: Error) => log.error({ error: e.message }, 'the os interceptor did not start'));
     }
   }
-  integrity.start();
-  const certificates = new CertificateManager({
-    dataDir: opts.dataDir, store, audit, events, operations, log: log.child({ svc: 'certificates' }),
-    ...(opts.acme ? { acme: opts.acme } : {}), ...(opts.renewCheckMs ? { renewCheckMs: opts.renewCheckMs } : {}),
-  });
-  certificates.start();
-  const services: Services = {
-    version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
-    instances, metrics, guard, certificates, tenantData,
-  };
-  // Moves between daemons: both sides; moved sites are forwarded by this gateway (`control/move.ts`).
-  const forwards = new Forwards(opts.dataDir);
-  const flushRoutes = async (): Promise<void> => { await services.frontDoor?.flush(); };
-  services.moves = {
-    mover: new Mover({ store, audit, events, operations, registry, locks, forwards, flushRoutes }),
-    receiver: new Receiver({ store, audit, events, registry, locks, flushRoutes, gatewayAddress: () => gatewayAddress(services) }),
-    forwards, flushRoutes,
-  };
-  const reconciler = new Reconciler({
-    store, registry, locks, logger: log,
-    ...(opts.reconcileIntervalMs ? { intervalMs: opts.reconcileIntervalMs } : {}),
-    onEvent: (e) => events.publish('lifecycle', e.type, e.tenantId ?? null, { ...e }),
-    // An instance whose restart policy leaves it dead is meant to be stopped from then on.
-    setDesiredState: (id, desired) => { if (store.getInstanceById(id)) store.updateInstance(id, { desiredState: desired }); },
-  });
-  await reconciler.start();
-  guardWatch.start(events);
+  monitor.start();
+  teardown.add(() => monitor.stop());
+  teardown.add(() => watch.stop());
+  return { guard, monitor, watch, target };
+}
 
-  const api = await buildApi(services, { logger: log.child({ svc: 'api' }) });
-  let frontDoor: FrontDoor | undefined;
-  let siteLogs: SiteLogs | undefined;
-  let closed = false;
-  /** Takes everything down in reverse order of start; safe to call twice. */
-  const close = async (): Promise<void> => {
-    if (closed) return;
-    closed = true;
-    await frontDoor?.close();
-    siteLogs?.stop();
-    await api.close();
-    await services.moves?.receiver.close();
-    await guardWatch.stop();
-    await integrity.stop();
-    await guard.stop();
-    await hasher.close();
-    await reconciler.stop();
-    await certificates.stop();
-    await operations.drain();
-    audit.close();
-    await registry.cleanupAll();
-    store.close();
-  };
-  let address: string;
+/**
+ * Builds the daemon in dependency order — state, levels, lifecycle,
+ * certificates, the front door, the guard, moves, the reconciler, the API —
+ * each part handed what it needs when it is made; `close` takes down what was
+ * started in reverse, and so does a failed start.
+ */
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const log = opts.logger ?? pino({ base: { svc: 'strata' } });
+  const teardown = new Teardown(log);
   try {
-    address = await api.listen({ host: opts.host, port: opts.port });
+    ensureDataDir(opts.dataDir);
+    const paths = dataPaths(opts.dataDir);
+    const store = new SqliteStore(paths.db);
+    teardown.add(() => store.close());
+    const audit = new AuditLog(store.db, loadOrCreateAuditKey(paths.auditKey));
+    teardown.add(() => audit.close());
+    bootstrapAdmin(store, audit, paths.adminToken);
+
+    const events = new EventBus();
+    const registry = await startLevels(opts.drivers ?? [], store, log);
+    teardown.add(() => registry.cleanupAll());
+    const locks = new KeyedMutex();
+    const operations = new OperationRunner(store, events);
+    teardown.add(() => operations.drain());
+    const interrupted = operations.failInterrupted();
+    if (interrupted) log.warn({ interrupted }, 'operations interrupted by the previous shutdown were marked failed');
+    const instances = new InstanceService({ store, audit, events, operations, registry, locks });
+    const checksums = openChecksums(opts.dataDir, store, teardown);
+    // Data dirs of an earlier Strata keyed tenants' files by name: renamed to ids before anything serves or watches them.
+    const migrated = migrateNameKeyedData(opts.dataDir, store, checksums);
+    if (migrated.renamed.length + migrated.quarantined.length + migrated.forgotten.length > 0) log.info({ ...migrated }, 'tenant data keyed by name moved to tenant ids');
+    const tenantData = new TenantData({ dataDir: opts.dataDir, store, registry, checksums, log: log.child({ svc: 'tenants' }) });
+
+    const certificates = new CertificateManager({
+      dataDir: opts.dataDir, store, audit, events, operations, log: log.child({ svc: 'certificates' }),
+      ...(opts.acme ? { acme: opts.acme } : {}), ...(opts.renewCheckMs ? { renewCheckMs: opts.renewCheckMs } : {}),
+    });
+    certificates.start();
+    teardown.add(() => certificates.stop());
+    // Sites moved to another daemon are forwarded by this gateway (`control/moves/`).
+    const forwards = new Forwards(opts.dataDir);
+    const front = opts.gateway ? await startFrontDoor({ ...opts, gateway: opts.gateway }, { store, events, certificates, forwards, log }, teardown) : null;
+    const guard = await startGuard(opts, { store, audit, events, registry, instances, operations, checksums, gateway: front?.gateway ?? null, routes: front?.frontDoor ?? null, log }, teardown);
+
+    const flushRoutes = async (): Promise<void> => { await front?.frontDoor.flush(); };
+    const receiver = new Receiver({ store, audit, events, registry, locks, flushRoutes, gatewayAddress: () => gatewayAddress({ gateway: front?.gateway, frontDoor: front?.frontDoor }) });
+    teardown.add(() => receiver.close());
+    const services: Services = {
+      version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
+      instances, metrics: daemonMetrics(store, audit), guard: guard.guard, certificates, tenantData,
+      moves: { mover: new Mover({ store, audit, events, operations, registry, locks, forwards, flushRoutes }), receiver, forwards, flushRoutes },
+      ...(front ? { gateway: front.gateway, frontDoor: front.frontDoor } : {}),
+    };
+    const reconciler = new Reconciler({
+      store, registry, locks, logger: log,
+      ...(opts.reconcileIntervalMs ? { intervalMs: opts.reconcileIntervalMs } : {}),
+      onEvent: (e) => events.publish('lifecycle', e.type, e.tenantId ?? null, { ...e }),
+      // An instance whose restart policy leaves it dead is meant to be stopped from then on.
+      setDesiredState: (id, desired) => { if (store.getInstanceById(id)) store.updateInstance(id, { desiredState: desired }); },
+    });
+    await reconciler.start();
+    teardown.add(() => reconciler.stop());
+    guard.watch.start(events);
+
+    const api = await buildApi(services, { logger: log.child({ svc: 'api' }) });
+    teardown.add(() => api.close());
+    const url = await api.listen({ host: opts.host, port: opts.port }).catch((e: Error) => {
+      throw new StrataError('STRATA_ERR_CONFIG', `cannot listen on ${opts.host}:${opts.port}: ${e.message}`, undefined, { cause: e });
+    });
+    const { monitor, watch, target } = guard;
+    return { url, dataDir: opts.dataDir, tokenPath: paths.adminToken, services, api, integrity: { monitor, watch, target }, close: () => teardown.close() };
   } catch (e) {
-    await close();
-    throw new StrataError('STRATA_ERR_CONFIG', `cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`, undefined, { cause: e });
+    await teardown.close();
+    throw e;
   }
-  if (opts.gateway) {
-    try {
-      const accessLogPath = join(opts.dataDir, 'logs', 'access.log');
-      const gateway = await startGateway({ listeners: opts.gateway.listeners, sites: [] }, {
-        logger: log.child({ svc: 'gateway' }), accessLog: { path: accessLogPath }, acmeChallengeDir: challengeDir(opts.dataDir), ...opts.gateway.options,
-      });
-      frontDoor = new FrontDoor(gateway, store, opts.gateway.listeners, opts.dataDir, log.child({ svc: 'front-door' }), certificates.files);
-      services.gateway = gateway;
-      services.frontDoor = frontDoor;
-      siteLogs = new SiteLogs({ accessLogPath, dir: siteLogsDir(opts.dataDir), store, reopen: () => gateway.reopenAccessLog() });
-      siteLogs.start();
-      await frontDoor.sync();
-      frontDoor.watch(events);
-      guardTarget.routes = frontDoor;
-      frontDoor.forwards = () => forwards.routes();
-      gatewayRefusals.attach(gateway);
-    } catch (e) {
-      await close();
-      throw e;
-    }
-  }
-  return { url: address, dataDir: opts.dataDir, tokenPath: paths.adminToken, services, api, integrity: { monitor: integrity, watch: guardWatch, target: guardTarget }, close };
 }

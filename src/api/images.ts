@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { authorize } from '../auth/policy.js';
 import { StrataError } from '../core/errors.js';
+import { DEFAULT_LEVEL } from '../levels/index.js';
 import { presentOperation } from './present.js';
 import { defineRoute } from './route.js';
 import { ErrorBody, Level, Operation, WaitQuery, list } from './schemas.js';
@@ -27,7 +28,7 @@ const ImageImport = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, ".", "_" and "-", at most 64'),
   /** An OCI image layout directory or a tarball of one, on the server (absolute path). */
   path: z.string().min(2).max(4096).startsWith('/'),
-  level: Level.default('os'),
+  level: Level.default(DEFAULT_LEVEL),
 }).strict();
 
 export const imageRoutes = [

@@ -14,10 +14,14 @@ export interface InstanceFacts {
    * bridge), or the host's loopback when it serves one port there (an isolate).
    */
   address?: string;
-  /** With `address` on loopback: the one host port it serves on. */
-  port?: number;
-  /** With `port`: the only guest port that host port reaches (a site naming another port has no route). */
-  guestPort?: number;
+  /**
+   * The one port it serves on at `address`, whatever port a site names (an
+   * isolate's loopback listener, a container's configured port); null or
+   * absent: the port a site names.
+   */
+  port?: number | null;
+  /** With `port`: the only port a site may name to reach it. */
+  guestPort?: number | null;
   /** The host bridge the instance's address sits on. */
   bridge?: string;
   /** The hardware address of its network interface on that bridge. */

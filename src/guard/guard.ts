@@ -18,7 +18,8 @@ import { priorityRank, type GuardEvent, type Priority } from '../core/guard-even
 import { Actuator, type ActuatorTarget, type Alert, type AuditSink } from './actuator.js';
 import { Evaluator } from './evaluator.js';
 import type { Interceptor } from '../core/interceptor.js';
-import { WarningPool, type PoolOptions, type RecordOutcome } from './pool.js';
+import { GuardIntake } from './intake.js';
+import type { PoolOptions, RecordOutcome } from './pool.js';
 import { OperatorSessions } from './sessions.js';
 import type { Ruleset, TenantOverride } from './rules.js';
 
@@ -27,6 +28,8 @@ export interface GuardOptions {
   target: ActuatorTarget;
   audit: AuditSink;
   events: EventBus;
+  /** Where interceptors file events; default a fresh one (with `pool`). */
+  intake?: GuardIntake;
   pool?: PoolOptions;
   /** Warnings evaluated per turn of the event loop; default 4,096. */
   batchSize?: number;
@@ -65,20 +68,19 @@ export interface AlertQuery {
 export class Guard {
   /** Exec and console sessions started through the API, registered before they run (`sessions.ts`). */
   readonly sessions: OperatorSessions;
-  readonly #pool: WarningPool;
+  readonly #intake: GuardIntake;
   readonly #evaluator: Evaluator;
   readonly #actuator: Actuator;
-  readonly #interceptors = new Map<string, Interceptor>();
   readonly #batchSize: number;
   readonly #ring: (Alert | undefined)[];
   #ringNext = 0;
   #alertCount = 0;
   #drainScheduled: NodeJS.Immediate | undefined;
-  #running = false;
   #idleWaiters: (() => void)[] = [];
 
   constructor(opts: GuardOptions) {
-    this.#pool = new WarningPool(opts.pool);
+    this.#intake = opts.intake ?? new GuardIntake(opts.pool);
+    this.#intake.consume(() => { this.#drainScheduled ??= setImmediate(this.#drain); });
     this.#evaluator = new Evaluator(opts.ruleset);
     this.#actuator = new Actuator({
       target: opts.target, audit: opts.audit, events: opts.events,
@@ -94,37 +96,29 @@ export class Guard {
   }
 
   /** Adds an interceptor; started now if the guard runs, else by `start`. Ids must be unique. */
-  async addInterceptor(interceptor: Interceptor): Promise<void> {
-    if (this.#interceptors.has(interceptor.id)) throw new RangeError(`interceptor '${interceptor.id}' is already registered`);
-    this.#interceptors.set(interceptor.id, interceptor);
-    if (this.#running) await interceptor.start(this.ingest);
+  addInterceptor(interceptor: Interceptor): Promise<void> {
+    return this.#intake.addInterceptor(interceptor);
   }
 
-  async removeInterceptor(id: string): Promise<void> {
-    const interceptor = this.#interceptors.get(id);
-    this.#interceptors.delete(id);
-    await interceptor?.stop();
+  removeInterceptor(id: string): Promise<void> {
+    return this.#intake.removeInterceptor(id);
   }
 
-  async start(): Promise<void> {
-    this.#running = true;
-    for (const i of this.#interceptors.values()) await i.start(this.ingest);
+  start(): Promise<void> {
+    return this.#intake.start();
   }
 
   /** Stops the interceptors, evaluates what is still waiting, and undoes pending freezes. */
   async stop(): Promise<void> {
-    this.#running = false;
-    await Promise.all([...this.#interceptors.values()].map((i) => i.stop()));
+    await this.#intake.stop();
     await this.drained();
     await this.#actuator.stop();
   }
 
   /** Files one event; O(1), never evaluates. The answer is the pool's back-pressure signal. */
-  readonly ingest = (event: GuardEvent): RecordOutcome => {
-    const outcome = this.#pool.record(event);
-    if (this.#drainScheduled === undefined) this.#drainScheduled = setImmediate(this.#drain);
-    return outcome;
-  };
+  get ingest(): (event: GuardEvent) => RecordOutcome {
+    return this.#intake.ingest;
+  }
 
   /** Disables a rule or changes its action for one tenant (tenant policy). */
   setOverride(o: TenantOverride): void {
@@ -133,12 +127,12 @@ export class Guard {
 
   /** Resolves when the pool is empty and every action started has finished. */
   async drained(): Promise<void> {
-    if (this.#pool.waiting > 0 || this.#drainScheduled !== undefined) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    if (this.#intake.pool.waiting > 0 || this.#drainScheduled !== undefined) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
     await this.#actuator.settled();
   }
 
   stats(): GuardStats {
-    const p = this.#pool.stats();
+    const p = this.#intake.pool.stats();
     return { received: p.received, aggregated: p.aggregated, dropped: p.dropped, evaluated: this.#evaluator.evaluated, alerts: this.#alertCount, waiting: p.waiting };
   }
 
@@ -160,10 +154,10 @@ export class Guard {
 
   readonly #drain = (): void => {
     this.#drainScheduled = undefined;
-    for (const warning of this.#pool.drain(this.#batchSize)) {
+    for (const warning of this.#intake.pool.drain(this.#batchSize)) {
       for (const match of this.#evaluator.evaluate(warning)) this.#keep(this.#actuator.handle(match));
     }
-    const drops = this.#pool.takeDropReport();
+    const drops = this.#intake.pool.takeDropReport();
     if (drops) {
       this.#keep(this.#actuator.raise({
         rule: 'guard.pool.dropped', priority: 'critical', output: `warning pool full: ${drops.total} events dropped`,
@@ -171,7 +165,7 @@ export class Guard {
         fields: Object.fromEntries(Object.entries(drops.byPriority).map(([p, n]) => [`dropped.${p}`, n])), tags: ['guard'], eventTime: Date.now(),
       }));
     }
-    if (this.#pool.waiting > 0) this.#drainScheduled = setImmediate(this.#drain);
+    if (this.#intake.pool.waiting > 0) this.#drainScheduled = setImmediate(this.#drain);
     else for (const resolve of this.#idleWaiters.splice(0)) resolve();
   };
 

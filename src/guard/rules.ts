@@ -12,6 +12,8 @@
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { StrataError } from '../core/errors.js';
+import { DEFAULT_LEVEL } from '../levels/index.js';
+import { LEVELS } from '../store/types.js';
 import { compileCondition, ConditionError, kindsOf, parseCondition, type Condition, type Predicate } from './condition.js';
 import { fieldOf, PRIORITIES, type FieldValue, type GuardEvent, type Priority } from '../core/guard-event.js';
 
@@ -39,7 +41,7 @@ const fixtureEvent = z.object({
   kind: z.string().min(1),
   tenantId: z.string().nullable().default('t_fixture'),
   instanceId: z.string().nullable().default('i_fixture'),
-  level: z.enum(['env', 'os', 'vm', 'emu', 'gateway', 'host']).default('os'),
+  level: z.enum([...LEVELS, 'gateway', 'host']).default(DEFAULT_LEVEL),
   priority: z.enum(PRIORITIES).optional(),
   fields: z.record(z.string(), fieldValue).default({}),
   repeat: z.number().int().positive().max(100_000).default(1),

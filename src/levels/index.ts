@@ -17,8 +17,8 @@ export const LEVEL_MODULES: readonly LevelModule[] = [envLevel, osLevel, vmLevel
 /** The level whose instances serve static docroots through the gateway: the guard files their integrity events under it. */
 export const STATIC_SITE_LEVEL = envLevel.id;
 
-/** The level images are listed for when a request names none. */
-export const DEFAULT_IMAGE_LEVEL = osLevel.id;
+/** The level a request for images, or a rule's test event, is about when it names none. */
+export const DEFAULT_LEVEL = osLevel.id;
 
 /**
  * `gatewayPorts`: the front door's ports on the host, the only host ports containers and VMs may reach.

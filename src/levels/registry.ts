@@ -74,6 +74,12 @@ export class DriverRegistry {
     this.#byLevel.get(level)?.module?.validate(input);
   }
 
+  /** The available driver that `module` owns, typed as that module's; null when there is none. */
+  ownedDriver<D extends LevelDriver>(module: LevelModule<D>): D | null {
+    const entry = this.#byLevel.get(module.id);
+    return entry?.availability?.available && entry.module === (module as LevelModule) ? (entry.driver as D) : null;
+  }
+
   /** The guard's levers on instances of `level`; null where its module has none (or no module owns its driver). */
   levers(level: Level): InstanceLevers | null {
     const entry = this.#byLevel.get(level);

@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Actuator } from '../../src/guard/actuator.js';
 import { EventBus } from '../../src/core/events.js';
-import { leversFor } from '../../src/guard/wiring/guard-levers.js';
+import { osLevel } from '../../src/levels/os/module.js';
 import { OsDriver } from '../../src/levels/os/driver.js';
 import { builtinImages, claimSlot, leftovers, testDriverOptions } from '../levels/os/helpers.js';
 import { TestDaemon } from '../support/harness.js';
@@ -119,7 +119,7 @@ test('a tampered web container is replaced from its known-good snapshot: the vis
 test('throttle and network cut apply to the running container and undo themselves', async () => {
   const r1 = d.daemon.services.store.listInstances().find((i) => i.name === 'web-r1') ?? d.daemon.services.store.listInstances().find((i) => i.name === 'web');
   assert.ok(r1 && r1.actualState === 'running');
-  const levers = leversFor(driver)!;
+  const levers = osLevel.levers!(driver);
   const audit = new MemoryAudit();
   const actuator = new Actuator({ target: d.daemon.integrity.target, audit, events: new EventBus(), throttleMs: 300, cutMs: 2500 });
   const match = (action: 'throttle' | 'cut') => ({

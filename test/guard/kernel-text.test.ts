@@ -18,7 +18,7 @@ import { Guard } from '../../src/guard/guard.js';
 import type { GuardEvent } from '../../src/core/guard-event.js';
 import { KernelTextWatch, QmpInterceptor, kernelTextRegion } from '../../src/levels/vm/guard/qmp.js';
 import { loadDefaultRuleset } from '../../src/guard/rules.js';
-import { leversFor } from '../../src/guard/wiring/guard-levers.js';
+import { vmLevel } from '../../src/levels/vm/module.js';
 import type { Instance } from '../../src/store/types.js';
 import { DEFAULT_IMAGE_ROOT } from '../../src/levels/vm/images.js';
 import { VmDriver } from '../../src/levels/vm/index.js';
@@ -119,7 +119,7 @@ test('a patch to the guest kernel text is detected from outside the guest', { ti
   assert.ok(target.calls.includes(`freeze ${id}`), 'and its action was taken');
 
   // The vm levers of the actuator on the same guest: network cut and back over QMP set_link, CPU through its cgroup.
-  const levers = leversFor(driver)!;
+  const levers = vmLevel.levers!(driver);
   const instance = { id, name: id, tenantId: 'test', level: 'vm', limits: { vcpus: 1, memoryMiB: 128, diskMiB: 0 } } as unknown as Instance;
   const url = await guestUrl(driver, id, '/counter');
   await levers.setNetwork(instance, false);

@@ -10,6 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { CertificateConfig, Gateway, GatewayConfig, ListenerConfig, SiteRoute } from '../../gateway/index.js';
+import type { InstanceFacts } from '../../core/instance-facts.js';
 import type { Store } from '../../store/store.js';
 import type { Instance, Site, StoredListener, Tenant } from '../../store/types.js';
 import type { EventBus } from '../../core/events.js';
@@ -34,18 +35,18 @@ export function siteRoute(site: Site, tenant: Tenant, instance: Instance | null,
 }
 
 /**
- * Where to reach `port` of an instance, from what its driver reports:
+ * Where to reach `port` of an instance, from the facts its driver reports:
  * - `address` alone: the instance has its own network address (a container);
  *   the site's port is used there;
  * - `address` + `port`: the instance serves one port on the host's loopback (an
  *   isolate's listener, a VM's forwarded port); when `guestPort` is given too,
  *   only a site naming that guest port reaches it.
  */
-export function upstreamOf(info: Record<string, unknown>, port: number): { host: string; port: number } | null {
-  if (typeof info.address !== 'string') return null;
-  if (typeof info.port !== 'number') return { host: info.address, port };
-  if (typeof info.guestPort === 'number' && info.guestPort !== port) return null;
-  return { host: info.address, port: info.port };
+export function upstreamOf(facts: InstanceFacts, port: number): { host: string; port: number } | null {
+  if (!facts.address) return null;
+  if (facts.port == null) return { host: facts.address, port };
+  if (facts.guestPort != null && facts.guestPort !== port) return null;
+  return { host: facts.address, port: facts.port };
 }
 
 /** A listener added through the API, as the gateway takes it. */
@@ -110,8 +111,6 @@ export class FrontDoor {
   #pending = false;
   #running: Promise<void> = Promise.resolve();
   #unsubscribe: (() => void) | undefined;
-  /** Sites that moved to another daemon with their instance and are forwarded there (`forwards.ts`); a stored site of the same name wins. */
-  forwards: (() => SiteRoute[]) | undefined;
   /** The neutral default certificate, loaded (or made) at the first sync. */
   #neutral: CertificateConfig | null = null;
 
@@ -123,6 +122,8 @@ export class FrontDoor {
     private readonly dataDir: string,
     private readonly log: Logger,
     private readonly certificates?: { gatewayCertificates(): CertificateConfig[] },
+    /** Sites that moved to another daemon with their instance and are forwarded there (`moves/forwards.ts`); a stored site of the same name wins. */
+    private readonly forwards?: () => SiteRoute[],
   ) {}
 
   /** The whole configuration as the store has it now, without the listeners in `skip`. */

@@ -295,7 +295,7 @@ export class InstanceService {
     if (!known) return;
     // Restarts made by the restart policy stay counted across a user's start or restart.
     const restarts = known.info.restarts;
-    this.d.store.setActualState(instance.id, to, seen ? { ...seen.info, ...(typeof restarts === 'number' ? { restarts } : {}) } : undefined);
+    this.d.store.setActualState(instance.id, to, seen ? { ...seen.info, ...(restarts !== undefined ? { restarts } : {}) } : undefined);
     this.#stateEvent(instance, from, to);
   }
 

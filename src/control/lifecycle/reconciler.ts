@@ -36,6 +36,7 @@
  * info; the pass goes on with the others, and the next pass tries again.
  * `start()` runs a pass at once and then every `intervalMs`; passes never overlap.
  */
+import type { InstanceInfo } from '../../core/instance-facts.js';
 import type { DriverOperation, InstanceSpec, LevelDriver, ObservedInstance } from '../../levels/driver.js';
 import { STATES, assertTransition, canTransition, checkAction, type DesiredState, type InstanceState } from '../../levels/lifecycle.js';
 import type { DriverRegistry } from '../../levels/registry.js';
@@ -401,7 +402,7 @@ export class Reconciler {
       && (isAlive(record.actualState) || this.#backoff.pending(id) || this.#keptDown.has(id));
     if (byPolicy && observed && isAlive(record.actualState)) {
       const policy = restartPolicyOf(spec.config);
-      const exitCode = typeof observed.info?.exitCode === 'number' ? observed.info.exitCode : undefined;
+      const exitCode = observed.info?.exitCode;
       const restart = shouldRestart(policy, exitCode);
       this.#emit({ type: 'instance.exited', instanceId: id, tenantId: spec.tenantId, level: driver.level, from: record.actualState, to: state, policy, restart });
       if (!restart) {
@@ -457,7 +458,7 @@ export class Reconciler {
   }
 
   /** Live facts as recorded: with the restarts the policy made, once there are any. */
-  #withRestarts(id: string, info: Record<string, unknown>): Record<string, unknown> {
+  #withRestarts(id: string, info: InstanceInfo): InstanceInfo {
     const restarts = this.#backoff.total(id);
     return restarts > 0 ? { ...info, restarts } : info;
   }

@@ -14,6 +14,7 @@
 import type { AuditLog } from '../../audit/log.js';
 import type { Principal } from '../../auth/policy.js';
 import { StrataError, conflict, isStrataError, notFound } from '../../core/errors.js';
+import type { InstanceInfo } from '../../core/instance-facts.js';
 import type { LevelDriver } from '../../levels/driver.js';
 import type { DriverRegistry } from '../../levels/registry.js';
 import type { Store } from '../../store/store.js';
@@ -48,7 +49,7 @@ export interface FinishAnswer {
   /** Where this daemon's gateway answers HTTP (null without one): the sender forwards the moved sites there. */
   gateway: { host: string; port: number } | null;
   /** The instance's live facts here (its address): where to send without a gateway. */
-  info: Record<string, unknown>;
+  info: InstanceInfo;
 }
 
 interface Pending {

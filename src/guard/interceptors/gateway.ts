@@ -35,9 +35,12 @@ export class GatewayInterceptor implements Interceptor {
   #emit: Emit | undefined;
   #source: RefusalSource | null = null;
 
-  constructor(private readonly maxPerRow = 1000) {}
+  /** `source`: the gateway to listen to from the start (none: until `attach`). */
+  constructor(source: RefusalSource | null = null, private readonly maxPerRow = 1000) {
+    this.#source = source;
+  }
 
-  /** Listens to a gateway (it starts after the guard); null lets go of it. */
+  /** Listens to another gateway from now on; null lets go of it. */
   attach(source: RefusalSource | null): void {
     this.#source?.onSecurity(undefined);
     this.#source = source;

@@ -4,7 +4,7 @@
  * checked against the state machine, serialised with other work on the
  * instance, and recorded in the tenant's audit log with the rule as its reason.
  *
- * Throttle and network cut pull the level's levers (guard-levers.ts). Hot
+ * Throttle and network cut pull the levers of the instance's level module. Hot
  * recovery of an instance makes a replacement from the instance's last
  * known-good snapshot (taken by the guard when it baselined the instance: its
  * files, or a VM's kernel text) — a clone where the level clones (os, vm, emu:
@@ -18,10 +18,10 @@ import type { Principal } from '../../auth/policy.js';
 import type { AuditLog } from '../../audit/log.js';
 import type { ActionOutcome, ActuatorTarget, Alert, RecoverySubject } from '../actuator.js';
 import type { IntegrityMonitor } from '../integrity.js';
+import type { InstanceLevers } from '../../levels/module.js';
 import type { DriverRegistry } from '../../levels/registry.js';
 import type { Store } from '../../store/store.js';
 import type { Instance, Snapshot, Tenant } from '../../store/types.js';
-import { leversFor, type InstanceLevers } from './guard-levers.js';
 import type { AuditFn, InstanceService, UserAction } from '../../control/lifecycle/instances.js';
 import type { OperationRunner } from '../../control/lifecycle/operations.js';
 
@@ -33,6 +33,10 @@ export interface GuardTargetDeps {
   operations: OperationRunner;
   audit: AuditLog;
   registry?: DriverRegistry;
+  /** The front door, where there is one: recovery waits for its route swap. */
+  routes?: RouteSync;
+  /** Restores docroots and trees kept as known-good copies. */
+  monitor?: Pick<IntegrityMonitor, 'restore' | 'tree'>;
   /** CPUs a throttled instance keeps; default 0.1. */
   throttleVcpus?: number;
 }
@@ -46,10 +50,6 @@ export class GuardTarget implements ActuatorTarget {
   readonly #d: GuardTargetDeps;
   /** instance id → id of its last known-good snapshot. */
   readonly knownGood = new Map<string, string>();
-  /** Set once the gateway runs: recovery waits for its route swap. */
-  routes: RouteSync | undefined;
-  /** Restores docroots; set by the daemon once the monitor exists. */
-  monitor: IntegrityMonitor | undefined;
   /** Replacements made by hot recovery, to be baselined the moment they run. */
   readonly replacements = new Set<string>();
   /** instance id → its recovery in progress or done, so a burst of alerts recovers it once. */
@@ -93,7 +93,7 @@ export class GuardTarget implements ActuatorTarget {
     const found = this.#find(id);
     if (!found) return;
     const taken = await this.takeSnapshot(found.tenant, found.instance, 'guard-forensic');
-    return { snapshot: taken.name, snapshotId: taken.id, memory: found.instance.level === 'vm' || found.instance.level === 'emu' };
+    return { snapshot: taken.name, snapshotId: taken.id, memory: this.#d.registry?.levers(found.instance.level)?.snapshotsMemory ?? false };
   }
 
   /**
@@ -137,14 +137,14 @@ export class GuardTarget implements ActuatorTarget {
 
   recover(subject: RecoverySubject): Promise<ActionOutcome> {
     if (subject.instanceId === null) {
-      if (!subject.scope?.startsWith('docroot:') || !this.monitor) return Promise.reject(new Error(`nothing to recover '${subject.scope}' from`));
-      return this.monitor.restore(subject.scope).then((r) => ({ scope: r.scope, restored: r.restored, removed: r.removed, missing: r.missing }));
+      if (!subject.scope?.startsWith('docroot:') || !this.#d.monitor) return Promise.reject(new Error(`nothing to recover '${subject.scope}' from`));
+      return this.#d.monitor.restore(subject.scope).then((r) => ({ scope: r.scope, restored: r.restored, removed: r.removed, missing: r.missing }));
     }
     const id = subject.instanceId;
     // Trees kept as known-good copies (an env handler) are recovered in place, like a docroot.
     const scope = subject.scope ?? `instance:${id}`;
-    if (this.monitor?.tree(scope)?.keepCopies) {
-      return this.monitor.restore(scope).then((r) => ({ scope: r.scope, restored: r.restored, removed: r.removed, missing: r.missing }));
+    if (this.#d.monitor?.tree(scope)?.keepCopies) {
+      return this.#d.monitor.restore(scope).then((r) => ({ scope: r.scope, restored: r.restored, removed: r.removed, missing: r.missing }));
     }
     let recovery = this.#recoveries.get(id);
     if (recovery) return recovery.then((done) => ({ ...done, already: true }));
@@ -165,7 +165,7 @@ export class GuardTarget implements ActuatorTarget {
     const name = this.#replacementName(old);
     const fresh = this.#canClone(old) ? await this.#cloneGood(tenant, old, snapshot, name) : await this.#launchGood(tenant, old, snapshot, name);
     const sites = this.#moveSites(tenant, old, fresh);
-    await this.routes?.sync();
+    await this.#d.routes?.sync();
     const before = this.#current(old.id);
     if (before.actualState === 'running') await this.#act(old.id, 'pause');
     return {
@@ -240,8 +240,7 @@ export class GuardTarget implements ActuatorTarget {
   #levers(id: string, action: string): { instance: Instance; levers: InstanceLevers } {
     const found = this.#find(id);
     if (!found) throw new Error(`instance ${id} no longer exists`);
-    const driver = this.#d.registry?.forLevel(found.instance.level);
-    const levers = driver ? leversFor(driver) : null;
+    const levers = this.#d.registry?.levers(found.instance.level) ?? null;
     if (!levers) throw new Error(`the ${found.instance.level} level has no lever to ${action} with`);
     return { instance: found.instance, levers };
   }

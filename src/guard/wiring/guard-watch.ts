@@ -19,15 +19,13 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { GuardEvent } from '../../core/guard-event.js';
 import type { IntegrityMonitor } from '../integrity.js';
-import { KernelTextWatch, kernelTextRegion, type KernelTextRegion } from '../../levels/vm/guard/qmp.js';
-import { DEFAULT_IMAGE_ROOT, findImage, hostArch } from '../../levels/vm/images.js';
-import { liveQmpClient, liveQmpSockets } from '../../levels/vm/qmp.js';
+import { STATIC_SITE_LEVEL } from '../../levels/index.js';
+import type { InstanceLevers, KernelWatch } from '../../levels/module.js';
 import type { DriverRegistry } from '../../levels/registry.js';
 import type { Store } from '../../store/store.js';
 import type { Instance } from '../../store/types.js';
 import type { EventBus } from '../../core/events.js';
 import { docrootScope, tenantDocroot } from '../../control/tenants/tenant-data.js';
-import { leversFor, type InstanceTree } from './guard-levers.js';
 import type { GuardTarget } from './guard-target.js';
 
 /** Operations that take an instance's files away on purpose. */
@@ -63,9 +61,8 @@ export class GuardWatch {
   /** Serialises the work so scopes are never baselined twice at once. */
   #queue: Promise<void> = Promise.resolve();
   #closed = false;
-  /** VM instance id → its kernel-text watch and the timer of its next step. */
-  readonly #kernels = new Map<string, { timer: NodeJS.Timeout; watch?: KernelTextWatch; step?: Promise<void> }>();
-  readonly #regions = new Map<string, Promise<KernelTextRegion | null>>();
+  /** Instance id → its kernel-text watch and the timer of its next step (levels with kernel introspection). */
+  readonly #kernels = new Map<string, { timer: NodeJS.Timeout; watch?: KernelWatch; step?: Promise<void> }>();
   /** Instances whose code is being replaced on purpose: not baselined until it is done. */
   readonly #redeploying = new Set<string>();
 
@@ -83,7 +80,7 @@ export class GuardWatch {
           this.#scheduleInstance(id, replacement ? 0 : undefined);
           // A replacement resumed a booted, known-good guest: no boot to wait for, only the site swap (the snapshot's freeze stays out of it).
           const kernelDelay = replacement ? this.#o.knownGoodDelayMs ?? 1000 : this.#o.kernelBaselineDelayMs ?? 30_000;
-          if ((e.data.level === 'vm' || e.data.level === 'emu') && e.data.from !== 'paused') this.#scheduleKernel(id, kernelDelay);
+          if (this.#introspects(String(e.data.level)) && e.data.from !== 'paused') this.#scheduleKernel(id, kernelDelay);
         } else if (e.data.to === 'stopped' || e.data.to === 'deleted' || e.data.to === 'failed') this.#dropKernel(id);
         if (e.data.to !== 'running' && (e.data.from === 'running' || e.data.to === 'deleted')) this.#enqueue(() => this.#unwatchInstance(id, e.data.to === 'deleted'));
       } else if (e.category === 'operation' && (e.data.operation as { kind?: string } | undefined)?.kind === 'instance.redeploy') {
@@ -97,7 +94,7 @@ export class GuardWatch {
     for (const i of this.#o.store.listInstances()) {
       if (i.actualState !== 'running') continue;
       this.#scheduleInstance(i.id, 0);
-      if (i.level === 'vm' || i.level === 'emu') this.#scheduleKernel(i.id, 0);
+      if (this.#introspects(i.level)) this.#scheduleKernel(i.id, 0);
     }
     this.#enqueue(() => this.#syncDocroots());
     if (this.#o.selfRoot) {
@@ -252,26 +249,19 @@ export class GuardWatch {
     clearTimeout(entry.timer);
     try {
       if (!entry.watch) {
-        const socket = liveQmpSockets().find((p) => p.endsWith(`/${id}/run/qmp.sock`));
-        const arch = typeof instance.config.arch === 'string' ? instance.config.arch : hostArch();
-        const image = arch === 'x86_64' || arch === 'aarch64' ? findImage(DEFAULT_IMAGE_ROOT, arch) : null;
-        const client = socket ? liveQmpClient(socket) : undefined;
-        if (!socket || !client || !image || 'missing' in image) return;
-        let region = this.#regions.get(image.kernel);
-        if (!region) this.#regions.set(image.kernel, (region = kernelTextRegion(image.kernel).catch(() => null)));
-        const r = await region;
-        if (!r) {
+        const watch = await this.#levers(instance.level)?.kernelWatch?.(instance);
+        if (!watch) return;
+        if (watch === 'unmapped') {
           // A compressed kernel image: no kernel-text map for this guest, but booted by now, so still a state to recover to.
           await this.#knownGoodVm(id);
           return;
         }
-        entry.watch = new KernelTextWatch(client, r, join(socket, '..', 'kernel-text.dump'));
-        await entry.watch.baseline();
+        entry.watch = watch;
+        await watch.baseline();
         this.#o.log.info({ instance: instance.name }, 'guard: kernel text baselined');
         await this.#knownGoodVm(id);
       } else {
-        const check = await entry.watch.check();
-        this.#o.ingest!(KernelTextWatch.event({ tenantId: instance.tenantId, instanceId: id, level: instance.level === 'emu' ? 'emu' : 'vm' }, check));
+        this.#o.ingest!(await entry.watch.check());
       }
     } catch (err) {
       this.#o.log.warn({ err, instance: instance.name }, 'guard: kernel-text check failed');
@@ -306,10 +296,17 @@ export class GuardWatch {
     this.#kernels.delete(id);
   }
 
-  #treeOf(instance: Instance): InstanceTree | null {
-    let driver;
-    try { driver = this.#o.registry.forLevel(instance.level); } catch { return null; }
-    const tree = leversFor(driver)?.tree(instance);
+  #levers(level: string): InstanceLevers | null {
+    return this.#o.registry.levers(level as Instance['level']);
+  }
+
+  /** Whether instances of `level` get kernel introspection. */
+  #introspects(level: string): boolean {
+    return this.#levers(level)?.kernelWatch !== undefined;
+  }
+
+  #treeOf(instance: Instance) {
+    const tree = this.#levers(instance.level)?.tree(instance);
     return tree && existsSync(tree.root) ? tree : null;
   }
 
@@ -329,7 +326,7 @@ export class GuardWatch {
     for (const [scope, { root, tenantId }] of wanted) {
       if (this.#o.monitor.tree(scope) || !existsSync(root)) continue;
       await this.#o.monitor.watch({
-        scope, root, tenantId, instanceId: null, level: 'env', keepCopies: true, labels: { 'integrity.recoverable': true },
+        scope, root, tenantId, instanceId: null, level: STATIC_SITE_LEVEL, keepCopies: true, labels: { 'integrity.recoverable': true },
       });
     }
   }

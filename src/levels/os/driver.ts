@@ -34,6 +34,7 @@ import { z } from 'zod';
 import { discard } from '../../core/discard.js';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { InvalidStateTransition, StrataError, conflict, notFound } from '../../core/errors.js';
+import type { InstanceInfo } from '../../core/instance-facts.js';
 import type { Level, Quota } from '../../store/types.js';
 import type { DriverAvailability, DriverOperation, ImageInfo, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
 import type { ExecOptions, ExecSession, LogOptions } from '../driver.js';
@@ -611,7 +612,7 @@ export class OsDriver implements LevelDriver {
       if (!container && !existsSync(dir)) return null;
       return { id, state: 'failed', info: { error: 'orphan: the driver has no record of this instance', ...(container ? { pid: container.pid } : {}) } };
     }
-    const info: Record<string, unknown> = { address: record.address, port: record.port, image: record.image, tenantIndex: record.tenantIndex };
+    const info: InstanceInfo = { address: record.address, port: record.port, image: record.image, tenantIndex: record.tenantIndex };
     if (!container) return { id, state: 'stopped', info };
     if (container.status === 'stopped' || container.status === 'created' || container.status === 'creating') {
       return { id, state: 'failed', info: { ...info, error: container.status === 'stopped' ? 'the container process exited' : 'the container never started' } };

@@ -34,6 +34,7 @@ import { chmod, chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } f
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidStateTransition, StrataError, notFound } from '../../core/errors.js';
+import type { InstanceInfo } from '../../core/instance-facts.js';
 import type { LogOptions } from '../driver.js';
 import { logStream } from '../log-stream.js';
 import { ConsoleRelay } from './console.js';
@@ -608,7 +609,7 @@ abstract class QemuDriver implements LevelDriver {
     if (!SAFE_ID.test(id)) return null;
     const [rec, pid] = await Promise.all([this.#load(id), this.#pid(id)]);
     if (!rec && !pid) return null;
-    const info: Record<string, unknown> = {
+    const info: InstanceInfo = {
       accelerator: rec?.launch?.accelerator ?? this.accel.accelerator,
       acceleratorReason: this.accel.reason,
       arch: rec?.config.arch ?? null,

@@ -25,7 +25,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { leversFor } from '../../../src/guard/wiring/guard-levers.js';
+import { vmLevel } from '../../../src/levels/vm/module.js';
 import type { Alert } from '../../../src/guard/actuator.js';
 import type { GuardEvent } from '../../../src/core/guard-event.js';
 import { Guard } from '../../../src/guard/guard.js';
@@ -239,7 +239,7 @@ describe('guard on the vm attack suite', { skip: imageMissing('x86_64') ?? false
 
   test('throttled to 0.1 CPU, the spinning guest still shows busy; once the spinner is gone its vCPU sleeps', { timeout: 90_000 }, async () => {
     // The guard's own throttle lever (the VM's cgroup quota): time held back by the quota counts as runnable.
-    const levers = leversFor(driver!)!;
+    const levers = vmLevel.levers!(driver!);
     const evil = { id: EVIL, name: EVIL, tenantId: TENANT[EVIL], level: 'vm', limits: { vcpus: 1, memoryMiB: 128, diskMiB: 0 } } as unknown as Instance;
     await levers.setCpu(evil, 0.1);
     const throttledAt = Date.now();
