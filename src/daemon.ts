@@ -213,10 +213,13 @@ async function startFrontDoor(
     logger: d.log.child({ svc: 'gateway' }), accessLog: { path: accessLogPath }, acmeChallengeDir: challengeDir(opts.dataDir), ...opts.gateway.options,
   });
   const frontDoor = new FrontDoor(gateway, d.store, opts.gateway.listeners, opts.dataDir, d.log.child({ svc: 'front-door' }), d.certificates.files, () => d.forwards.routes());
-  teardown.add(() => frontDoor.close());
   const siteLogs = new SiteLogs({ accessLogPath, dir: siteLogsDir(opts.dataDir), store: d.store, reopen: () => gateway.reopenAccessLog() });
   siteLogs.start();
-  teardown.add(() => siteLogs.stop());
+  // The workers flush the shared access log as they stop; the site logs take in that last part as they stop.
+  teardown.add(async () => {
+    await frontDoor.close();
+    siteLogs.stop();
+  });
   await frontDoor.sync();
   frontDoor.watch(d.events);
   return { gateway, frontDoor };
