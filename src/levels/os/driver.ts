@@ -30,7 +30,6 @@ import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { z } from 'zod';
 import { discard } from '../../core/discard.js';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { InvalidStateTransition, StrataError, conflict, notFound } from '../../core/errors.js';
@@ -48,6 +47,7 @@ import { ImageStore, treeSize, type ImageManifest } from './images.js';
 import { importOciImage } from './oci-import.js';
 import { rotateIfLarge } from './logs.js';
 import { Network } from './network.js';
+import { parseOsInput, type OsInstanceConfig } from './instance-config.js';
 import { parseOsDriverOptions, type OsDriverConfig, type OsDriverOptions } from './options.js';
 import { createVolume, ensureShiftedImage, mountOverlay, mountPoints, mountVolume, prepareUpper, pruneShiftedImages, unmount } from './rootfs.js';
 import { SnapshotStore, emptyDir } from './snapshots.js';
@@ -62,20 +62,6 @@ import { validateSpec } from './validate.js';
 /** Processes a tenant may run per instance of its quota, summed on its parent cgroup. */
 const PIDS_PER_INSTANCE = 1024;
 
-/** The instance spec's `config` for the os level. */
-export const osInstanceConfigSchema = z.object({
-  /** The command; default: the image's. */
-  args: z.array(z.string().max(4096)).min(1).max(256).optional(),
-  /** Extra environment, added to (and overriding) the image's. */
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(8192)).optional(),
-  /** The port the gateway proxies to; default: the image's. Also exported as PORT. */
-  port: z.number().int().min(1).max(65_535).optional(),
-  /** A data volume of this many MiB at /data (at most the instance's diskMiB). */
-  volumeMiB: z.number().int().min(16).optional(),
-  /** The user the process runs as ("1000:1000", "www-data" …); default: the image's `User`, else root. */
-  user: z.string().min(1).max(256).optional(),
-}).strict();
-export type OsInstanceConfig = z.output<typeof osInstanceConfigSchema>;
 
 /** Where the data volume appears inside the container. */
 export const VOLUME_MOUNT_POINT = '/data';
@@ -381,12 +367,8 @@ export class OsDriver implements LevelDriver {
     if (!INSTANCE_ID.test(spec.id)) throw new StrataError('STRATA_ERR_VALIDATION', `'${spec.id}' is not a valid instance id`, { field: 'id' });
     const dir = this.#dir(spec.id);
     if (existsSync(dir)) throw conflict(`instance '${spec.id}' already exists`, { id: spec.id });
-    const config = parseConfig(spec.config);
-    if (config.volumeMiB !== undefined && config.volumeMiB > spec.limits.diskMiB) {
-      throw new StrataError('STRATA_ERR_VALIDATION', `volumeMiB ${config.volumeMiB} exceeds the instance's diskMiB ${spec.limits.diskMiB}`, { field: 'config.volumeMiB' });
-    }
-    if (spec.source === null) throw new StrataError('STRATA_ERR_VALIDATION', 'an os instance needs an image as its source', { field: 'source' });
-    const image = await this.images.resolve(spec.source);
+    const config = parseOsInput(spec);
+    const image = await this.images.resolve(spec.source!);
     try {
       await mkdir(join(dir, 'bundle'), { recursive: true, mode: 0o700 });
       const tenant = await this.#allocations.tenant(spec.tenantId);
@@ -691,12 +673,4 @@ async function firstUnsearchableAncestor(path: string): Promise<string | null> {
     if (((await stat(dir)).mode & 0o001) === 0) return dir;
   }
   return null;
-}
-
-function parseConfig(raw: Record<string, unknown>): OsInstanceConfig {
-  const parsed = osInstanceConfigSchema.safeParse(raw);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const field = ['config', ...issue.path.map(String)].join('.');
-  throw new StrataError('STRATA_ERR_VALIDATION', `${field}: ${issue.message}`, { field });
 }

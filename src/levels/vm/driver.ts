@@ -48,7 +48,7 @@ import { baseDiskPath, copyDisk, createOverlay, giveTo, wantsDisk } from './disk
 import { QEMU_BINARY, buildCommandLine, guestIdentity, type GuestIdentity, kernelCommandLine, validateCommandLine, type Accelerator, type GuestArch } from './cmdline.js';
 import { DEFAULT_IMAGE_ROOT, findImage, hostArch, hostTscKhz, type GuestImage } from './images.js';
 import { findQemus, isQemu, killQemu, launchQemu, vmUser, waitForExit, type VmUser } from './launch.js';
-import { parseVmConfig, type VmConfig } from './options.js';
+import { parseQemuInput, type VmConfig } from './options.js';
 import { QmpClient } from './qmp.js';
 import { finishMirror, mirrorDiskTo } from './mirror.js';
 import { VmNetwork, grantTunAccess, macFor, type VmAddress } from './network.js';
@@ -261,10 +261,7 @@ abstract class QemuDriver implements LevelDriver {
   /** `diskFrom`: a qcow2 (a snapshot's) that becomes the disk, or 'bare' (a move's mirror target), instead of a fresh overlay. */
   async #create(spec: InstanceSpec, diskFrom?: string | 'bare'): Promise<void> {
     this.#checkId(spec.id);
-    const config = parseVmConfig(spec.config, this.arches()[0]!);
-    if (!this.arches().includes(config.arch)) {
-      throw new StrataError('STRATA_ERR_VALIDATION', `level ${this.level} runs ${this.arches().join(', ')} guests, not ${config.arch}`, { arch: config.arch });
-    }
+    const config = parseQemuInput(spec.config, this.level, this.arches());
     if (!this.images.has(config.arch)) throw new StrataError('STRATA_ERR_VALIDATION', `no ${config.arch} guest image on this machine`, { arch: config.arch });
     const { vcpus, memoryMiB } = spec.limits;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 16 || !Number.isInteger(memoryMiB) || memoryMiB < 64 || memoryMiB > 65536) {
