@@ -7,8 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { connect, type PeerCertificate } from 'node:tls';
@@ -18,6 +17,7 @@ import { createCaCertificate, createLeafCertificate, newP256KeyPair, privateKeyP
 import { TestDaemon } from '../support/harness.js';
 import { freePort, viaGateway } from '../support/net.js';
 import { httpsGet } from '../support/tls-client.js';
+import { tempDir } from '../support/temp.js';
 
 let d: TestDaemon;
 let own: string;
@@ -59,7 +59,7 @@ async function foreignPair(names: string[], notAfter = new Date(Date.now() + 86_
 
 before(async () => {
   httpsPort = await freePort();
-  dataDir = mkdtempSync(join(tmpdir(), 'strata-certs-'));
+  dataDir = tempDir('certs');
   d = await TestDaemon.start({ dataDir, gateway: { listeners: [{ id: 'tls', address: '127.0.0.1', port: httpsPort, protocol: 'https' }], options: { workers: 1 } } });
   own = await d.tenantWithUser('own', 'tenant-admin');
   await d.tenantWithUser('other', 'tenant-admin');
@@ -76,7 +76,6 @@ before(async () => {
 });
 after(async () => {
   await d.close();
-  rmSync(dataDir, { recursive: true, force: true });
 });
 
 test('the local CA issues for a site; HTTPS to it verifies against the CA and the key stays on disk, 0600', async () => {

@@ -5,8 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, cp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -14,6 +13,7 @@ import { OsDriver } from '../../src/levels/os/driver.js';
 import { builtinImages, claimSlot, testDriverOptions } from '../levels/os/helpers.js';
 import { tar, writeLayout } from '../levels/os/oci-layout.js';
 import { TestDaemon } from '../support/harness.js';
+import { tempDir } from '../support/temp.js';
 
 let d: TestDaemon;
 let work: string;
@@ -22,7 +22,7 @@ let driver: OsDriver;
 
 before(async () => {
   await builtinImages();
-  work = await mkdtemp(join(tmpdir(), 'strata-images-api-'));
+  work = tempDir('images-api');
   // A store of this test's own, seeded with the built-in busybox: imports here never touch the machine's store.
   await cp('/var/lib/strata/images/busybox', join(work, 'images', 'busybox'), { recursive: true });
   driver = new OsDriver(testDriverOptions(await claimSlot(), { imagesDir: join(work, 'images') }));
@@ -32,7 +32,6 @@ before(async () => {
 });
 after(async () => {
   await d.close();
-  await rm(work, { recursive: true, force: true });
 });
 
 test('lists the built-in images with digest and size, to tenants too', async () => {

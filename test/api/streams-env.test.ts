@@ -4,26 +4,24 @@
  * request's output and ends when the instance is deleted.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { EnvDriver } from '../../src/levels/env/index.js';
 import { TestDaemon } from '../support/harness.js';
 import { http } from '../levels/env/helpers.js';
+import { tempDir } from '../support/temp.js';
 
 let d: TestDaemon;
 let token: string;
 let stateDir: string;
 
 before(async () => {
-  stateDir = mkdtempSync(join(tmpdir(), 'strata-env-logs-'));
+  stateDir = tempDir('env-logs');
   d = await TestDaemon.start({ drivers: [new EnvDriver({ stateDir })] });
   token = await d.tenantWithUser('acme');
 });
 after(async () => {
   await d.close();
-  rmSync(stateDir, { recursive: true, force: true });
 });
 
 const CODE = "export default { fetch(req) { console.log('visited', new URL(req.url).pathname); console.error('oops'); return new Response('ok') } }";

@@ -6,13 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { TestDaemon } from '../support/harness.js';
 import { freePort } from '../support/net.js';
+import { tempDir } from '../support/temp.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/strata', import.meta.url));
 let d: TestDaemon;
@@ -28,7 +28,7 @@ function strata(args: string[], token = d.adminToken): Promise<{ code: number; s
 }
 
 before(async () => {
-  home = mkdtempSync(join(tmpdir(), 'strata-cli-cert-'));
+  home = tempDir('cli-cert');
   d = await TestDaemon.start({ gateway: { listeners: [{ id: 'https-0', address: '127.0.0.1', port: 0, protocol: 'https' }], options: { workers: 1 } } });
   tenantToken = await d.tenantWithUser('shop', 'tenant-admin');
   const r = await d.request('POST', '/v1/tenants/shop/sites', { token: tenantToken, body: { hostname: 'www.shop.test', target: { kind: 'static', root: 'www' } } });
@@ -38,7 +38,6 @@ before(async () => {
 });
 after(async () => {
   await d.close();
-  rmSync(home, { recursive: true, force: true });
 });
 
 test('cert issue (tenant from the token), cert ca, cert list; a name that is no site fails with one line', async () => {

@@ -17,17 +17,12 @@ import Database from 'better-sqlite3';
 import pino from 'pino';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { FakeDriver } from '../support/fake-driver.js';
+import { until } from '../support/until.js';
+
+/** How long this file's checks wait, and how often they look. */
+const WAIT = { ms: 15_000 };
 
 const BIN = fileURLToPath(new URL('../../../bin/strata', import.meta.url));
-
-/** Polls `cond` every 20 ms; fails the test after `ms`. */
-async function until(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 interface Run {
   code: number;
@@ -167,9 +162,9 @@ describe('strata CLI against a live daemon', () => {
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     const exited = once(child, 'exit');
     // the stream is open once the daemon counts a subscriber
-    await until(() => daemon.services.events.listenerCount > listeners, 'the event stream to open');
+    await until(() => daemon.services.events.listenerCount > listeners, { ...WAIT, what: 'the event stream to open' });
     await ok(['tenant', 'create', 'gamma']);
-    await until(() => out.includes('\n'), 'an event');
+    await until(() => out.includes('\n'), { ...WAIT, what: 'an event' });
     child.kill('SIGINT');
     const [code] = await exited;
     assert.equal(code, 0);
@@ -252,7 +247,7 @@ describe('strata up', () => {
       child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
       child.stderr.resume();
       const exited = once(child, 'exit');
-      await until(() => out.split('\n').length >= 3, "strata up's two lines");
+      await until(() => out.split('\n').length >= 3, { ...WAIT, what: "strata up's two lines" });
       const [urlLine, tokenLine] = out.split('\n');
       const url = /(http:\/\/127\.0\.0\.1:\d+)$/.exec(urlLine!)?.[1];
       assert.ok(url, urlLine);

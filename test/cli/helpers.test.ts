@@ -1,9 +1,8 @@
 /** Unit tests of the CLI's parsing, config and formatting helpers: no daemon. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { InvalidArgumentError } from 'commander';
 import { integer, keyValue, parseListen, parseRef, parseTenantOrRef, positiveNumber } from '../../src/cli/args.js';
 import { apiError } from '../../src/cli/client.js';
@@ -11,6 +10,7 @@ import { DEFAULT_URL, resolveConfig } from '../../src/cli/config.js';
 import { formatEvent, sseParser } from '../../src/cli/events.js';
 import { CliError, bytes, cell, formatError, keyValues, table, when } from '../../src/cli/output.js';
 import { describeTarget, targetFrom } from '../../src/cli/site.js';
+import { tempDir } from '../support/temp.js';
 
 describe('cli argument parsers', () => {
   it('parses TENANT/NAME and refuses anything else', () => {
@@ -67,8 +67,7 @@ describe('cli argument parsers', () => {
 });
 
 describe('cli config', () => {
-  const home = mkdtempSync(join(tmpdir(), 'strata-cli-home-'));
-  after(() => rmSync(home, { recursive: true, force: true }));
+  const home = tempDir('cli-home');
   const none = join(home, 'no-data-dir');
 
   it('defaults to the local daemon and no token', () => {

@@ -10,9 +10,8 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
@@ -20,6 +19,8 @@ import { createCaCertificate, createLeafCertificate, newP256KeyPair, privateKeyP
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { freePort } from '../support/net.js';
 import { httpsGet } from '../support/tls-client.js';
+import { until } from '../support/until.js';
+import { tempDir } from '../support/temp.js';
 
 const PEBBLE = '/usr/bin/pebble';
 const CHALLTESTSRV = '/usr/bin/pebble-challtestsrv';
@@ -60,19 +61,15 @@ async function api(method: string, path: string, body?: unknown): Promise<{ stat
   return { status: res.status, body: await res.json().catch(() => null) };
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} did not come up`);
-}
+/** Waits up to 10 s until `check` resolves true (a rejection counts as not yet). */
+const waitFor = (what: string, check: () => Promise<boolean>): Promise<boolean> =>
+  until(() => check().catch(() => false), { ms: 10_000, every: 50, what: `${what} to come up` });
 
 let root: string;
 const orders = (): number => (pebbleLog.match(/POST \/order-plz/g) ?? []).length;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'strata-acme-'));
+  dir = tempDir('acme');
   [httpPort, tlsPort, mgmtPort] = await Promise.all([freeTcp(), freeTcp(), freeTcp()]);
   const acmePort = await freeTcp();
   const dnsPort = await freeUdp();
@@ -126,7 +123,6 @@ after(async () => {
   await daemon?.close();
   for (const c of children) c.kill('SIGTERM');
   await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? null : new Promise((r) => c.once('exit', r)))));
-  rmSync(dir, { recursive: true, force: true });
 });
 
 async function order(hostname: string, challenge: string): Promise<any> {

@@ -5,17 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { verifyDatabase } from '../../src/audit/verify.js';
 import { createPublicKey } from 'node:crypto';
+import { tempDir } from '../support/temp.js';
 
 const MAIN = new URL('../support/daemon-main.js', import.meta.url).pathname;
-const dir = mkdtempSync(join(tmpdir(), 'strata-crash-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('crash');
 
 async function boot(): Promise<{ child: ChildProcess; url: string; token: string }> {
   const child = spawn(process.execPath, [MAIN, dir], { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -5,15 +5,16 @@
  * through the API — a change made on purpose — is re-baselined, not reverted.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EnvDriver } from '../../src/levels/env/index.js';
 import { TestDaemon } from '../support/harness.js';
+import { until } from '../support/until.js';
+import { tempDir } from '../support/temp.js';
 
-const stateDir = mkdtempSync(join(tmpdir(), 'strata-guard-env-'));
+const stateDir = tempDir('guard-env');
 let d: TestDaemon;
 let acme: string;
 const handler = (text: string): string => `export default { async fetch() { return new Response(${JSON.stringify(text)}) } }`;
@@ -24,16 +25,7 @@ before(async () => {
 });
 after(async () => {
   await d.close();
-  rmSync(stateDir, { recursive: true, force: true });
 });
-
-async function until<T>(what: () => T | undefined, ms = 10_000, label = 'condition'): Promise<T> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
-    const v = what();
-    if (v) return v;
-  }
-  throw new Error(`timed out waiting for ${label}`);
-}
 
 test('a tampered handler file is put back; a redeploy is baselined, not reverted', async () => {
   const launched = await d.request('POST', '/v1/tenants/acme/instances?wait=30', { token: acme, body: { name: 'api', level: 'env', config: { code: handler('one') } } });
@@ -42,10 +34,10 @@ test('a tampered handler file is put back; a redeploy is baselined, not reverted
   const scope = `instance:${id}`;
   const code = join(stateDir, 'instances', id, 'code.js');
   const { monitor } = d.daemon.integrity;
-  await until(() => monitor.tree(scope), 10_000, 'the baseline');
+  await until(() => monitor.tree(scope), { ms: 10_000, what: 'the baseline' });
 
   writeFileSync(code, handler('pwned'));
-  await until(() => readFileSync(code, 'utf8') === handler('one') || undefined, 5000, 'the handler put back');
+  await until(() => readFileSync(code, 'utf8') === handler('one') || undefined, { ms: 5000, what: 'the handler put back' });
   await d.daemon.services.guard.drained();
   const alert = d.daemon.services.guard.alerts({}).find((a) => a.rule === 'Tampered content recovered' && a.instanceId === id);
   assert.ok(alert);
@@ -56,7 +48,7 @@ test('a tampered handler file is put back; a redeploy is baselined, not reverted
   const alertsBefore = d.daemon.services.guard.alerts({}).length;
   const r = await d.request('POST', '/v1/tenants/acme/instances/api/redeploy?wait=30', { token: acme, body: { code: handler('two') } });
   assert.equal(r.status, 200, JSON.stringify(r.body));
-  await until(() => monitor.tree(scope), 10_000, 'the new baseline');
+  await until(() => monitor.tree(scope), { ms: 10_000, what: 'the new baseline' });
   await sleep(300);
   await d.daemon.services.guard.drained();
   assert.equal(readFileSync(code, 'utf8'), handler('two'), 'the redeployed code stays');

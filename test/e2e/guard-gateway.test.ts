@@ -17,6 +17,10 @@ import { loadDefaultRuleset } from '../../src/guard/rules.js';
 import { request, startBackend, upstream, withGateway } from '../gateway/helpers.js';
 import { FakeTarget, MemoryAudit, recordingBus } from '../guard/fakes.js';
 import { TestDaemon } from '../support/harness.js';
+import { until } from '../support/until.js';
+
+/** How long this file's checks wait, and how often they look. */
+const WAIT = { ms: 5000 };
 
 let d: TestDaemon;
 let port = 0;
@@ -26,14 +30,6 @@ before(async () => {
   port = d.daemon.services.gateway!.addresses()[0]!.port;
 });
 after(() => d.close());
-
-async function until<T>(what: () => T | undefined, ms = 5000): Promise<T> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
-    const v = what();
-    if (v) return v;
-  }
-  throw new Error('timed out');
-}
 
 const SMUGGLE = 'POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a.test\r\n\r\n';
 /** A request line no parser accepts (a space in the method): malformed, not a framing conflict. */
@@ -72,7 +68,7 @@ test('benign: a few refusals of each kind, and connections up to the limit, rais
 
 test('smuggling attempts are refused by the gateway and alerted by the guard', async () => {
   for (let i = 0; i < 20; i++) assert.match(await raw(SMUGGLE), /^HTTP\/1\.1 400/);
-  const alert = await until(() => d.daemon.services.guard.alerts({}).find((a) => a.rule === 'Request smuggling attempts'));
+  const alert = await until(() => d.daemon.services.guard.alerts({}).find((a) => a.rule === 'Request smuggling attempts'), WAIT);
   assert.equal(alert.fields['client.ip'], '127.0.0.1');
   assert.equal(alert.level, 'gateway');
 });
@@ -80,21 +76,21 @@ test('smuggling attempts are refused by the gateway and alerted by the guard', a
 test('connections over the per-client limit are counted and reach the guard', async () => {
   const open: Socket[] = [];
   for (let i = 0; i < 140; i++) open.push(connect(port, '127.0.0.1'));
-  const alert = await until(() => d.daemon.services.guard.alerts({}).find((a) => a.rule === 'Connection flood'));
+  const alert = await until(() => d.daemon.services.guard.alerts({}).find((a) => a.rule === 'Connection flood'), WAIT);
   for (const s of open) s.destroy();
   assert.equal(alert.fields['gateway.reason'], 'conn_limit');
 });
 
 test('failed API authentications feed the brute-force rule', async () => {
   for (let i = 0; i < 21; i++) assert.equal((await d.request('GET', '/v1/tenants', { token: `strata_bad${i}.nope` })).status, 401);
-  const alert = await until(() => d.daemon.services.guard.alerts({}).find((a) => a.rule === 'Gateway authentication brute force'));
+  const alert = await until(() => d.daemon.services.guard.alerts({}).find((a) => a.rule === 'Gateway authentication brute force'), WAIT);
   assert.equal(alert.fields['gateway.reason'], 'auth');
   assert.equal(alert.fields['http.path'], '/v1/tenants');
 });
 
 test('a flood of malformed requests is alerted, naming the client', async () => {
   for (let i = 0; i < 55; i++) assert.match(await raw(MALFORMED), /^HTTP\/1\.1 400/);
-  const alert = await until(() => d.daemon.services.guard.alerts({}).find((a) => a.rule === 'Malformed request flood'));
+  const alert = await until(() => d.daemon.services.guard.alerts({}).find((a) => a.rule === 'Malformed request flood'), WAIT);
   assert.equal(alert.fields['client.ip'], '127.0.0.1');
   assert.equal(alert.fields['gateway.reason'], 'malformed');
 });
@@ -122,7 +118,7 @@ test('rate limit: a page-load burst raises nothing; a client that keeps going pa
       let limited = 0;
       for (let i = 0; i < 150; i++) if ((await request(gwPort(), { host: 'shop.test', localAddress: '127.0.0.3' })).status === 429) limited++;
       assert.ok(limited >= 100, `${limited} answered 429`);
-      const alert = await until(() => guard.alerts({}).find((a) => a.rule === 'Gateway rate limit flood'));
+      const alert = await until(() => guard.alerts({}).find((a) => a.rule === 'Gateway rate limit flood'), WAIT);
       assert.equal(alert.fields['client.ip'], '127.0.0.3');
       assert.equal(alert.fields['gateway.site'], 'shop.test');
       assert.equal(alert.tenantId, 'shop');

@@ -20,6 +20,7 @@ import { builtinImages, claimSlot, leftovers, testDriverOptions } from '../level
 import { TestDaemon } from '../support/harness.js';
 import { viaGateway } from '../support/net.js';
 import { MemoryAudit } from '../guard/fakes.js';
+import { until } from '../support/until.js';
 
 const options = testDriverOptions(await claimSlot());
 let d: TestDaemon;
@@ -28,14 +29,6 @@ let gatewayPort = 0;
 const reason = { 'x-strata-reason': 'guard recovery test' };
 
 const visit = (host: string, timeoutMs = 2000) => viaGateway(gatewayPort, host, '/', { timeoutMs });
-
-async function until<T>(what: () => Promise<T | undefined> | T | undefined, ms = 15_000, label = 'condition'): Promise<T> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
-    const v = await what();
-    if (v) return v;
-  }
-  throw new Error(`timed out waiting for ${label}`);
-}
 
 before(async () => {
   await builtinImages();
@@ -59,12 +52,12 @@ test('a defaced static docroot is served clean again through the gateway', async
   mkdirSync(root, { recursive: true });
   writeFileSync(join(root, 'index.html'), '<h1>acme</h1>');
   assert.equal((await d.request('POST', '/v1/tenants/acme/sites', { body: { hostname: 'www.acme.test', target: { kind: 'static', root: 'www' } }, headers: reason })).status, 201);
-  await until(async () => (await visit('www.acme.test')).body === '<h1>acme</h1>', 5000, 'the site');
-  await until(() => d.daemon.integrity.monitor.tree(`docroot:${d.daemon.services.store.getTenantByName('acme')!.id}/www`), 5000, 'the docroot baseline');
+  await until(async () => (await visit('www.acme.test')).body === '<h1>acme</h1>', { ms: 5000, what: 'the site' });
+  await until(() => d.daemon.integrity.monitor.tree(`docroot:${d.daemon.services.store.getTenantByName('acme')!.id}/www`), { ms: 5000, what: 'the docroot baseline' });
 
   writeFileSync(join(root, 'index.html'), '<h1>hacked by x</h1>');
   writeFileSync(join(root, 'backdoor.php'), '<?php eval($_POST[1]);');
-  await until(async () => (await visit('www.acme.test')).body === '<h1>acme</h1>', 5000, 'clean content');
+  await until(async () => (await visit('www.acme.test')).body === '<h1>acme</h1>', { ms: 5000, what: 'clean content' });
   await d.daemon.services.guard.drained();
   const alerts = d.daemon.services.guard.alerts({});
   assert.ok(alerts.some((a) => a.rule === 'Tampered content recovered' && a.fields['file.path'] === '/index.html'));
@@ -72,7 +65,7 @@ test('a defaced static docroot is served clean again through the gateway', async
   const recoveries = entries.filter((e: any) => e.action === 'guard.recover' && e.result === 'ok');
   assert.ok(recoveries.some((e: any) => e.details.restored.includes('index.html')), 'the restore is audited');
   assert.ok(recoveries.every((e: any) => typeof e.details.alertAuditIndex === 'number'), 'with its evidence');
-  await until(async () => (await visit('www.acme.test')).body === '<h1>acme</h1>' && !(await import('node:fs')).existsSync(join(root, 'backdoor.php')), 5000, 'the backdoor gone');
+  await until(async () => (await visit('www.acme.test')).body === '<h1>acme</h1>' && !(await import('node:fs')).existsSync(join(root, 'backdoor.php')), { ms: 5000, what: 'the backdoor gone' });
 });
 
 test('a tampered web container is replaced from its known-good snapshot: the visitor gets the clean content back', async () => {
@@ -80,8 +73,8 @@ test('a tampered web container is replaced from its known-good snapshot: the vis
   assert.equal(l.status, 200, JSON.stringify(l.body));
   const id = l.body.instance.id as string;
   assert.equal((await d.request('POST', '/v1/tenants/acme/sites', { body: { hostname: 'web.acme.test', target: { kind: 'instance', instance: 'web', port: 8080 } }, headers: reason })).status, 201);
-  await until(async () => (await visit('web.acme.test')).body === 'busybox ok\n', 10_000, 'the container site');
-  await until(() => d.daemon.integrity.monitor.tree(`instance:${id}`), 10_000, 'the container baseline');
+  await until(async () => (await visit('web.acme.test')).body === 'busybox ok\n', { ms: 10_000, what: 'the container site' });
+  await until(() => d.daemon.integrity.monitor.tree(`instance:${id}`), { ms: 10_000, what: 'the container baseline' });
   assert.ok(d.daemon.integrity.target.knownGood.has(id), 'a known-good snapshot was taken');
 
   // The container's root is read-only from inside: the tamper comes from the host side, as an escaped attacker's would.
@@ -90,7 +83,7 @@ test('a tampered web container is replaced from its known-good snapshot: the vis
     const r = await visit('web.acme.test');
     return r.status === 200 && r.body === 'busybox ok\n' && d.daemon.services.store.getSite('web.acme.test')?.target.kind === 'instance'
       && (d.daemon.services.store.getSite('web.acme.test')!.target as { instance: string }).instance === 'web-r1';
-  }, 20_000, 'the replacement serving');
+  }, { ms: 20_000, what: 'the replacement serving' });
   await d.daemon.services.guard.drained();
 
   const web = (await d.request('GET', '/v1/tenants/acme/instances/web', { headers: reason })).body;
@@ -130,15 +123,15 @@ test('throttle and network cut apply to the running container and undo themselve
   actuator.handle(match('throttle'));
   await actuator.settled();
   assert.equal(await levers.cpu(r1), 0.1, 'throttled to a tenth of a CPU');
-  await until(async () => (await levers.cpu(r1)) === r1.limits.vcpus, 5000, 'the throttle undone');
+  await until(async () => (await levers.cpu(r1)) === r1.limits.vcpus, { ms: 5000, what: 'the throttle undone' });
 
   actuator.handle(match('cut'));
   await actuator.settled();
   assert.equal(await levers.network(r1), false);
   const cut = await visit('web.acme.test', 1000);
   assert.notEqual(cut.status, 200, 'nothing reaches a cut-off instance');
-  await until(async () => (await levers.network(r1)) === true, 5000, 'the cut undone');
-  await until(async () => (await visit('web.acme.test')).status === 200, 5000, 'serving again');
+  await until(async () => (await levers.network(r1)) === true, { ms: 5000, what: 'the cut undone' });
+  await until(async () => (await visit('web.acme.test')).status === 200, { ms: 5000, what: 'serving again' });
   assert.deepEqual(audit.entries.filter((e) => e.action !== 'guard.alert').map((e) => [e.action, e.result]),
     [['guard.throttle', 'ok'], ['guard.unthrottle', 'ok'], ['guard.cut', 'ok'], ['guard.reconnect', 'ok']]);
   await actuator.stop();
@@ -148,7 +141,7 @@ test('stopping and starting a watched container is no tamper: no alert, no react
   const l = await d.request('POST', '/v1/tenants/acme/instances?wait=30', { body: { name: 'calm', level: 'os', source: 'busybox', limits: { memoryMiB: 64 } }, headers: reason });
   assert.equal(l.status, 200, JSON.stringify(l.body));
   const id = l.body.instance.id as string;
-  await until(() => d.daemon.integrity.monitor.tree(`instance:${id}`), 10_000, 'the container baseline');
+  await until(() => d.daemon.integrity.monitor.tree(`instance:${id}`), { ms: 10_000, what: 'the container baseline' });
 
   assert.equal((await d.request('POST', '/v1/tenants/acme/instances/calm/stop?wait=30', { headers: reason })).status, 200);
   await sleep(1500); // what the stop took away (the unmounted root) would have been reported by now
@@ -158,7 +151,7 @@ test('stopping and starting a watched container is no tamper: no alert, no react
   assert.deepEqual([stopped.state, stopped.desiredState], ['stopped', 'stopped']);
 
   assert.equal((await d.request('POST', '/v1/tenants/acme/instances/calm/start?wait=30', { headers: reason })).status, 200);
-  await until(() => d.daemon.integrity.monitor.tree(`instance:${id}`), 10_000, 'the baseline again');
+  await until(() => d.daemon.integrity.monitor.tree(`instance:${id}`), { ms: 10_000, what: 'the baseline again' });
   await d.daemon.services.guard.drained();
   assert.deepEqual(d.daemon.services.guard.alerts({}).filter((a) => a.instanceId === id).map((a) => a.rule), []);
 });

@@ -3,15 +3,14 @@
  * flight fails, and the store and audit log follow. Uses the real env driver.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { EnvDriver } from '../../src/levels/env/index.js';
 import { TestDaemon } from '../support/harness.js';
+import { tempDir } from '../support/temp.js';
 
 const handler = (word: string) => `export default { fetch() { return new Response('${word}') } }`;
-const stateDir = mkdtempSync(join(tmpdir(), 'strata-redeploy-'));
+const stateDir = tempDir('redeploy');
 let d: TestDaemon;
 let acme: string;
 
@@ -21,7 +20,6 @@ before(async () => {
 });
 after(async () => {
   await d.close();
-  rmSync(stateDir, { recursive: true, force: true });
 });
 
 test('redeploy swaps the code of a serving env instance without a failed request', async (t) => {

@@ -5,28 +5,27 @@
  * its SNI name — or nothing — and never reaches routing.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
 import { connect } from 'node:tls';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import { parseClientHello } from '../../src/gateway/client-hello.js';
 import { createCaCertificate, newP256KeyPair, privateKeyPem } from '../../src/control/certificates/x509.js';
 import { rawExchange, statuses, withGateway } from './helpers.js';
+import { tempDir } from '../support/temp.js';
 
 let dir: string;
 let validationPem: string;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'strata-acme-hooks-'));
+  dir = tempDir('acme-hooks');
   mkdirSync(join(dir, 'site.test', 'http-01'), { recursive: true });
   writeFileSync(join(dir, 'site.test', 'http-01', 'tok_en-1'), 'tok_en-1.thumbprint');
   const keys = await newP256KeyPair();
   validationPem = await createCaCertificate(keys, 'site.test', 1); // any certificate will do for the hook
   writeFileSync(join(dir, 'site.test', 'tls-alpn-01.pem'), `${validationPem}${await privateKeyPem(keys.privateKey)}`, { mode: 0o600 });
 });
-after(() => rmSync(dir, { recursive: true, force: true }));
 
 const config = {
   listeners: [

@@ -5,11 +5,10 @@
  * and the two HTTP/2 floods (rapid reset, CONTINUATION) bounded.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import tls from 'node:tls';
@@ -17,6 +16,7 @@ import type { CertificateConfig, GatewayConfig, GatewayOptions, SiteRoute } from
 import { Exchange } from '../../src/gateway/exchange.js';
 import { h2LocalHeaders, h2ResponseHeaders, readH2Request } from '../../src/gateway/h2-headers.js';
 import { makeEcCert, rawExchange, startBackend, statuses, upstream, withGateway, type Backend } from './helpers.js';
+import { tempDir } from '../support/temp.js';
 
 let dir: string;
 let docroot: string;
@@ -27,7 +27,7 @@ const pems = new Map<string, { certPem: string; keyPem: string }>();
 const makeCert = (label: string, names: string[]): { certPem: string; keyPem: string } => makeEcCert(dir, label, names);
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'strata-h2-'));
+  dir = tempDir('h2');
   docroot = join(dir, 'www');
   mkdirSync(docroot);
   writeFileSync(join(docroot, 'index.html'), '<h1>static over h2</h1>\n');
@@ -39,7 +39,6 @@ before(async () => {
 });
 after(async () => {
   await Promise.all([alpha.close(), beta.close()]);
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const cert = (id: string, pem: string, hostnames: string[], tenantId: string | null): CertificateConfig => ({ id, hostnames, tenantId, ...pems.get(pem)! });

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GatewayConfig, SiteRoute } from '../../src/gateway/index.js';
 import { request, startBackend, upstream, withGateway, type Backend } from './helpers.js';
+import { tempDir } from '../support/temp.js';
 
 let alpha: Backend;
 let beta: Backend;
@@ -163,28 +163,24 @@ test('a worker that dies is replaced and the listener never closes', async () =>
 });
 
 test('per-site metrics sum over workers; the access log has one JSON line per request', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-gw-log-'));
+  const dir = tempDir('gw-log');
   const logPath = join(dir, 'access.log');
-  try {
-    await withGateway({ listeners, sites: [site('m.test', alpha, 'tenant-m')] }, { workers: 2, accessLog: { path: logPath } }, async (gw, port) => {
-      for (let i = 0; i < 10; i++) await request(port(), { host: 'm.test' });
-      await request(port(), { host: 'nobody.test' });
-      const text = await (await gw.metrics()).metrics();
-      assert.match(text, /strata_gateway_requests_total\{site="m.test",tenant="tenant-m",class="2xx"\} 10/);
-      assert.match(text, /strata_gateway_requests_total\{site="-",tenant="-",class="4xx"\} 1/);
-      assert.match(text, /strata_gateway_request_duration_seconds_count\{site="m.test",tenant="tenant-m"\} 10/);
-      assert.match(text, /strata_gateway_bytes_total\{site="m.test",tenant="tenant-m",direction="out"\} \d{4,}/);
-    });
-    const lines = readFileSync(logPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    assert.equal(lines.length, 11);
-    const hit = lines.find((l) => l.site === 'm.test')!;
-    assert.equal(hit.tenant, 'tenant-m');
-    assert.equal(hit.status, 200);
-    assert.equal(hit.method, 'GET');
-    assert.equal(typeof hit.ms, 'number');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  await withGateway({ listeners, sites: [site('m.test', alpha, 'tenant-m')] }, { workers: 2, accessLog: { path: logPath } }, async (gw, port) => {
+    for (let i = 0; i < 10; i++) await request(port(), { host: 'm.test' });
+    await request(port(), { host: 'nobody.test' });
+    const text = await (await gw.metrics()).metrics();
+    assert.match(text, /strata_gateway_requests_total\{site="m.test",tenant="tenant-m",class="2xx"\} 10/);
+    assert.match(text, /strata_gateway_requests_total\{site="-",tenant="-",class="4xx"\} 1/);
+    assert.match(text, /strata_gateway_request_duration_seconds_count\{site="m.test",tenant="tenant-m"\} 10/);
+    assert.match(text, /strata_gateway_bytes_total\{site="m.test",tenant="tenant-m",direction="out"\} \d{4,}/);
+  });
+  const lines = readFileSync(logPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, 11);
+  const hit = lines.find((l) => l.site === 'm.test')!;
+  assert.equal(hit.tenant, 'tenant-m');
+  assert.equal(hit.status, 200);
+  assert.equal(hit.method, 'GET');
+  assert.equal(typeof hit.ms, 'number');
 });
 
 test('with 10,000 sites, a change to one has applied on every worker when the update resolves', async () => {

@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { GatewayConfig, SiteRoute } from '../../src/gateway/index.js';
@@ -17,6 +17,7 @@ import { withGateway } from './helpers.js';
 import {
   CertFactory, buildHello, echo, inRecords, peerName, rawSession, startSlicer, startTlsBackend, tlsConnect, type TlsBackend,
 } from './passthrough-fixtures.js';
+import { tempDir } from '../support/temp.js';
 
 const certs = new CertFactory();
 let alpha: TlsBackend;
@@ -292,31 +293,27 @@ test('limits: connections per client IP, idle streams closed, an unreachable bac
 });
 
 test('metrics and the access log count streams and bytes per site', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-pt-log-'));
+  const dir = tempDir('pt-log');
   const path = join(dir, 'access.log');
-  try {
-    await withGateway(config(), { accessLog: { path } }, async (gw, port) => {
-      const s = await tlsConnect(port(), 'a.test');
-      await echo(s, randomBytes(50_000));
-      s.destroy();
-      await new Promise((r) => setTimeout(r, 100));
-      assert.match(await reach(port(), 'nobody.test'), /^refused/);
-      const text = await (await gw.metrics()).metrics();
-      const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
-      assert.equal(value(/strata_gateway_passthrough_connections_total\{site="a\.test",tenant="t-alpha"\} (\d+)/), 1);
-      assert.equal(value(/strata_gateway_passthrough_connections_total\{site="-",tenant="-"\} (\d+)/), 1);
-      assert.ok(value(/strata_gateway_bytes_total\{site="a\.test",tenant="t-alpha",direction="in"\} (\d+)/) > 50_000);
-      assert.ok(value(/strata_gateway_bytes_total\{site="a\.test",tenant="t-alpha",direction="out"\} (\d+)/) > 50_000);
-    });
-    const lines = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    const ok = lines.find((l) => l.site === 'a.test')!;
-    assert.deepEqual([ok.tenant, ok.listener, ok.ip, ok.method, ok.sni, ok.status], ['t-alpha', 'pt', '127.0.0.1', 'PASSTHROUGH', 'a.test', 200]);
-    assert.ok((ok.bytes as number) > 50_000 && (ok.bytesIn as number) > 50_000);
-    const refused = lines.find((l) => l.site === '-')!;
-    assert.deepEqual([refused.sni, refused.status, refused.bytes], ['nobody.test', 404, 0]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  await withGateway(config(), { accessLog: { path } }, async (gw, port) => {
+    const s = await tlsConnect(port(), 'a.test');
+    await echo(s, randomBytes(50_000));
+    s.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.match(await reach(port(), 'nobody.test'), /^refused/);
+    const text = await (await gw.metrics()).metrics();
+    const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+    assert.equal(value(/strata_gateway_passthrough_connections_total\{site="a\.test",tenant="t-alpha"\} (\d+)/), 1);
+    assert.equal(value(/strata_gateway_passthrough_connections_total\{site="-",tenant="-"\} (\d+)/), 1);
+    assert.ok(value(/strata_gateway_bytes_total\{site="a\.test",tenant="t-alpha",direction="in"\} (\d+)/) > 50_000);
+    assert.ok(value(/strata_gateway_bytes_total\{site="a\.test",tenant="t-alpha",direction="out"\} (\d+)/) > 50_000);
+  });
+  const lines = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const ok = lines.find((l) => l.site === 'a.test')!;
+  assert.deepEqual([ok.tenant, ok.listener, ok.ip, ok.method, ok.sni, ok.status], ['t-alpha', 'pt', '127.0.0.1', 'PASSTHROUGH', 'a.test', 200]);
+  assert.ok((ok.bytes as number) > 50_000 && (ok.bytesIn as number) > 50_000);
+  const refused = lines.find((l) => l.site === '-')!;
+  assert.deepEqual([refused.sni, refused.status, refused.bytes], ['nobody.test', 404, 0]);
 });
 
 test('configuration: only upstream sites on passthrough listeners; PROXY only on passthrough-only sites', () => {

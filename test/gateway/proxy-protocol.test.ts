@@ -6,13 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PP2_TYPE, PROXY_V2_SIGNATURE, decodeProxyV2, encodeProxyV2, type ProxyHeader } from '../../src/gateway/proxy-protocol.js';
+import { tempDir } from '../support/temp.js';
 
 const header = (data: Buffer): ProxyHeader => {
   const r = decodeProxyV2(data);
@@ -128,7 +128,7 @@ test('fuzz: mutated and random headers never throw, and a decoded header always 
 const hasNginx = spawnSync('nginx', ['-v']).error === undefined;
 
 test('nginx reads the addresses our encoder writes', { skip: !hasNginx && 'nginx is not installed' }, async () => {
-  const prefix = mkdtempSync(join(tmpdir(), 'strata-pp2-nginx-'));
+  const prefix = tempDir('pp2-nginx');
   const port = await new Promise<number>((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {
       const p = (s.address() as net.AddressInfo).port;
@@ -166,6 +166,5 @@ http { access_log off; client_body_temp_path ${prefix}/b; proxy_temp_path ${pref
     const exited = new Promise((resolve) => nginx.once('exit', resolve));
     nginx.kill('SIGTERM');
     await exited;
-    rmSync(prefix, { recursive: true, force: true });
   }
 });

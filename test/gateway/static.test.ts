@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import type { GatewayConfig } from '../../src/gateway/index.js';
 import { rawExchange, request, withGateway } from './helpers.js';
+import { tempDir } from '../support/temp.js';
 
 let dir: string;
 let root: string;
@@ -14,7 +14,7 @@ const css = `body { color: red; }\n`.repeat(200);
 const big = Buffer.alloc(300_000, 'abcdefghij');
 
 before(() => {
-  dir = mkdtempSync(join(tmpdir(), 'strata-static-'));
+  dir = tempDir('static');
   root = join(dir, 'tenant-a', 'docroot');
   mkdirSync(join(root, 'sub'), { recursive: true });
   mkdirSync(join(root, '.well-known'), { recursive: true });
@@ -37,7 +37,6 @@ before(() => {
     sites: [{ hostname: 'static.test', tenantId: 'tenant-a', target: { kind: 'static', root } }],
   };
 });
-after(() => rmSync(dir, { recursive: true, force: true }));
 
 const get = (port: number, path: string, headers: Record<string, string> = {}, method = 'GET') =>
   request(port, { host: 'static.test', path, headers, method });

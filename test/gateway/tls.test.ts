@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import net from 'node:net';
@@ -8,6 +6,7 @@ import tls from 'node:tls';
 import type { CertificateConfig, GatewayConfig, SiteRoute } from '../../src/gateway/index.js';
 import { parseClientHello } from '../../src/gateway/client-hello.js';
 import { makeEcCert, startBackend, upstream, withGateway, type Backend } from './helpers.js';
+import { tempDir } from '../support/temp.js';
 
 let dir: string;
 let alpha: Backend;
@@ -18,7 +17,7 @@ const pems = new Map<string, { certPem: string; keyPem: string }>();
 const makeCert = (label: string, names: string[]): { certPem: string; keyPem: string } => makeEcCert(dir, label, names);
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'strata-tls-'));
+  dir = tempDir('tls');
   pems.set('a', makeCert('a', ['a.test']));
   pems.set('a2', makeCert('a2', ['a.test', 'www.a.test']));
   pems.set('b', makeCert('b', ['b.test']));
@@ -28,7 +27,6 @@ before(async () => {
 });
 after(async () => {
   await Promise.all([alpha.close(), beta.close()]);
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const cert = (id: string, pem: string, hostnames: string[], tenantId: string | null): CertificateConfig => ({ id, hostnames, tenantId, ...pems.get(pem)! });

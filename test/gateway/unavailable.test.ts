@@ -5,28 +5,26 @@
  * wildcard or the listener's default site, another tenant's in these cases.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { GatewayConfig, SiteRoute } from '../../src/gateway/index.js';
 import { errorPage } from '../../src/gateway/pages.js';
 import { makeEcCert, request, startBackend, upstream, withGateway, type Backend } from './helpers.js';
 import { buildHello, inRecords, rawSession } from './passthrough-fixtures.js';
+import { tempDir } from '../support/temp.js';
 
 let dir: string;
 let victim: Backend;
 let intruder: Backend;
 let pem: { certPem: string; keyPem: string };
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'strata-unavailable-'));
+  dir = tempDir('unavailable');
   pem = makeEcCert(dir, 'neutral', ['gateway.invalid']);
   [victim, intruder] = await Promise.all([startBackend('victim'), startBackend('intruder')]);
 });
 after(async () => {
   await Promise.all([victim.close(), intruder.close()]);
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const paused: SiteRoute['target'] = { kind: 'unavailable', status: 503, retryAfter: 30 };

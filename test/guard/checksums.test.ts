@@ -1,15 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ChecksumDb } from '../../src/guard/checksums.js';
 import { Hasher } from '../../src/guard/hasher.js';
+import { tempDir } from '../support/temp.js';
 
 function tree(t: { after(fn: () => unknown): void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-guard-'));
+  const dir = tempDir('guard');
   const root = join(dir, 'root');
   for (const d of ['usr/bin', 'etc', 'var/log']) mkdirSync(join(root, d), { recursive: true });
   writeFileSync(join(root, 'usr/bin/ls'), 'ls binary');
@@ -20,7 +20,7 @@ function tree(t: { after(fn: () => unknown): void }) {
   const hasher = new Hasher({ threads: 2, batchSize: 2 });
   const key = randomBytes(32);
   const checksums = new ChecksumDb(db, { key, hasher });
-  t.after(async () => { await hasher.close(); db.close(); rmSync(dir, { recursive: true, force: true }); });
+  t.after(async () => { await hasher.close(); db.close(); });
   return { root, db, hasher, key, checksums };
 }
 

@@ -7,8 +7,6 @@
  * changing.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Guard } from '../../src/guard/guard.js';
@@ -18,8 +16,10 @@ import { HostCalls, type CallerContext, type HostCallEvent } from '../../src/lev
 import { KvStores } from '../../src/levels/env/kv.js';
 import { loopbackOnly } from '../../src/levels/env/outbound.js';
 import { loadDefaultRuleset } from '../../src/guard/rules.js';
-import { http, launch, startEnv, until, type TestEnv } from '../levels/env/helpers.js';
+import { http, launch, startEnv, type TestEnv } from '../levels/env/helpers.js';
 import { FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
+import { until } from '../support/until.js';
+import { tempDir } from '../support/temp.js';
 
 let env: TestEnv;
 let guard: Guard;
@@ -89,7 +89,7 @@ test('a fetch outside the allowlist and a KV write past the quota reach the guar
 });
 
 test('a boundary call no runtime makes is refused and reported as isolate.denied (the raw bridge reached)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-hostcalls-'));
+  const dir = tempDir('hostcalls');
   const kv = new KvStores(dir);
   try {
     const reported: HostCallEvent[] = [];
@@ -101,6 +101,5 @@ test('a boundary call no runtime makes is refused and reported as isolate.denied
     assert.equal(toGuardEvent(reported[0]!).fields['isolate.denied'], 'fs.readFile');
   } finally {
     kv.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 });

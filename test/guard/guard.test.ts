@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
@@ -13,6 +12,7 @@ import { FileInterceptor } from '../../src/guard/interceptors/fs.js';
 import { loadDefaultRuleset } from '../../src/guard/rules.js';
 import { tempLog } from '../audit/fixtures.js';
 import { event, FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
+import { tempDir } from '../support/temp.js';
 
 test('ingest only queues; evaluation runs later, off the caller; stats and alert queries', async () => {
   const target = new FakeTarget(), { bus, published } = recordingBus();
@@ -52,7 +52,7 @@ test('a flood aggregates, and a full pool drops nothing silently: the drops are 
 });
 
 test('file tamper: a write to a baselined file raises integrity.mismatch within a bounded time; a benign write raises nothing', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-guard-fs-'));
+  const dir = tempDir('guard-fs');
   const root = join(dir, 'rootfs');
   mkdirSync(join(root, 'var/www/html'), { recursive: true });
   mkdirSync(join(root, 'var/cache'), { recursive: true });
@@ -61,7 +61,7 @@ test('file tamper: a write to a baselined file raises integrity.mismatch within 
   const db = new Database(join(dir, 'guard.db'));
   const checksums = new ChecksumDb(db, { key: randomBytes(32), hasher });
   const audit = tempLog();
-  t.after(async () => { await hasher.close(); db.close(); audit.cleanup(); rmSync(dir, { recursive: true, force: true }); });
+  t.after(async () => { await hasher.close(); db.close(); audit.cleanup(); });
   await checksums.baseline('instance:i1', root, { include: ['/var/www/**'] });
 
   const target = new FakeTarget();

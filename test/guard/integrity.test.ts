@@ -11,7 +11,6 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { ChecksumDb } from '../../src/guard/checksums.js';
 import { Guard } from '../../src/guard/guard.js';
@@ -21,6 +20,10 @@ import { KnownGoodStore } from '../../src/guard/recovery.js';
 import { loadDefaultRuleset } from '../../src/guard/rules.js';
 import type { GuardEvent } from '../../src/core/guard-event.js';
 import { FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
+import { until } from '../support/until.js';
+
+/** How long this file's checks wait, and how often they look. */
+const WAIT = { ms: 3000, every: 10 };
 
 const hasher = new Hasher({ threads: 2 });
 const dirs: string[] = [];
@@ -55,14 +58,6 @@ async function setup() {
   return { dir, db, checksums, target, audit, guard, monitor, seen, close };
 }
 
-async function until<T>(what: () => T | undefined, ms = 3000): Promise<T> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(10)) {
-    const v = what();
-    if (v) return v;
-  }
-  throw new Error('timed out');
-}
-
 test('a write to a watched file is reported at once, naming the path and both hashes', async () => {
   const s = await setup();
   const root = join(s.dir, 'www');
@@ -72,12 +67,12 @@ test('a write to a watched file is reported at once, naming the path and both ha
   const summary = await s.monitor.watch({ scope: 'docroot:acme/www', root, tenantId: 't1', instanceId: null, level: 'env', keepCopies: true, labels: { 'integrity.recoverable': true } });
   assert.equal(summary.files, 2);
   writeFileSync(join(root, 'index.html'), 'defaced');
-  const mismatch = await until(() => s.target.alerts.find((a) => a.kind === 'integrity.mismatch'));
+  const mismatch = await until(() => s.target.alerts.find((a) => a.kind === 'integrity.mismatch'), WAIT);
   assert.deepEqual(
     { path: mismatch.fields['file.path'], status: mismatch.fields['integrity.status'], expected: mismatch.fields['integrity.expected'], actual: mismatch.fields['integrity.actual'] },
     { path: '/index.html', status: 'changed', expected: sha('clean'), actual: sha('defaced') },
   );
-  await until(() => s.target.calls.length > 0 ? true : undefined);
+  await until(() => s.target.calls.length > 0 ? true : undefined, WAIT);
   await s.guard.drained();
   const rules = s.target.alerts.map((a) => a.rule).sort();
   assert.deepEqual(rules, ['Integrity mismatch', 'Tampered content recovered']);
@@ -157,7 +152,7 @@ test('self-check: a modified file in a copy of dist/ raises the critical "Strata
   writeFileSync(join(install, 'rules', 'x.yaml'), 'rules: []\n');
   await s.monitor.watch({ scope: 'strata:self', root: install, include: ['/dist/**', '/rules/**'], dirs: ['dist', 'rules', 'bin'], tenantId: null, instanceId: null, level: 'host' });
   writeFileSync(join(install, 'dist', 'src', 'guard', 'actuator.js'), '// the guard does nothing now\n', { flag: 'a' });
-  const alert = await until(() => s.target.alerts.find((a) => a.rule === 'Strata files changed'));
+  const alert = await until(() => s.target.alerts.find((a) => a.rule === 'Strata files changed'), WAIT);
   assert.equal(alert.priority, 'critical');
   assert.equal(alert.fields['file.path'], '/dist/src/guard/actuator.js');
   assert.equal(alert.action, 'notify');

@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { GuardEvent } from '../../src/core/guard-event.js';
 import { Guard } from '../../src/guard/guard.js';
 import { VmNetworkInterceptor } from '../../src/levels/vm/guard/network.js';
@@ -19,6 +18,10 @@ import { loadDefaultRuleset } from '../../src/guard/rules.js';
 import { cgroupMode, createVmCgroup, removeVmCgroup } from '../../src/levels/vm/cgroup.js';
 import type { ProbeCount } from '../../src/levels/vm/network.js';
 import { FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
+import { until } from '../support/until.js';
+
+/** How long this file's checks wait, and how often they look. */
+const WAIT = { ms: 5_000, every: 10 };
 
 /** Two-character VM ids give distinct MACs. */
 const macOf = (id: string): string => `52:54:00:00:${Buffer.from(id).toString('hex').match(/../g)!.join(':')}`;
@@ -31,10 +34,6 @@ const flow = (kind: ProbeCount['kind'], from: string, source: string, destinatio
   table: 'xx_vm', kind, mac: macOf(from), source, destination, protocol: 'tcp', port, packets,
 });
 
-async function until(what: () => boolean, label: string, ms = 5_000): Promise<void> {
-  for (const end = Date.now() + ms; !what(); await sleep(10)) if (Date.now() > end) assert.fail(`timed out: ${label}`);
-}
-
 test('the vm network interceptor reports each refused flow once, on the VM that sent it', async () => {
   let counts: ProbeCount[] = [flow('host', 'a1', '10.9.0.2', '10.9.0.1', 22, 5)]; // before the start: history, not news
   let reads = 0;
@@ -46,7 +45,7 @@ test('the vm network interceptor reports each refused flow once, on the VM that 
     const after = async (next: ProbeCount[]): Promise<void> => {
       counts = next;
       const r = reads;
-      await until(() => reads >= r + 2, 'two polls');
+      await until(() => reads >= r + 2, { ...WAIT, what: 'two polls' });
     };
     await after([...counts, flow('host', 'a1', '10.9.0.2', '10.9.0.1', 22, 9)].slice(1));
     assert.equal(events.length, 0, 'a flow counted before the start is not reported, nor its growth within repeatMs');
@@ -99,15 +98,15 @@ test("an address handed to the next VM: the deleted VM's refused flows are never
   await net.start((e) => events.push(e));
   try {
     counts = [flow('routed', 'a1', '10.9.0.2', '10.9.1.2', 5432, 3), flow('host', 'a1', '10.9.0.2', '10.9.0.1', 22, 1)];
-    await until(() => net.unattributed === 2, 'both flows counted as unattributed');
+    await until(() => net.unattributed === 2, { ...WAIT, what: 'both flows counted as unattributed' });
     assert.equal(events.length, 0, 'nothing is put on a3 (which holds the address now) or anyone else');
     assert.equal(log.length, 2);
     const r = reads;
-    await until(() => reads >= r + 2, 'two more polls');
+    await until(() => reads >= r + 2, { ...WAIT, what: 'two more polls' });
     assert.equal(net.unattributed, 2, 'counted once per flow');
     // a3's own probe, from the same address, is a3's.
     counts = [...counts, flow('host', 'a3', '10.9.0.2', '10.9.0.1', 23, 1)];
-    await until(() => events.length === 1, "a3's own flow");
+    await until(() => events.length === 1, { ...WAIT, what: "a3's own flow" });
     assert.equal(events[0]!.instanceId, 'a3');
     assert.equal(events[0]!.fields['net.spoofed'], undefined);
   } finally {
@@ -129,13 +128,13 @@ test('a VM whose QEMU the OOM killer ends in its cgroup raises "VM killed by the
   try {
     const dir = cgroupMode() === 'v2' ? `/sys/fs/cgroup/strata-vm/${name}` : `/sys/fs/cgroup/memory/strata-vm/${name}`;
     await writeFile(`${dir}/${cgroupMode() === 'v2' ? 'memory.max' : 'memory.limit_in_bytes'}`, String(32 * 1024 * 1024));
-    await until(() => events.some((e) => e.kind === 'resource.cpu'), 'a first sample');
+    await until(() => events.some((e) => e.kind === 'resource.cpu'), { ...WAIT, what: 'a first sample' });
     // A stand-in for a QEMU that grows past its limit: joins the cgroup, then asks for 256 MiB.
     const hog = spawn('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec "${process.execPath}" -e "Buffer.alloc(256 << 20, 1)"`], { stdio: 'ignore' });
     const exit = await new Promise<NodeJS.Signals | number | null>((resolve) => hog.once('exit', (code, signal) => resolve(signal ?? code)));
     assert.equal(exit, 'SIGKILL', 'the OOM killer ended it');
     alive = false; // the VM is gone from the driver's list: its cgroup is read once more
-    await until(() => target.alerts.some((a) => a.rule === 'VM killed by the OOM killer'), 'the alert');
+    await until(() => target.alerts.some((a) => a.rule === 'VM killed by the OOM killer'), { ...WAIT, what: 'the alert' });
     const alert = target.alerts.find((a) => a.rule === 'VM killed by the OOM killer')!;
     assert.equal(alert.instanceId, 'oom1');
     assert.ok(Number(alert.fields['mem.oom_kills']) >= 1);

@@ -1,23 +1,21 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
+import { tempDir } from '../support/temp.js';
 
 const quota = { instances: 2, vcpus: 4, memoryMiB: 1024, diskMiB: 2048, sites: 3 };
 
 function withStore(fn: (s: SqliteStore, path: string) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-store-'));
+  const dir = tempDir('store');
   const path = join(dir, 'strata.db');
   const s = new SqliteStore(path);
   try {
     fn(s, path);
   } finally {
     s.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -92,32 +90,28 @@ test("a clone's source is kept with the instance until the clone is made", () =>
 });
 
 test('migration 3 marks the guard snapshots a version-2 store already holds as the system\'s', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-store-'));
+  const dir = tempDir('store');
   const path = join(dir, 'strata.db');
+  // A version-2 file: migrations 1 and 2 only, with a tenant's and a guard's snapshot.
+  const old = new Database(path);
+  for (const m of MIGRATIONS.filter((x) => x.version <= 2)) old.exec(m.sql);
+  old.pragma('user_version = 2');
+  const t = '2026-01-01T00:00:00Z';
+  old.prepare('INSERT INTO tenants VALUES (?, ?, ?, ?)').run('te_1', 'acme', JSON.stringify(quota), t);
+  old.prepare(`INSERT INTO instances (id, tenant_id, name, level, source, vcpus, memory_mib, disk_mib, config, desired_state, actual_state, info, created_at, updated_at)
+    VALUES ('in_1', 'te_1', 'web', 'os', NULL, 1, 256, 100, '{}', 'running', 'running', '{}', ?, ?)`).run(t, t);
+  const snap = old.prepare(`INSERT INTO snapshots VALUES (?, 'te_1', 'in_1', ?, 'ready', 1048576, NULL, ?)`);
+  snap.run('sn_1', 'mine', t);
+  snap.run('sn_2', 'guard-forensic-abc', t);
+  old.close();
+  const s = new SqliteStore(path);
   try {
-    // A version-2 file: migrations 1 and 2 only, with a tenant's and a guard's snapshot.
-    const old = new Database(path);
-    for (const m of MIGRATIONS.filter((x) => x.version <= 2)) old.exec(m.sql);
-    old.pragma('user_version = 2');
-    const t = '2026-01-01T00:00:00Z';
-    old.prepare('INSERT INTO tenants VALUES (?, ?, ?, ?)').run('te_1', 'acme', JSON.stringify(quota), t);
-    old.prepare(`INSERT INTO instances (id, tenant_id, name, level, source, vcpus, memory_mib, disk_mib, config, desired_state, actual_state, info, created_at, updated_at)
-      VALUES ('in_1', 'te_1', 'web', 'os', NULL, 1, 256, 100, '{}', 'running', 'running', '{}', ?, ?)`).run(t, t);
-    const snap = old.prepare(`INSERT INTO snapshots VALUES (?, 'te_1', 'in_1', ?, 'ready', 1048576, NULL, ?)`);
-    snap.run('sn_1', 'mine', t);
-    snap.run('sn_2', 'guard-forensic-abc', t);
-    old.close();
-    const s = new SqliteStore(path);
-    try {
-      assert.equal(s.schemaVersion(), MIGRATIONS.at(-1)!.version);
-      assert.deepEqual(s.listSnapshots({ tenantId: 'te_1', system: true }).map((x) => x.name), ['guard-forensic-abc']);
-      assert.deepEqual(s.listSnapshots({ tenantId: 'te_1', system: false }).map((x) => x.name), ['mine']);
-      assert.equal(s.getInstanceById('in_1')?.cloneFrom, undefined);
-    } finally {
-      s.close();
-    }
+    assert.equal(s.schemaVersion(), MIGRATIONS.at(-1)!.version);
+    assert.deepEqual(s.listSnapshots({ tenantId: 'te_1', system: true }).map((x) => x.name), ['guard-forensic-abc']);
+    assert.deepEqual(s.listSnapshots({ tenantId: 'te_1', system: false }).map((x) => x.name), ['mine']);
+    assert.equal(s.getInstanceById('in_1')?.cloneFrom, undefined);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    s.close();
   }
 });
 

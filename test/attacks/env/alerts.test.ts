@@ -30,7 +30,8 @@ import { Guard } from '../../../src/guard/guard.js';
 import { IsolateInterceptor, toGuardEvent } from '../../../src/levels/env/interceptor.js';
 import { loadDefaultRuleset } from '../../../src/guard/rules.js';
 import { FakeTarget, MemoryAudit, recordingBus } from '../../guard/fakes.js';
-import { http, launch, loadWhile, startEnv, until, type Launched, type TestEnv } from '../../levels/env/helpers.js';
+import { http, launch, loadWhile, startEnv, type Launched, type TestEnv } from '../../levels/env/helpers.js';
+import { until } from '../../support/until.js';
 
 /** A site on loopback the benign handler may fetch (its allowlist names it). */
 function startUpstream(): Promise<Server> {

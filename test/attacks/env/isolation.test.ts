@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { http, launch, logOf, startEnv, until, type TestEnv } from '../../levels/env/helpers.js';
+import { http, launch, logOf, startEnv, type TestEnv } from '../../levels/env/helpers.js';
+import { until } from '../../support/until.js';
 
 describe('env isolation between tenants on one host', () => {
   let env: TestEnv;

@@ -8,7 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { HELLO, http, launch, loadWhile, logOf, startEnv, until, type Launched, type TestEnv } from '../../levels/env/helpers.js';
+import { HELLO, http, launch, loadWhile, logOf, startEnv, type Launched, type TestEnv } from '../../levels/env/helpers.js';
+import { until } from '../../support/until.js';
 
 const ATTACKS: Record<string, { code: string; expect: RegExp }> = {
   'infinite loop': { code: `export default { fetch() { for (;;) {} } }`, expect: /CPU-time limit/ },

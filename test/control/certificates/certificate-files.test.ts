@@ -5,17 +5,16 @@
  * still its tenant's sites.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { CertificateFiles } from '../../../src/control/certificates/certificates.js';
 import { LocalCa } from '../../../src/control/certificates/local-ca.js';
 import { issuedFacts } from '../../../src/control/certificates/x509.js';
 import { SqliteStore } from '../../../src/store/sqlite.js';
+import { tempDir } from '../../support/temp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'strata-cert-files-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('cert-files');
 
 test('a renewed key written but not committed: the store\'s chain is still served, with its own key', async () => {
   const store = new SqliteStore(join(dir, 'strata.db'));

@@ -5,17 +5,16 @@
  * log too, under a real gateway's workers writing to it.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { SiteLogs, siteLogFile } from '../../../src/control/front-door/site-logs.js';
 import { startGateway } from '../../../src/gateway/index.js';
 import { SqliteStore } from '../../../src/store/sqlite.js';
+import { tempDir } from '../../support/temp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'strata-site-logs-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('site-logs');
 
 test('sorts lines per tenant and site, keeps partial lines, drops unrouted ones, rotates by size', () => {
   const store = new SqliteStore(join(dir, 'strata.db'));

@@ -5,15 +5,16 @@
  * fetch behind its allowlist, the host-call hook, and redeploy under load.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isStrataError } from '../../../src/core/errors.js';
 import type { HostCallEvent } from '../../../src/levels/env/index.js';
-import { HELLO, http, launch, loadWhile, logOf, specFor, startEnv, until, type TestEnv } from './helpers.js';
+import { HELLO, http, launch, loadWhile, logOf, specFor, startEnv, type TestEnv } from './helpers.js';
+import { until } from '../../support/until.js';
+import { tempDir } from '../../support/temp.js';
 
 describe('env level', () => {
   let env: TestEnv;
@@ -120,22 +121,18 @@ describe('env level', () => {
   });
 
   test('source may be a handler file; a module without a default fetch fails to start', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'strata-env-src-'));
-    try {
-      const file = join(dir, 'handler.js');
-      writeFileSync(file, HELLO);
-      await env.driver.create({ ...specFor('from-file', 'acme', ''), config: {}, source: file });
-      await env.driver.start('from-file');
-      const port = (await env.driver.inspect('from-file'))!.info!.port;
-      assert.equal((await http(`http://127.0.0.1:${port}/f`)).body, 'hello /f');
-      await env.driver.create(specFor('no-fetch', 'acme', 'export default { hello: 1 }'));
-      await assert.rejects(env.driver.start('no-fetch'), (e: unknown) => isStrataError(e) && e.code === 'STRATA_ERR_DRIVER');
-      const seen = await env.driver.inspect('no-fetch');
-      assert.equal(seen?.state, 'failed');
-      assert.match(String(seen?.info?.error), /export default/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const dir = tempDir('env-src');
+    const file = join(dir, 'handler.js');
+    writeFileSync(file, HELLO);
+    await env.driver.create({ ...specFor('from-file', 'acme', ''), config: {}, source: file });
+    await env.driver.start('from-file');
+    const port = (await env.driver.inspect('from-file'))!.info!.port;
+    assert.equal((await http(`http://127.0.0.1:${port}/f`)).body, 'hello /f');
+    await env.driver.create(specFor('no-fetch', 'acme', 'export default { hello: 1 }'));
+    await assert.rejects(env.driver.start('no-fetch'), (e: unknown) => isStrataError(e) && e.code === 'STRATA_ERR_DRIVER');
+    const seen = await env.driver.inspect('no-fetch');
+    assert.equal(seen?.state, 'failed');
+    assert.match(String(seen?.info?.error), /export default/);
   });
 
   describe('outbound fetch', () => {
@@ -216,7 +213,7 @@ describe('env host recycling', () => {
   test('a host past its request budget is replaced without dropping requests', async () => {
     const { id, url } = await launch(env, 'recycle', HELLO);
     const firstHost = (await env.driver.inspect(id))!.info!.host;
-    const result = await loadWhile(url, 4, () => until(async () => (await env.driver.inspect(id))!.info!.host !== firstHost));
+    const result = await loadWhile(url, 4, async () => void (await until(async () => (await env.driver.inspect(id))!.info!.host !== firstHost)));
     assert.deepEqual(result.failed, []);
     await until(() => env.driver.hosts().every((h) => h.name !== firstHost));
     assert.equal((await http(url)).status, 200);

@@ -91,15 +91,6 @@ export function logOf(env: TestEnv, id: string): Array<{ source: string; level: 
   }
 }
 
-/** Waits until `check` holds, polling every 20 ms, up to `ms`. */
-export async function until(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /**
  * Sends requests to `url` back to back with `concurrency` in flight until `stop()`
  * resolves; counts what came back. Used to show a neighbour keeps serving.

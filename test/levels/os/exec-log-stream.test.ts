@@ -5,17 +5,16 @@
  * ends when its source is gone.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { after, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
 import { lastLines, logStream } from '../../../src/levels/log-stream.js';
 import { rotateIfLarge } from '../../../src/levels/os/logs.js';
+import { until } from '../../support/until.js';
+import { tempDir } from '../../support/temp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'strata-log-stream-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('log-stream');
 
 const text = async (s: Readable): Promise<string> => {
   let out = '';
@@ -23,13 +22,9 @@ const text = async (s: Readable): Promise<string> => {
   return out;
 };
 
-async function until(get: () => string, re: RegExp): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!re.test(get())) {
-    if (Date.now() > deadline) throw new Error(`no ${re} in ${JSON.stringify(get())}`);
-    await sleep(10);
-  }
-}
+/** Waits until what `get` returns matches `re`. */
+const matches = (get: () => string, re: RegExp): Promise<boolean> =>
+  until(() => re.test(get()), { ms: 5_000, every: 10, what: () => `${re} in ${JSON.stringify(get())}` });
 
 test('history is every generation, oldest first; tail counts lines across generations', async () => {
   const path = join(dir, 'a.log');
@@ -53,18 +48,18 @@ test('a follower survives copy-then-truncate and rename rotations and ends when 
   s.on('data', (c: Buffer) => (seen += c.toString()));
   const ended = new Promise((r) => s.on('end', r));
   appendFileSync(path, 'a\n');
-  await until(() => seen, /a\n/);
+  await matches(() => seen, /a\n/);
   // Written, then rotated by copy + truncate before the follower looked: it is read from the copy.
   appendFileSync(path, 'b\n');
   assert.ok(await rotateIfLarge(path, 1, 2));
   appendFileSync(path, 'c\n');
-  await until(() => seen, /c\n/);
+  await matches(() => seen, /c\n/);
   // Written, then renamed away and a new file started.
   appendFileSync(path, 'd\n');
   renameSync(`${path}.1`, `${path}.2`);
   renameSync(path, `${path}.1`);
   writeFileSync(path, 'e\n');
-  await until(() => seen, /e\n/);
+  await matches(() => seen, /e\n/);
   assert.equal(seen, 'a\nb\nc\nd\ne\n');
   gone = true;
   await ended;

@@ -1,11 +1,11 @@
 /** The image's `User`, resolved as Docker does: numeric ids, names through the image's passwd and group files. */
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isStrataError } from '../../../src/core/errors.js';
 import { resolveImageUser, resolveUser } from '../../../src/levels/os/image-user.js';
+import { tempDir } from '../../support/temp.js';
 
 const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001:web:/home/web:/bin/sh\nnobody:x:65534:65534::/:/bin/false\nbroken-line\n';
 const GROUP = 'root:x:0:\nwebgrp:x:1001:\nstaff:x:50:web,other\nlogs:x:4:web\nnogroup:x:65534:\n';
@@ -37,17 +37,13 @@ test('unknown names, ids outside the container range and malformed values are re
 });
 
 test("an image's /etc/passwd that is a symlink (to the host's) is not followed", async () => {
-  const root = await mkdtemp(join(tmpdir(), 'strata-user-'));
-  try {
-    await mkdir(join(root, 'etc'));
-    // The host's /etc/passwd has root; through the link it would resolve.
-    await symlink('/etc/passwd', join(root, 'etc', 'passwd'));
-    await assert.rejects(resolveImageUser('root', root), (e: unknown) => isStrataError(e) && /not in the image/.test(e.message));
-    await writeFile(join(root, 'etc', 'group'), GROUP);
-    await rm(join(root, 'etc', 'passwd'));
-    await writeFile(join(root, 'etc', 'passwd'), PASSWD);
-    assert.deepEqual(await resolveImageUser('web', root), { uid: 1000, gid: 1001, additionalGids: [50, 4] });
-  } finally {
-    await rm(root, { recursive: true, force: true });
-  }
+  const root = tempDir('user');
+  await mkdir(join(root, 'etc'));
+  // The host's /etc/passwd has root; through the link it would resolve.
+  await symlink('/etc/passwd', join(root, 'etc', 'passwd'));
+  await assert.rejects(resolveImageUser('root', root), (e: unknown) => isStrataError(e) && /not in the image/.test(e.message));
+  await writeFile(join(root, 'etc', 'group'), GROUP);
+  await rm(join(root, 'etc', 'passwd'));
+  await writeFile(join(root, 'etc', 'passwd'), PASSWD);
+  assert.deepEqual(await resolveImageUser('web', root), { uid: 1000, gid: 1001, additionalGids: [50, 4] });
 });

@@ -7,10 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { isStrataError } from '../../../src/core/errors.js';
 import { OsDriver } from '../../../src/levels/os/driver.js';
@@ -19,6 +18,7 @@ import { importOciImage, type ImportProgress } from '../../../src/levels/os/oci-
 import { claimSlot, spec, testDriverOptions, waitFor200 } from './helpers.js';
 
 import { sha, tar, writeLayout, type TarInput } from './oci-layout.js';
+import { tempDir } from '../../support/temp.js';
 
 const busybox = readFileSync('/bin/busybox');
 const baseLayer = (): Buffer => gzipSync(tar([
@@ -58,10 +58,9 @@ describe('os image import', () => {
   let store: ImageStore;
 
   before(async () => {
-    work = await mkdtemp(join(tmpdir(), 'strata-import-test-'));
+    work = tempDir('import-test');
     store = new ImageStore(join(work, 'images'));
   });
-  after(async () => rm(work, { recursive: true, force: true }));
 
   const layout = async (name: string, layers = [{ blob: baseLayer(), gzip: true }, { blob: upperLayer(), gzip: false }], config: Record<string, unknown> = httpdConfig): Promise<string> => {
     const dir = join(work, name);

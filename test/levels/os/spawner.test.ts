@@ -1,12 +1,12 @@
 /** The spawn helper: commands run from it behave as run from the daemon, and a dead helper is replaced. */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError, run, runLogged, runQuietly } from '../../../src/levels/os/exec.js';
 import { spawner } from '../../../src/levels/os/spawner.js';
+import { tempDir } from '../../support/temp.js';
 
 test('output, input, exit codes and stderr come back as from a direct spawn', async () => {
   assert.ok(spawner, 'the helper script is built');
@@ -20,15 +20,11 @@ test('output, input, exit codes and stderr come back as from a direct spawn', as
 });
 
 test('runLogged appends stdout and stderr to the file and returns the exit code', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'strata-spawner-'));
-  try {
-    const log = join(dir, 'console.log');
-    assert.equal(await runLogged('sh', ['-c', 'echo one; echo two >&2'], log), 0);
-    assert.equal(await runLogged('sh', ['-c', 'echo three; exit 4'], log), 4);
-    assert.equal(await readFile(log, 'utf8'), 'one\ntwo\nthree\n');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const dir = tempDir('spawner');
+  const log = join(dir, 'console.log');
+  assert.equal(await runLogged('sh', ['-c', 'echo one; echo two >&2'], log), 0);
+  assert.equal(await runLogged('sh', ['-c', 'echo three; exit 4'], log), 4);
+  assert.equal(await readFile(log, 'utf8'), 'one\ntwo\nthree\n');
 });
 
 test('a helper that dies fails the calls in flight; the next call gets a new helper', async () => {

@@ -1,11 +1,10 @@
 /** The QMP client against a fake QMP server on a Unix socket: greeting, negotiation, id matching, errors, events, timeouts, close. */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { QmpClient, QmpClosedError, QmpCommandError, QmpTimeoutError } from '../../../src/levels/vm/qmp.js';
+import { tempDir } from '../../support/temp.js';
 
 interface Fake {
   server: Server;
@@ -43,8 +42,7 @@ const send = (socket: Socket, message: unknown): boolean => socket.write(`${JSON
 
 describe('QMP client', () => {
   let dir: string;
-  before(async () => { dir = await mkdtemp(join(tmpdir(), 'strata-qmp-')); });
-  after(async () => { await rm(dir, { recursive: true, force: true }); });
+  before(async () => { dir = tempDir('qmp'); });
 
   test('negotiates capabilities first, then matches answers to commands by id, even out of order', async () => {
     const held: Array<{ id?: number; execute: string }> = [];
