@@ -7,8 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -21,21 +20,14 @@ import { loadDefaultRuleset } from '../../src/guard/rules.js';
 import type { GuardEvent } from '../../src/core/guard-event.js';
 import { FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
 import { until } from '../support/until.js';
+import { tempDir } from '../support/temp.js';
 
 /** How long this file's checks wait, and how often they look. */
 const WAIT = { ms: 3000, every: 10 };
 
 const hasher = new Hasher({ threads: 2 });
-const dirs: string[] = [];
-after(async () => {
-  await hasher.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-const tmp = (): string => {
-  const d = mkdtempSync(join(tmpdir(), 'strata-integrity-'));
-  dirs.push(d);
-  return d;
-};
+after(() => hasher.close());
+const tmp = (): string => tempDir('integrity');
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 async function setup() {

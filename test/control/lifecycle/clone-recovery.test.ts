@@ -10,10 +10,8 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AuditLog } from '../../../src/audit/log.js';
 import type { Principal } from '../../../src/auth/policy.js';
@@ -26,6 +24,7 @@ import type { DriverOperation, InstanceSpec, SnapshotResult } from '../../../src
 import { DriverRegistry } from '../../../src/levels/registry.js';
 import { SqliteStore } from '../../../src/store/sqlite.js';
 import { FakeDriver } from '../../support/fake-driver.js';
+import { tempDir } from '../../support/temp.js';
 
 /** A fake that clones (without calling `create`, so a create from the image shows), and can die halfway through one. */
 class CloningFake extends FakeDriver {
@@ -52,17 +51,11 @@ class CloningFake extends FakeDriver {
   }
 }
 
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
 const principal: Principal = { userId: 'u', name: 'tester', role: 'provider-admin', tenantId: null, tokenId: 't', reason: 'test' };
 const noAudit: AuditFn = () => undefined;
 
 async function world(driver: CloningFake) {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-clone-crash-'));
-  dirs.push(dir);
+  const dir = tempDir('clone-crash');
   const store = new SqliteStore(join(dir, 'strata.db'));
   const audit = new AuditLog(store.db, generateKeyPairSync('ed25519'));
   const events = new EventBus();
