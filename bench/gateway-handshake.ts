@@ -26,7 +26,8 @@ import { Worker } from 'node:worker_threads';
 import { startGateway } from '../src/gateway/index.js';
 import { Nginx, nginxVersion } from './gateway-http.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
-import { freePort, median, requireTools, round2, selfSignedEcCert } from './load.js';
+import { median, requireTools, round2, selfSignedEcCert } from './load.js';
+import { freePort } from '../test/support/net.js';
 
 const NAME = 'handshake.bench.test';
 

@@ -32,7 +32,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startGateway } from '../src/gateway/index.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
-import { childPids, freePort, gatewayWorkerPids, median, requireTools, round2, withCpu, wrk, type WrkResult } from './load.js';
+import { childPids, gatewayWorkerPids, median, requireTools, round2, withCpu, wrk, type WrkResult } from './load.js';
+import { freePort } from '../test/support/net.js';
 
 /** The nginx anchor's proxy location: keep-alive upstream and the forwarding headers the gateway sets, so both do the same work. */
 export const NGINX_PROXY_LOCATION = `    location / {

@@ -25,7 +25,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startGateway, type SiteRoute } from '../src/gateway/index.js';
 import { NGINX_PROXY_LOCATION, Nginx, nginxVersion } from './gateway-http.js';
 import { intOption, percentile, type BenchOptions, type BenchResult } from './harness.js';
-import { freePort, median, requireTools, round2 } from './load.js';
+import { median, requireTools, round2 } from './load.js';
+import { freePort } from '../test/support/net.js';
 
 const siteName = (i: number): string => `site${i}.live.test`;
 

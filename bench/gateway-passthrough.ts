@@ -36,7 +36,8 @@ import { join } from 'node:path';
 import { startGateway } from '../src/gateway/index.js';
 import { Nginx, nginxVersion } from './gateway-http.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
-import { freePort, gatewayWorkerPids, median, requireTools, round2, selfSignedEcCert, withCpu, wrk } from './load.js';
+import { gatewayWorkerPids, median, requireTools, round2, selfSignedEcCert, withCpu, wrk } from './load.js';
+import { freePort } from '../test/support/net.js';
 
 const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 const NAME = 'localhost';

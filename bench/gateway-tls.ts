@@ -36,7 +36,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { startGateway, type CertificateConfig, type SiteRoute } from '../src/gateway/index.js';
 import { NGINX_PROXY_LOCATION, Nginx, cpuFields, cpuLine, nginxVersion, type CpuRounds } from './gateway-http.js';
-import { freePort, gatewayWorkerPids, median, requireTools, round2, selfSignedEcCert, withCpu, wrk, type WrkResult } from './load.js';
+import { gatewayWorkerPids, median, requireTools, round2, selfSignedEcCert, withCpu, wrk, type WrkResult } from './load.js';
+import { freePort } from '../test/support/net.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
 
 /** The multi-name client, run in worker threads: counts complete responses over `seconds`. */

@@ -26,7 +26,8 @@ import { join } from 'node:path';
 import { startGateway, type Gateway, type SiteRoute } from '../src/gateway/index.js';
 import { NGINX_PROXY_LOCATION, Nginx, nginxVersion } from './gateway-http.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
-import { freePort, median, requireTools, round2, wrk } from './load.js';
+import { median, requireTools, round2, wrk } from './load.js';
+import { freePort } from '../test/support/net.js';
 
 const siteName = (i: number): string => `site${i}.vhosts.test`;
 

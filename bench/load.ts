@@ -5,7 +5,6 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 
 export interface WrkResult {
@@ -100,14 +99,6 @@ export async function withCpu(pids: number[], load: () => Promise<WrkResult>): P
   const result = await load();
   const used = sum() - before;
   return { wrk: result, cpuMicrosPerRequest: result.requests > 0 ? used / result.requests : Number.NaN };
-}
-
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 export function requireTools(...tools: string[]): void {
