@@ -14,8 +14,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +26,11 @@ import { liveQmpClient, liveQmpSockets } from '../../src/levels/vm/qmp.js';
 import { TestDaemon } from '../support/harness.js';
 import { viaGateway } from '../support/net.js';
 import { COUNTER_COMMAND, imageMissing, testNetwork } from '../levels/vm/support.js';
+import { until } from '../support/until.js';
+import { tempDir } from '../support/temp.js';
+
+/** How long this file's checks wait, and how often they look. */
+const WAIT = { every: 100 };
 
 const run = promisify(execFile);
 const KERNEL_VIRT_BASE = 0xffffffff81000000n; // where x86_64 links .text; direct PVH boot does not randomise it
@@ -45,14 +49,6 @@ const visit = (path: string, timeoutMs = 5000) => viaGateway(gatewayPort, HOST, 
 async function counter(): Promise<number> {
   const r = await visit('/counter');
   return r.status === 200 ? Number(r.body.trim()) : NaN;
-}
-
-async function until<T>(what: () => Promise<T | undefined | false> | T | undefined | false, ms: number, label: string): Promise<T> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(100)) {
-    const v = await what();
-    if (v) return v;
-  }
-  throw new Error(`timed out waiting for ${label}`);
 }
 
 /** Writes 8 nops at guest virtual `addr` with gdb through QEMU's gdb stub on `port`, then detaches (the guest runs on). */
@@ -75,7 +71,6 @@ after(async () => {
       try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(root); } catch { return false; }
     });
     const links = (await run('ip', ['-o', 'link', 'show'])).stdout.split('\n').filter((l) => new RegExp(`^\\d+: ${network.tag}[bt]`).test(l));
-    await rm(root, { recursive: true, force: true });
     assert.deepEqual({ qemus, links }, { qemus: [], links: [] });
   }
 });
@@ -87,7 +82,7 @@ test('a VM whose kernel text was patched is replaced by a clone of its known-goo
   const region = await kernelTextRegion(kernel).catch(() => null);
   if (!region) return t.skip('the x86_64 guest kernel is not an ELF vmlinux');
 
-  root = await mkdtemp(join(tmpdir(), 'strata-guard-recover-vm-'));
+  root = tempDir('guard-recover-vm');
   await chmod(root, 0o711); // the VM user traverses it
   d = await TestDaemon.start({
     drivers: [new VmDriver({ stateDir: join(root, 'vm'), network })],
@@ -106,7 +101,7 @@ test('a VM whose kernel text was patched is replaced by a clone of its known-goo
   const id = launched.body.instance.id as string;
   assert.equal((await d.request('POST', '/v1/tenants/acme/sites', { body: { hostname: HOST, target: { kind: 'instance', instance: 'web', port: 80 } }, headers: reason })).status, 201);
   // Far enough from a fresh boot's counter that the replacement cannot be mistaken for one.
-  const c0 = await until(async () => { const c = await counter(); return c >= 10 && c; }, 180_000, 'the site and its counter');
+  const c0 = await until(async () => { const c = await counter(); return c >= 10 && c; }, { ...WAIT, ms: 180_000, what: 'the site and its counter' });
 
   // The kernel-text baseline now (the daemon's own timer waits 30 s for the boot), and the known-good snapshot with it.
   const baselineStart = Date.now();
@@ -120,7 +115,7 @@ test('a VM whose kernel text was patched is replaced by a clone of its known-goo
   t.diagnostic(`kernel-text baseline + known-good snapshot: ${baselineMs} ms, snapshot ${(good.sizeBytes / 2 ** 20).toFixed(1)} MiB (128 MiB guest, 64 MiB disk)`);
   const c1 = await counter();
   // The compromised guest runs on well past the snapshot's counter.
-  const ct = await until(async () => { const c = await counter(); return c >= c1 + 20 && c; }, 120_000, 'the counter to move on');
+  const ct = await until(async () => { const c = await counter(); return c >= c1 + 20 && c; }, { ...WAIT, ms: 120_000, what: 'the counter to move on' });
 
   const seen: Array<{ status: number; counter: number; at: number; ms: number }> = [];
   polling = true;
@@ -149,12 +144,12 @@ test('a VM whose kernel text was patched is replaced by a clone of its known-goo
   await d.daemon.integrity.watch.checkKernel(id); // the periodic check, now
 
   // The compromised guest keeps raising alerts while it is replaced; an escalation to freeze waits for the recovery instead of opening a gap.
-  await until(() => d!.daemon.services.guard.alerts({}).some((a) => a.rule === 'Kernel text changed'), 60_000, 'the alert');
+  await until(() => d!.daemon.services.guard.alerts({}).some((a) => a.rule === 'Kernel text changed'), { ...WAIT, ms: 60_000, what: 'the alert' });
   const escalated = d.daemon.integrity.target.freeze(id);
   escalated.catch(() => undefined); // awaited below; a test that fails first leaves no unhandled rejection
   const store = d.daemon.services.store;
-  await until(() => (store.getSite(HOST)?.target as { instance?: string } | undefined)?.instance === 'web-r1', 180_000, 'the site moved to the replacement');
-  await until(() => seen.length > 0 && seen.at(-1)!.counter < ct, 30_000, 'an answer from the replacement');
+  await until(() => (store.getSite(HOST)?.target as { instance?: string } | undefined)?.instance === 'web-r1', { ...WAIT, ms: 180_000, what: 'the site moved to the replacement' });
+  await until(() => seen.length > 0 && seen.at(-1)!.counter < ct, { ...WAIT, ms: 30_000, what: 'an answer from the replacement' });
   await sleep(2000); // and it goes on answering
   polling = false;
   await poller;
@@ -201,5 +196,5 @@ test('a VM whose kernel text was patched is replaced by a clone of its known-goo
   assert.ok(entries.some((e: any) => e.action === 'site.update' && e.target === `acme/${HOST}` && e.details.to === 'web-r1'));
 
   // The replacement is introspected in turn and gets a known-good snapshot of its own.
-  await until(() => d!.daemon.integrity.target.knownGood.has(r1.id), 120_000, "the replacement's known-good snapshot");
+  await until(() => d!.daemon.integrity.target.knownGood.has(r1.id), { ...WAIT, ms: 120_000, what: "the replacement's known-good snapshot" });
 });

@@ -12,16 +12,16 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { imageMissing, testNetwork } from '../levels/vm/support.js';
 import { freePort, viaGateway, type GatewayAnswer } from '../support/net.js';
 import { until } from '../support/until.js';
+import { tempDir } from '../support/temp.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/strata', import.meta.url));
 const HOST = 'shop.move.test';
@@ -50,7 +50,7 @@ interface Daemon {
   vmTag: string;
 }
 
-const root = mkdtempSync(join(tmpdir(), 'strata-move-'));
+const root = tempDir('move');
 chmodSync(root, 0o711); // the VM user traverses it to the run dirs (and A's QEMU to B's socket)
 const daemons: Daemon[] = [];
 
@@ -71,7 +71,6 @@ after(async () => {
   for (const pid of qemusUnder(root)) {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
   }
-  rmSync(root, { recursive: true, force: true });
 });
 
 async function up(name: string, slot: number): Promise<Daemon> {

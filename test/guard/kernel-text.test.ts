@@ -8,9 +8,8 @@
  * interceptor.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,6 +24,7 @@ import { VmDriver } from '../../src/levels/vm/index.js';
 import { liveQmpClient, tapQmpEvents } from '../../src/levels/vm/qmp.js';
 import { COUNTER_COMMAND, getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../levels/vm/support.js';
 import { FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
+import { tempDir } from '../support/temp.js';
 
 const KERNEL_VIRT_BASE = 0xffffffff81000000n; // where x86_64 links .text; direct PVH boot does not randomise it
 let cleanup: (() => Promise<void>) | undefined;
@@ -63,8 +63,7 @@ test('a patch to the guest kernel text is detected from outside the guest', { ti
   const region = await kernelTextRegion(kernel).catch(() => null);
   if (!region) return t.skip('the x86_64 guest kernel is not an ELF vmlinux');
 
-  const root = await mkdtemp(join(tmpdir(), 'strata-kernel-text-'));
-  await chmod(root, 0o711);
+  const root = tempDir('kernel-text', { mode: 0o711 });
   const driver = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(8) });
   const id = 'guard-kt';
   const target = new FakeTarget();
@@ -81,7 +80,6 @@ test('a patch to the guest kernel text is detected from outside the guest', { ti
     await driver.stop(id, { graceMs: 0 }).catch(() => undefined);
     await driver.delete(id).catch(() => undefined);
     await driver.cleanup();
-    await rm(root, { recursive: true, force: true });
   };
   assert.ok((await driver.provision()).available);
   await driver.create(vmSpec(id, 'vm', { command: COUNTER_COMMAND }));

@@ -17,10 +17,9 @@
  * guard's own lever, still shows busy; the last case panics its kernel.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -40,6 +39,11 @@ import type { Instance } from '../../../src/store/types.js';
 import { tapQmpEvents } from '../../../src/levels/vm/qmp.js';
 import { FakeTarget, MemoryAudit, recordingBus } from '../../guard/fakes.js';
 import { DEFINE_PROBE, ROUTE_VIA_GATEWAY, getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../../levels/vm/support.js';
+import { until } from '../../support/until.js';
+import { tempDir } from '../../support/temp.js';
+
+/** How long this file's checks wait, and how often they look. */
+const WAIT = { ms: 30_000, every: 250 };
 
 const EVIL = 'alerts-evil';
 const CALM = 'alerts-calm';
@@ -77,10 +81,6 @@ async function inEvil(script: string, timeoutMs = 30_000): Promise<string> {
   const res = await fetch(url, { method: 'POST', body: `gw=$(cat /gw); ${DEFINE_PROBE}; ${script}`, signal: AbortSignal.timeout(timeoutMs) });
   assert.equal(res.status, 200, `the guest shell answered ${res.status}`);
   return res.text();
-}
-
-async function until(what: () => boolean, label: string, ms = 30_000): Promise<void> {
-  for (const end = Date.now() + ms; !what(); await sleep(250)) if (Date.now() > end) assert.fail(`timed out: ${label}`);
 }
 
 const mark = (): number => guard!.stats().alerts;
@@ -158,8 +158,7 @@ describe('guard on the vm attack suite', { skip: imageMissing('x86_64') ?? false
     ctx.loopbackPort = await listen('127.0.0.1');
     ctx.secretPort = await listen('0.0.0.0');
     const gatewayPort = await listen('0.0.0.0');
-    root = await mkdtemp(join(tmpdir(), 'strata-vm-alerts-'));
-    await chmod(root, 0o711);
+    root = tempDir('vm-alerts', { mode: 0o711 });
     driver = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(12, [gatewayPort]) });
     assert.ok((await driver.provision()).available);
     const d = driver;
@@ -204,7 +203,6 @@ describe('guard on the vm attack suite', { skip: imageMissing('x86_64') ?? false
       await driver.cleanup();
     }
     for (const s of servers) s.close();
-    if (root) await rm(root, { recursive: true, force: true });
   }, { timeout: 120_000 });
 
   test('precision: a benign guest, and the attacker at rest reaching the gateway port, raise no alert', { timeout: 120_000 }, async () => {
@@ -244,7 +242,7 @@ describe('guard on the vm attack suite', { skip: imageMissing('x86_64') ?? false
     await levers.setCpu(evil, 0.1);
     const throttledAt = Date.now();
     try {
-      await until(() => recent.filter((e) => e.kind === 'resource.cpu' && e.instanceId === EVIL && e.time > throttledAt + 1500).length >= 3, 'samples while throttled');
+      await until(() => recent.filter((e) => e.kind === 'resource.cpu' && e.instanceId === EVIL && e.time > throttledAt + 1500).length >= 3, { ...WAIT, what: 'samples while throttled' });
       const samples = recent.filter((e) => e.kind === 'resource.cpu' && e.instanceId === EVIL && e.time > throttledAt + 1500);
       assert.ok(samples.every((e) => Number(e.fields['cpu.busy']) >= 0.9), `busy while throttled: ${samples.map((e) => `${e.fields['cpu.busy']} (${e.fields['cpu.cores']} cores)`).join(', ')}`);
       assert.ok(samples.some((e) => Number(e.fields['cpu.cores']) <= 0.3), 'the throttle did hold QEMU back');

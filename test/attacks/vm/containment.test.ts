@@ -7,13 +7,13 @@
  * `network.test.ts`.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { VmDriver } from '../../../src/levels/vm/index.js';
 import { DEFINE_PROBE, ROUTE_VIA_GATEWAY, getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../../levels/vm/support.js';
+import { tempDir } from '../../support/temp.js';
 
 let root: string | null = null;
 let driver: VmDriver | null = null;
@@ -27,7 +27,6 @@ after(async () => {
     await driver.cleanup();
   }
   hostService?.close();
-  if (root) await rm(root, { recursive: true, force: true });
 });
 
 test('a vm guest reaches no host service, and its QEMU is unprivileged and in its own cgroup', { timeout: 120_000 }, async (t) => {
@@ -38,8 +37,7 @@ test('a vm guest reaches no host service, and its QEMU is unprivileged and in it
   await new Promise<void>((resolve) => hostService!.listen(0, '127.0.0.1', resolve));
   const hostPort = (hostService.address() as { port: number }).port;
 
-  root = await mkdtemp(join(tmpdir(), 'strata-vm-attack-'));
-  await chmod(root, 0o711);
+  root = tempDir('vm-attack', { mode: 0o711 });
   driver = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(2) });
   assert.ok((await driver.provision()).available);
   // The guest is root in its VM: it adds a default route through its gateway (the host's bridge address) first.

@@ -7,14 +7,13 @@
  * gateway's port (the one host port allowed) answer the same probe.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { VmDriver } from '../../../src/levels/vm/index.js';
 import { DEFINE_PROBE, ROUTE_VIA_GATEWAY, getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../../levels/vm/support.js';
+import { tempDir } from '../../support/temp.js';
 
 let root: string | null = null;
 let driver: VmDriver | null = null;
@@ -30,7 +29,6 @@ after(async () => {
     await driver.cleanup();
   }
   for (const s of servers) s.close();
-  if (root) await rm(root, { recursive: true, force: true });
 });
 
 async function listenEverywhere(body: string): Promise<{ port: number; hits: () => number }> {
@@ -47,8 +45,7 @@ test('a vm guest reaches neither another tenant nor host services; its own tenan
   const secret = await listenEverywhere('host secret');
   const gateway = await listenEverywhere('gateway');
 
-  root = await mkdtemp(join(tmpdir(), 'strata-vm-net-'));
-  await chmod(root, 0o711);
+  root = tempDir('vm-net', { mode: 0o711 });
   driver = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(2, [gateway.port]) });
   assert.ok((await driver.provision()).available);
 

@@ -9,14 +9,14 @@
  * not vacuous); and a neighbour VM keeps serving throughout.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QEMU_OVERHEAD_MIB, cgroupMode } from '../../../src/levels/vm/cgroup.js';
 import { VmDriver } from '../../../src/levels/vm/index.js';
 import { getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from '../../levels/vm/support.js';
+import { tempDir } from '../../support/temp.js';
 
 const MEMORY_MIB = 256;
 const FILL_MIB = 128;
@@ -37,7 +37,6 @@ after(async () => {
     }
     await driver.cleanup();
   }
-  if (root) await rm(root, { recursive: true, force: true });
 });
 
 /** CPU seconds (user + system, all threads) the process has used. */
@@ -60,8 +59,7 @@ async function cgroupPeak(name: string): Promise<number | null> {
 test('a vm that spins its vCPU and fills its RAM stays inside its cgroup; a neighbour keeps serving', { timeout: 300_000 }, async (t) => {
   const missing = imageMissing('x86_64');
   if (missing) return t.skip(missing);
-  root = await mkdtemp(join(tmpdir(), 'strata-vm-runaway-'));
-  await chmod(root, 0o711);
+  root = tempDir('vm-runaway', { mode: 0o711 });
   driver = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(3) });
   assert.ok((await driver.provision()).available);
   const d = driver;

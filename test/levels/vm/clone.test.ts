@@ -5,13 +5,13 @@
  * MAC, hostname and RNG seed, and runs beside its source.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { LevelDriver } from '../../../src/levels/driver.js';
 import { EmuDriver, VmDriver, type QemuDriverOptions } from '../../../src/levels/vm/index.js';
 import { getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from './support.js';
+import { tempDir } from '../../support/temp.js';
 
 /**
  * The first boot marks the disk with its hostname; a loop counts in memory and
@@ -34,7 +34,6 @@ after(async () => {
     }
     await driver.cleanup();
   }
-  if (root) await rm(root, { recursive: true, force: true });
 });
 
 const cases = [
@@ -45,8 +44,7 @@ const cases = [
 for (const c of cases) test(`${c.arch} under ${c.level}: a clone resumes the snapshot's memory and disk with a new address, MAC, hostname and RNG seed`, { timeout: 240_000 }, async (t) => {
   const missing = imageMissing(c.arch);
   if (missing) return t.skip(missing);
-  root ??= await mkdtemp(join(tmpdir(), 'strata-vm-clone-'));
-  await chmod(root, 0o711);
+  root ??= tempDir('vm-clone', { mode: 0o711 });
   const d = c.make({ stateDir: join(root, c.level), network: testNetwork(c.slot) });
   made.push([d, ['clone-src', 'clone-copy']]);
   assert.ok(d.supports.has('clone'));

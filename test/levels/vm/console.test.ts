@@ -8,8 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,6 +19,7 @@ import { VmDriver } from '../../../src/levels/vm/index.js';
 import { BATCH_BYTES } from '../../../src/levels/vm/console-log.js';
 import { TestDaemon } from '../../support/harness.js';
 import { imageMissing, testNetwork, vmSpec } from './support.js';
+import { tempDir } from '../../support/temp.js';
 
 const BOOT_MS = 90_000;
 const missing = imageMissing('x86_64');
@@ -30,7 +30,7 @@ let token: string;
 
 before(async () => {
   if (missing) return;
-  root = await mkdtemp(join(tmpdir(), 'strata-vm-console-'));
+  root = tempDir('vm-console');
   await chmod(root, 0o711); // QEMU runs as the VM user and must traverse to its run directory
   d = await TestDaemon.start({ drivers: [new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(9) })] });
   token = await d.tenantWithUser('acme');
@@ -40,7 +40,6 @@ after(async () => {
   if (missing) return;
   await d.request('DELETE', '/v1/tenants/acme/instances/serial?wait=60', { token });
   await d.close();
-  await rm(root, { recursive: true, force: true });
 });
 
 /** Attaches to the console; `seen` accumulates what the guest prints. */

@@ -11,12 +11,12 @@
  *    the snapshot, not from where the instance was stopped.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { VmDriver } from '../../../src/levels/vm/index.js';
 import { getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from './support.js';
+import { tempDir } from '../../support/temp.js';
 
 const DISK_MIB = 64;
 /** Each boot appends to /data/boots; a loop counts on in /data/n (from what the disk holds); a 200 MiB write fills the disk. */
@@ -36,14 +36,12 @@ after(async () => {
     await driver.delete(id).catch(() => undefined);
     await driver.cleanup();
   }
-  if (root) await rm(root, { recursive: true, force: true });
 });
 
 test('disk limit, clean power-button stop, persistence, and consistent snapshot / restore of memory + disk', { timeout: 300_000 }, async (t) => {
   const missing = imageMissing('x86_64');
   if (missing) return t.skip(missing);
-  root = await mkdtemp(join(tmpdir(), 'strata-vm-disk-'));
-  await chmod(root, 0o711);
+  root = tempDir('vm-disk', { mode: 0o711 });
   const stateDir = join(root, 'vm');
   driver = new VmDriver({ stateDir, network: testNetwork(5) });
   assert.ok((await driver.provision()).available);

@@ -5,14 +5,14 @@
  * forward in between). Also the clone route, where the control plane offers it.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { VmDriver } from '../../../src/levels/vm/index.js';
 import { TestDaemon } from '../../support/harness.js';
 import { viaGateway } from '../../support/net.js';
 import { imageMissing, testNetwork } from './support.js';
+import { tempDir } from '../../support/temp.js';
 
 const missing = imageMissing('x86_64');
 let d: TestDaemon | null = null;
@@ -38,7 +38,7 @@ async function visitUntil(host: string, body: string, timeoutMs: number): Promis
 
 before(async () => {
   if (missing) return;
-  dataDir = mkdtempSync(join(tmpdir(), 'strata-vm-gw-'));
+  dataDir = tempDir('vm-gw');
   chmodSync(dataDir, 0o711); // QEMU (the VM user) traverses to its run directory
   d = await TestDaemon.start({
     dataDir,
@@ -53,7 +53,6 @@ after(async () => {
   if (!d) return;
   for (const name of ['web', 'web-copy']) await d.request('DELETE', `/v1/tenants/acme/instances/${name}?wait=60`, { headers: reason }).catch(() => undefined);
   await d.close();
-  rmSync(dataDir, { recursive: true, force: true });
 });
 
 test('a vm instance serves its site through the gateway at the guest address', { timeout: 180_000, skip: missing ?? false }, async () => {

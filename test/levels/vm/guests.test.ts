@@ -6,13 +6,13 @@
  * at the end, also on failure. Skipped (with the reason) where the images are not built.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { LevelDriver } from '../../../src/levels/driver.js';
 import { EmuDriver, VmDriver } from '../../../src/levels/vm/index.js';
 import { COUNTER_COMMAND, getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from './support.js';
+import { tempDir } from '../../support/temp.js';
 
 const BOOT_MS = 60_000;
 
@@ -21,7 +21,7 @@ describe('vm and emu guests', () => {
   const made: Array<[LevelDriver, string]> = [];
 
   before(async () => {
-    root = await mkdtemp(join(tmpdir(), 'strata-vm-guests-'));
+    root = tempDir('vm-guests');
     await chmod(root, 0o711); // QEMU runs as the VM user and must traverse to its run directory
   });
   after(async () => {
@@ -30,7 +30,6 @@ describe('vm and emu guests', () => {
       await driver.delete(id).catch(() => undefined);
       await driver.cleanup();
     }
-    await rm(root, { recursive: true, force: true });
   });
 
   const urlOf = async (driver: LevelDriver, id: string, path: string): Promise<string> => {

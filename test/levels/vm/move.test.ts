@@ -8,14 +8,13 @@
  * Failed requests during the move are counted and reported.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { VmDriver } from '../../../src/levels/vm/index.js';
 import { getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from './support.js';
+import { tempDir } from '../../support/temp.js';
 
 const SERVICE = 'echo boot >> /data/boots; sync; cp /data/boots /www/boots; '
   + '(i=0; while true; do i=$((i+1)); echo $i > /www/c.tmp; mv /www/c.tmp /www/counter; sleep 0.2; done) & exec httpd -f -p 80 -h /www';
@@ -33,14 +32,12 @@ after(async () => {
     }
     await d.cleanup();
   }
-  if (root) await rm(root, { recursive: true, force: true });
 });
 
 test('a running vm moves to another driver live, with its disk, while its site is asked', { timeout: 300_000 }, async (t) => {
   const missing = imageMissing('x86_64');
   if (missing) return t.skip(missing);
-  root = await mkdtemp(join(tmpdir(), 'strata-vm-move-'));
-  await chmod(root, 0o711);
+  root = tempDir('vm-move', { mode: 0o711 });
   const from = new VmDriver({ stateDir: join(root, 'a'), network: testNetwork(8) });
   const to = new VmDriver({ stateDir: join(root, 'b'), network: testNetwork(9) });
   drivers.push(from, to);

@@ -1,12 +1,12 @@
 /** Shared by the vm/emu tests and benchmarks: specs, a temp state dir, image presence, and polling HTTP until it answers. */
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InstanceSpec, LevelDriver } from '../../../src/levels/driver.js';
 import { EmuDriver, VmDriver, type QemuDriverOptions } from '../../../src/levels/vm/driver.js';
 import { findImage, DEFAULT_IMAGE_ROOT } from '../../../src/levels/vm/images.js';
 import type { GuestArch } from '../../../src/levels/vm/cmdline.js';
+import { tempDir } from '../../support/temp.js';
 
 /** A guest service that counts up in /www/counter (atomically replaced) next to busybox httpd on port 80. */
 export const COUNTER_COMMAND =
@@ -85,7 +85,7 @@ export async function withGuestDrivers<T>(label: string, work: (d: { vm: VmDrive
     const missing = imageMissing(arch);
     if (missing) throw new Error(`${label}: ${missing}`);
   }
-  const root = await mkdtemp(join(tmpdir(), `strata-${label}-`));
+  const root = tempDir(`${label}`);
   await chmod(root, 0o711); // the VM user traverses it
   const vm = new VmDriver({ stateDir: join(root, 'vm'), network: testNetwork(4) });
   const emu = new EmuDriver({ stateDir: join(root, 'emu'), network: testNetwork(9) });
@@ -96,6 +96,5 @@ export async function withGuestDrivers<T>(label: string, work: (d: { vm: VmDrive
   } finally {
     await vm.cleanup();
     await emu.cleanup();
-    await rm(root, { recursive: true, force: true });
   }
 }
