@@ -6,8 +6,6 @@
  * (provision, create, list … stubbed), so the registry's modules own them.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { DriverAvailability, InstanceSpec, ObservedInstance } from '../../src/levels/driver.js';
@@ -16,6 +14,7 @@ import { OsDriver } from '../../src/levels/os/driver.js';
 import { EmuDriver, VmDriver } from '../../src/levels/vm/driver.js';
 import { hostArch } from '../../src/levels/vm/images.js';
 import { TestDaemon } from '../support/harness.js';
+import { tempDir } from '../support/temp.js';
 
 /** What the stubbed drivers were asked to create. */
 const created: InstanceSpec[] = [];
@@ -37,7 +36,7 @@ let d: TestDaemon;
 let acme: string;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'strata-level-config-'));
+  dir = tempDir('level-config');
   const Os = offMachine(OsDriver), Env = offMachine(EnvDriver), Vm = offMachine(VmDriver), Emu = offMachine(EmuDriver);
   d = await TestDaemon.start({
     drivers: [
@@ -51,7 +50,6 @@ before(async () => {
 });
 after(async () => {
   await d.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const launch = (body: object) => d.request('POST', '/v1/tenants/acme/instances', { token: acme, body: { start: false, ...body } });

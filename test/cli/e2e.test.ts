@@ -6,10 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +17,7 @@ import pino from 'pino';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { FakeDriver } from '../support/fake-driver.js';
 import { until } from '../support/until.js';
+import { tempDir } from '../support/temp.js';
 
 /** How long this file's checks wait, and how often they look. */
 const WAIT = { ms: 15_000 };
@@ -67,7 +67,7 @@ describe('strata CLI against a live daemon', () => {
   };
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'strata-cli-'));
+    dir = tempDir('cli');
     daemon = await startDaemon({
       dataDir: join(dir, 'data'), host: '127.0.0.1', port: 0, drivers: [fake], logger: pino({ level: 'silent' }),
       reconcileIntervalMs: 3_600_000,
@@ -77,7 +77,6 @@ describe('strata CLI against a live daemon', () => {
 
   after(async () => {
     await daemon?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('creates, lists and shows tenants', async () => {
@@ -237,7 +236,7 @@ describe('strata CLI against a live daemon', () => {
 
 describe('strata up', () => {
   it('starts the daemon, prints its URL and token file, and stops cleanly on SIGTERM', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'strata-up-'));
+    const dir = tempDir('up');
     let child: ChildProcessWithoutNullStreams | undefined;
     try {
       child = spawn(process.execPath, [BIN, 'up', '--data-dir', join(dir, 'data'), '--api-listen', '127.0.0.1:0'], {
@@ -261,7 +260,6 @@ describe('strata up', () => {
       child = undefined;
     } finally {
       if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -8,8 +8,7 @@
  * at start, and a deleted tenant's leftovers there are not inherited either.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +17,7 @@ import { KvStores } from '../../src/levels/env/kv.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { TestDaemon } from '../support/harness.js';
 import { viaGateway } from '../support/net.js';
+import { tempDir } from '../support/temp.js';
 
 const reason = { 'x-strata-reason': 'tenant identity test' };
 const HTTP = [{ id: 'http', address: '127.0.0.1', port: 0, protocol: 'http' as const }];
@@ -30,13 +30,12 @@ async function until(what: () => boolean | Promise<boolean>, label: string, ms =
 }
 
 before(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'strata-tenant-ids-'));
+  dataDir = tempDir('tenant-ids');
   d = await TestDaemon.start({ dataDir, drivers: [new EnvDriver({ stateDir: join(dataDir, 'env'), hosts: 1 })], gateway: { listeners: HTTP, options: { workers: 1 } } });
   port = d.daemon.services.gateway!.addresses()[0]!.port;
 });
 after(async () => {
   await d.close();
-  rmSync(dataDir, { recursive: true, force: true });
 });
 
 /** A tenant with a static site holding `body`, served once (so its site log has a line), its docroot baselined by the guard, and a KV entry. */
@@ -106,42 +105,38 @@ test('quarantine=true keeps what a deleted tenant held, out of every path a tena
 });
 
 test("a data dir keyed by names (an earlier Strata's) is moved to ids at start; a deleted tenant's leftovers are inherited by no one", { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-name-keyed-'));
-  try {
-    const store = new SqliteStore(join(dir, 'strata.db'));
-    const acme = store.createTenant({ name: 'acme', quota: { instances: 1, vcpus: 1, memoryMiB: 64, diskMiB: 64, sites: 2 } });
-    store.createSite({ tenantId: acme.id, hostname: 'www.acme.test', target: { kind: 'static', root: 'www' } });
-    store.close();
-    for (const [name, body] of [['acme', '<h1>acme</h1>'], ['gone', '<h1>a deleted tenant</h1>']] as const) {
-      mkdirSync(join(dir, 'docroots', name, 'www'), { recursive: true });
-      writeFileSync(join(dir, 'docroots', name, 'www', 'index.html'), body);
-      mkdirSync(join(dir, 'logs', 'sites', name), { recursive: true });
-      writeFileSync(join(dir, 'logs', 'sites', name, `www.${name}.test.log`), '{}\n');
-    }
-    for (let run = 0; run < 2; run++) { // the second start finds nothing left to move
-      const daemon = await TestDaemon.start({ dataDir: dir, gateway: { listeners: HTTP, options: { workers: 1 } } });
-      try {
-        const p = daemon.daemon.services.gateway!.addresses()[0]!.port;
-        await until(async () => (await viaGateway(p, 'www.acme.test')).body === '<h1>acme</h1>', "acme's site served from its id's docroot");
-        assert.ok(existsSync(join(dir, 'docroots', acme.id, 'www', 'index.html')));
-        assert.ok(existsSync(join(dir, 'logs', 'sites', acme.id, 'www.acme.test.log')));
-        assert.deepEqual(readdirSync(join(dir, 'docroots')), [acme.id], 'no name-keyed directory left');
-        if (run === 0) {
-          // A new tenant takes the deleted tenant's name: it gets none of its files.
-          assert.equal((await daemon.request('POST', '/v1/tenants', { body: { name: 'gone' } })).status, 201);
-          assert.equal((await daemon.request('POST', '/v1/tenants/gone/sites', { body: { hostname: 'www.gone.test', target: { kind: 'static', root: 'www' } }, headers: reason })).status, 201);
-          await sleep(300);
-          assert.equal((await viaGateway(p, 'www.gone.test')).status, 404);
-        }
-      } finally {
-        await daemon.close();
-      }
-    }
-    const quarantined = readdirSync(join(dir, 'quarantine'));
-    assert.equal(quarantined.length, 1);
-    assert.match(quarantined[0]!, /^name-gone-/);
-    assert.equal(readFileSync(join(dir, 'quarantine', quarantined[0]!, 'docroots', 'www', 'index.html'), 'utf8'), '<h1>a deleted tenant</h1>');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  const dir = tempDir('name-keyed');
+  const store = new SqliteStore(join(dir, 'strata.db'));
+  const acme = store.createTenant({ name: 'acme', quota: { instances: 1, vcpus: 1, memoryMiB: 64, diskMiB: 64, sites: 2 } });
+  store.createSite({ tenantId: acme.id, hostname: 'www.acme.test', target: { kind: 'static', root: 'www' } });
+  store.close();
+  for (const [name, body] of [['acme', '<h1>acme</h1>'], ['gone', '<h1>a deleted tenant</h1>']] as const) {
+    mkdirSync(join(dir, 'docroots', name, 'www'), { recursive: true });
+    writeFileSync(join(dir, 'docroots', name, 'www', 'index.html'), body);
+    mkdirSync(join(dir, 'logs', 'sites', name), { recursive: true });
+    writeFileSync(join(dir, 'logs', 'sites', name, `www.${name}.test.log`), '{}\n');
   }
+  for (let run = 0; run < 2; run++) { // the second start finds nothing left to move
+    const daemon = await TestDaemon.start({ dataDir: dir, gateway: { listeners: HTTP, options: { workers: 1 } } });
+    try {
+      const p = daemon.daemon.services.gateway!.addresses()[0]!.port;
+      await until(async () => (await viaGateway(p, 'www.acme.test')).body === '<h1>acme</h1>', "acme's site served from its id's docroot");
+      assert.ok(existsSync(join(dir, 'docroots', acme.id, 'www', 'index.html')));
+      assert.ok(existsSync(join(dir, 'logs', 'sites', acme.id, 'www.acme.test.log')));
+      assert.deepEqual(readdirSync(join(dir, 'docroots')), [acme.id], 'no name-keyed directory left');
+      if (run === 0) {
+        // A new tenant takes the deleted tenant's name: it gets none of its files.
+        assert.equal((await daemon.request('POST', '/v1/tenants', { body: { name: 'gone' } })).status, 201);
+        assert.equal((await daemon.request('POST', '/v1/tenants/gone/sites', { body: { hostname: 'www.gone.test', target: { kind: 'static', root: 'www' } }, headers: reason })).status, 201);
+        await sleep(300);
+        assert.equal((await viaGateway(p, 'www.gone.test')).status, 404);
+      }
+    } finally {
+      await daemon.close();
+    }
+  }
+  const quarantined = readdirSync(join(dir, 'quarantine'));
+  assert.equal(quarantined.length, 1);
+  assert.match(quarantined[0]!, /^name-gone-/);
+  assert.equal(readFileSync(join(dir, 'quarantine', quarantined[0]!, 'docroots', 'www', 'index.html'), 'utf8'), '<h1>a deleted tenant</h1>');
 });

@@ -5,17 +5,16 @@
  * another tenant's stay.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { EnvDriver } from '../../src/levels/env/driver.js';
 import { KvStores } from '../../src/levels/env/kv.js';
 import { OsDriver } from '../../src/levels/os/driver.js';
 import { DriverRegistry } from '../../src/levels/registry.js';
+import { tempDir } from '../support/temp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'strata-purge-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('purge');
 
 const GONE = 'tn_gonegonegone';
 const STAYS = 'tn_staysstaysst';
