@@ -58,11 +58,11 @@ export default async function guardDetect(opts: BenchOptions): Promise<BenchResu
     root, tenantId: 'bench', instanceId: 'bench', level: 'os', labels: { 'instance.role': 'web' },
     integrity: { checksums, scope: 'instance:bench' },
   });
-  const watchStart = performance.now();
   await guard.addInterceptor(interceptor);
+  const watchStart = performance.now();
+  await guard.start(); // starts the interceptor: its watches
   const watchMs = performance.now() - watchStart;
   const watches = interceptor.watches();
-  await guard.start();
   const latencies: number[] = [];
   const linked: number[] = [];
   const outside = join(dir, 'outside');
