@@ -179,7 +179,6 @@ const bench: Bench = async (opts) => {
   try {
     await driver.create({ id: ID, tenantId: 'bench', name: ID, level: 'os', source: 'guard-bench', limits: { vcpus: 2, memoryMiB: 128, diskMiB: 128 }, config: {} });
     await driver.start(ID);
-    const pid = Number((await driver.inspect(ID))?.info?.pid);
     const once = async (): Promise<Run> => {
       const r = await driver.run(ID, ['/bin/workload', String(iterations)], { timeoutMs: 600_000 });
       if (r.exitCode !== 0) throw new Error(`workload failed: ${r.stdout}${r.stderr}`);
@@ -188,7 +187,7 @@ const bench: Bench = async (opts) => {
     };
     const guarded = async (): Promise<Run> => {
       const guard = new Guard({ ruleset: await loadDefaultRuleset(), target: quietTarget, audit: memoryAudit, events: new EventBus() });
-      const bpf = new BpfInterceptor({ targets: async () => [{ tenantId: 'bench', instanceId: ID, pid, vcpus: 2 }], budgetPerSecond: budget });
+      const bpf = new BpfInterceptor({ identities: driver.identities, budgetPerSecond: budget });
       await guard.addInterceptor(bpf);
       await guard.start();
       await sleep(2000); // steady state: bpftrace finishes its start-up work after attaching

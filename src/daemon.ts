@@ -42,7 +42,7 @@ import { Hasher } from './guard/hasher.js';
 import { IntegrityMonitor } from './guard/integrity.js';
 import { KnownGoodStore } from './guard/recovery.js';
 import { GatewayInterceptor } from './guard/interceptors/gateway.js';
-import { BpfInterceptor, bpfAvailable, osTargets } from './guard/interceptors/bpf.js';
+import { BpfInterceptor, bpfAvailable, osLabels } from './guard/interceptors/bpf.js';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { startGateway, type Gateway, type GatewayOptions, type ListenerConfig } from './gateway/index.js';
@@ -272,7 +272,7 @@ async function startGuard(
     const ready = bpfAvailable();
     if (!ready.available) log.warn({ reason: ready.reason }, 'the guard has no os interceptor');
     else {
-      const bpf = new BpfInterceptor({ targets: () => osTargets(d.store, osDriver), log: (message, details) => log.info(details ?? {}, message) });
+      const bpf = new BpfInterceptor({ identities: osDriver.identities, labels: osLabels(d.store), log: (message, details) => log.info(details ?? {}, message) });
       guard.addInterceptor(bpf).catch((e: Error) => log.error({ error: e.message }, 'the os interceptor did not start'));
     }
   }

@@ -84,7 +84,17 @@ export interface ActuatorTarget {
   reconnect?(instanceId: string): Promise<ActionOutcome>;
   /** Hot recovery: serve the subject's last known-good state again. */
   recover?(subject: RecoverySubject): Promise<ActionOutcome>;
+  /**
+   * The instance's current generation (its start, as its level's events name it
+   * in `instance.generation`), null when it has none (not running), undefined
+   * where its level has no generations. Asked before every action on an
+   * instance whose event named a generation.
+   */
+  generation?(instanceId: string): Promise<string | null | undefined>;
 }
+
+/** The field of an event naming the start of its instance it came from. */
+export const GENERATION_FIELD = 'instance.generation';
 
 type TargetAction = 'freeze' | 'resume' | 'stop' | 'snapshot' | 'throttle' | 'unthrottle' | 'cut' | 'reconnect';
 
@@ -124,7 +134,7 @@ export class Actuator {
   /** instance → times of its recent alerts. */
   readonly #strikes = new Map<string, number[]>();
   /** `action instance` → the timer that will undo it. */
-  readonly #undoTimers = new Map<string, { timer: NodeJS.Timeout; action: Undoable; instanceId: string; tenantId: string | null }>();
+  readonly #undoTimers = new Map<string, { timer: NodeJS.Timeout; action: Undoable; instanceId: string; tenantId: string | null; generation: string | undefined }>();
   /** instance → how many stops were ordered, so a freeze that finishes after a stop schedules no resume. */
   readonly #stops = new Map<string, number>();
   readonly #pending = new Set<Promise<void>>();
@@ -184,7 +194,7 @@ export class Actuator {
     this.#undoTimers.clear();
     for (const u of pending) {
       clearTimeout(u.timer);
-      this.#track(this.#perform(UNDO[u.action], u.instanceId, u.tenantId, null, () => this.#call(UNDO[u.action], u.instanceId)));
+      this.#track(this.#perform(UNDO[u.action], u.instanceId, u.tenantId, null, () => this.#call(UNDO[u.action], u.instanceId), u.generation));
     }
     await this.settled();
   }
@@ -221,7 +231,7 @@ export class Actuator {
         this.#track(this.#perform(UNDO[action], instanceId, tenantId, alert, () => this.#call(UNDO[action], instanceId)));
       }, this.#undoAfterMs[action]);
       timer.unref();
-      this.#undoTimers.set(key, { timer, action, instanceId, tenantId });
+      this.#undoTimers.set(key, { timer, action, instanceId, tenantId, generation: generationOf(alert) });
     }
   }
 
@@ -240,8 +250,25 @@ export class Actuator {
     return method.call(this.#target, arg);
   }
 
-  /** Runs the action, audits and publishes the outcome with its evidence; true when it worked. */
-  async #perform(action: TargetAction | 'recover', subject: string, tenantId: string | null, alert: Alert | null, run: () => Promise<ActionOutcome>): Promise<boolean> {
+  /**
+   * Runs the action, audits and publishes the outcome with its evidence; true
+   * when it worked. On an instance, first checks that it is still the start the
+   * evidence came from (`generation`, default the alert's): an instance since
+   * restarted, or whose number a new start took, is not punished for its
+   * predecessor — the action is refused, and audited as refused.
+   */
+  async #perform(action: TargetAction | 'recover', subject: string, tenantId: string | null, alert: Alert | null, run: () => Promise<ActionOutcome>,
+    generation = generationOf(alert)): Promise<boolean> {
+    const instanceId = action === 'recover' ? alert?.instanceId ?? null : subject;
+    if (generation !== undefined && instanceId !== null && this.#target.generation) {
+      const current = await this.#target.generation(instanceId).catch(() => null);
+      if (current !== undefined && current !== generation) {
+        const details = { alertId: alert?.id ?? null, ...(alert ? { alertAuditIndex: alert.auditIndex } : {}), refused: 'generation', eventGeneration: generation, currentGeneration: current };
+        this.#audit.append({ actor: GUARD_ACTOR, tenantId, action: `guard.${action}`, target: subject, result: 'error', details });
+        this.#events.publish('alert', `guard.${action}`, tenantId, { instanceId: subject, ok: false, ...details });
+        return false;
+      }
+    }
     let error: string | undefined;
     let outcome: ActionOutcome = undefined;
     try { outcome = await run(); } catch (err) { error = err instanceof Error ? err.message : String(err); }
@@ -261,4 +288,10 @@ export class Actuator {
     const done: Promise<void> = p.then(() => undefined, () => undefined).finally(() => this.#pending.delete(done));
     this.#pending.add(done);
   }
+}
+
+/** The generation the alert's evidence names, if its level has them. */
+function generationOf(alert: Alert | null): string | undefined {
+  const g = alert?.fields[GENERATION_FIELD];
+  return g === undefined ? undefined : String(g);
 }

@@ -64,6 +64,12 @@ export interface InstanceLevers {
   /** Cuts (false) or restores (true) the instance's network. */
   setNetwork(instance: Instance, up: boolean): Promise<void>;
   network(instance: Instance): Promise<boolean | null>;
+  /**
+   * The instance's current start as the level's guard events name it
+   * (`instance.generation`), null when it does not run; absent for levels whose
+   * events carry none. The actuator compares it before it acts.
+   */
+  generation?(instance: Instance): string | null;
   /** Whether the level's snapshots hold the instance's memory (a forensic snapshot then shows what ran). */
   readonly snapshotsMemory: boolean;
   /**

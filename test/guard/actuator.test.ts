@@ -127,3 +127,25 @@ test('an action the target cannot take is a failed action, alerted', async () =>
   assert.deepEqual(target.alerts, ['r', 'guard.action.failed']);
   assert.match(String((audit.entries[1]!.details as { error: string }).error), /cannot throttle/);
 });
+
+test('an action on an instance that is no longer the start the event came from is refused, and audited as refused', async () => {
+  const target = new FakeTarget(), audit = new MemoryAudit(), { bus, published } = recordingBus();
+  const generations = new Map<string, string | null>([['i1', 'g2'], ['i2', 'g7'], ['i3', null]]);
+  Object.assign(target, { generation: async (id: string) => generations.get(id) });
+  const actuator = new Actuator({ target, audit, events: bus, freezeMs: 60_000 });
+  const at = (instanceId: string, generation: string, action: Match['action'] = 'freeze'): Match => ({
+    ...match(action, instanceId), event: event('syscall.denied', { 'instance.generation': generation }, { instanceId }),
+  });
+  actuator.handle(at('i1', 'g1')); // i1 restarted since (g2): its new start is not frozen
+  actuator.handle(at('i1', 'g1', 'stop'));
+  actuator.handle(at('i3', 'g3', 'stop')); // i3 no longer runs
+  actuator.handle(at('i2', 'g7')); // the same start: acted on
+  await actuator.settled();
+  assert.deepEqual(target.calls, ['freeze i2']);
+  const refused = audit.entries.filter((e) => (e.details as { refused?: string }).refused === 'generation');
+  assert.deepEqual(refused.map((e) => [e.action, e.target, e.result]), [['guard.freeze', 'i1', 'error'], ['guard.stop', 'i1', 'error'], ['guard.stop', 'i3', 'error']]);
+  assert.deepEqual(refused.map((e) => (e.details as { currentGeneration: unknown }).currentGeneration), ['g2', 'g2', null]);
+  assert.ok(published.some((p) => p.type === 'guard.freeze' && (p.data as { ok?: boolean }).ok === false));
+  await actuator.stop();
+  assert.deepEqual(target.calls, ['freeze i2', 'resume i2'], 'what it did freeze is undone');
+});

@@ -9,9 +9,9 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GuardEvent } from '../../src/core/guard-event.js';
-import { BpfInterceptor, bpfAvailable, osTargets, resolvePath } from '../../src/guard/interceptors/bpf.js';
+import { BpfInterceptor, bpfAvailable, osLabels } from '../../src/guard/interceptors/bpf.js';
 import { osProgram } from '../../src/guard/interceptors/bpf-program.js';
-import type { LevelDriver } from '../../src/levels/driver.js';
+import { assemblePath } from '../../src/guard/interceptors/bpf-resolution.js';
 import type { Store } from '../../src/store/store.js';
 import { OsDriver } from '../../src/levels/os/driver.js';
 import { builtinImages, claimSlot, leftovers, nothingLeft, spec, testDriverOptions } from '../levels/os/helpers.js';
@@ -21,10 +21,10 @@ const slot = await claimSlot();
 const options = testDriverOptions(slot);
 const driver = new OsDriver(options);
 const ID = `bpf-${slot}-${process.pid}`;
-let initPid = 0;
 const events: GuardEvent[] = [];
 const interceptor = new BpfInterceptor({
-  targets: async () => [{ tenantId: 'tbpf', instanceId: ID, pid: initPid, labels: { 'instance.role': 'web' } }],
+  identities: driver.identities,
+  labels: () => ({ 'instance.role': 'web' }),
   restartMs: { initial: 200, max: 1000 },
 });
 
@@ -46,7 +46,6 @@ describe('os interceptor (bpftrace)', { skip: availability.available ? false : a
     assert.ok((await driver.provision()).available);
     await driver.create(spec(ID, 'tbpf'));
     await driver.start(ID);
-    initPid = Number((await driver.inspect(ID))?.info?.pid);
     await interceptor.start((e) => { events.push(e); });
   }, { timeout: 120_000 });
 
@@ -69,7 +68,9 @@ describe('os interceptor (bpftrace)', { skip: availability.available ? false : a
     assert.equal(e.fields['proc.pname'], 'sh');
     assert.equal(e.fields['proc.cmdline'], '/bin/ls / guard-probe-arg');
     assert.equal(e.fields['user.uid'], 0, 'uid as the container sees it');
-    assert.equal(e.fields['instance.role'], 'web', 'labels from the target are added');
+    assert.equal(e.fields['instance.role'], 'web', 'labels are added');
+    assert.equal(e.fields['instance.generation'], driver.identities.current(ID)?.generation, 'the start it came from');
+    assert.equal(e.fields['proc.entrypoint'], false);
   });
 
   test('writes under watched paths (absolute, relative, renamed) and none elsewhere', async () => {
@@ -122,9 +123,13 @@ describe('os interceptor (bpftrace)', { skip: availability.available ? false : a
     assert.ok(sent + suppressed >= 3000 - 30 && sent + suppressed <= 3000 + 10, `${sent} sent + ${suppressed} counted of 3000`);
   });
 
-  test('a write from a task gone before its cwd was read is reported unresolved, not dropped', async () => {
+  test('relative paths are resolved from the kernel at event time, even for a task gone at once, across mounts', async () => {
+    // Each shell exits right after its write: nothing is left to read from /proc when the record arrives.
     await sh('cd /etc && echo x > guard-gone 2>/dev/null; true');
-    await seen((x) => x.kind === 'file.write' && /^(\/etc|\?)\/guard-gone$/.test(String(x.fields['file.path'])), 'relative write to /etc');
+    await seen((x) => x.kind === 'file.write' && x.fields['file.path'] === '/etc/guard-gone', 'relative write in /etc, resolved');
+    // /dev/shm is a mount of its own: the walk crosses from its root to its mountpoint.
+    await sh('cd /dev/shm && mkdir -p a/b && cd a/b && echo x > guard-deep; true');
+    await seen((x) => x.kind === 'file.write' && x.fields['file.path'] === '/dev/shm/a/b/guard-deep', 'relative write below a mount');
   });
 
   test('the host is not watched: its execs and writes emit nothing', async () => {
@@ -177,27 +182,23 @@ test('budgets: file writes and connections each have their own, so flooding eith
   for (const map of [exec, budgetOf('sys_enter_openat'), budgetOf('sys_enter_connect')]) assert.match(program, new RegExp(`print\\(${map}\\); clear\\(${map}\\)`), `${map} is reported each second`);
 });
 
-test('paths: normalised, so /tmp/../usr/bin is /usr/bin', () => {
-  assert.equal(resolvePath(1, -100, '/tmp/../usr/bin/x'), '/usr/bin/x');
-  assert.equal(resolvePath(1, -100, '//etc///passwd'), '/etc/passwd');
+test('paths: absolute ones normalised; relative ones joined to the directory the kernel walked, or marked', () => {
+  assert.equal(assemblePath('/tmp/../usr/bin/x', null, 0), '/usr/bin/x');
+  assert.equal(assemblePath('//etc///passwd', null, 0), '/etc/passwd');
+  assert.equal(assemblePath('x', ['b', 'a'], 1), '/a/b/x', 'components come deepest first');
+  assert.equal(assemblePath('../x', ['etc'], 1), '/x');
+  assert.equal(assemblePath('x', ['b', 'a'], 0), '?/a/b/x', 'a walk cut short says so');
 });
 
-test('osTargets: running os instances, their init pid and CPU limit; web when a site routes to them', async () => {
-  const instances = [
-    { id: 'i1', tenantId: 't1', name: 'shop', level: 'os', limits: { vcpus: 0.5 } },
-    { id: 'i2', tenantId: 't1', name: 'batch', level: 'os', limits: { vcpus: 2 } },
-    { id: 'i3', tenantId: 't1', name: 'stopped', level: 'os', limits: { vcpus: 1 } },
-    { id: 'i4', tenantId: 't1', name: 'api', level: 'env', limits: { vcpus: 1 } },
-  ];
+test('osLabels: web when a site routes to the instance, by id or name; the sites read at most once a second', () => {
+  let reads = 0;
   const store = {
-    listInstances: () => instances,
-    listSites: () => [{ tenantId: 't1', target: { kind: 'instance', instance: 'shop', port: 8080 } }, { tenantId: 't1', target: { kind: 'static', root: '/x' } }],
+    listSites: () => { reads++; return [{ tenantId: 't1', target: { kind: 'instance', instance: 'shop', port: 8080 } }, { tenantId: 't1', target: { kind: 'static', root: '/x' } }]; },
+    getInstanceById: (id: string) => ({ i1: { name: 'shop' }, i2: { name: 'batch' } } as Record<string, { name: string }>)[id] ?? null,
   } as unknown as Store;
-  const driver = {
-    inspect: async (id: string) => (id === 'i3' ? { id, state: 'stopped' } : { id, state: 'running', info: { pid: id === 'i1' ? 101 : 102 } }),
-  } as unknown as LevelDriver;
-  assert.deepEqual(await osTargets(store, driver), [
-    { tenantId: 't1', instanceId: 'i1', pid: 101, vcpus: 0.5, labels: { 'instance.role': 'web' } },
-    { tenantId: 't1', instanceId: 'i2', pid: 102, vcpus: 2, labels: { 'instance.role': 'worker' } },
-  ]);
+  const labels = osLabels(store);
+  const identity = (instanceId: string) => ({ cgroupId: '1', tenantId: 't1', instanceId, generation: '1', initPid: 1, uidBase: null, vcpus: 1, since: 0n });
+  assert.deepEqual(labels(identity('i1')), { 'instance.role': 'web' });
+  assert.deepEqual(labels(identity('i2')), { 'instance.role': 'worker' });
+  assert.equal(reads, 1);
 });

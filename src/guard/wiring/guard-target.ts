@@ -71,6 +71,14 @@ export class GuardTarget implements ActuatorTarget {
     if (await this.#afterRecovery(id)) return { kept: 'frozen after hot recovery' };
     return this.#act(id, 'resume');
   }
+  /** The instance's current start, from its level's levers; undefined for levels whose events name none. */
+  async generation(id: string): Promise<string | null | undefined> {
+    const instance = this.#d.store.getInstanceById(id);
+    if (!instance) return null;
+    const levers = this.#d.registry?.levers(instance.level);
+    return levers?.generation ? levers.generation(instance) : undefined;
+  }
+
   async stop(id: string): Promise<ActionOutcome> {
     await this.#afterRecovery(id);
     return this.#act(id, 'stop');

@@ -8,7 +8,7 @@
  * whose limits cap the sum of the tenant's real usage, whatever the instances
  * declared.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TenantLimits } from './allocations.js';
@@ -27,6 +27,15 @@ export const tenantCgroupName = (tenantId: string): string => `t-${tenantId.repl
 
 /** The `cgroupsPath` runc gets for an instance. */
 export const instanceCgroupPath = (root: string, tenantId: string, instanceId: string): string => `/${root}/${tenantCgroupName(tenantId)}/${instanceId}`;
+
+/** A driver's subtree of the unified hierarchy (see `Cgroups.unifiedScope`). */
+export interface CgroupScope {
+  rootId: string;
+  /** Depth of the root below the hierarchy's top (1 for `/strata`). */
+  rootLevel: number;
+  /** Depth of an instance's cgroup. */
+  instanceLevel: number;
+}
 
 export interface CgroupStats {
   cpuUsageNs: number | null;
@@ -61,6 +70,55 @@ export class Cgroups {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * The id of a cgroup in the unified (v2) hierarchy — what the kernel reports
+   * per task (bpf_get_current_cgroup_id) — or null where there is none. On
+   * hybrid machines runc places each container in its own cgroup there too
+   * (`0::<cgroupsPath>` in /proc/<pid>/cgroup). The id is the directory's inode
+   * number: kernfs gives every node a 64-bit id that is never handed out again.
+   */
+  unifiedId(cgroupsPath: string): string | null {
+    try {
+      return statSync(join(this.#unified, cgroupsPath), { bigint: true }).ino.toString();
+    } catch {
+      return null;
+    }
+  }
+
+  /** Makes an instance's cgroup in the unified hierarchy (and its parents) ahead of runc, which adopts it. */
+  makeUnified(cgroupsPath: string): void {
+    if (existsSync(join(this.#unified, 'cgroup.procs'))) mkdirSync(join(this.#unified, cgroupsPath), { recursive: true });
+  }
+
+  /** Removes an instance's unified cgroup if it is still there (empty: rmdir refuses otherwise). */
+  removeUnified(cgroupsPath: string): void {
+    try {
+      rmdirSync(join(this.#unified, cgroupsPath));
+    } catch { /* gone already (runc removed it), or still in use */ }
+  }
+
+  /**
+   * Where this driver's instances live in the unified hierarchy: the id and
+   * depth of its root cgroup (made here if missing, so the id holds while the
+   * driver runs) and the depth of instance cgroups (root/tenant/instance).
+   * Null without a unified hierarchy.
+   */
+  unifiedScope(): CgroupScope | null {
+    if (!existsSync(join(this.#unified, 'cgroup.procs'))) return null;
+    try {
+      mkdirSync(join(this.#unified, this.root), { recursive: true });
+    } catch {
+      return null;
+    }
+    const rootId = this.unifiedId(this.root);
+    const rootLevel = this.root.split('/').filter(Boolean).length;
+    return rootId === null ? null : { rootId, rootLevel, instanceLevel: rootLevel + 2 };
+  }
+
+  get #unified(): string {
+    return this.mode === 'v2' ? this.fsRoot : join(this.fsRoot, 'unified');
   }
 
   /** Creates the tenant's parent (and the root) where missing and writes its limits; no limits means unlimited. */

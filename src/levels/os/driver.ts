@@ -42,6 +42,7 @@ import { startExecSession } from './exec-session.js';
 import type { Readable } from 'node:stream';
 import { Allocations, type TenantLimits } from './allocations.js';
 import { Cgroups, detectCgroupMode, instanceCgroupPath } from './cgroups.js';
+import { IdentityTable, monotonicNs } from './identities.js';
 import { run } from './exec.js';
 import { ImageStore, treeSize, type ImageManifest } from './images.js';
 import { importOciImage } from './oci-import.js';
@@ -102,6 +103,11 @@ export class OsDriver implements LevelDriver {
   #rotation: NodeJS.Timeout | null = null;
   /** Image sizes by digest: an image's content never changes under its digest. */
   readonly #imageSizes = new Map<string, number>();
+  /**
+   * cgroup id → (tenant, instance, generation) of every container start, for the
+   * guard's os interceptor: registered between `runc create` and `runc start`.
+   */
+  readonly identities = new IdentityTable();
 
   constructor(options: OsDriverOptions = {}) {
     this.config = parseOsDriverOptions(options);
@@ -143,8 +149,10 @@ export class OsDriver implements LevelDriver {
     const owner = await this.#claimRunRoot();
     if (owner) return { available: false, reason: `${this.config.runRoot} belongs to the daemon with state dir ${owner.stateDir} (pid ${owner.pid}); give this one its own runRoot, cgroupRoot, subnet, idBase and tag` };
     this.#cgroups = new Cgroups(mode, this.config.cgroupRoot);
+    this.identities.scope = this.#cgroups.unifiedScope();
     await this.#network.ensureFirewall();
     this.#rotation ??= setInterval(() => void this.#rotateLogs(), LOG_ROTATION_INTERVAL_MS).unref();
+    await this.#registerRunning();
     const images = (await this.images.list()).map((m) => m.name);
     return {
       available: true,
@@ -430,8 +438,14 @@ export class OsDriver implements LevelDriver {
       if (this.#runtime.holds(id)) await this.#runtime.delete(id, true);
       await mountOverlay(dir, record.lower, this.#rootfsDir(id));
       if (record.config.volumeMiB !== undefined) await mountVolume(join(dir, 'volume.ext4'), this.#volumeDir(id));
+      // The container's cgroup is made here, before runc (which adopts it), so its id is registered before
+      // any process runs in it: runc's own init, under the seccomp filter already while it waits for `start`, too.
+      const since = monotonicNs();
+      cgroups.makeUnified(record.cgroupsPath);
+      this.#registerIdentity(record, 0, since);
       await this.#runtime.create(id, join(dir, 'bundle'), this.logPath(id));
       const pid = Number((await readFile(join(dir, 'bundle', 'pid'), 'utf8')).trim());
+      this.#registerIdentity(record, pid, since); // now with its init: its exit retires the identity
       await this.#network.attach(pid, record.hostVeth, await bridge, `${record.address}/24`);
       await this.#runtime.start(id);
     } catch (e) {
@@ -564,7 +578,10 @@ export class OsDriver implements LevelDriver {
 
   /** Removes what only a running instance holds: its container (and cgroup), veth and mounts. */
   async #teardownRunning(id: string, record: InstanceRecord | null): Promise<void> {
+    const running = this.identities.current(id);
+    if (running) this.identities.retire(running.cgroupId);
     await this.#runtime.delete(id, true);
+    if (record) this.#cgroups?.removeUnified(record.cgroupsPath); // made before runc, which may never have run
     await this.#network.detach(record?.hostVeth ?? this.#network.hostVethName(id));
     for (const mountPoint of [this.#volumeDir(id), this.#rootfsDir(id)]) {
       await unmount(mountPoint);
@@ -609,6 +626,29 @@ export class OsDriver implements LevelDriver {
   }
 
   // ---- helpers ----
+
+  /**
+   * Records the container's cgroup id as this start of the instance. `since` is
+   * now (before `runc start`) for a fresh start; 0 for containers found running
+   * at provision (a daemon restart), which a previous daemon registered at their
+   * start — safe because the kernel never gives a cgroup id to anyone else.
+   */
+  #registerIdentity(record: InstanceRecord, initPid: number, since: bigint): void {
+    const cgroupId = this.#requireCgroups().unifiedId(record.cgroupsPath);
+    if (cgroupId === null) return; // no cgroup v2 at all: the interceptor counts this instance's records as unattributed
+    this.identities.register({
+      cgroupId, tenantId: record.spec.tenantId, instanceId: record.spec.id, generation: cgroupId, initPid,
+      uidBase: record.hostId, vcpus: record.spec.limits.vcpus, since,
+    });
+  }
+
+  async #registerRunning(): Promise<void> {
+    for (const c of await this.#runtime.list().catch(() => [])) {
+      if (c.status !== 'running' && c.status !== 'paused') continue;
+      const record = await readJson<InstanceRecord>(join(this.#dir(c.id), 'instance.json'));
+      if (record && !this.identities.current(c.id)) this.#registerIdentity(record, c.pid, 0n);
+    }
+  }
 
   #serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
     return this.#locks.run(id, fn);

@@ -26,6 +26,7 @@ function osLevers(driver: OsDriver): InstanceLevers {
     cpu: (i) => cgroups.cpuLimit(cgroupOf(i)),
     setNetwork: (i, up) => network.setLink(network.hostVethName(i.id), up),
     network: (i) => network.linkUp(network.hostVethName(i.id)),
+    generation: (i) => driver.identities.current(i.id)?.generation ?? null,
     snapshotsMemory: false,
   };
 }

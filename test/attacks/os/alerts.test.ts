@@ -102,6 +102,7 @@ const SILENT: Record<string, string> = {
   'symlink on a volume': 'a symlink on its own volume is ordinary',
   'hardlink from a volume': 'refused as EXDEV, which ordinary programs also meet',
   'CVE-2024-21626 class': 'reads /proc/*/fd links only',
+  "read the host's layout from the mount table": 'reads of its own mountinfo and cgroup files',
   'see host or other-tenant processes': '`ps` is ordinary',
   'signal host and other-tenant processes': 'the pids do not exist in its namespace (ESRCH, not a refusal)',
   'egress: nothing leaves the machine': 'port 80 egress is ordinary for a web app; there is no route',

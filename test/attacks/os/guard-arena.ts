@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Alert } from '../../../src/guard/actuator.js';
 import type { GuardEvent } from '../../../src/core/guard-event.js';
 import { Guard } from '../../../src/guard/guard.js';
-import { BpfInterceptor, type BpfTarget } from '../../../src/guard/interceptors/bpf.js';
+import { BpfInterceptor } from '../../../src/guard/interceptors/bpf.js';
 import { loadDefaultRuleset } from '../../../src/guard/rules.js';
 import type { InstanceSpec } from '../../../src/levels/driver.js';
 import { FakeTarget, MemoryAudit, recordingBus } from '../../guard/fakes.js';
@@ -28,7 +28,10 @@ export class GuardedArena extends Arena {
     this.#roles.set(this.evil.id, { tenant: 'evil', role: 'worker', vcpus: 0.5 });
     this.#roles.set(this.good.id, { tenant: 'good', role: 'web', vcpus: 1 });
     this.guard = new Guard({ ruleset: await loadDefaultRuleset(), target: this.target, audit: new MemoryAudit(), events: recordingBus().bus });
-    this.bpf = new BpfInterceptor({ targets: () => this.#targets() });
+    this.bpf = new BpfInterceptor({
+      identities: this.driver.identities,
+      labels: (identity) => ({ 'instance.role': this.#roles.get(identity.instanceId)?.role ?? 'worker' }),
+    });
     const bpf = this.bpf;
     // Keeps the last events seen, so a missing alert can say what the guard did see.
     await this.guard.addInterceptor({
@@ -76,15 +79,5 @@ export class GuardedArena extends Arena {
       }
       await sleep(100);
     }
-  }
-
-  async #targets(): Promise<BpfTarget[]> {
-    const out: BpfTarget[] = [];
-    for (const [id, { tenant, role, vcpus }] of this.#roles) {
-      const seen = await this.driver.inspect(id).catch(() => null);
-      const pid = Number(seen?.info?.pid);
-      if (seen?.state === 'running' && pid > 0) out.push({ tenantId: tenant, instanceId: id, pid, vcpus, labels: { 'instance.role': role } });
-    }
-    return out;
   }
 }
