@@ -2,7 +2,7 @@
  * Store objects → API objects: tenant ids become tenant names, internal fields stay
  * inside. One function per resource so every route shows the same shape.
  */
-import type { Instance, Operation, Site, Snapshot, Tenant, Token, User } from '../store/types.js';
+import type { Domain, Instance, Operation, Site, Snapshot, Tenant, Token, User } from '../store/types.js';
 import type { Services } from './services.js';
 import { tenantName } from './lookup.js';
 
@@ -24,7 +24,12 @@ export const presentInstance = (s: Services, i: Instance) => ({
 });
 
 export const presentSite = (s: Services, x: Site) => ({
-  id: x.id, tenant: tenantName(s, x.tenantId) ?? x.tenantId, hostname: x.hostname, target: x.target, listeners: x.listeners, createdAt: x.createdAt,
+  id: x.id, tenant: tenantName(s, x.tenantId) ?? x.tenantId, hostname: x.hostname, target: x.target, instanceId: x.instanceId,
+  listeners: x.listeners, createdAt: x.createdAt,
+});
+
+export const presentDomain = (s: Services, x: Domain) => ({
+  id: x.id, tenant: tenantName(s, x.tenantId) ?? x.tenantId, name: x.name, source: x.source, createdAt: x.createdAt,
 });
 
 export const presentSnapshot = (s: Services, x: Snapshot) => ({

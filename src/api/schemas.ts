@@ -162,6 +162,8 @@ export const Site = z.object({
   tenant: z.string(),
   hostname: z.string(),
   target: SiteTarget,
+  /** The instance an instance site follows (resolved from its name when the site was made); null for other targets. */
+  instanceId: z.string().nullable(),
   /** The gateway listeners that serve it (IP- or port-based virtual hosts); null: every listener. */
   listeners: z.array(z.string()).nullable(),
   createdAt: z.string(),
@@ -170,6 +172,18 @@ export const SiteCreate = z.object({
   hostname: Hostname, target: SiteTarget,
   listeners: z.array(Name).min(1).max(16).refine((l) => new Set(l).size === l.length, 'listener names must be unique').optional(),
 }).strict();
+
+/** A domain name as the provider assigns it: a hostname without a wildcard. */
+export const DomainName = Hostname.refine((h) => !h.startsWith('*.'), 'a domain, without a wildcard (it covers every name under it)');
+export const Domain = z.object({
+  id: z.string(),
+  tenant: z.string(),
+  name: z.string(),
+  /** `assigned`: by the provider. */
+  source: z.enum(['assigned']),
+  createdAt: z.string(),
+});
+export const DomainCreate = z.object({ name: DomainName }).strict();
 
 export const Snapshot = z.object({
   id: z.string(),

@@ -10,6 +10,7 @@ import { StrataError, isStrataError, type ErrorCode } from '../core/errors.js';
 import { alertRoutes } from './alerts.js';
 import { auditRoutes } from './audit.js';
 import { certificateRoutes } from './certificates.js';
+import { domainRoutes } from './domains.js';
 import { eventRoutes } from './events.js';
 import { instanceRoutes } from './instances.js';
 import { moveRoutes } from './move.js';
@@ -42,6 +43,7 @@ export const API_ROUTES: readonly AnyRoute[] = [
   ...snapshotRoutes,
   ...imageRoutes,
   ...siteRoutes,
+  ...domainRoutes,
   ...certificateRoutes,
   ...listenerRoutes,
   ...operationRoutes,

@@ -1,5 +1,6 @@
 /** `/v1/tenants/:tenant/sites`: hostnames and what they serve. The gateway reads these. */
 import { z } from 'zod';
+import { checkSiteName } from '../control/front-door/hostnames.js';
 import { checkQuota } from '../control/lifecycle/quotas.js';
 import { StrataError, notFound } from '../core/errors.js';
 import { tenantFor } from './lookup.js';
@@ -52,6 +53,8 @@ export const siteRoutes = [
       if (body.listeners !== undefined) checkListeners(s, body.listeners, body.target);
       return s.store.transaction(() => {
         checkQuota(tenant.quota, s.store.usage(tenant.id), { sites: 1 });
+        if (!s.store.getSite(body.hostname)) checkSiteName(s.store, tenant.id, body.hostname); // a taken name keeps its own 409
+
         const site = s.store.createSite({ tenantId: tenant.id, hostname: body.hostname, target: body.target, listeners: body.listeners ?? null });
         audit({ action: 'site.create', target: site.hostname, tenantId: tenant.id, details: { target: site.target, listeners: site.listeners } });
         return { status: 201, body: presentSite(s, site) };

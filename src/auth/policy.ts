@@ -78,6 +78,11 @@ export const POLICY = {
   'certificate.read': { roles: TENANT_STAFF },
   'certificate.delete': { roles: TENANT_ADMINS, reason: true },
   'ca.read': { roles: TENANT_STAFF },
+  // Domains are the provider's to hand out (as a registrar's delegation is); a tenant sees those it holds.
+  'domain.create': { roles: ['provider-admin'] },
+  'domain.list': { roles: TENANT_STAFF },
+  'domain.read': { roles: TENANT_STAFF },
+  'domain.delete': { roles: ['provider-admin'] },
   'listener.create': { roles: ['provider-admin'] },
   'listener.list': { roles: ['provider-admin'] },
   'listener.delete': { roles: ['provider-admin'] },

@@ -9,6 +9,7 @@ import { VERSION } from '../core/version.js';
 import { registerAudit } from './audit.js';
 import { registerCert } from './cert.js';
 import { registerConsole } from './console.js';
+import { registerDomain } from './domain.js';
 import { registerEvents } from './events.js';
 import { registerExec } from './exec.js';
 import { registerGuard } from './guard.js';
@@ -54,6 +55,7 @@ export function buildProgram(): Command {
   registerImage(program);
   registerGuard(program);
   registerSite(program);
+  registerDomain(program);
   registerCert(program);
   registerListener(program);
   registerSnapshot(program);

@@ -157,4 +157,24 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE sites ADD COLUMN listeners TEXT;
     `,
   },
+  {
+    version: 5,
+    description: "a site follows its instance by id (a name may be reused after a delete); domains held by tenants",
+    sql: `
+      ALTER TABLE sites ADD COLUMN instance_id TEXT;
+      -- Resolved once, here, the way the name resolved before: the instance of that name in the site's tenant.
+      UPDATE sites SET instance_id = (SELECT i.id FROM instances i WHERE i.tenant_id = sites.tenant_id AND i.name = sites.instance_name)
+        WHERE instance_name IS NOT NULL;
+      CREATE INDEX sites_instance ON sites(instance_id);
+      -- A domain is the name and every name under it; one holder each. A tenant's domains go with it.
+      CREATE TABLE domains (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX domains_tenant ON domains(tenant_id);
+    `,
+  },
 ];

@@ -14,7 +14,7 @@ import { conflict, notFound } from '../core/errors.js';
 import { MIGRATIONS } from './migrations.js';
 import type { IdempotentRecord, InstancePatch, NewInstance, Store } from './store.js';
 import type {
-  Certificate, CertificateIssued, CloneSource, Instance, Operation, Quota, Role, Site, SiteTarget, Snapshot, StoredListener, Tenant, Token, Usage, User,
+  Certificate, CertificateIssued, CloneSource, Domain, Instance, Operation, Quota, Role, Site, SiteTarget, Snapshot, StoredListener, Tenant, Token, Usage, User,
 } from './types.js';
 import type { ReconcileRecord } from './store.js';
 import type { DesiredState, InstanceState } from './types.js';
@@ -69,8 +69,12 @@ const toSite = (r: Row): Site => ({
   tenantId: String(r.tenant_id),
   hostname: String(r.hostname),
   target: parse<SiteTarget>(r.target),
+  instanceId: (r.instance_id as string | null) ?? null,
   listeners: r.listeners ? parse<string[]>(r.listeners) : null,
   createdAt: String(r.created_at),
+});
+const toDomain = (r: Row): Domain => ({
+  id: String(r.id), tenantId: String(r.tenant_id), name: String(r.name), source: r.source as Domain['source'], createdAt: String(r.created_at),
 });
 const toSnapshot = (r: Row): Snapshot => ({
   id: String(r.id),
@@ -357,25 +361,49 @@ export class SqliteStore implements Store {
   // Sites
 
   createSite(s: { tenantId: string; hostname: string; target: SiteTarget; listeners?: string[] | null }): Site {
-    const site: Site = { id: newId('si'), tenantId: s.tenantId, hostname: s.hostname, target: s.target, listeners: s.listeners ?? null, createdAt: now() };
+    let instanceId: string | null = null;
+    if (s.target.kind === 'instance') {
+      instanceId = this.getInstance(s.tenantId, s.target.instance)?.id ?? null;
+      if (instanceId === null) throw notFound('instance', s.target.instance);
+    }
+    const site: Site = { id: newId('si'), tenantId: s.tenantId, hostname: s.hostname, target: s.target, instanceId, listeners: s.listeners ?? null, createdAt: now() };
     this.insert('site', s.hostname,
-      'INSERT INTO sites (id, tenant_id, hostname, target, instance_name, listeners, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO sites (id, tenant_id, hostname, target, instance_name, instance_id, listeners, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       site.id, site.tenantId, site.hostname, json(site.target),
-      site.target.kind === 'instance' ? site.target.instance : null, site.listeners === null ? null : json(site.listeners), site.createdAt);
+      site.target.kind === 'instance' ? site.target.instance : null, instanceId, site.listeners === null ? null : json(site.listeners), site.createdAt);
     return site;
   }
   getSite(hostname: string): Site | null {
     const r = this.get('SELECT * FROM sites WHERE hostname = ?', hostname);
     return r ? toSite(r) : null;
   }
-  listSites(filter: { tenantId?: string; instanceName?: string } = {}): Site[] {
+  listSites(filter: { tenantId?: string; instanceId?: string } = {}): Site[] {
     return this.all(
-      `SELECT * FROM sites WHERE (? IS NULL OR tenant_id = ?) AND (? IS NULL OR instance_name = ?) ORDER BY hostname`,
-      filter.tenantId ?? null, filter.tenantId ?? null, filter.instanceName ?? null, filter.instanceName ?? null,
+      `SELECT * FROM sites WHERE (? IS NULL OR tenant_id = ?) AND (? IS NULL OR instance_id = ?) ORDER BY hostname`,
+      filter.tenantId ?? null, filter.tenantId ?? null, filter.instanceId ?? null, filter.instanceId ?? null,
     ).map(toSite);
   }
   deleteSite(id: string): void {
     this.run('DELETE FROM sites WHERE id = ?', id);
+  }
+
+  // Domains
+
+  createDomain(d: Pick<Domain, 'tenantId' | 'name' | 'source'>): Domain {
+    const domain: Domain = { id: newId('dm'), ...d, createdAt: now() };
+    this.insert('domain', d.name, 'INSERT INTO domains (id, tenant_id, name, source, created_at) VALUES (?, ?, ?, ?, ?)',
+      domain.id, domain.tenantId, domain.name, domain.source, domain.createdAt);
+    return domain;
+  }
+  getDomain(name: string): Domain | null {
+    const r = this.get('SELECT * FROM domains WHERE name = ?', name);
+    return r ? toDomain(r) : null;
+  }
+  listDomains(filter: { tenantId?: string } = {}): Domain[] {
+    return this.all('SELECT * FROM domains WHERE (? IS NULL OR tenant_id = ?) ORDER BY name', filter.tenantId ?? null, filter.tenantId ?? null).map(toDomain);
+  }
+  deleteDomain(id: string): void {
+    this.run('DELETE FROM domains WHERE id = ?', id);
   }
 
   // Snapshots

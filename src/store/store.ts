@@ -8,6 +8,7 @@
  */
 import type {
   Certificate,
+  Domain,
   CloneSource,
   DesiredState,
   InstanceSpec,
@@ -117,10 +118,16 @@ export interface Store extends ReconcileStore {
   /** Forgets a clone's source once the driver has made the clone. */
   cloneMade(id: string): void;
 
+  /** An instance target is resolved here, once, to the tenant's instance of that name (its id); none is a 404. */
   createSite(s: { tenantId: string; hostname: string; target: SiteTarget; listeners?: string[] | null }): Site;
   getSite(hostname: string): Site | null;
-  listSites(filter?: { tenantId?: string; instanceName?: string }): Site[];
+  listSites(filter?: { tenantId?: string; instanceId?: string }): Site[];
   deleteSite(id: string): void;
+
+  createDomain(d: Pick<Domain, 'tenantId' | 'name' | 'source'>): Domain;
+  getDomain(name: string): Domain | null;
+  listDomains(filter?: { tenantId?: string }): Domain[];
+  deleteDomain(id: string): void;
 
   createSnapshot(s: { tenantId: string; instanceId: string; name: string; system?: boolean }): Snapshot;
   getSnapshot(instanceId: string, name: string): Snapshot | null;

@@ -88,7 +88,14 @@ export interface Site {
   id: string;
   tenantId: string;
   hostname: string;
+  /** For an instance target, `instance` is the name it was given by; the site follows `instanceId`. */
   target: SiteTarget;
+  /**
+   * The instance an instance target resolved to when the site was made (it
+   * may have been deleted since); null for other targets. A later instance of
+   * the same name is a different one: the site does not follow it.
+   */
+  instanceId: string | null;
   /** The gateway listeners (by name) that serve it; null: all of them. */
   listeners: string[] | null;
   createdAt: string;
@@ -164,6 +171,20 @@ export interface CertificateIssued {
   fingerprint: string;
   notBefore: string;
   notAfter: string;
+}
+
+export const DOMAIN_SOURCES = ['assigned'] as const;
+/**
+ * A domain a tenant holds: the name and every name under it. Only its holder
+ * adds sites (exact or wildcard) in it. `assigned`: by the provider.
+ */
+export interface Domain {
+  id: string;
+  tenantId: string;
+  /** Normalised, no wildcard: 'example.com'. */
+  name: string;
+  source: (typeof DOMAIN_SOURCES)[number];
+  createdAt: string;
 }
 
 /** A gateway listener added through the API (listeners given to `strata up --listen` are not stored). */

@@ -60,6 +60,7 @@ test('a walk over every route answers what each route declares', async () => {
     // The fake driver has no images and cannot import: an empty list, the declared 422.
     ['GET', '/v1/images'], ['POST', '/v1/images', { name: 'walked', path: '/nonexistent' }, 422],
     ['DELETE', '/v1/tenants/walk/instances/web/snapshots/snap'],
+    ['POST', '/v1/tenants/walk/domains', { name: 'walk.example' }], ['GET', '/v1/tenants/walk/domains'], ['GET', '/v1/tenants/walk/domains/walk.example'],
     ['POST', '/v1/tenants/walk/sites', { hostname: 'walk.example', target: { kind: 'instance', instance: 'web', port: 8080 } }],
     ['GET', '/v1/tenants/walk/sites'], ['GET', '/v1/tenants/walk/sites/walk.example'],
     ['GET', '/v1/certificates/ca'], ['POST', '/v1/tenants/walk/certificates/local-ca', { hostnames: ['walk.example'] }],
@@ -68,7 +69,7 @@ test('a walk over every route answers what each route declares', async () => {
     ['POST', '/v1/tenants/walk/certificates/acme', { hostnames: ['walk.example'] }, 422],
     ['GET', '/v1/listeners'], ['POST', '/v1/listeners', { name: 'extra', address: '127.0.0.1', port: 1, protocol: 'http' }, 422],
     ['DELETE', '/v1/listeners/extra', undefined, 404],
-    ['DELETE', '/v1/tenants/walk/sites/walk.example'],
+    ['DELETE', '/v1/tenants/walk/sites/walk.example'], ['DELETE', '/v1/tenants/walk/domains/walk.example'],
     ['GET', '/v1/operations'], ['GET', '/v1/audit/head'], ['GET', '/v1/audit/entries'], ['GET', '/v1/audit/proof/inclusion?index=0'],
     ['GET', '/v1/audit/proof/consistency?from=1'], ['GET', '/v1/audit/export?tenant=walk'], ['GET', '/v1/audit/verify'], ['GET', '/v1/alerts?tenant=walk&priority=warning'],
     ['DELETE', '/v1/tenants/walk/instances/web?wait=10'], ['DELETE', '/v1/users/walker'], ['DELETE', '/v1/tenants/walk'],

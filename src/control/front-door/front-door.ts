@@ -17,8 +17,21 @@ import type { EventBus } from '../../core/events.js';
 import { neutralCertificate } from '../certificates/neutral-certificate.js';
 import { tenantDocroot } from '../tenants/tenant-data.js';
 
-/** A store site as the gateway routes it, or null while its instance has no address to send to. */
-export function siteRoute(site: Site, tenant: Tenant, instance: Instance | null, dataDir: string): SiteRoute | null {
+/** How long a visitor is told to wait when the instance is on its way back up (starting, restarting). */
+export const RETRY_SOON_SECONDS = 5;
+/** … and when someone has to act first (paused, frozen by the guard, stopped). */
+export const RETRY_LATER_SECONDS = 30;
+
+/**
+ * A store site as the gateway routes it. An instance's site is always routed:
+ * to its address while it runs and has one, otherwise as `unavailable` — 503
+ * with Retry-After while the instance exists (paused, frozen, stopped,
+ * starting, failed, being recovered), 404 once it is gone — so its name
+ * never falls through to a wildcard or a listener's default site, which may
+ * be another tenant's. `instance` is the one the site follows (by id), or
+ * null when it no longer exists.
+ */
+export function siteRoute(site: Site, tenant: Tenant, instance: Instance | null, dataDir: string): SiteRoute {
   const base = { hostname: site.hostname, tenantId: site.tenantId, ...(site.listeners !== null ? { listeners: site.listeners } : {}) };
   switch (site.target.kind) {
     case 'static':
@@ -27,9 +40,11 @@ export function siteRoute(site: Site, tenant: Tenant, instance: Instance | null,
     case 'redirect':
       return { ...base, target: { kind: 'redirect', to: site.target.to, status: site.target.status } };
     case 'instance': {
-      if (!instance || instance.actualState !== 'running') return null;
-      const upstream = upstreamOf(instance.info, site.target.port);
-      return upstream ? { ...base, target: { kind: 'upstream', ...upstream } } : null;
+      if (!instance || instance.actualState === 'deleted') return { ...base, target: { kind: 'unavailable', status: 404 } };
+      const upstream = instance.actualState === 'running' ? upstreamOf(instance.info, site.target.port) : null;
+      if (upstream) return { ...base, target: { kind: 'upstream', ...upstream } };
+      const retryAfter = instance.desiredState === 'running' && instance.actualState !== 'paused' ? RETRY_SOON_SECONDS : RETRY_LATER_SECONDS;
+      return { ...base, target: { kind: 'unavailable', status: 503, retryAfter } };
     }
   }
 }
@@ -71,13 +86,14 @@ export function withNeutralDefault(listeners: readonly ListenerConfig[], neutral
 /**
  * A `tls-passthrough` listener hands raw streams to instances only, so static
  * and redirect sites (which answer HTTP) are kept to the other listeners. An
- * instance's site stays on every listener: on a passthrough one its stream
- * goes to the instance's address and the site's port.
+ * instance's site stays on every listener, served or not: on a passthrough
+ * one its stream goes to the instance's address and the site's port (or is
+ * closed while the instance is unavailable).
  */
 export function keepHttpSitesOffPassthrough(sites: SiteRoute[], listeners: readonly ListenerConfig[]): void {
   const http = listeners.filter((l) => l.protocol !== 'tls-passthrough').map((l) => l.id);
   if (http.length === listeners.length) return;
-  for (const site of sites) if (site.target.kind !== 'upstream') site.listeners = site.listeners?.filter((id) => http.includes(id)) ?? http;
+  for (const site of sites) if (site.target.kind !== 'upstream' && site.target.kind !== 'unavailable') site.listeners = site.listeners?.filter((id) => http.includes(id)) ?? http;
 }
 
 /**
@@ -129,14 +145,13 @@ export class FrontDoor {
   /** The whole configuration as the store has it now, without the listeners in `skip`. */
   config(skip: ReadonlySet<string> = new Set()): GatewayConfig {
     const tenants = new Map(this.store.listTenants().map((t) => [t.id, t]));
-    const instances = new Map(this.store.listInstances().map((i) => [`${i.tenantId}/${i.name}`, i]));
+    const instances = new Map(this.store.listInstances().map((i) => [i.id, i]));
     const sites: SiteRoute[] = [];
     for (const site of this.store.listSites()) {
       const tenant = tenants.get(site.tenantId);
       if (!tenant) continue;
-      const instance = site.target.kind === 'instance' ? (instances.get(`${site.tenantId}/${site.target.instance}`) ?? null) : null;
-      const route = siteRoute(site, tenant, instance, this.dataDir);
-      if (route) sites.push(route);
+      const instance = site.instanceId !== null ? (instances.get(site.instanceId) ?? null) : null;
+      sites.push(siteRoute(site, tenant, instance, this.dataDir));
     }
     const forwards = this.forwards?.() ?? [];
     const siteNames = new Set(forwards.length ? this.store.listSites().map((s) => s.hostname) : []);

@@ -63,7 +63,7 @@ export class Mover {
         const now = this.d.store.getInstanceById(instance.id);
         if (!now) throw new StrataError('STRATA_ERR_NOT_FOUND', `instance '${target}' was deleted`);
         if (now.actualState !== 'running') throw new InvalidStateTransition(now.actualState, 'running', 'move');
-        const sites = this.d.store.listSites({ tenantId: tenant.id, instanceName: now.name })
+        const sites = this.d.store.listSites({ tenantId: tenant.id, instanceId: now.id })
           .flatMap((s) => (s.target.kind === 'instance' ? [{ hostname: s.hostname, port: s.target.port }] : []));
         const path = `/v1/tenants/${encodeURIComponent(tenant.name)}/instances/${encodeURIComponent(name)}/receive`;
         const call = { reason: p.reason, timeoutMs: RECEIVE_CALL_MS };
@@ -118,7 +118,7 @@ export class Mover {
       if (to) forwards.push({ hostname: s.hostname, tenantId: tenant.id, to, target: url, instance: name, movedAt: new Date().toISOString() });
     }
     this.d.store.transaction(() => {
-      for (const s of this.d.store.listSites({ tenantId: tenant.id, instanceName: instance.name })) this.d.store.deleteSite(s.id);
+      for (const s of this.d.store.listSites({ tenantId: tenant.id, instanceId: instance.id })) this.d.store.deleteSite(s.id);
       this.d.store.deleteInstance(instance.id);
       this.d.forwards.add(forwards);
       this.d.audit.append({

@@ -24,6 +24,7 @@ import type { AuditFn } from '../lifecycle/instances.js';
 import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { Gateway } from '../../gateway/index.js';
 import type { FrontDoor } from '../front-door/front-door.js';
+import { checkSiteName } from '../front-door/hostnames.js';
 import { checkQuota } from '../lifecycle/quotas.js';
 import { driverSpec } from '../lifecycle/restart-policy.js';
 
@@ -86,7 +87,10 @@ export class Receiver {
       checkQuota(tenant.quota, this.d.store.usage(tenant.id), {
         instances: 1, vcpus: input.limits.vcpus, memoryMiB: input.limits.memoryMiB, diskMiB: input.limits.diskMiB, sites: input.sites.length,
       });
-      for (const s of input.sites) if (this.d.store.getSite(s.hostname)) throw conflict(`site ${s.hostname} already exists here`, { hostname: s.hostname });
+      for (const s of input.sites) {
+        if (this.d.store.getSite(s.hostname)) throw conflict(`site ${s.hostname} already exists here`, { hostname: s.hostname });
+        checkSiteName(this.d.store, tenant.id, s.hostname);
+      }
       const created = this.d.store.createInstance({
         tenantId: tenant.id, name, level: input.level, source: input.source, limits: input.limits, config: input.config, desiredState: 'running',
       });
@@ -182,7 +186,7 @@ export class Receiver {
     // Whatever the driver still holds (a failure half-way through its own cleanup) goes too.
     await this.d.locks.run(id, () => this.d.registry.forLevel(instance.level).delete(id)).catch(() => undefined);
     this.d.store.transaction(() => {
-      for (const s of this.d.store.listSites({ tenantId: instance.tenantId, instanceName: instance.name })) this.d.store.deleteSite(s.id);
+      for (const s of this.d.store.listSites({ tenantId: instance.tenantId, instanceId: instance.id })) this.d.store.deleteSite(s.id);
       this.d.store.deleteInstance(id);
       this.d.audit.append({
         actor: { userId: p.userId, name: p.name, role: p.role }, tenantId: instance.tenantId, action: 'instance.move.done',

@@ -220,7 +220,7 @@ export class GuardTarget implements ActuatorTarget {
     const store = this.#d.store;
     return store.transaction(() => {
       const moved: string[] = [];
-      for (const site of store.listSites({ tenantId: tenant.id, instanceName: from.name })) {
+      for (const site of store.listSites({ tenantId: tenant.id, instanceId: from.id })) {
         if (site.target.kind !== 'instance') continue;
         store.deleteSite(site.id);
         store.createSite({ tenantId: tenant.id, hostname: site.hostname, target: { ...site.target, instance: to.name }, listeners: site.listeners });

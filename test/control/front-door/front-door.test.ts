@@ -11,14 +11,26 @@ test('upstreamOf: own address takes the site port; a loopback service port wins;
   assert.equal(upstreamOf({ pid: 4 }, 80), null);
 });
 
-test('siteRoute: static roots stay under the tenant docroot; instance sites wait for a running instance', () => {
+test('siteRoute: static roots stay under the tenant docroot; an instance site is routed whatever its instance is doing', () => {
   const tenant: Tenant = { id: 'tn_1', name: 'acme', quota: { instances: 1, vcpus: 1, memoryMiB: 1, diskMiB: 1, sites: 1 }, createdAt: '' };
-  const site = (target: Site['target']): Site => ({ id: 'si_1', tenantId: 'tn_1', hostname: 'a.example', target, listeners: null, createdAt: '' });
+  const site = (target: Site['target']): Site => ({
+    id: 'si_1', tenantId: 'tn_1', hostname: 'a.example', target, instanceId: target.kind === 'instance' ? 'in_1' : null, listeners: null, createdAt: '',
+  });
   assert.deepEqual(siteRoute(site({ kind: 'static', root: 'www' }), tenant, null, '/data')?.target, { kind: 'static', root: '/data/docroots/tn_1/www' });
-  const inst = { actualState: 'stopped', info: { address: '10.0.0.2' } } as unknown as Instance;
-  assert.equal(siteRoute(site({ kind: 'instance', instance: 'web', port: 80 }), tenant, inst, '/data'), null);
-  assert.deepEqual(siteRoute(site({ kind: 'instance', instance: 'web', port: 80 }), tenant, { ...inst, actualState: 'running' }, '/data')?.target,
-    { kind: 'upstream', host: '10.0.0.2', port: 80 });
+  const web = site({ kind: 'instance', instance: 'web', port: 80 });
+  const inst = { id: 'in_1', actualState: 'running', desiredState: 'running', info: { address: '10.0.0.2' } } as unknown as Instance;
+  const target = (i: Partial<Instance> | null) => siteRoute(web, tenant, i === null ? null : { ...inst, ...i }, '/data').target;
+  assert.deepEqual(target({}), { kind: 'upstream', host: '10.0.0.2', port: 80 });
+  // Held but not served: 503 with how long to wait; someone must act on a paused (frozen) or stopped one.
+  assert.deepEqual(target({ actualState: 'paused', desiredState: 'paused' }), { kind: 'unavailable', status: 503, retryAfter: 30 });
+  assert.deepEqual(target({ actualState: 'paused', desiredState: 'running' }), { kind: 'unavailable', status: 503, retryAfter: 30 }, 'frozen by the guard');
+  assert.deepEqual(target({ actualState: 'stopped', desiredState: 'stopped' }), { kind: 'unavailable', status: 503, retryAfter: 30 });
+  assert.deepEqual(target({ actualState: 'stopped', desiredState: 'running' }), { kind: 'unavailable', status: 503, retryAfter: 5 }, 'starting');
+  assert.deepEqual(target({ actualState: 'creating' }), { kind: 'unavailable', status: 503, retryAfter: 5 });
+  assert.deepEqual(target({ actualState: 'failed' }), { kind: 'unavailable', status: 503, retryAfter: 5 });
+  assert.deepEqual(target({ info: {} }), { kind: 'unavailable', status: 503, retryAfter: 5 }, 'running, no address yet');
+  // Gone: the neutral 404, still holding the name.
+  assert.deepEqual(target(null), { kind: 'unavailable', status: 404 });
 });
 
 test('dropDanglingReferences: a binding keeps the listeners that exist; a site bound to none that exists is served nowhere; a default site not served on its listener is dropped', () => {
