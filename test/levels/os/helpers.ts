@@ -11,7 +11,6 @@
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { isStrataError } from '../../../src/core/errors.js';
 import type { InstanceSpec } from '../../../src/levels/driver.js';
@@ -20,6 +19,7 @@ import { OsDriver } from '../../../src/levels/os/driver.js';
 import { run, runQuietly } from '../../../src/levels/os/exec.js';
 import { ImageStore } from '../../../src/levels/os/images.js';
 import { parseOsDriverOptions, type OsDriverOptions } from '../../../src/levels/os/options.js';
+import { until } from '../../support/until.js';
 
 /**
  * Options for a test driver; `slot` (1..MAX_SLOT) keeps drivers apart: tag
@@ -150,17 +150,13 @@ export function httpGet(host: string, port: number, path = '/', timeoutMs = 2_00
 
 /** GETs until a 200 or `timeoutMs` is up; returns the first 200. */
 export async function waitFor200(host: string, port: number, timeoutMs = 5_000): Promise<HttpAnswer> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const answer = await httpGet(host, port, '/', 1_000);
-      if (answer.status === 200) return answer;
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-    }
-    if (Date.now() > deadline) throw new Error(`no 200 from ${host}:${port} within ${timeoutMs} ms`);
-    await sleep(5);
-  }
+  let last = 'no answer';
+  return until(async () => {
+    const answer = await httpGet(host, port, '/', 1_000).catch((e: Error) => ({ status: 0, body: e.message }));
+    if (answer.status === 200) return answer;
+    last = answer.status ? `HTTP ${answer.status}` : answer.body;
+    return undefined;
+  }, { ms: timeoutMs, every: 5, what: () => `a 200 from ${host}:${port} (last: ${last})` });
 }
 
 /** Everything a driver with these options left behind on the machine, by kind; empty lists when clean. */

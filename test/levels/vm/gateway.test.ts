@@ -13,6 +13,7 @@ import { TestDaemon } from '../../support/harness.js';
 import { viaGateway } from '../../support/net.js';
 import { imageMissing, testNetwork } from './support.js';
 import { tempDir } from '../../support/temp.js';
+import { until } from '../../support/until.js';
 
 const missing = imageMissing('x86_64');
 let d: TestDaemon | null = null;
@@ -26,14 +27,11 @@ const visit = (host: string, path = '/') => viaGateway(gatewayPort, host, path);
 
 /** Visits `host` until it answers 200 with `body` (trimmed); throws with the last answer otherwise. */
 async function visitUntil(host: string, body: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   let last = { status: 0, body: '' };
-  while (Date.now() < deadline) {
-    last = await visit(host).catch(() => ({ status: 0, body: '' }));
-    if (last.status === 200 && last.body.trim() === body) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${host}: no 200 '${body}' in ${timeoutMs} ms (last ${last.status} ${last.body.slice(0, 80)})`);
+  await until(async () => {
+    last = await visit(host);
+    return last.status === 200 && last.body.trim() === body;
+  }, { ms: timeoutMs, every: 200, what: () => `${host} to answer 200 '${body}' (last ${last.status} ${last.body.slice(0, 80)})` });
 }
 
 before(async () => {

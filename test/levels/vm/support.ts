@@ -7,6 +7,7 @@ import { EmuDriver, VmDriver, type QemuDriverOptions } from '../../../src/levels
 import { findImage, DEFAULT_IMAGE_ROOT } from '../../../src/levels/vm/images.js';
 import type { GuestArch } from '../../../src/levels/vm/cmdline.js';
 import { tempDir } from '../../support/temp.js';
+import { until } from '../../support/until.js';
 
 /** A guest service that counts up in /www/counter (atomically replaced) next to busybox httpd on port 80. */
 export const COUNTER_COMMAND =
@@ -59,20 +60,19 @@ export function imageMissing(arch: GuestArch): string | null {
 
 /** GETs `url` until it answers 200 (or `timeoutMs` passes); returns the body. */
 export async function getWhen200(url: string, timeoutMs: number, pollMs = 20): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
-  for (;;) {
+  const answer = await until(async () => {
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
       const body = await res.text();
-      if (res.status === 200) return body;
+      if (res.status === 200) return { body };
       last = `HTTP ${res.status}`;
     } catch (e) {
       last = (e as Error).message;
     }
-    if (Date.now() > deadline) throw new Error(`${url}: no 200 within ${timeoutMs} ms (${last})`);
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
+    return undefined;
+  }, { ms: timeoutMs, every: pollMs, what: () => `${url} (no 200; last: ${last})` });
+  return answer.body;
 }
 
 /**
