@@ -9,9 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import {
-  chmodSync, chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync,
+  chmodSync, chownSync, linkSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,13 +24,10 @@ import { IntegrityMonitor } from '../../src/guard/integrity.js';
 import { KnownGoodStore } from '../../src/guard/recovery.js';
 import { loadDefaultRuleset } from '../../src/guard/rules.js';
 import { FakeTarget, MemoryAudit, recordingBus } from './fakes.js';
+import { tempDir } from '../support/temp.js';
 
 const hasher = new Hasher({ threads: 2 });
-const dirs: string[] = [];
-after(async () => {
-  await hasher.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+after(() => hasher.close());
 
 /** Recovers a docroot the way the daemon's target does: the monitor's restore. */
 class RestoringTarget extends FakeTarget {
@@ -49,8 +45,7 @@ const SCOPE = 'docroot:acme/www';
 
 /** A docroot (index.html, css/site.css, a symlink latest.html → index.html) watched with known-good copies. */
 async function setup(opts: { sweepIntervalMs?: number } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-inode-'));
-  dirs.push(dir);
+  const dir = tempDir('inode');
   const root = join(dir, 'www');
   mkdirSync(join(root, 'css'), { recursive: true });
   writeFileSync(join(root, 'index.html'), '<h1>clean</h1>');
@@ -112,8 +107,7 @@ test('a write through a hard link made outside the tree is alerted, and recovery
 });
 
 test('a file linked from outside before the baseline is a finding from the start', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-inode-pre-'));
-  dirs.push(dir);
+  const dir = tempDir('inode-pre');
   const root = join(dir, 'www');
   mkdirSync(root);
   writeFileSync(join(root, 'index.html'), 'clean');
