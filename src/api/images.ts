@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { authorize } from '../auth/policy.js';
-import { StrataError } from '../core/errors.js';
+import { StrataError, messageOf } from '../core/errors.js';
 import { DEFAULT_LEVEL } from '../levels/index.js';
 import { presentOperation } from './present.js';
 import { defineRoute } from './route.js';
@@ -60,7 +60,7 @@ export const imageRoutes = [
           done('ok', { digest: image.digest });
           return { image };
         } catch (e) {
-          done('error', { error: e instanceof Error ? e.message : String(e) });
+          done('error', { error: messageOf(e) });
           throw e;
         }
       });

@@ -26,7 +26,6 @@ import { systemRoutes } from './system.js';
 import { tenantRoutes } from './tenants.js';
 import { tokenRoutes } from './tokens.js';
 import { userRoutes } from './users.js';
-import { authFailureEvent } from '../guard/interceptors/gateway.js';
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -110,7 +109,7 @@ export async function buildApi(s: Services, opts: { logger?: FastifyBaseLogger }
     latency.observe({ method: req.method, route }, reply.elapsedTime / 1000);
     const p = req.strataPrincipal;
     // Authentication failures feed the guard (brute force), after the answer went out.
-    if (reply.statusCode === 401) s.guard.ingest(authFailureEvent(req.ip, route));
+    if (reply.statusCode === 401) s.guard.authFailed(req.ip, route);
     if (reply.statusCode < 400) {
       for (const e of req.strataAuditEvents ?? []) {
         s.events.publish('audit', 'audit.appended', e.tenantId, { action: e.action, target: e.target, actor: p?.name ?? null, result: 'ok' });

@@ -15,6 +15,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CliError } from './output.js';
+import { messageOf } from '../core/errors.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8470';
 export const DEFAULT_DATA_DIR = '/var/lib/strata';
@@ -42,7 +43,7 @@ function readConfigFile(path: string, required: boolean): { url?: string; token?
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new CliError(`config file ${path}: ${e instanceof Error ? e.message : String(e)}`, 'STRATA_ERR_CONFIG');
+    throw new CliError(`config file ${path}: ${messageOf(e)}`, 'STRATA_ERR_CONFIG');
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new CliError(`config file ${path}: expected a JSON object {"url", "token"}`, 'STRATA_ERR_CONFIG');

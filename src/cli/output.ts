@@ -3,6 +3,7 @@
  * JSON with `--json`, a spinner on a terminal only, and errors as exactly one
  * line on stderr: `strata: <message> (<code>)`.
  */
+import { messageOf } from '../core/errors.js';
 
 /** An expected failure: printed as one line, never with a stack. */
 export class CliError extends Error {
@@ -25,7 +26,7 @@ export function formatError(e: unknown): string {
   if (e instanceof CliError) return `strata: ${oneLine(e.message)}${e.code ? ` (${e.code})` : ''}`;
   // StrataError (STRATA_ERR_…) from the daemon in `strata up`, or a Node system error (EACCES, …)
   const code = (e as { code?: unknown })?.code;
-  const message = e instanceof Error ? e.message : String(e);
+  const message = messageOf(e);
   return `strata: ${oneLine(message)} (${typeof code === 'string' ? code : 'STRATA_ERR_INTERNAL'})`;
 }
 

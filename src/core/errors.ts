@@ -82,3 +82,6 @@ export class InvalidStateTransition extends StrataError {
 }
 
 export const isStrataError = (e: unknown): e is StrataError => e instanceof StrataError;
+
+/** The message of anything thrown: an Error's message, anything else as a string. */
+export const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));

@@ -28,6 +28,7 @@ import type { EventBus } from '../core/events.js';
 import type { EventLevel, FieldValue, Priority } from '../core/guard-event.js';
 import type { Match } from './evaluator.js';
 import type { Action } from './rules.js';
+import { messageOf } from '../core/errors.js';
 
 export interface Alert {
   id: string;
@@ -271,7 +272,7 @@ export class Actuator {
     }
     let error: string | undefined;
     let outcome: ActionOutcome = undefined;
-    try { outcome = await run(); } catch (err) { error = err instanceof Error ? err.message : String(err); }
+    try { outcome = await run(); } catch (err) { error = messageOf(err); }
     const details = { alertId: alert?.id ?? null, ...(alert ? { alertAuditIndex: alert.auditIndex } : {}), ...(outcome ?? {}), ...(error ? { error } : {}) };
     this.#audit.append({ actor: GUARD_ACTOR, tenantId, action: `guard.${action}`, target: subject, result: error ? 'error' : 'ok', details });
     this.#events.publish('alert', `guard.${action}`, tenantId, { instanceId: subject, ok: !error, ...details });

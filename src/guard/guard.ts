@@ -19,6 +19,7 @@ import { Actuator, type ActuatorTarget, type Alert, type AuditSink } from './act
 import { Evaluator } from './evaluator.js';
 import type { Interceptor } from '../core/interceptor.js';
 import { GuardIntake } from './intake.js';
+import { authFailureEvent } from './interceptors/gateway.js';
 import type { PoolOptions, RecordOutcome } from './pool.js';
 import { OperatorSessions } from './sessions.js';
 import type { Ruleset, TenantOverride } from './rules.js';
@@ -118,6 +119,11 @@ export class Guard {
   /** Files one event; O(1), never evaluates. The answer is the pool's back-pressure signal. */
   get ingest(): (event: GuardEvent) => RecordOutcome {
     return this.#intake.ingest;
+  }
+
+  /** An API request refused as unauthenticated: brute-force rules count these. */
+  authFailed(ip: string, path: string): void {
+    this.ingest(authFailureEvent(ip, path));
   }
 
   /** Disables a rule or changes its action for one tenant (tenant policy). */

@@ -15,10 +15,10 @@
  * so a hard link made from outside no longer reaches it, and a visitor gets the
  * old or the new file, never half of one; symlinks are swapped back the same way.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { chmod, copyFile, lchown, lstat, mkdir, rename, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { sha256File } from '../core/hash.js';
 import type { BaselineEntry, VerifyReport } from './checksums.js';
 
 export interface KeepReport {
@@ -133,9 +133,3 @@ const parentOf = (path: string): string => (path.includes('/') ? path.slice(0, p
 const depth = (path: string): number => (path === '' ? 0 : path.split('/').length);
 const deepestFirst = (a: string, b: string): number => depth(b) - depth(a) || (a < b ? -1 : a > b ? 1 : 0);
 
-export function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path).on('data', (c) => h.update(c)).on('error', reject).on('end', () => resolve(h.digest('hex')));
-  });
-}

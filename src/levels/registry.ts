@@ -12,7 +12,7 @@
  * A registered driver that its level's module owns gets the module's checks,
  * levers and interceptors; any other (a test double) only the lifecycle.
  */
-import { StrataError } from '../core/errors.js';
+import { StrataError, messageOf } from '../core/errors.js';
 import type { Interceptor } from '../core/interceptor.js';
 import { LEVELS, type Level, type Quota } from '../store/types.js';
 import type { LevelDriver } from './driver.js';
@@ -36,7 +36,6 @@ interface Entry {
   availability: { available: boolean; reason: string } | null;
 }
 
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 export class DriverRegistry {
   readonly #byLevel = new Map<Level, Entry>();
@@ -140,7 +139,7 @@ export class DriverRegistry {
       try {
         await d.setTenantQuota(tenantId, quota);
       } catch (e) {
-        failures.push({ driver: d.id, error: e instanceof Error ? e.message : String(e) });
+        failures.push({ driver: d.id, error: messageOf(e) });
       }
     }
     return failures;

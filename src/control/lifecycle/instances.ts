@@ -11,7 +11,7 @@
  */
 import type { Principal } from '../../auth/policy.js';
 import type { AuditLog } from '../../audit/log.js';
-import { StrataError, isStrataError } from '../../core/errors.js';
+import { StrataError, isStrataError, messageOf } from '../../core/errors.js';
 import type { InstanceSpec, LevelDriver } from '../../levels/driver.js';
 import { ACTIONS, checkAction, type InstanceState, type LifecycleAction } from '../../levels/lifecycle.js';
 import type { DriverRegistry } from '../../levels/registry.js';
@@ -282,7 +282,7 @@ export class InstanceService {
     try {
       await call();
     } catch (e) {
-      const message = e instanceof Error ? e.message : String(e);
+      const message = messageOf(e);
       if (this.d.store.getInstanceById(instance.id)) {
         this.d.store.setActualState(instance.id, 'failed', { error: message });
         this.#stateEvent(instance, from, 'failed');
@@ -318,7 +318,7 @@ export class InstanceService {
         entry('ok');
         return r;
       } catch (e) {
-        entry('error', { error: e instanceof Error ? e.message : String(e) });
+        entry('error', { error: messageOf(e) });
         throw e;
       }
     });

@@ -5,7 +5,7 @@
  * was running when the daemon died is marked failed at the next start (the
  * reconciler then brings the instance to its desired state).
  */
-import { StrataError, isStrataError } from '../../core/errors.js';
+import { StrataError, isStrataError, messageOf } from '../../core/errors.js';
 import type { Store } from '../../store/store.js';
 import type { Operation } from '../../store/types.js';
 import type { EventBus } from '../../core/events.js';
@@ -57,7 +57,7 @@ export class OperationRunner {
     } catch (e) {
       const error = isStrataError(e)
         ? { code: e.code, message: e.message }
-        : { code: 'STRATA_ERR_DRIVER', message: e instanceof Error ? e.message : String(e) };
+        : { code: 'STRATA_ERR_DRIVER', message: messageOf(e) };
       this.#finish(this.#update(op.id, { status: 'failed', error }));
     }
   }

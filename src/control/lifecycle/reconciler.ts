@@ -44,6 +44,7 @@ import type { CloneSource, Level } from '../../store/types.js';
 import type { ReconcileRecord, ReconcileStore } from '../../store/store.js';
 import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import { RestartBackoff, driverSpec, restartPolicyOf, shouldRestart, type BackoffOptions } from './restart-policy.js';
+import { messageOf } from '../../core/errors.js';
 
 /**
  * `instance.state` accompanies every actual-state change the reconciler records;
@@ -123,7 +124,6 @@ const DEFAULT_INTERVAL_MS = 10_000;
 const DEFAULT_STOP_GRACE_MS = 10_000;
 
 const silentLogger: ReconcileLogger = { info() {}, warn() {}, error() {} };
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const isAlive = (state: InstanceState): boolean => state === 'running' || state === 'paused';
 
 /**

@@ -18,7 +18,7 @@
  * instance's lock, so neither the reconciler nor another call acts on it meanwhile.
  */
 import type { Principal } from '../../auth/policy.js';
-import { InvalidStateTransition, StrataError, isStrataError } from '../../core/errors.js';
+import { InvalidStateTransition, StrataError, isStrataError, messageOf } from '../../core/errors.js';
 import type { Instance, Operation, Tenant } from '../../store/types.js';
 import { upstreamOf } from '../front-door/front-door.js';
 import type { Forward, Forwards } from './forwards.js';
@@ -95,11 +95,11 @@ export class Mover {
           // Still running here: the target drops its half (a finish that failed there already has).
           await callTarget(to, `${path}/finish`, { ok: false }, call).catch(() => undefined);
           if (isStrataError(broke) && broke.code === 'STRATA_ERR_MOVE_TARGET') throw broke;
-          throw new StrataError('STRATA_ERR_DRIVER', `the move broke off, ${target} runs on here: ${broke instanceof Error ? broke.message : String(broke)}`, undefined, { cause: broke });
+          throw new StrataError('STRATA_ERR_DRIVER', `the move broke off, ${target} runs on here: ${messageOf(broke)}`, undefined, { cause: broke });
         }
         if (!done) throw new StrataError('STRATA_ERR_INTERNAL', 'the driver moved the instance without confirming it');
         if (handOverError) {
-          throw new StrataError('STRATA_ERR_INTERNAL', `${target} runs on ${to.url} now, but recording it here failed: ${handOverError instanceof Error ? handOverError.message : String(handOverError)}`);
+          throw new StrataError('STRATA_ERR_INTERNAL', `${target} runs on ${to.url} now, but recording it here failed: ${messageOf(handOverError)}`);
         }
         for (const x of platformSnapshots) await driver.deleteSnapshot?.(tenant.id, x.id).catch(() => undefined);
         return { target: to.url, instance: `${tenant.name}/${name}`, sites: sites.map((s) => s.hostname), forwardedTo: done.gateway, switchOverMs };
@@ -140,7 +140,7 @@ export class Mover {
       entry('ok', r);
       return r;
     } catch (e) {
-      entry('error', { error: e instanceof Error ? e.message : String(e) });
+      entry('error', { error: messageOf(e) });
       throw e;
     }
   }

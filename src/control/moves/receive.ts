@@ -13,7 +13,7 @@
  */
 import type { AuditLog } from '../../audit/log.js';
 import type { Principal } from '../../auth/policy.js';
-import { StrataError, conflict, isStrataError, notFound } from '../../core/errors.js';
+import { StrataError, conflict, isStrataError, messageOf, notFound } from '../../core/errors.js';
 import type { InstanceInfo } from '../../core/instance-facts.js';
 import type { LevelDriver } from '../../levels/driver.js';
 import type { DriverRegistry } from '../../levels/registry.js';
@@ -191,7 +191,7 @@ export class Receiver {
       this.d.audit.append({
         actor: { userId: p.userId, name: p.name, role: p.role }, tenantId: instance.tenantId, action: 'instance.move.done',
         target: `${tenant?.name ?? instance.tenantId}/${instance.name}`, result: 'error', ...(p.reason ? { reason: p.reason } : {}),
-        details: { direction: 'in', error: cause instanceof Error ? cause.message : String(cause) },
+        details: { direction: 'in', error: messageOf(cause) },
       });
     });
     this.d.events.publish('lifecycle', 'instance.state', instance.tenantId, { instance: instance.name, id, level: instance.level, from: 'creating', to: 'deleted' });
@@ -199,7 +199,7 @@ export class Receiver {
 
   #failure(e: unknown, what: string): StrataError {
     if (isStrataError(e) && e.status < 500) return e;
-    return new StrataError('STRATA_ERR_DRIVER', `${what}: ${e instanceof Error ? e.message : String(e)}`, undefined, { cause: e });
+    return new StrataError('STRATA_ERR_DRIVER', `${what}: ${messageOf(e)}`, undefined, { cause: e });
   }
 }
 

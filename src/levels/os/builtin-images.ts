@@ -14,7 +14,8 @@
 import { copyFile, mkdir, symlink, writeFile, chmod } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { run } from './exec.js';
-import { ImageStore, sha256File, type ImageRunConfig } from './images.js';
+import { sha256File } from '../../core/hash.js';
+import { ImageStore, type ImageRunConfig } from './images.js';
 
 export interface BuiltinSources {
   busybox: string;

@@ -52,7 +52,7 @@ import { parseOsInput, type OsInstanceConfig } from './instance-config.js';
 import { parseOsDriverOptions, type OsDriverConfig, type OsDriverOptions } from './options.js';
 import { createVolume, ensureShiftedImage, mountOverlay, mountPoints, mountVolume, prepareUpper, pruneShiftedImages, unmount } from './rootfs.js';
 import { SnapshotStore, emptyDir } from './snapshots.js';
-import { catchesSigterm, isAlive, waitForExit } from './process.js';
+import { catchesSigterm, isAlive, waitForExit } from '../../core/proc.js';
 import { Runtime, type ExecResult } from './runtime.js';
 import { defaultSeccompProfile } from './seccomp.js';
 import { resolveImageUser, type ProcessUser } from './image-user.js';

@@ -10,11 +10,11 @@
  * instances' shifted copies are keyed on.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { z } from 'zod';
 import { StrataError, notFound } from '../../core/errors.js';
+import { sha256File } from '../../core/hash.js';
 import { readJson, writeJsonAtomic } from './state-file.js';
 
 export const IMAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -123,16 +123,6 @@ export async function hashTree(root: string): Promise<Record<string, string>> {
   await walk(root);
   out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return Object.fromEntries(out);
-}
-
-export function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('end', () => resolve(hash.digest('hex')))
-      .on('error', reject);
-  });
 }
 
 /** Bytes of the regular files under `root` (hard links once), not following links. */

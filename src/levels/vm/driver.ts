@@ -52,7 +52,9 @@ import { parseQemuInput, type VmConfig } from './options.js';
 import { QmpClient } from './qmp.js';
 import { finishMirror, mirrorDiskTo } from './mirror.js';
 import { VmNetwork, grantTunAccess, macFor, type VmAddress } from './network.js';
-import { awaitMigration, manifestDigest, migrateToFile, sha256File, type SnapshotManifest } from './snapshot.js';
+import { sha256File } from '../../core/hash.js';
+import { isAlive } from '../../core/proc.js';
+import { awaitMigration, manifestDigest, migrateToFile, type SnapshotManifest } from './snapshot.js';
 
 export interface QemuDriverOptions {
   /** Default `/var/lib/strata/<level>`. */
@@ -666,7 +668,7 @@ abstract class QemuDriver implements LevelDriver {
     const deadline = Date.now() + this.#startTimeoutMs;
     for (;;) {
       // Right after spawn the launcher may not have exec'd yet (its cmdline is still ours): only a gone process has exited.
-      if (!processExists(pid)) throw new StrataError('STRATA_ERR_DRIVER', 'QEMU exited during start-up');
+      if (!isAlive(pid)) throw new StrataError('STRATA_ERR_DRIVER', 'QEMU exited during start-up');
       try {
         const client = await QmpClient.connect(this.#qmpPath(id), { timeoutMs: 2_000 });
         this.#track(id, client);
@@ -833,14 +835,4 @@ export class EmuDriver extends QemuDriver {
 export function guestHostname(name: string): string {
   const h = name.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
   return h || 'strata-vm';
-}
-
-/** Whether `pid` names a live process (an exited child of ours is reaped by libuv, so it is gone). */
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -12,7 +12,7 @@
  * disk are one consistent point in time; it runs on afterwards if it ran.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { chown, rm } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
@@ -59,12 +59,6 @@ export async function migrateToFile(qmp: QmpClient, socketPath: string, file: st
     server.close();
     await rm(socketPath, { force: true });
   }
-}
-
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file), hash);
-  return hash.digest('hex');
 }
 
 /** The content address of a manifest: sha256 of its canonical JSON. */

@@ -10,6 +10,7 @@
  */
 import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { isAlive } from '../../../core/proc.js';
 
 export interface CgroupLimits {
   memoryBytes: number;
@@ -88,13 +89,9 @@ export async function removeStaleCgroups(mode: CgroupMode): Promise<void> {
   for (const parent of parents) {
     let names: string[];
     try { names = readdirSync(parent, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name); } catch { continue; }
-    const stale = names.filter((n) => { const pid = Number(n.split('-')[0]); return Number.isInteger(pid) && pid > 0 && !alive(pid); });
+    const stale = names.filter((n) => { const pid = Number(n.split('-')[0]); return Number.isInteger(pid) && pid > 0 && !isAlive(pid); });
     await removeDirs(stale.map((n) => join(parent, n)));
   }
-}
-
-function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
 /** rmdir each cgroup, killing stragglers first; a cgroup whose processes are still exiting is retried briefly. */

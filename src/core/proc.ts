@@ -1,6 +1,6 @@
 /**
- * Watching a container's init process from the host through /proc: whether it
- * still lives, whether it would hear SIGTERM, and waiting for it to end.
+ * Watching a process from the host through /proc: whether it still lives,
+ * whether it would hear SIGTERM, and waiting for it to end.
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
