@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { StrataError } from '../core/errors.js';
+import { validationError, zodValidationError } from '../core/validation.js';
 import type { Principal } from '../auth/policy.js';
 import { presentOperation } from './present.js';
 import type { Services } from './services.js';
@@ -77,27 +78,17 @@ async function waitForOperation(s: Services, out: Reply, wait: number | undefine
 /** Fastify `:param` → OpenAPI `{param}`. */
 const openapiPath = (url: string): string => url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
 
-/** Turns a zod failure into a 400 that names each bad field. */
-export function validationError(where: 'params' | 'query' | 'body', err: z.ZodError): StrataError {
-  const issues = err.issues.slice(0, 20).map((i) => ({
-    field: [where, ...i.path.map(String)].join('.'),
-    message: i.message,
-  }));
-  const first = issues[0]!;
-  return new StrataError('STRATA_ERR_VALIDATION', `${first.field}: ${first.message}`, { issues });
-}
-
 function parse<T extends z.ZodType>(schema: T | undefined, value: unknown, where: 'params' | 'query' | 'body'): z.infer<T> {
   if (!schema) {
     // Routes without a schema for this part take none: anything sent is a mistake worth naming.
     const empty = value === undefined || value === null || (typeof value === 'object' && Object.keys(value).length === 0);
     if (!empty && where !== 'params') {
-      throw new StrataError('STRATA_ERR_VALIDATION', `${where}: this route takes none`, { issues: [{ field: where, message: 'unexpected' }] });
+      throw validationError(where, 'this route takes none');
     }
     return undefined as z.infer<T>;
   }
   const r = schema.safeParse(value ?? (where === 'body' ? {} : value));
-  if (!r.success) throw validationError(where, r.error);
+  if (!r.success) throw zodValidationError(r.error, [where]);
   return r.data;
 }
 

@@ -18,6 +18,7 @@ import type { KeyObject } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { verifyDatabaseInWorker } from './verify-worker.js';
 import { StrataError } from '../core/errors.js';
+import { validationError } from '../core/validation.js';
 import { decodeEntry, encodeEntry, type AuditEntry, type AuditEntryInput } from './entry.js';
 import { signTreeHead, type SignedTreeHead } from './head.js';
 import { HASH_SIZE, MerkleTree, hashLeaf } from './merkle.js';
@@ -61,8 +62,7 @@ type HeadRow = { tree_size: number; root_hash: Buffer; timestamp: string; signat
 
 const hex = (b: Buffer): string => b.toString('hex');
 
-const outOfRange = (field: string, message: string): StrataError =>
-  new StrataError('STRATA_ERR_VALIDATION', `${field}: ${message}`, { issues: [{ field, message }] });
+const outOfRange = validationError;
 
 export class AuditLog {
   readonly #db: Database.Database;

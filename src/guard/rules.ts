@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { StrataError } from '../core/errors.js';
 import { DEFAULT_LEVEL } from '../levels/index.js';
 import { LEVELS } from '../store/types.js';
+import { validationError } from '../core/validation.js';
 import { compileCondition, ConditionError, kindsOf, parseCondition, type Condition, type Predicate } from './condition.js';
 import { fieldOf, PRIORITIES, type FieldValue, type GuardEvent, type Priority } from '../core/guard-event.js';
 
@@ -110,8 +111,7 @@ export interface Ruleset {
   overrides: TenantOverride[];
 }
 
-const invalid = (field: string, message: string): StrataError =>
-  new StrataError('STRATA_ERR_VALIDATION', `${field}: ${message}`, { issues: [{ field, message }] });
+const invalid = validationError;
 
 const pathOf = (path: readonly PropertyKey[]): string =>
   path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('') || '(document)';

@@ -214,7 +214,7 @@ test('the restart policy is validated at the edge and kept in the config', async
   const bad = await as('POST', '/v1/tenants/acme/instances', { name: 'pol', level: 'os', config: { restart: 'sometimes' } });
   assert.equal(bad.status, 400, JSON.stringify(bad.body));
   assert.equal(bad.body.error.code, 'STRATA_ERR_VALIDATION');
-  assert.equal(bad.body.error.details.field, 'config.restart');
+  assert.equal(bad.body.error.details.issues[0].field, 'config.restart');
   assert.equal((await as('GET', '/v1/tenants/acme/instances/pol')).status, 404, 'nothing was created');
   const ok = await as('POST', '/v1/tenants/acme/instances?wait=10', { name: 'pol', level: 'os', config: { restart: 'on-failure' } });
   assert.equal(ok.status, 200);

@@ -15,6 +15,7 @@
  */
 import { z } from 'zod';
 import { StrataError } from '../../core/errors.js';
+import { validationError } from '../../core/validation.js';
 import type { InstanceSpec } from '../../levels/driver.js';
 
 export const RESTART_POLICIES = ['no', 'on-failure', 'always'] as const;
@@ -30,7 +31,7 @@ export function parseRestartPolicy(config: Record<string, unknown>): RestartPoli
   if (raw === undefined) return 'no';
   const parsed = RestartPolicySchema.safeParse(raw);
   if (!parsed.success) {
-    throw new StrataError('STRATA_ERR_VALIDATION', `config.restart must be one of ${RESTART_POLICIES.map((p) => `"${p}"`).join(', ')}`, { field: 'config.restart' });
+    throw validationError('config.restart', `must be one of ${RESTART_POLICIES.map((p) => `"${p}"`).join(', ')}`);
   }
   return parsed.data;
 }

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { StrataError } from '../../core/errors.js';
+import { validationError, zodValidationError } from '../../core/validation.js';
 
 /** Largest handler module accepted, in bytes. */
 export const MAX_CODE_BYTES = 1024 * 1024;
@@ -67,10 +68,6 @@ export interface EnvDriverOptions {
   onHostCall?: (event: import('./host-calls.js').HostCallEvent) => void;
 }
 
-export function validationError(field: string, message: string): StrataError {
-  return new StrataError('STRATA_ERR_VALIDATION', `${field}: ${message}`, { issues: [{ field, message }] });
-}
-
 /** A handler comes from exactly one place: a file (`source`) or inline (`config.code`). */
 export function checkHandlerSource(source: string | null | undefined, inline: string | undefined): void {
   if ((source === null || source === undefined || source === '') === (inline === undefined)) {
@@ -82,7 +79,5 @@ export function checkHandlerSource(source: string | null | undefined, inline: st
 export function parseInstanceConfig(raw: Record<string, unknown>): EnvInstanceConfig {
   const parsed = EnvInstanceConfig.safeParse(raw);
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const field = ['config', ...issue.path.map(String)].join('.');
-  throw validationError(field, issue.message);
+  throw zodValidationError(parsed.error, ['config']);
 }

@@ -34,6 +34,7 @@ import { discard } from '../../core/discard.js';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { InvalidStateTransition, StrataError, conflict, notFound } from '../../core/errors.js';
 import type { InstanceInfo } from '../../core/instance-facts.js';
+import { validationError } from '../../core/validation.js';
 import type { Level, Quota } from '../../store/types.js';
 import type { DriverAvailability, DriverOperation, ImageInfo, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
 import type { ExecOptions, ExecSession, LogOptions } from '../driver.js';
@@ -229,7 +230,7 @@ export class OsDriver implements LevelDriver {
 
   /** Imports an OCI image layout or tarball on this machine (digests checked, whiteouts applied) as `name`. */
   async importImage(path: string, name: string, progress?: (fraction: number) => void): Promise<ImageInfo> {
-    if (!path.startsWith('/')) throw new StrataError('STRATA_ERR_VALIDATION', 'the image path must be absolute (a file on the server)', { field: 'path' });
+    if (!path.startsWith('/')) throw validationError('path', 'the image path must be absolute (a file on the server)');
     const { manifest } = await importOciImage(this.images, path, name, (p) => progress?.(p.bytes > 0 ? p.doneBytes / p.bytes : 0));
     return this.#imageInfo(manifest);
   }
@@ -372,7 +373,7 @@ export class OsDriver implements LevelDriver {
   // ---- the work, under the instance's lock ----
 
   async #create(spec: InstanceSpec): Promise<void> {
-    if (!INSTANCE_ID.test(spec.id)) throw new StrataError('STRATA_ERR_VALIDATION', `'${spec.id}' is not a valid instance id`, { field: 'id' });
+    if (!INSTANCE_ID.test(spec.id)) throw validationError('id', `'${spec.id}' is not a valid instance id`);
     const dir = this.#dir(spec.id);
     if (existsSync(dir)) throw conflict(`instance '${spec.id}' already exists`, { id: spec.id });
     const config = parseOsInput(spec);
@@ -677,7 +678,7 @@ export class OsDriver implements LevelDriver {
   }
 
   #dir(id: string): string {
-    if (!INSTANCE_ID.test(id)) throw new StrataError('STRATA_ERR_VALIDATION', `'${id}' is not a valid instance id`, { field: 'id' });
+    if (!INSTANCE_ID.test(id)) throw validationError('id', `'${id}' is not a valid instance id`);
     return join(this.config.stateDir, 'instances', id);
   }
 

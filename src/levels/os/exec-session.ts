@@ -39,6 +39,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
 import { StrataError } from '../../core/errors.js';
+import { validationError } from '../../core/validation.js';
 import { identityUnder, signalIdentity, type ProcessIdentity } from '../../core/process-identity.js';
 import type { ExecOptions, ExecSession } from '../driver.js';
 import { execUserArgs, type ProcessUser } from './image-user.js';
@@ -75,7 +76,7 @@ export interface ExecTarget {
 
 /** Starts `argv` in the container; resolves once the process (or runc) has been spawned. */
 export async function startExecSession(target: ExecTarget, argv: readonly string[], opts: ExecOptions): Promise<ExecSession> {
-  if (argv.length === 0) throw new StrataError('STRATA_ERR_VALIDATION', 'exec needs a command', { field: 'argv' });
+  if (argv.length === 0) throw validationError('argv', 'exec needs a command');
   if (opts.tty && !existsSync(EXEC_TTY_HELPER)) {
     throw new StrataError('STRATA_ERR_UNAVAILABLE', `exec --tty needs the helper ${EXEC_TTY_HELPER} (built by the setup step: npm run setup)`);
   }

@@ -11,6 +11,7 @@ import { constants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../../core/errors.js';
+import { validationError } from '../../core/validation.js';
 import { IDS_PER_TENANT } from './options.js';
 
 export interface ProcessUser {
@@ -38,7 +39,7 @@ export function parseGroup(text: string): GroupEntry[] {
   });
 }
 
-const invalid = (message: string): StrataError => new StrataError('STRATA_ERR_VALIDATION', message, { field: 'user' });
+const invalid = (message: string): StrataError => validationError('user', message);
 
 /** Resolves `user` against the image's passwd and group files (their text; empty when the image has none). */
 export function resolveUser(user: string, passwdText: string, groupText: string): ProcessUser {

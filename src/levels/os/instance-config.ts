@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { StrataError } from '../../core/errors.js';
+import { validationError, zodValidationError } from '../../core/validation.js';
 import type { LevelInput } from '../module.js';
 
 export const osInstanceConfigSchema = z.object({
@@ -25,14 +26,12 @@ export type OsInstanceConfig = z.output<typeof osInstanceConfigSchema>;
 export function parseOsInput(input: LevelInput): OsInstanceConfig {
   const parsed = osInstanceConfigSchema.safeParse(input.config);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = ['config', ...issue.path.map(String)].join('.');
-    throw new StrataError('STRATA_ERR_VALIDATION', `${field}: ${issue.message}`, { field });
+    throw zodValidationError(parsed.error, ['config']);
   }
   const config = parsed.data;
   if (config.volumeMiB !== undefined && config.volumeMiB > input.limits.diskMiB) {
-    throw new StrataError('STRATA_ERR_VALIDATION', `volumeMiB ${config.volumeMiB} exceeds the instance's diskMiB ${input.limits.diskMiB}`, { field: 'config.volumeMiB' });
+    throw validationError('config.volumeMiB', `${config.volumeMiB} exceeds the instance's diskMiB ${input.limits.diskMiB}`);
   }
-  if (input.source === null) throw new StrataError('STRATA_ERR_VALIDATION', 'an os instance needs an image as its source', { field: 'source' });
+  if (input.source === null) throw validationError('source', 'an os instance needs an image as its source');
   return config;
 }

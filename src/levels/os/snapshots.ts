@@ -33,6 +33,7 @@ import { chmod, lchown, lstat, lutimes, mkdir, open, readFile, readdir, readlink
 import { dirname, join } from 'node:path';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { StrataError, conflict, notFound } from '../../core/errors.js';
+import { validationError } from '../../core/validation.js';
 import { run } from './exec.js';
 import { IDS_PER_TENANT } from './options.js';
 import { readJson, writeJsonAtomic } from './state-file.js';
@@ -368,7 +369,7 @@ export async function emptyDir(dir: string): Promise<void> {
 }
 
 function checkSnapshotId(snapshotId: string): void {
-  if (!SNAPSHOT_ID.test(snapshotId)) throw new StrataError('STRATA_ERR_VALIDATION', `'${snapshotId}' is not a valid snapshot id`, { field: 'snapshotId' });
+  if (!SNAPSHOT_ID.test(snapshotId)) throw validationError('snapshotId', `'${snapshotId}' is not a valid snapshot id`);
 }
 
 function checkEntryPath(path: string): string {

@@ -12,6 +12,7 @@
  */
 import { z } from 'zod';
 import { StrataError } from '../../core/errors.js';
+import { zodValidationError } from '../../core/validation.js';
 import { GUEST_ARCHES, type GuestArch } from './cmdline.js';
 
 export const vmConfigSchema = z.object({
@@ -29,10 +30,7 @@ export interface VmConfig {
 export function parseVmConfig(raw: Record<string, unknown>, defaultArch: GuestArch): VmConfig {
   const parsed = vmConfigSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new StrataError('STRATA_ERR_VALIDATION', `invalid vm config: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, {
-      field: ['config', ...parsed.error.issues[0]!.path.map(String)].join('.'),
-      issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-    });
+    throw zodValidationError(parsed.error, ['config']);
   }
   return { arch: parsed.data.arch ?? defaultArch, port: parsed.data.port, command: parsed.data.command ?? null };
 }
