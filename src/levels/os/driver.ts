@@ -45,7 +45,7 @@ import { Allocations, type TenantLimits } from './allocations.js';
 import { Cgroups, detectCgroupMode, instanceCgroupPath } from './cgroups.js';
 import { IdentityTable, monotonicNs } from './identities.js';
 import { run } from './exec.js';
-import { ImageStore, treeSize, type ImageManifest } from './images.js';
+import { ImageStore } from './images.js';
 import { importOciImage } from './oci-import.js';
 import { rotateIfLarge } from './logs.js';
 import { Network } from './network.js';
@@ -55,36 +55,17 @@ import { createVolume, ensureShiftedImage, mountOverlay, mountPoints, mountVolum
 import { SnapshotStore, emptyDir } from './snapshots.js';
 import { catchesSigterm, isAlive, waitForExit } from '../../core/proc.js';
 import { Runtime, type ExecResult } from './runtime.js';
-import { defaultSeccompProfile } from './seccomp.js';
 import { resolveImageUser, type ProcessUser } from './image-user.js';
-import { instanceSpec } from './spec.js';
 import { readJson, writeJsonAtomic } from './state-file.js';
 import { validateSpec } from './validate.js';
+import { InstanceFiles, type InstanceRecord } from './instance-files.js';
+import { planInstance } from './plan.js';
+import { claimRunRoot, firstUnsearchableAncestor } from './run-root.js';
 
 /** Processes a tenant may run per instance of its quota, summed on its parent cgroup. */
 const PIDS_PER_INSTANCE = 1024;
 
 
-/** Where the data volume appears inside the container. */
-export const VOLUME_MOUNT_POINT = '/data';
-
-interface InstanceRecord {
-  spec: InstanceSpec;
-  config: OsInstanceConfig;
-  image: string;
-  imageDigest: string;
-  lower: string;
-  hostId: number;
-  tenantIndex: number;
-  address: string;
-  gateway: string;
-  port: number | null;
-  hostVeth: string;
-  cgroupsPath: string;
-  createdAt: string;
-}
-
-const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LOG_ROTATION_INTERVAL_MS = 5_000;
 
 export class OsDriver implements LevelDriver {
@@ -100,10 +81,9 @@ export class OsDriver implements LevelDriver {
   readonly #allocations: Allocations;
   readonly #network: Network;
   readonly #locks = new KeyedMutex();
+  readonly #files: InstanceFiles;
   #cgroups: Cgroups | null = null;
   #rotation: NodeJS.Timeout | null = null;
-  /** Image sizes by digest: an image's content never changes under its digest. */
-  readonly #imageSizes = new Map<string, number>();
   /**
    * cgroup id → (tenant, instance, generation) of every container start, for the
    * guard's os interceptor: registered between `runc create` and `runc start`.
@@ -114,6 +94,7 @@ export class OsDriver implements LevelDriver {
     this.config = parseOsDriverOptions(options);
     this.images = new ImageStore(this.config.imagesDir);
     this.snapshots = new SnapshotStore(join(this.config.stateDir, 'snapshots'));
+    this.#files = new InstanceFiles(this.config.stateDir, this.config.runRoot);
     this.#runtime = new Runtime(this.config.runtime, join(this.config.runRoot, 'runc'));
     this.#allocations = new Allocations(this.config);
     this.#network = new Network({ tag: this.config.tag, hostPorts: this.config.hostPorts });
@@ -147,7 +128,7 @@ export class OsDriver implements LevelDriver {
     }
     const closed = await firstUnsearchableAncestor(this.config.runRoot);
     if (closed) return { available: false, reason: `${closed} is not searchable by others, so containers cannot reach their root under ${this.config.runRoot}` };
-    const owner = await this.#claimRunRoot();
+    const owner = await claimRunRoot(this.config.runRoot, this.config.stateDir);
     if (owner) return { available: false, reason: `${this.config.runRoot} belongs to the daemon with state dir ${owner.stateDir} (pid ${owner.pid}); give this one its own runRoot, cgroupRoot, subnet, idBase and tag` };
     this.#cgroups = new Cgroups(mode, this.config.cgroupRoot);
     this.identities.scope = this.#cgroups.unifiedScope();
@@ -175,14 +156,14 @@ export class OsDriver implements LevelDriver {
 
   pause(id: string): Promise<void> {
     return this.#serial(id, async () => {
-      await this.#record(id);
+      await this.#files.record(id);
       await this.#runtime.pause(id);
     });
   }
 
   resume(id: string): Promise<void> {
     return this.#serial(id, async () => {
-      await this.#record(id);
+      await this.#files.record(id);
       await this.#runtime.resume(id);
     });
   }
@@ -223,25 +204,15 @@ export class OsDriver implements LevelDriver {
   }
 
   /** The image store's images (built-in and imported), with digest and size. */
-  async listImages(): Promise<ImageInfo[]> {
-    const manifests = await this.images.list();
-    return Promise.all(manifests.sort((a, b) => a.name.localeCompare(b.name)).map((m) => this.#imageInfo(m)));
+  listImages(): Promise<ImageInfo[]> {
+    return this.images.infos();
   }
 
   /** Imports an OCI image layout or tarball on this machine (digests checked, whiteouts applied) as `name`. */
   async importImage(path: string, name: string, progress?: (fraction: number) => void): Promise<ImageInfo> {
     if (!path.startsWith('/')) throw validationError('path', 'the image path must be absolute (a file on the server)');
     const { manifest } = await importOciImage(this.images, path, name, (p) => progress?.(p.bytes > 0 ? p.doneBytes / p.bytes : 0));
-    return this.#imageInfo(manifest);
-  }
-
-  async #imageInfo(m: ImageManifest): Promise<ImageInfo> {
-    let size = this.#imageSizes.get(m.digest);
-    if (size === undefined) {
-      size = await treeSize(join(this.images.dir, m.name, 'rootfs')).catch(() => 0);
-      this.#imageSizes.set(m.digest, size);
-    }
-    return { name: m.name, level: 'os', source: m.source, builtin: m.source.startsWith('builtin:'), digest: m.digest, sizeBytes: size, createdAt: m.createdAt };
+    return this.images.info(manifest);
   }
 
   /** Deletes one of a tenant's snapshots and what no other snapshot of the tenant needs; returns the bytes freed. */
@@ -255,7 +226,7 @@ export class OsDriver implements LevelDriver {
 
   /** Every instance on disk and every container in the runtime's root, orphans included. */
   async list(): Promise<ObservedInstance[]> {
-    const ids = new Set([...(await this.#instanceIds()), ...(await this.#runtime.list()).map((c) => c.id)]);
+    const ids = new Set([...(await this.#files.ids()), ...(await this.#runtime.list()).map((c) => c.id)]);
     const observed = await Promise.all([...ids].map((id) => this.inspect(id)));
     return observed.filter((o): o is ObservedInstance => o !== null);
   }
@@ -269,7 +240,7 @@ export class OsDriver implements LevelDriver {
   async cleanup(): Promise<void> {
     if (this.#rotation) clearInterval(this.#rotation);
     this.#rotation = null;
-    if ((await this.#instanceIds()).length > 0) return;
+    if ((await this.#files.ids()).length > 0) return;
     if (this.#runtime.rootExists() && (await this.#runtime.list()).length > 0) return;
     for (const index of await this.#network.bridges()) await this.#network.removeBridge(index);
     await this.#network.removeFirewall();
@@ -334,7 +305,7 @@ export class OsDriver implements LevelDriver {
    */
   async #execUser(id: string, user: string | undefined): Promise<ProcessUser | undefined> {
     if (user === undefined) return undefined;
-    return resolveImageUser(user, (await this.#record(id)).lower);
+    return resolveImageUser(user, (await this.#files.record(id)).lower);
   }
 
   /**
@@ -343,8 +314,8 @@ export class OsDriver implements LevelDriver {
    * instance is deleted.
    */
   async logs(id: string, opts: LogOptions): Promise<Readable> {
-    const dir = this.#dir(id);
-    await this.#record(id);
+    const dir = this.#files.dir(id);
+    await this.#files.record(id);
     return logStream({
       path: this.logPath(id), keep: this.config.logKeep, follow: opts.follow,
       ...(opts.tail !== undefined ? { tail: opts.tail } : {}), gone: () => !existsSync(dir),
@@ -353,7 +324,7 @@ export class OsDriver implements LevelDriver {
 
   async #requireRunning(id: string): Promise<void> {
     await this.#serial(id, async () => {
-      await this.#record(id);
+      await this.#files.record(id);
       const container = await this.#runtime.state(id);
       if (container?.status !== 'running') throw new InvalidStateTransition(container?.status ?? 'stopped', 'running', 'exec in');
     });
@@ -361,20 +332,19 @@ export class OsDriver implements LevelDriver {
 
   /** The current log file of an instance (older ones are `.1`, `.2` …). */
   logPath(id: string): string {
-    return join(this.#dir(id), 'console.log');
+    return this.#files.logPath(id);
   }
 
   /** Where the gateway reaches the instance's service, once it runs. */
   async address(id: string): Promise<{ address: string; port: number | null }> {
-    const record = await this.#record(id);
+    const record = await this.#files.record(id);
     return { address: record.address, port: record.port };
   }
 
   // ---- the work, under the instance's lock ----
 
   async #create(spec: InstanceSpec): Promise<void> {
-    if (!INSTANCE_ID.test(spec.id)) throw validationError('id', `'${spec.id}' is not a valid instance id`);
-    const dir = this.#dir(spec.id);
+    const dir = this.#files.dir(spec.id);
     if (existsSync(dir)) throw conflict(`instance '${spec.id}' already exists`, { id: spec.id });
     const config = parseOsInput(spec);
     const image = await this.images.resolve(spec.source!);
@@ -385,37 +355,15 @@ export class OsDriver implements LevelDriver {
       const lower = await ensureShiftedImage(this.config.stateDir, image, tenant.hostId);
       await prepareUpper(dir, tenant.hostId);
       if (config.volumeMiB !== undefined) await createVolume(join(dir, 'volume.ext4'), config.volumeMiB, tenant.hostId);
-      const port = config.port ?? image.manifest.config.port ?? null;
       const userSpec = config.user ?? image.manifest.config.user;
       const user = userSpec ? await resolveImageUser(userSpec, image.rootfs) : undefined;
-      const record: InstanceRecord = {
-        spec, config, image: image.name, imageDigest: image.manifest.digest, lower,
-        hostId: tenant.hostId, tenantIndex: tenant.index, address, gateway: tenant.gateway, port,
-        hostVeth: this.#network.hostVethName(spec.id),
-        cgroupsPath: instanceCgroupPath(this.config.cgroupRoot, spec.tenantId, spec.id),
-        createdAt: new Date().toISOString(),
-      };
-      const oci = instanceSpec({
-        hostname: spec.name.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63) || 'instance',
-        args: config.args ?? image.manifest.config.args,
-        env: [...image.manifest.config.env, ...(port !== null ? [`PORT=${port}`] : []), ...Object.entries(config.env ?? {}).map(([k, v]) => `${k}=${v}`)],
-        cwd: image.manifest.config.cwd,
-        idRange: { hostId: tenant.hostId, count: tenant.idCount },
-        // cgroup v1 refuses a child CPU quota above its parent's, so an instance never asks for more than its tenant may use.
-        limits: {
-          vcpus: Math.min(spec.limits.vcpus, tenant.limits?.vcpus ?? Infinity),
-          memoryMiB: spec.limits.memoryMiB,
-          pids: this.config.pidsLimit,
-          blkioWeight: this.#requireCgroups().hasIoWeight() ? this.config.blkioWeight : undefined,
-        },
-        cgroupMode: this.#requireCgroups().mode,
-        cgroupsPath: record.cgroupsPath,
-        rootPath: this.#rootfsDir(spec.id),
-        volumes: config.volumeMiB !== undefined ? [{ source: this.#volumeDir(spec.id), destination: VOLUME_MOUNT_POINT, readonly: false }] : [],
-        seccomp: defaultSeccompProfile(),
-        ...(user ? { user } : {}),
+      const cgroups = this.#requireCgroups();
+      const { record, oci } = planInstance({
+        spec, config, image, tenant, address, lower, user, driver: this.config,
+        hostVeth: this.#network.hostVethName(spec.id), cgroupMode: cgroups.mode, ioWeight: cgroups.hasIoWeight(),
+        rootPath: this.#files.rootfsDir(spec.id), volumeDir: this.#files.volumeDir(spec.id),
       });
-      validateSpec(oci, { allowedBindSources: [this.#volumeDir(spec.id)] });
+      validateSpec(oci, { allowedBindSources: [this.#files.volumeDir(spec.id)] });
       await writeFile(join(dir, 'bundle', 'config.json'), `${JSON.stringify(oci, null, 2)}\n`, { mode: 0o600 });
       await writeJsonAtomic(join(dir, 'instance.json'), record);
     } catch (e) {
@@ -425,8 +373,8 @@ export class OsDriver implements LevelDriver {
   }
 
   async #start(id: string): Promise<void> {
-    const record = await this.#record(id);
-    const dir = this.#dir(id);
+    const record = await this.#files.record(id);
+    const dir = this.#files.dir(id);
     const cgroups = this.#requireCgroups();
     const tenant = await this.#allocations.tenant(record.spec.tenantId);
     // Before the container's cgroup exists: cgroup v1 refuses a parent CPU quota below a child's.
@@ -437,8 +385,8 @@ export class OsDriver implements LevelDriver {
     try {
       // A container left from a process that died on its own (runc state "stopped") holds the id.
       if (this.#runtime.holds(id)) await this.#runtime.delete(id, true);
-      await mountOverlay(dir, record.lower, this.#rootfsDir(id));
-      if (record.config.volumeMiB !== undefined) await mountVolume(join(dir, 'volume.ext4'), this.#volumeDir(id));
+      await mountOverlay(dir, record.lower, this.#files.rootfsDir(id));
+      if (record.config.volumeMiB !== undefined) await mountVolume(join(dir, 'volume.ext4'), this.#files.volumeDir(id));
       // The container's cgroup is made here, before runc (which adopts it), so its id is registered before
       // any process runs in it: runc's own init, under the seccomp filter already while it waits for `start`, too.
       const since = monotonicNs();
@@ -457,16 +405,16 @@ export class OsDriver implements LevelDriver {
   }
 
   async #snapshot(id: string, snapshotId: string): Promise<SnapshotResult> {
-    const record = await this.#record(id);
-    const dir = this.#dir(id);
+    const record = await this.#files.record(id);
+    const dir = this.#files.dir(id);
     const container = await this.#runtime.state(id);
     const live = container !== null && (container.status === 'running' || container.status === 'paused');
     const hasVolume = record.config.volumeMiB !== undefined;
     let mountedHere = false;
     let frozen = false;
     try {
-      if (hasVolume && !(await mountPoints()).has(this.#volumeDir(id))) {
-        await mountVolume(join(dir, 'volume.ext4'), this.#volumeDir(id));
+      if (hasVolume && !(await mountPoints()).has(this.#files.volumeDir(id))) {
+        await mountVolume(join(dir, 'volume.ext4'), this.#files.volumeDir(id));
         mountedHere = true;
       }
       if (live && container.status === 'running') {
@@ -474,17 +422,17 @@ export class OsDriver implements LevelDriver {
         frozen = true;
       }
       const taken = await this.snapshots.capture(record.spec.tenantId, snapshotId, id, { name: record.image, digest: record.imageDigest }, {
-        upper: join(dir, 'upper'), volume: hasVolume ? this.#volumeDir(id) : null, hostId: record.hostId,
+        upper: join(dir, 'upper'), volume: hasVolume ? this.#files.volumeDir(id) : null, hostId: record.hostId,
       });
       return { sizeBytes: taken.sizeBytes, digest: taken.digest };
     } finally {
       if (frozen) await this.#runtime.resume(id);
-      if (mountedHere) await this.#unmountDir(this.#volumeDir(id));
+      if (mountedHere) await this.#unmountDir(this.#files.volumeDir(id));
     }
   }
 
   async #restore(id: string, snapshotId: string): Promise<void> {
-    const record = await this.#record(id);
+    const record = await this.#files.record(id);
     const container = await this.#runtime.state(id);
     if (container && container.status !== 'stopped') throw new InvalidStateTransition(container.status, 'stopped', 'restore');
     // A container that exited on its own still holds mounts: a restore starts from a stopped instance.
@@ -494,7 +442,7 @@ export class OsDriver implements LevelDriver {
   }
 
   async #restoreLocked(id: string, record: InstanceRecord, snapshotId: string): Promise<void> {
-    const dir = this.#dir(id);
+    const dir = this.#files.dir(id);
     const tenantId = record.spec.tenantId;
     const { manifest } = await this.snapshots.manifest(tenantId, snapshotId);
     if (manifest.image.digest !== record.imageDigest) {
@@ -522,7 +470,7 @@ export class OsDriver implements LevelDriver {
       await rm(join(dir, 'work'), { recursive: true, force: true });
       await mkdir(join(dir, 'work'), { mode: 0o755 });
       if (manifest.volume) {
-        const target = this.#volumeDir(id);
+        const target = this.#files.volumeDir(id);
         await mountVolume(join(dir, 'volume.ext4'), target);
         try {
           await emptyDir(target);
@@ -541,7 +489,7 @@ export class OsDriver implements LevelDriver {
     if (!taken || taken.instanceId !== from.instanceId) throw notFound('snapshot', from.snapshotId);
     await this.#create(spec);
     try {
-      const record = await this.#record(spec.id);
+      const record = await this.#files.record(spec.id);
       await this.snapshots.locked(spec.tenantId, () => this.#restoreLocked(spec.id, record, from.snapshotId));
     } catch (e) {
       await this.#delete(spec.id).catch(() => undefined);
@@ -557,7 +505,7 @@ export class OsDriver implements LevelDriver {
   }
 
   async #stop(id: string, graceMs: number): Promise<void> {
-    const record = await this.#record(id);
+    const record = await this.#files.record(id);
     const container = await this.#runtime.state(id);
     if (container && (container.status === 'running' || container.status === 'paused')) {
       const pid = container.pid;
@@ -584,7 +532,7 @@ export class OsDriver implements LevelDriver {
     await this.#runtime.delete(id, true);
     if (record) this.#cgroups?.removeUnified(record.cgroupsPath); // made before runc, which may never have run
     await this.#network.detach(record?.hostVeth ?? this.#network.hostVethName(id));
-    for (const mountPoint of [this.#volumeDir(id), this.#rootfsDir(id)]) {
+    for (const mountPoint of [this.#files.volumeDir(id), this.#files.rootfsDir(id)]) {
       await unmount(mountPoint);
       // rmdir, never a recursive remove: should a mount survive, this fails instead of emptying it.
       await rmdir(mountPoint).catch((e: NodeJS.ErrnoException) => {
@@ -594,9 +542,9 @@ export class OsDriver implements LevelDriver {
   }
 
   async #delete(id: string): Promise<void> {
-    const record = await readJson<InstanceRecord>(join(this.#dir(id), 'instance.json'));
+    const record = await this.#files.find(id);
     await this.#teardownRunning(id, record);
-    await rm(this.#dir(id), { recursive: true, force: true });
+    await rm(this.#files.dir(id), { recursive: true, force: true });
     await this.#allocations.releaseAddress(id);
     if (record && (await this.#allocations.instancesOf(record.spec.tenantId)).length === 0) {
       await this.#requireCgroups().removeTenant(record.spec.tenantId);
@@ -605,8 +553,8 @@ export class OsDriver implements LevelDriver {
   }
 
   async #inspect(id: string): Promise<ObservedInstance | null> {
-    const dir = this.#dir(id);
-    const record = await readJson<InstanceRecord>(join(dir, 'instance.json'));
+    const dir = this.#files.dir(id);
+    const record = await this.#files.find(id);
     const container = await this.#runtime.state(id);
     if (!record) {
       if (!container && !existsSync(dir)) return null;
@@ -646,7 +594,7 @@ export class OsDriver implements LevelDriver {
   async #registerRunning(): Promise<void> {
     for (const c of await this.#runtime.list().catch(() => [])) {
       if (c.status !== 'running' && c.status !== 'paused') continue;
-      const record = await readJson<InstanceRecord>(join(this.#dir(c.id), 'instance.json'));
+      const record = await this.#files.find(c.id);
       if (record && !this.identities.current(c.id)) this.#registerIdentity(record, c.pid, 0n);
     }
   }
@@ -655,63 +603,14 @@ export class OsDriver implements LevelDriver {
     return this.#locks.run(id, fn);
   }
 
-  /**
-   * Takes the run root for this state dir: the host objects it names (runc root,
-   * mount points, and with them the cgroup root, bridges and firewall) serve one
-   * state dir at a time. Returns the live owner when another state dir holds it.
-   */
-  async #claimRunRoot(): Promise<{ pid: number; stateDir: string } | null> {
-    const path = join(this.config.runRoot, 'owner.json');
-    const owner = await readJson<{ pid: number; stateDir: string }>(path);
-    if (owner && owner.stateDir !== this.config.stateDir && owner.pid !== process.pid && isAlive(owner.pid)) return owner;
-    await writeJsonAtomic(path, { pid: process.pid, stateDir: this.config.stateDir });
-    return null;
-  }
-
-  /** Where the instance's root is mounted while it runs (outside the state dir, which may be private). */
-  #rootfsDir(id: string): string {
-    return join(this.config.runRoot, 'rootfs', id);
-  }
-
-  #volumeDir(id: string): string {
-    return join(this.config.runRoot, 'volumes', id);
-  }
-
-  #dir(id: string): string {
-    if (!INSTANCE_ID.test(id)) throw validationError('id', `'${id}' is not a valid instance id`);
-    return join(this.config.stateDir, 'instances', id);
-  }
-
-  async #record(id: string): Promise<InstanceRecord> {
-    const record = await readJson<InstanceRecord>(join(this.#dir(id), 'instance.json'));
-    if (!record) throw notFound('instance', id);
-    return record;
-  }
-
-  async #instanceIds(): Promise<string[]> {
-    try {
-      return (await readdir(join(this.config.stateDir, 'instances'))).filter((n) => INSTANCE_ID.test(n));
-    } catch {
-      return [];
-    }
-  }
-
   #requireCgroups(): Cgroups {
     if (!this.#cgroups) throw new StrataError('STRATA_ERR_UNAVAILABLE', 'the os driver is not provisioned', { driver: this.id });
     return this.#cgroups;
   }
 
   async #rotateLogs(): Promise<void> {
-    for (const id of await this.#instanceIds()) {
+    for (const id of await this.#files.ids()) {
       await rotateIfLarge(this.logPath(id), this.config.logMaxBytes, this.config.logKeep).catch(() => undefined);
     }
   }
-}
-
-/** The first ancestor of `path` (or `path` itself) that others may not search (no o+x), or null. */
-async function firstUnsearchableAncestor(path: string): Promise<string | null> {
-  for (let dir = path; dir !== dirname(dir); dir = dirname(dir)) {
-    if (((await stat(dir)).mode & 0o001) === 0) return dir;
-  }
-  return null;
 }

@@ -15,6 +15,7 @@ import { join, relative } from 'node:path';
 import { z } from 'zod';
 import { StrataError, notFound } from '../../core/errors.js';
 import { sha256File } from '../../core/hash.js';
+import type { ImageInfo } from '../driver.js';
 import { readJson, writeJsonAtomic } from './state-file.js';
 
 export const IMAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -50,7 +51,25 @@ export interface ResolvedImage {
 }
 
 export class ImageStore {
+  /** Image sizes by digest: an image's content never changes under its digest. */
+  readonly #sizes = new Map<string, number>();
+
   constructor(readonly dir: string) {}
+
+  /** Every image (built-in and imported) as the API lists it, by name. */
+  async infos(): Promise<ImageInfo[]> {
+    const manifests = await this.list();
+    return Promise.all(manifests.sort((a, b) => a.name.localeCompare(b.name)).map((m) => this.info(m)));
+  }
+
+  async info(m: ImageManifest): Promise<ImageInfo> {
+    let size = this.#sizes.get(m.digest);
+    if (size === undefined) {
+      size = await treeSize(join(this.dir, m.name, 'rootfs')).catch(() => 0);
+      this.#sizes.set(m.digest, size);
+    }
+    return { name: m.name, level: 'os', source: m.source, builtin: m.source.startsWith('builtin:'), digest: m.digest, sizeBytes: size, createdAt: m.createdAt };
+  }
 
   /** The image called `name`; STRATA_ERR_NOT_FOUND if the store has none. */
   async resolve(name: string): Promise<ResolvedImage> {
