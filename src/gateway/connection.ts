@@ -15,11 +15,10 @@ import type { WorkerContext } from './context.js';
 import { answerAcmeHttp01, isAcmeHttp01 } from './acme-http.js';
 import { dispatchExchange } from './dispatch.js';
 import { Exchange } from './exchange.js';
-import { Header, classifyHeader, tokenEquals } from './headers.js';
-import { normaliseHost } from './host.js';
 import { METHODS, REQUEST, createParser, feedParser, setOnMessageComplete, type HttpParser, type ParseError, type SocketFeed } from './http-parser.js';
 import { ERROR_PAGE_HEADERS, errorPage, httpDate, reason } from './pages.js';
 import { recordExchange } from './record.js';
+import { readRequestHead } from './request-head.js';
 import { isFramingError } from './security.js';
 
 /** The HTTP/2 client connection preface (RFC 9113 §3.4). */
@@ -195,7 +194,7 @@ export class ClientConnection {
     const target = url ?? this.longUrl;
     this.longUrl = '';
     if (major !== 1) ex.reject = 505;
-    else this.readHead(ex, target, upgrade);
+    else if (readRequestHead(ex, target, upgrade, this.ctx.opts.maxHeadersCount)) this.ctx.security.note('smuggling', this.ip);
     if (ex.reject === 0 && this.sni !== null) {
       // No domain fronting: a request may only name the host its TLS connection was made (and its certificate chosen) for.
       if (ex.host === null) ex.host = { name: this.sni, isIp: false };
@@ -227,79 +226,6 @@ export class ClientConnection {
     this.receiving = ex;
     this.enqueue(ex);
     return 0;
-  }
-
-  /** Reads what the gateway needs from the head; sets `ex.reject` when the request is malformed. */
-  private readHead(ex: Exchange, url: string, upgrade: boolean): void {
-    const h = ex.headers;
-    if (h.length / 2 > this.ctx.opts.maxHeadersCount) {
-      ex.reject = 431;
-      return;
-    }
-    let hosts = 0;
-    let upgradeTo: string | null = null;
-    for (let i = 0; i < h.length; i += 2) {
-      switch (classifyHeader(h[i]!)) {
-        case Header.Host:
-          hosts++;
-          ex.hostRaw ??= h[i + 1]!;
-          break;
-        case Header.Connection:
-          (ex.connection ??= []).push(h[i + 1]!);
-          break;
-        case Header.ContentLength:
-          ex.contentLength = Number(h[i + 1]);
-          break;
-        case Header.TransferEncoding:
-          ex.chunked = true;
-          break;
-        case Header.Upgrade:
-          upgradeTo = h[i + 1]!;
-          break;
-      }
-    }
-    // Two Host headers could route differently here and at the backend.
-    if (hosts > 1) {
-      this.ctx.security.note('smuggling', this.ip);
-      ex.reject = 400;
-      return;
-    }
-    if (ex.method === 'CONNECT') {
-      ex.reject = 405;
-      return;
-    }
-    if (url.charCodeAt(0) === 0x2f /* / */) {
-      ex.target = url;
-    } else if (url === '*' && ex.method === 'OPTIONS') {
-      ex.target = url;
-    } else {
-      // Absolute-form: its authority replaces Host (RFC 9112 §3.2.2).
-      const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(url);
-      if (m === null || m[1]!.includes('@') || m[1] === '') {
-        ex.reject = 400;
-        return;
-      }
-      ex.hostRaw = m[1]!;
-      ex.absoluteForm = true;
-      ex.target = m[2] === '' ? '/' : m[2]!.charCodeAt(0) === 0x2f ? m[2]! : `/${m[2]!}`;
-    }
-    if (ex.hostRaw === null) {
-      if (!ex.http10) ex.reject = 400; // HTTP/1.1 requires Host
-    } else if (ex.hostRaw !== '') {
-      ex.host = normaliseHost(ex.hostRaw);
-      if (ex.host === null) {
-        ex.reject = 400;
-        return;
-      }
-    }
-    if (upgrade && upgradeTo !== null && ex.method === 'GET' && tokenEquals(upgradeTo.trim(), 'websocket')) {
-      if (ex.contentLength > 0 || ex.chunked) {
-        ex.reject = 400;
-        return;
-      }
-      ex.websocket = true;
-      ex.closeAfter = true;
-    }
   }
 
   private armMessageComplete(on: boolean): void {
