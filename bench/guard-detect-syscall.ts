@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EventBus } from '../src/core/events.js';
 import type { ActuatorTarget, Alert } from '../src/guard/actuator.js';
 import { Guard } from '../src/guard/guard.js';
-import { BpfInterceptor, bpfAvailable } from '../src/guard/interceptors/bpf.js';
+import { BpfInterceptor, bpfAvailable } from '../src/levels/os/guard/interceptor.js';
 import { loadDefaultRuleset } from '../src/guard/rules.js';
 import { OsDriver } from '../src/levels/os/driver.js';
 import type { OsDriverOptions } from '../src/levels/os/options.js';
@@ -60,6 +60,11 @@ const bench: Bench = async (opts) => {
   const fromCall: number[] = [];
   const fromExec: number[] = [];
   try {
+    // A run killed half-way leaves its instance: this run starts clean.
+    if (await driver.inspect(ID)) {
+      await driver.stop(ID, { graceMs: 0 }).catch(() => undefined);
+      await driver.delete(ID);
+    }
     await driver.create({ id: ID, tenantId: 'bench', name: ID, level: 'os', source: 'busybox', limits: { vcpus: 1, memoryMiB: 64, diskMiB: 64 }, config: { args: ['sleep', '3600'] } });
     await driver.start(ID);
     await guard.addInterceptor(new BpfInterceptor({ identities: driver.identities }));

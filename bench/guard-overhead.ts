@@ -30,7 +30,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EventBus } from '../src/core/events.js';
 import type { ActuatorTarget, AuditSink } from '../src/guard/actuator.js';
 import { Guard } from '../src/guard/guard.js';
-import { BpfInterceptor, bpfAvailable } from '../src/guard/interceptors/bpf.js';
+import { BpfInterceptor, bpfAvailable } from '../src/levels/os/guard/interceptor.js';
 import { loadDefaultRuleset } from '../src/guard/rules.js';
 import { ensureBuiltinImages } from '../src/levels/os/builtin-images.js';
 import { OsDriver } from '../src/levels/os/driver.js';

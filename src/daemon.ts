@@ -42,7 +42,7 @@ import { Hasher } from './guard/hasher.js';
 import { IntegrityMonitor } from './guard/integrity.js';
 import { KnownGoodStore } from './guard/recovery.js';
 import { GatewayInterceptor } from './guard/interceptors/gateway.js';
-import { BpfInterceptor, bpfAvailable, osLabels } from './guard/interceptors/bpf.js';
+import { BpfInterceptor, bpfAvailable, osLabels } from './levels/os/guard/interceptor.js';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { startGateway, type Gateway, type GatewayOptions, type ListenerConfig } from './gateway/index.js';

@@ -19,7 +19,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bpfAvailable, ensureTracefs } from '../../../src/guard/interceptors/bpf.js';
+import { bpfAvailable, ensureTracefs } from '../../../src/levels/os/guard/interceptor.js';
 import { claimSlot, httpGet } from '../../levels/os/helpers.js';
 import { GuardedArena } from './guard-arena.js';
 

@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bpfAvailable } from '../../../src/guard/interceptors/bpf.js';
+import { bpfAvailable } from '../../../src/levels/os/guard/interceptor.js';
 import { claimSlot } from '../../levels/os/helpers.js';
 import { PROBE } from './arena.js';
 import { GuardedArena } from './guard-arena.js';
@@ -36,6 +36,8 @@ describe('churn: a short-lived attacker beside a neighbour launching and restart
     const attackers = new Set<string>();
     const neighbours = new Set<string>();
     const live: string[] = [];
+    /** Attackers are removed in the background, beside the next rounds: removal is not what is tested. */
+    const removals: Promise<void>[] = [];
     const benign = { config: { args: ['sh', '-c', 'exec sleep 3600'] }, limits: { vcpus: 0.25, memoryMiB: 32, diskMiB: 32 } };
     for (let round = 0; round < ROUNDS; round++) {
       const attacker = await arena.launchAs('worker', 'ta', { config: { args: ['sh', '-c', ATTACK] }, limits: { vcpus: 0.25, memoryMiB: 32, diskMiB: 32 } });
@@ -52,8 +54,9 @@ describe('churn: a short-lived attacker beside a neighbour launching and restart
         await arena.driver.stop(id, { graceMs: 0 });
         await arena.driver.start(id);
       }
-      await arena.remove(attacker.id);
+      removals.push(arena.remove(attacker.id));
     }
+    await Promise.all(removals);
     await sleep(2500); // the last records and per-second reports
     await arena.guard.drained();
     const raised = arena.alertsSince(mark);

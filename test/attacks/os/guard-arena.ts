@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Alert } from '../../../src/guard/actuator.js';
 import type { GuardEvent } from '../../../src/core/guard-event.js';
 import { Guard } from '../../../src/guard/guard.js';
-import { BpfInterceptor } from '../../../src/guard/interceptors/bpf.js';
+import { BpfInterceptor } from '../../../src/levels/os/guard/interceptor.js';
 import { loadDefaultRuleset } from '../../../src/guard/rules.js';
 import type { InstanceSpec } from '../../../src/levels/driver.js';
 import { FakeTarget, MemoryAudit, recordingBus } from '../../guard/fakes.js';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bpfAvailable } from '../../../src/guard/interceptors/bpf.js';
+import { bpfAvailable } from '../../../src/levels/os/guard/interceptor.js';
 import { claimSlot } from '../../levels/os/helpers.js';
 import { GuardedArena } from './guard-arena.js';
 

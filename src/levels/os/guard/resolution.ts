@@ -12,10 +12,10 @@
  * kernel sent after it.
  */
 import { posix } from 'node:path';
-import type { FieldValue } from '../../core/guard-event.js';
-import type { CgroupScope } from '../../levels/os/cgroups.js';
-import type { OsIdentity, Resolution } from '../../levels/os/identities.js';
-import { WALK_COMPLETE } from './bpf-program.js';
+import type { FieldValue } from '../../../core/guard-event.js';
+import type { CgroupScope } from '../cgroups.js';
+import type { OsIdentity, Resolution } from '../identities.js';
+import { WALK_COMPLETE } from './program.js';
 
 /** What the resolver needs of the identity table. */
 export interface IdentitySource {

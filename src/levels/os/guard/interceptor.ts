@@ -21,17 +21,17 @@
 import { cpus } from 'node:os';
 import { posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { OsIdentity } from '../../levels/os/identities.js';
-import { DENIED_SYSCALLS } from '../../levels/os/seccomp.js';
-import type { Store } from '../../store/store.js';
-import type { FieldValue, GuardEvent, Priority } from '../../core/guard-event.js';
-import type { Emit, Interceptor } from '../../core/interceptor.js';
-import { BpftraceProcess, ensureTracefs, hasTracepoint, type Row } from './bpf-process.js';
-import { DEFAULT_BUDGET, HEAD, osProgram, type BpfProgramOptions } from './bpf-program.js';
-import { assemblePath, identityFields, Resolver, type IdentitySource } from './bpf-resolution.js';
+import type { OsIdentity } from '../identities.js';
+import { DENIED_SYSCALLS } from '../seccomp.js';
+import type { Store } from '../../../store/store.js';
+import type { FieldValue, GuardEvent, Priority } from '../../../core/guard-event.js';
+import type { Emit, Interceptor } from '../../../core/interceptor.js';
+import { BpftraceProcess, ensureTracefs, hasTracepoint, type Row } from './process.js';
+import { DEFAULT_BUDGET, HEAD, osProgram, type BpfProgramOptions } from './program.js';
+import { assemblePath, identityFields, Resolver, type IdentitySource } from './resolution.js';
 import { syscallName } from './syscalls-x86_64.js';
 
-export { bpfAvailable, ensureTracefs } from './bpf-process.js';
+export { bpfAvailable, ensureTracefs } from './process.js';
 
 export interface BpfInterceptorOptions extends BpfProgramOptions {
   /** cgroup id → instance start: the os driver's identity table. */

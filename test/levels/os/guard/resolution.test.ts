@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Resolver } from '../../src/guard/interceptors/bpf-resolution.js';
-import { IdentityTable, RETIRE_GRACE_MS, type OsIdentity } from '../../src/levels/os/identities.js';
+import { Resolver } from '../../../../src/levels/os/guard/resolution.js';
+import { IdentityTable, RETIRE_GRACE_MS, type OsIdentity } from '../../../../src/levels/os/identities.js';
 
 const start = (instanceId: string, cgroupId: string, since: bigint, initPid = 100): OsIdentity => ({
   cgroupId, tenantId: 'ta', instanceId, generation: cgroupId, initPid, uidBase: 100_000, vcpus: 1, since,

@@ -9,7 +9,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { StrataError } from '../../core/errors.js';
+import { StrataError } from '../../../core/errors.js';
 
 export type Row = (string | number)[];
 

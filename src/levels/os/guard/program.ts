@@ -47,8 +47,8 @@
  * Seccomp denials: a syscall the filter refuses never reaches sys_enter, but
  * passes sys_exit with -EPERM (the profile's errno), so they are caught there.
  */
-import { DENIED_SYSCALLS } from '../../levels/os/seccomp.js';
-import type { CgroupScope } from '../../levels/os/cgroups.js';
+import { DENIED_SYSCALLS } from '../seccomp.js';
+import type { CgroupScope } from '../cgroups.js';
 import { structOffsets } from './btf.js';
 
 /** Per-event records per cgroup, class and second, by default. */
