@@ -16,6 +16,8 @@ export interface GatewayAnswer {
   /** 0 when there was no answer: refused, reset or timed out. */
   status: number;
   body: string;
+  /** The response's headers (absent when there was no answer). */
+  headers?: import('node:http').IncomingHttpHeaders;
   /** Why there was no answer (the error's code, e.g. ECONNREFUSED, or its message). */
   error?: string;
 }
@@ -42,7 +44,7 @@ export function viaGateway(port: number, host: string, path = '/', opts: ViaGate
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
       res.on('error', failed);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));

@@ -6,14 +6,16 @@
  *
  * - A domain (`example.com`, assigned by the provider) is the name and every
  *   name under it. Only its holder adds sites there, exact or wildcard.
- * - A wildcard `*.s` stands for every name strictly below `s` (as the router
- *   matches it: `a.s`, `a.b.s`; not `s`). Outside held domains it is refused
- *   when it covers another tenant's name, wildcard or domain, or lies under
- *   another tenant's wildcard; an exact name is refused under another tenant's
- *   wildcard. Names nobody holds (dev names such as `*.demo.localhost`) thus stay
- *   first come, first served, but never overlapping another tenant's.
+ * - Outside held domains, a site stands on its name — `s` for a wildcard `*.s`
+ *   (which the router matches to `a.s`, `a.b.s`, not `s`) — and the names under
+ *   it. Two tenants' sites may not stand on one line of descent: a wildcard
+ *   over another tenant's name is refused, and so is a name under or above
+ *   another tenant's — a browser sends a cookie set for `compat.ta.test` to
+ *   `x.compat.ta.test`, and one set by a page of `compat.ta.test` for `ta.test`
+ *   to `ta.test`. Names nobody holds (dev names such as `*.demo.localhost`) thus
+ *   stay first come, first served, but never entangled with another tenant's.
  * - A domain is assigned only while no other tenant holds it, a domain around
- *   or inside it, or a site inside it or a wildcard covering it.
+ *   or inside it, or a site on its line of descent.
  *
  * Pure functions over the current domains and sites; the API calls them in the
  * same store transaction that writes, so two racing claims cannot both pass.
@@ -27,9 +29,6 @@ type Named = Pick<Site, 'tenantId' | 'hostname'>;
 
 /** `name` is `zone` or a name under it. */
 export const within = (name: string, zone: string): boolean => name === zone || name.endsWith(`.${zone}`);
-/** `name` is strictly under `zone`. */
-const below = (name: string, zone: string): boolean => name.length > zone.length && name.endsWith(`.${zone}`);
-
 const isWildcard = (hostname: string): boolean => hostname.startsWith('*.');
 /** The name a hostname stands on: `s` for `*.s`, the name itself otherwise. */
 const base = (hostname: string): string => (isWildcard(hostname) ? hostname.slice(2) : hostname);
@@ -42,11 +41,8 @@ export function domainOf(hostname: string, domains: readonly Held[]): Held | nul
   return found;
 }
 
-/** `a` is a wildcard whose names include `b`'s (all of them, for a wildcard `b`). */
-function covers(a: string, b: string): boolean {
-  if (!isWildcard(a)) return false;
-  return isWildcard(b) ? within(base(b), base(a)) : below(b, base(a));
-}
+/** One name is the other or under it: sites on them reach each other's visitors or cookies. */
+const entangled = (a: string, b: string): boolean => within(a, b) || within(b, a);
 
 /**
  * Throws the 409 that says why `tenantId` may not add a site named `hostname`
@@ -62,22 +58,17 @@ export function checkSiteHostname(tenantId: string, hostname: string, domains: r
   }
   // Inside its own domain the holder's claim stands: nobody else can have a name there (checked when it was assigned).
   if (domain !== null) return;
-  if (isWildcard(hostname)) {
-    const covered = domains.find((d) => d.tenantId !== tenantId && below(d.name, base(hostname)));
-    if (covered) {
-      throw new StrataError('STRATA_ERR_HOSTNAME_OVERLAP', `'${hostname}' covers the domain '${covered.name}', which another tenant holds`, {
-        hostname, domain: covered.name,
-      });
-    }
+  const name = base(hostname);
+  const covered = domains.find((d) => d.tenantId !== tenantId && within(d.name, name));
+  if (covered) {
+    throw new StrataError('STRATA_ERR_HOSTNAME_OVERLAP', `'${hostname}' covers the domain '${covered.name}', which another tenant holds`, {
+      hostname, domain: covered.name,
+    });
   }
-  for (const other of sites) {
-    if (other.tenantId === tenantId || other.hostname === hostname) continue;
-    if (covers(hostname, other.hostname)) {
-      throw new StrataError('STRATA_ERR_HOSTNAME_OVERLAP', `'${hostname}' covers '${other.hostname}', another tenant's site`, { hostname, site: other.hostname });
-    }
-    if (covers(other.hostname, hostname)) {
-      throw new StrataError('STRATA_ERR_HOSTNAME_OVERLAP', `'${hostname}' is inside '${other.hostname}', another tenant's wildcard site`, { hostname, site: other.hostname });
-    }
+  const other = sites.find((s) => s.tenantId !== tenantId && s.hostname !== hostname && entangled(name, base(s.hostname)));
+  if (other) {
+    const why = within(base(other.hostname), name) ? 'covers' : 'is under';
+    throw new StrataError('STRATA_ERR_HOSTNAME_OVERLAP', `'${hostname}' ${why} '${other.hostname}', another tenant's site`, { hostname, site: other.hostname });
   }
 }
 
@@ -91,8 +82,8 @@ export function checkDomainAssignment(tenantId: string, name: string, domains: r
     const where = held.name === name ? 'is held by another tenant' : within(name, held.name) ? `is inside '${held.name}', which another tenant holds` : `contains '${held.name}', which another tenant holds`;
     throw new StrataError('STRATA_ERR_DOMAIN_TAKEN', `the domain '${name}' ${where}`, { domain: name, held: held.name });
   }
-  // Sites of others inside it, or wildcards of others reaching into it, would keep (or catch) its visitors.
-  const inUse = sites.filter((s) => s.tenantId !== tenantId && (within(base(s.hostname), name) || (isWildcard(s.hostname) && below(name, base(s.hostname)))));
+  // Sites of others inside it, or over it, would keep (or catch) its visitors and cookies.
+  const inUse = sites.filter((s) => s.tenantId !== tenantId && entangled(base(s.hostname), name));
   if (inUse.length > 0) {
     throw new StrataError('STRATA_ERR_DOMAIN_IN_USE', `other tenants have sites in or over '${name}': remove them first`, {
       domain: name, sites: inUse.map((s) => s.hostname),

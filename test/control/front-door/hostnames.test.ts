@@ -32,8 +32,13 @@ test('outside held domains: first come, but a wildcard never covers another tena
   // Under, or over, another tenant's wildcard.
   assert.equal(code(() => checkSiteHostname('ty', 'x.b.test', [], sites)), 'STRATA_ERR_HOSTNAME_OVERLAP');
   assert.equal(code(() => checkSiteHostname('ty', '*.x.b.test', [], sites)), 'STRATA_ERR_HOSTNAME_OVERLAP');
-  // The wildcard's apex is not one of its names.
-  assert.equal(code(() => checkSiteHostname('ty', 'b.test', [], sites)), null);
+  // Under or above another tenant's name: a cookie crosses between them.
+  assert.equal(code(() => checkSiteHostname('ty', '*.compat.ta.test', [], sites)), 'STRATA_ERR_HOSTNAME_OVERLAP');
+  assert.equal(code(() => checkSiteHostname('ty', 'x.compat.ta.test', [], sites)), 'STRATA_ERR_HOSTNAME_OVERLAP');
+  assert.equal(code(() => checkSiteHostname('ty', 'ta.test', [], sites)), 'STRATA_ERR_HOSTNAME_OVERLAP');
+  assert.equal(code(() => checkSiteHostname('ty', 'b.test', [], sites)), 'STRATA_ERR_HOSTNAME_OVERLAP');
+  // Siblings are unrelated.
+  assert.equal(code(() => checkSiteHostname('ty', 'other.ta.test', [], sites)), null);
   // The tenant's own names never stand in its way; disjoint names are free (the demo's *.demo.localhost).
   assert.equal(code(() => checkSiteHostname('ta', '*.ta.test', [], sites)), null);
   assert.equal(code(() => checkSiteHostname('ty', '*.demo.localhost', [], sites)), null);
@@ -46,9 +51,10 @@ test('a domain is assigned only where nobody else holds it, around it or inside 
   assert.equal(code(() => checkDomainAssignment('ty', 'shop.ta.test', domains, [])), 'STRATA_ERR_DOMAIN_TAKEN');
   assert.equal(code(() => checkDomainAssignment('ty', 'test', domains, [])), 'STRATA_ERR_DOMAIN_TAKEN');
   assert.equal(code(() => checkDomainAssignment('ta', 'shop.ta.test', domains, [])), null, 'nested in its own');
-  const sites = [{ tenantId: 'ty', hostname: 'www.y.test' }, { tenantId: 'tz', hostname: '*.z.test' }];
+  const sites = [{ tenantId: 'ty', hostname: 'www.y.test' }, { tenantId: 'tz', hostname: '*.z.test' }, { tenantId: 'tx', hostname: 'top.test' }];
   assert.equal(code(() => checkDomainAssignment('ta', 'y.test', [], sites)), 'STRATA_ERR_DOMAIN_IN_USE');
   assert.equal(code(() => checkDomainAssignment('ta', 'a.z.test', [], sites)), 'STRATA_ERR_DOMAIN_IN_USE', 'a wildcard of another covers it');
+  assert.equal(code(() => checkDomainAssignment('ta', 'in.top.test', [], sites)), 'STRATA_ERR_DOMAIN_IN_USE', 'under another tenant\'s name');
   assert.equal(code(() => checkDomainAssignment('ty', 'y.test', [], sites)), null, 'its own sites');
   assert.equal(code(() => checkDomainAssignment('ta', 'free.test', [], sites)), null);
 });
