@@ -43,7 +43,7 @@ let gatewayPort: number;
 let ta: string;
 let ty: string;
 
-const visit = (host: string) => viaGateway(gatewayPort, host);
+const visit = (host: string) => viaGateway(gatewayPort, host, '/', { withHeaders: true });
 const servedBy = async (host: string, status: number) => until(async () => {
   const r = await visit(host);
   return r.status === status ? r : null;

@@ -16,7 +16,7 @@ export interface GatewayAnswer {
   /** 0 when there was no answer: refused, reset or timed out. */
   status: number;
   body: string;
-  /** The response's headers (absent when there was no answer). */
+  /** The response's headers, when asked for (`withHeaders`) and there was an answer. */
   headers?: import('node:http').IncomingHttpHeaders;
   /** Why there was no answer (the error's code, e.g. ECONNREFUSED, or its message). */
   error?: string;
@@ -25,6 +25,8 @@ export interface GatewayAnswer {
 export interface ViaGatewayOptions {
   /** Give up (status 0) after this long without an answer; default: never. */
   timeoutMs?: number;
+  /** Return the response's headers too. */
+  withHeaders?: boolean;
   /** The listener's address; default 127.0.0.1. */
   address?: string;
 }
@@ -44,7 +46,7 @@ export function viaGateway(port: number, host: string, path = '/', opts: ViaGate
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ...(opts.withHeaders ? { headers: res.headers } : {}) }));
       res.on('error', failed);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
