@@ -272,7 +272,7 @@ async function startGuard(
     const ready = bpfAvailable();
     if (!ready.available) log.warn({ reason: ready.reason }, 'the guard has no os interceptor');
     else {
-      const bpf = new BpfInterceptor({ identities: osDriver.identities, labels: osLabels(d.store), log: (message, details) => log.info(details ?? {}, message) });
+      const bpf = new BpfInterceptor({ identities: osDriver.identities, labels: osLabels(d.store), sessions: guard.sessions, log: (message, details) => log.info(details ?? {}, message) });
       guard.addInterceptor(bpf).catch((e: Error) => log.error({ error: e.message }, 'the os interceptor did not start'));
     }
   }

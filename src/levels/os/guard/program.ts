@@ -129,11 +129,14 @@ function cgroupLayout(): CgroupLayout | null {
   return cg && kn ? { level: cg.level!, ancestors: cg.ancestors!, kn: cg.kn!, knId: kn.id! } : null;
 }
 
-/** The head of every record: identity, kernel time, the process and its parent, read now. */
-const WHO = '$id, nsecs, pid, uid, comm, curtask->real_parent->tgid, curtask->real_parent->comm';
+/**
+ * The head of every record: identity, kernel time, the process and its parent, read now; and the task's audit
+ * session id, the lineage of an operator session (guard/sessions.ts: inherited at fork, set by the session's runner).
+ */
+const WHO = '$id, nsecs, pid, uid, comm, curtask->real_parent->tgid, curtask->real_parent->comm, curtask->sessionid';
 
 /** Indices of the head's fields in a record (after the tag at 0). */
-export const HEAD = { id: 1, time: 2, pid: 3, uid: 4, comm: 5, ppid: 6, pcomm: 7, rest: 8 } as const;
+export const HEAD = { id: 1, time: 2, pid: 3, uid: 4, comm: 5, ppid: 6, pcomm: 7, session: 8, rest: 9 } as const;
 
 /**
  * Syscalls whose refusal is reported: every one the seccomp profile refuses,
