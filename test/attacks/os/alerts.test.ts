@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { bpfAvailable, ensureTracefs } from '../../../src/levels/os/guard/interceptor.js';
 import { claimSlot, httpGet } from '../../levels/os/helpers.js';
 import { GuardedArena } from './guard-arena.js';
+import type { Launched } from './arena.js';
 
 const availability = bpfAvailable();
 if (availability.available) ensureTracefs(); // so the cases can ask which tracepoints this kernel has
@@ -63,6 +64,9 @@ interface Case {
   timeoutMs?: number;
 }
 
+/** The web instance whose server spawns the shell (launched by its case). */
+let webApp: Launched | undefined;
+
 const gatewayOf = async (a: GuardedArena): Promise<string> => (await a.driver.address(a.evil.id)).address.replace(/\.\d+$/, '.1');
 
 const CASES: Case[] = [
@@ -88,7 +92,8 @@ const CASES: Case[] = [
   { attack: 'the kernel keyring (add_key)', rule: 'Denied breakout syscall', run: (a) => a.probe('keyctl') },
   { attack: 'open_by_handle_at (the "shocker" escape)', rule: 'Denied breakout syscall', run: (a) => a.probe('open-by-handle') },
   // ---- the guard's brief ----
-  { attack: 'shell spawned in a web container', rule: 'Shell in web instance', run: (a) => a.sh('id', 5_000, a.good.id), on: (a) => a.good.id },
+  // The web server itself runs the shell (a CGI, as a web exploit makes it): a `runc exec` would be an operator's way in, not the workload's.
+  { attack: 'shell spawned in a web container', rule: 'Shell in web instance', run: async (a) => a.viaWebApp(webApp ??= await a.launchWebApp(), 'shell'), on: () => webApp!.id },
   { attack: 'dropper: a file written to /tmp, then executed', rule: 'Download and execute', run: (a) => a.sh('cp /bin/busybox /tmp/dropped; /tmp/dropped true 2>&1; true') },
   { attack: 'privilege change: a non-root process asks for root', rule: 'Privilege escalation to root', run: (a) => a.probe('regain-root') },
   { attack: 'seccomp denial burst: probing the filter', rule: 'Seccomp denial burst', run: (a) => a.sh('for i in $(seq 25); do /bin/probe userfaultfd; done >/dev/null') },

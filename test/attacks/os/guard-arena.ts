@@ -13,7 +13,27 @@ import { BpfInterceptor } from '../../../src/levels/os/guard/interceptor.js';
 import { loadDefaultRuleset } from '../../../src/guard/rules.js';
 import type { InstanceSpec } from '../../../src/levels/driver.js';
 import { FakeTarget, MemoryAudit, recordingBus } from '../../guard/fakes.js';
-import { Arena, type Launched } from './arena.js';
+import { httpGet, waitFor200, type HttpAnswer } from '../../levels/os/helpers.js';
+import { Arena, PROBE, type Launched } from './arena.js';
+
+/**
+ * The web app's entrypoint: busybox httpd serving /data/www with CGI scripts, each
+ * what a web exploit makes a server run. The scripts are written by the entrypoint
+ * itself, so setting up spawns nothing from outside. A CGI's process is named
+ * after its script, so what it starts has a web server's child for a parent.
+ */
+const WEB_APP = String.raw`
+mkdir -p /data/www/cgi-bin
+cgi() { printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\n%s\n' "$2" > /data/www/cgi-bin/$1; chmod 755 /data/www/cgi-bin/$1; }
+cgi shell 'sh -c "id; cat /proc/self/sessionid"'
+cgi rename '${PROBE} rename-spawn runc /bin/sh -c "id; cat /proc/self/sessionid"'
+cgi forge '${PROBE} loginuid-spawn /bin/sh -c "id; cat /proc/self/sessionid"'
+echo ok > /data/www/index.html
+exec httpd -f -p 8080 -h /data/www
+`;
+
+/** The CGI scripts of the web app. */
+export type WebAppScript = 'shell' | 'rename' | 'forge';
 
 export class GuardedArena extends Arena {
   guard!: Guard;
@@ -31,6 +51,7 @@ export class GuardedArena extends Arena {
     this.bpf = new BpfInterceptor({
       identities: this.driver.identities,
       labels: (identity) => ({ 'instance.role': this.#roles.get(identity.instanceId)?.role ?? 'worker' }),
+      sessions: this.guard.sessions,
     });
     const bpf = this.bpf;
     // Keeps the last events seen, so a missing alert can say what the guard did see.
@@ -40,6 +61,18 @@ export class GuardedArena extends Arena {
       stop: () => bpf.stop(),
     });
     await this.guard.start();
+  }
+
+  /** Launches a web instance whose server runs CGI scripts (`viaWebApp`): the workload spawning processes, as after a web exploit. */
+  async launchWebApp(tenant = 'good'): Promise<Launched> {
+    const app = await this.launchAs('web', tenant, { config: { volumeMiB: 16, args: ['sh', '-c', WEB_APP] } });
+    await waitFor200(app.address, app.port, 10_000);
+    return app;
+  }
+
+  /** Has the web app's server run one of its CGI scripts: what it spawns is the workload's. */
+  viaWebApp(app: Launched, script: WebAppScript): Promise<HttpAnswer> {
+    return httpGet(app.address, app.port, `/cgi-bin/${script}`, 10_000);
   }
 
   /** Launches an instance the guard knows with a role (web, worker). */

@@ -27,6 +27,7 @@
 #include <linux/if_ether.h>
 #include <arpa/inet.h>
 #include <sys/sysmacros.h>
+#include <sys/prctl.h>
 
 static int report(const char *what, long rc) {
   if (rc >= 0) printf("OK %s %ld\n", what, rc);
@@ -35,6 +36,16 @@ static int report(const char *what, long rc) {
 }
 
 static int child_fn(void *arg) { (void)arg; return 0; }
+
+/* Runs argv[0] (a full path) as a child and waits for it: the child's parent is this process, as named now. */
+static int spawn_wait(char **cmd) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) { execv(cmd[0], cmd); _exit(127); }
+  int status = 0;
+  if (pid > 0) waitpid(pid, &status, 0);
+  return pid > 0 ? WEXITSTATUS(status) : 127;
+}
 
 int main(int argc, char **argv) {
   if (argc < 2) { fprintf(stderr, "usage: probe ATTACK [ARG]\n"); return 2; }
@@ -82,6 +93,18 @@ int main(int argc, char **argv) {
     }
     if (!found) printf("DENIED 0 no directory fd\n");
     return 0;
+  }
+  /* Look like someone else: rename this process (what `ps` and the parent name of its children show), then spawn. */
+  if (!strcmp(a, "rename-spawn") && argc > 3) { report(a, prctl(PR_SET_NAME, argv[2], 0, 0, 0)); return spawn_wait(argv + 3); }
+  /* Open an audit session of its own (its loginuid is unset: no privilege needed), then spawn under it. */
+  if (!strcmp(a, "loginuid-spawn") && argc > 2) {
+    int fd = open("/proc/self/loginuid", O_WRONLY);
+    long rc = fd < 0 ? -1 : write(fd, "0", 1);
+    if (fd >= 0) close(fd);
+    char sid[32] = ""; int sfd = open("/proc/self/sessionid", O_RDONLY); if (sfd >= 0) { ssize_t n = read(sfd, sid, sizeof sid - 1); if (n > 0) sid[n] = 0; close(sfd); }
+    report("loginuid", rc);
+    printf("sessionid %s\n", sid);
+    return spawn_wait(argv + 2);
   }
   if (!strcmp(a, "memhog")) {
     long mib = atol(arg);
