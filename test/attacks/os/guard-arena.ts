@@ -22,7 +22,7 @@ import { Arena, PROBE, type Launched } from './arena.js';
  * itself, so setting up spawns nothing from outside. A CGI's process is named
  * after its script, so what it starts has a web server's child for a parent.
  */
-const WEB_APP = String.raw`
+export const WEB_APP = String.raw`
 mkdir -p /data/www/cgi-bin
 cgi() { printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\n%s\n' "$2" > /data/www/cgi-bin/$1; chmod 755 /data/www/cgi-bin/$1; }
 cgi shell 'sh -c "id; cat /proc/self/sessionid"'

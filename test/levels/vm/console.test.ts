@@ -2,7 +2,8 @@
  * A VM's console through the API: a command typed on the guest's serial port (a
  * WebSocket to `…/console`) is answered there; the serial log (`…/logs`) keeps
  * it; one client at a time; `strata console` attaches a terminal and Ctrl-]
- * leaves; a stopped VM has no console. The guest runs a shell
+ * leaves; a stopped VM has no console; the console session is registered with the
+ * guard and recorded as an operator session, nothing acted on. The guest runs a shell
  * on its serial line as its service (the default image has none there).
  * Skipped (with the reason) where the x86_64 guest image is not built.
  */
@@ -91,6 +92,19 @@ test('a command typed on the serial console of a VM is answered there, and the s
     await sleep(1_000);
   }
   assert.match(console.seen(), /answer-42 serial/, 'the answer comes from inside the guest (its hostname)');
+  // An operator session: registered with the guard before it attached (the refused second one is not open), recorded, and
+  // nothing done to the VM. The guest is another kernel: its processes never reach the guard, so nothing more is attributed.
+  const open = d.daemon.services.guard.sessions.list().filter((s) => s.kind === 'console');
+  assert.equal(open.length, 1, JSON.stringify(open));
+  assert.equal(open[0]!.level, 'vm');
+  assert.match(open[0]!.user, /^tenant-admin-acme-/);
+  const alerts = (await d.request('GET', '/v1/alerts', { token })).body.items as { rule: string; action: string; fields: Record<string, unknown> }[];
+  const recorded = alerts.find((a) => a.rule === 'Operator session' && a.fields['session.id'] === open[0]!.id);
+  assert.ok(recorded, JSON.stringify(alerts));
+  assert.equal(recorded.fields['session.kind'], 'console');
+  assert.equal(recorded.fields['proc.origin'], 'api');
+  assert.deepEqual(alerts.filter((a) => a.action !== 'notify'), [], 'nothing acted on');
+  assert.equal((await d.request('GET', '/v1/tenants/acme/instances/serial', { token })).body.state, 'running');
   console.ws.close();
   await new Promise((r) => console.ws.once('close', r));
 
