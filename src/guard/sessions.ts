@@ -93,6 +93,8 @@ export class OperatorSessions {
   readonly #byExecId = new Map<number, SessionRecord>();
   /** Ended sessions, oldest first. */
   readonly #ended: string[] = [];
+  /** The highest exec id bound so far: the kernel's counter only grows, unless it wrapped. */
+  #highest = 0;
 
   constructor(emit: Emit, opts: OperatorSessionsOptions = {}) {
     this.#emit = emit;
@@ -139,6 +141,15 @@ export class OperatorSessions {
     record.execId = mark.execId;
     record.runnerPid = mark.runnerPid;
     this.#byExecId.set(mark.execId, record);
+    // Ids come from one global counter that only grows: one lower than an earlier one means it wrapped, so ids
+    // handed out long ago (to a tenant's processes too) come round again. Said loudly; the bindings stand.
+    if (mark.execId <= this.#highest) {
+      this.#emit({
+        time: Date.now(), tenantId: null, instanceId: null, level: 'host', kind: 'guard.sessions', priority: 'critical',
+        fields: { 'guard.state': 'wrapped', 'session.exec_id': mark.execId, 'session.highest_exec_id': this.#highest },
+      });
+    }
+    this.#highest = Math.max(this.#highest, mark.execId);
   }
 
   #close(record: SessionRecord): void {

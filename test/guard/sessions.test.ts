@@ -45,6 +45,19 @@ test('a session is registered before it runs; its exec id maps to api only for i
   assert.equal(sessions.list().length, 1, 'only the other one is open');
 });
 
+test('an exec id lower than one bound before (the kernel counter wrapped) is said loudly', () => {
+  const emitted: GuardEvent[] = [];
+  const sessions = new OperatorSessions((e) => emitted.push(e));
+  sessions.open({ kind: 'exec', tenantId: 't1', instanceId: 'i1', level: 'os', user: 'u' }).bind({ execId: 4_000_000_000, runnerPid: 1 });
+  sessions.open({ kind: 'exec', tenantId: 't1', instanceId: 'i1', level: 'os', user: 'u' }).bind({ execId: 4_000_000_001, runnerPid: 2 });
+  assert.equal(emitted.length, 0);
+  sessions.open({ kind: 'exec', tenantId: 't1', instanceId: 'i1', level: 'os', user: 'u' }).bind({ execId: 5, runnerPid: 3 });
+  assert.equal(emitted.length, 1);
+  assert.equal(emitted[0]!.kind, 'guard.sessions');
+  assert.equal(emitted[0]!.priority, 'critical');
+  assert.equal(emitted[0]!.fields['session.highest_exec_id'], 4_000_000_001);
+});
+
 test('ended sessions are kept up to a bound, oldest forgotten first', () => {
   const sessions = new OperatorSessions(() => undefined, { keepEnded: 2 });
   for (let i = 1; i <= 3; i++) {
