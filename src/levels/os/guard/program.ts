@@ -23,8 +23,9 @@
  * below the host's, by its own cgroup.
  *
  * Records: `-f json`, one `print((tag, cgroup, nsecs, pid, uid, comm, ppid,
- * pcomm, …))` tuple per event, so bpftrace escapes attacker-controlled strings.
- * The process's name and its parent are read here, at event time. A path
+ * pcomm, sessionid, …))` tuple per event, so bpftrace escapes attacker-controlled strings.
+ * The process's name and its parent are read here, at event time, and so is its
+ * audit session id (which tells an operator session from the workload). A path
  * relative to the cwd or a dirfd is followed by `("d", name)` records, the
  * components of that directory from the kernel's dentries (crossing mounts up
  * to the task's root), deepest first, then `("e", how)`; an exec is followed by
