@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bpfAvailable } from '../../src/guard/interceptors/bpf.js';
+import { bpfAvailable } from '../../src/levels/os/guard/interceptor.js';
 import { OsDriver } from '../../src/levels/os/driver.js';
 import { WEB_APP } from '../attacks/os/guard-arena.js';
 import { builtinImages, claimSlot, httpGet, leftovers, nothingLeft, sweep, testDriverOptions } from '../levels/os/helpers.js';

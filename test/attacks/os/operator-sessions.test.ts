@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Alert } from '../../../src/guard/actuator.js';
-import { bpfAvailable } from '../../../src/guard/interceptors/bpf.js';
+import { bpfAvailable } from '../../../src/levels/os/guard/interceptor.js';
 import type { ExecSession } from '../../../src/levels/driver.js';
 import { claimSlot } from '../../levels/os/helpers.js';
 import type { Launched } from './arena.js';

@@ -30,9 +30,15 @@ import { BpftraceProcess, ensureTracefs, hasTracepoint, type Row } from './proce
 import { DEFAULT_BUDGET, HEAD, osProgram, type BpfProgramOptions } from './program.js';
 import { assemblePath, identityFields, Resolver, type IdentitySource } from './resolution.js';
 import { syscallName } from './syscalls-x86_64.js';
-import { UNSET_SESSION, type OperatorSessions } from '../sessions.js';
 
 export { bpfAvailable, ensureTracefs } from './process.js';
+
+/**
+ * The origin fields of an event whose task carries the audit session `auditSessionId`
+ * in instance `instanceId`: `proc.origin` (`api`, `workload`) and the session's fields
+ * (the guard's operator sessions, `guard/sessions.ts`).
+ */
+export type SessionOrigin = (auditSessionId: number, instanceId: string) => Record<string, FieldValue>;
 
 export interface BpfInterceptorOptions extends BpfProgramOptions {
   /** cgroup id → instance start: the os driver's identity table. */
@@ -46,7 +52,7 @@ export interface BpfInterceptorOptions extends BpfProgramOptions {
    * event time) maps to `proc.origin` and the session's fields
    * (`OperatorSessions.origin`). Without it every event is `workload`.
    */
-  sessions?: Pick<OperatorSessions, 'origin'>;
+  sessions?: { origin: SessionOrigin };
   /** Path prefixes whose writes are reported (as the container sees them). */
   watchedPaths?: readonly string[];
   /** Back-off of restarts: first delay and ceiling (ms). Default 500 / 30,000. */
@@ -216,7 +222,7 @@ export class BpfInterceptor implements Interceptor {
     const fields: Record<string, FieldValue> = {
       ...identityFields(r, this.#opts.labels?.(r) ?? {}), 'proc.name': String(row[HEAD.comm]), 'proc.pid': pid,
       'proc.ppid': Number(row[HEAD.ppid]), 'proc.pname': String(row[HEAD.pcomm]),
-      ...(this.#opts.sessions?.origin(Number(row[HEAD.session] ?? UNSET_SESSION), r.instanceId) ?? { 'proc.origin': 'workload' }),
+      ...(this.#opts.sessions?.origin(Number(row[HEAD.session]), r.instanceId) ?? { 'proc.origin': 'workload' }),
     };
     if (r.uidBase !== null && uid >= r.uidBase && uid - r.uidBase < 2 ** 32) fields['user.uid'] = uid - r.uidBase;
     const at = this.#resolver.wallTime(row[HEAD.time]!);
