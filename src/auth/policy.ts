@@ -123,7 +123,3 @@ export function authorize(
     );
   }
 }
-
-/** True when the principal may see everything of `tenantId`. */
-export const seesTenant = (p: Principal, tenantId: string | null): boolean =>
-  p.role === 'provider-admin' || p.role === 'auditor' || (tenantId !== null && p.tenantId === tenantId);

@@ -69,8 +69,8 @@ export interface RecoverySubject {
 
 /** What the daemon gives the guard to act with; the level drivers do the work. */
 export interface ActuatorTarget {
-  /** Delivers an alert beyond the log and the event stream (webhook, pager). Must not throw. */
-  alert(alert: Alert): void;
+  /** Delivers an alert beyond the log and the event stream (webhook, pager), where there is such a channel. Must not throw. */
+  alert?(alert: Alert): void;
   freeze(instanceId: string): Promise<ActionOutcome>;
   /** Undoes a freeze. */
   resume(instanceId: string): Promise<ActionOutcome>;
@@ -180,7 +180,7 @@ export class Actuator {
     });
     const alert: Alert = { id, time, auditIndex: index, ...a };
     this.#events.publish('alert', 'guard.alert', a.tenantId, { ...alert });
-    this.#target.alert(alert);
+    this.#target.alert?.(alert);
     return alert;
   }
 

@@ -1,5 +1,5 @@
 /**
- * The one lifecycle state machine shared by every level (DESIGN.md, "The four levels"):
+ * The one lifecycle state machine shared by every level:
  *
  *   creating → stopped ⇄ running ⇄ paused,  any → failed,  stopped|failed|creating → deleted
  *

@@ -17,8 +17,6 @@ export type DesiredState = (typeof DESIRED_STATES)[number];
 
 export const ROLES = ['provider-admin', 'tenant-admin', 'tenant-member', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];
-/** Roles that belong to one tenant; the others are provider-wide. */
-export const TENANT_ROLES: readonly Role[] = ['tenant-admin', 'tenant-member'];
 
 /** A tenant's share of the machine: its service level agreement. */
 export interface Quota {

@@ -11,8 +11,6 @@ export const QUOTA_RESOURCES = ['instances', 'vcpus', 'memoryMiB', 'diskMiB', 's
 /** What a new tenant gets unless the provider says otherwise. */
 export const DEFAULT_QUOTA: Quota = { instances: 10, vcpus: 8, memoryMiB: 8192, diskMiB: 20480, sites: 20 };
 
-export const ZERO_USAGE: Usage = { instances: 0, vcpus: 0, memoryMiB: 0, diskMiB: 0, sites: 0 };
-
 /** Throws STRATA_ERR_QUOTA_EXCEEDED naming the first resource that `delta` would push past `quota`. */
 export function checkQuota(quota: Quota, usage: Usage, delta: Partial<Usage>): void {
   for (const r of QUOTA_RESOURCES) {

@@ -16,7 +16,7 @@
  */
 import type { Principal } from '../../auth/policy.js';
 import type { AuditLog } from '../../audit/log.js';
-import type { ActionOutcome, ActuatorTarget, Alert, RecoverySubject } from '../actuator.js';
+import type { ActionOutcome, ActuatorTarget, RecoverySubject } from '../actuator.js';
 import type { IntegrityMonitor } from '../integrity.js';
 import type { InstanceLevers } from '../../levels/module.js';
 import type { DriverRegistry } from '../../levels/registry.js';
@@ -58,9 +58,6 @@ export class GuardTarget implements ActuatorTarget {
   constructor(store: Store, instances: InstanceService, operations: OperationRunner, audit: AuditLog, more: Partial<GuardTargetDeps> = {}) {
     this.#d = { store, instances, operations, audit, ...more };
   }
-
-  /** Alerts already reach the audit log and the event stream; webhooks come later. */
-  alert(_alert: Alert): void {}
 
   async freeze(id: string): Promise<ActionOutcome> {
     if ((await this.#afterRecovery(id)) && this.#find(id)?.instance.actualState === 'paused') return { frozenBy: 'recovery' };

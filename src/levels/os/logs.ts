@@ -9,18 +9,7 @@
  * `copytruncate`): because the fd is O_APPEND, the writer continues at the new
  * end; the price is that a line written between copy and truncate can be lost.
  */
-import { closeSync, constants, openSync } from 'node:fs';
 import { copyFile, rename, stat, truncate, unlink } from 'node:fs/promises';
-
-/** Runs `fn` with the log opened (created) for appending, and closes the daemon's copy of the fd afterwards. */
-export async function withLogFd<T>(path: string, fn: (fd: number) => Promise<T>): Promise<T> {
-  const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o640);
-  try {
-    return await fn(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Rotates `path` when it holds more than `maxBytes`: path → path.1 → … → path.keep. Returns whether it rotated. */
 export async function rotateIfLarge(path: string, maxBytes: number, keep: number): Promise<boolean> {
