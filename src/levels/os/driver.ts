@@ -61,6 +61,7 @@ import { validateSpec } from './validate.js';
 import { InstanceFiles, type InstanceRecord } from './instance-files.js';
 import { planInstance } from './plan.js';
 import { claimRunRoot, firstUnsearchableAncestor } from './run-root.js';
+import { captureInstance, unmountDir } from './capture.js';
 
 /** Processes a tenant may run per instance of its quota, summed on its parent cgroup. */
 const PIDS_PER_INSTANCE = 1024;
@@ -175,7 +176,7 @@ export class OsDriver implements LevelDriver {
    * the copy only. Process state is not kept (see docs/os-level.md: CRIU).
    */
   snapshot(id: string, snapshotId: string): Promise<SnapshotResult> {
-    return this.#serial(id, () => this.#snapshot(id, snapshotId));
+    return this.#serial(id, () => captureInstance({ files: this.#files, runtime: this.#runtime, snapshots: this.snapshots }, id, snapshotId));
   }
 
   /**
@@ -404,33 +405,6 @@ export class OsDriver implements LevelDriver {
     }
   }
 
-  async #snapshot(id: string, snapshotId: string): Promise<SnapshotResult> {
-    const record = await this.#files.record(id);
-    const dir = this.#files.dir(id);
-    const container = await this.#runtime.state(id);
-    const live = container !== null && (container.status === 'running' || container.status === 'paused');
-    const hasVolume = record.config.volumeMiB !== undefined;
-    let mountedHere = false;
-    let frozen = false;
-    try {
-      if (hasVolume && !(await mountPoints()).has(this.#files.volumeDir(id))) {
-        await mountVolume(join(dir, 'volume.ext4'), this.#files.volumeDir(id));
-        mountedHere = true;
-      }
-      if (live && container.status === 'running') {
-        await this.#runtime.pause(id);
-        frozen = true;
-      }
-      const taken = await this.snapshots.capture(record.spec.tenantId, snapshotId, id, { name: record.image, digest: record.imageDigest }, {
-        upper: join(dir, 'upper'), volume: hasVolume ? this.#files.volumeDir(id) : null, hostId: record.hostId,
-      });
-      return { sizeBytes: taken.sizeBytes, digest: taken.digest };
-    } finally {
-      if (frozen) await this.#runtime.resume(id);
-      if (mountedHere) await this.#unmountDir(this.#files.volumeDir(id));
-    }
-  }
-
   async #restore(id: string, snapshotId: string): Promise<void> {
     const record = await this.#files.record(id);
     const container = await this.#runtime.state(id);
@@ -476,7 +450,7 @@ export class OsDriver implements LevelDriver {
           await emptyDir(target);
           await run('cp', ['-a', '--', `${join(staging, 'volume')}/.`, `${target}/`]);
         } finally {
-          await this.#unmountDir(target);
+          await unmountDir(target);
         }
       }
     } finally {
@@ -495,13 +469,6 @@ export class OsDriver implements LevelDriver {
       await this.#delete(spec.id).catch(() => undefined);
       throw e;
     }
-  }
-
-  async #unmountDir(mountPoint: string): Promise<void> {
-    await unmount(mountPoint);
-    await rmdir(mountPoint).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'ENOENT') throw e;
-    });
   }
 
   async #stop(id: string, graceMs: number): Promise<void> {
