@@ -20,7 +20,7 @@
  * - `daemon.ts` builds everything; `cli` runs the daemon in-process (`strata up`).
  *
  * Also: no cycle between folders (implied by the order, checked on its own so the
- * failure names the loop).
+ * failure names the loop), and no file under src/ longer than 600 lines.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -38,6 +38,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['daemon'],
   ['cli'],
 ];
+const MAX_LINES = 600;
 
 const SRC = resolve(fileURLToPath(new URL('../../src/', import.meta.url)));
 
@@ -136,6 +137,14 @@ test('every import between top-level folders of src/ goes the way LAYERS says', 
 
 test('no cycle between top-level folders of src/', () => {
   assert.deepEqual(cycles(edges), []);
+});
+
+test(`no file under src/ is longer than ${MAX_LINES} lines`, () => {
+  const long = files
+    .map((f) => ({ file: relative(SRC, f.path), lines: f.text.split('\n').length - (f.text.endsWith('\n') ? 1 : 0) }))
+    .filter((f) => f.lines > MAX_LINES)
+    .map((f) => `${f.file}: ${f.lines} lines`);
+  assert.deepEqual(long, []);
 });
 
 test('the checks catch a wrong-way import, a sideways one, an unplaced folder and a cycle', () => {
