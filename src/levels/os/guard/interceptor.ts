@@ -399,14 +399,14 @@ export function osLabels(store: Store): (identity: OsIdentity) => Record<string,
   return (identity) => {
     if (Date.now() - readAt > 1000) {
       served = new Set();
-      for (const site of store.listSites()) if (site.target.kind === 'instance') served.add(`${site.tenantId}/${site.target.instance}`);
+      // By the instance a site follows (its id), never by a name a later instance may reuse.
+      for (const site of store.listSites()) if (site.instanceId !== null) served.add(`${site.tenantId}/${site.instanceId}`);
       roles = new Map();
       readAt = Date.now();
     }
     let role = roles.get(identity.instanceId);
     if (!role) {
-      const name = store.getInstanceById(identity.instanceId)?.name;
-      const web = served.has(`${identity.tenantId}/${identity.instanceId}`) || (name !== undefined && served.has(`${identity.tenantId}/${name}`));
+      const web = served.has(`${identity.tenantId}/${identity.instanceId}`);
       roles.set(identity.instanceId, (role = { 'instance.role': web ? 'web' : 'worker' }));
     }
     return role;

@@ -190,11 +190,18 @@ test('paths: absolute ones normalised; relative ones joined to the directory the
   assert.equal(assemblePath('x', ['b', 'a'], 0), '?/a/b/x', 'a walk cut short says so');
 });
 
-test('osLabels: web when a site routes to the instance, by id or name; the sites read at most once a second', () => {
+test('osLabels: web when a site routes to the instance (by its id, never a reused name); the sites read at most once a second', () => {
   let reads = 0;
   const store = {
-    listSites: () => { reads++; return [{ tenantId: 't1', target: { kind: 'instance', instance: 'shop', port: 8080 } }, { tenantId: 't1', target: { kind: 'static', root: '/x' } }]; },
-    getInstanceById: (id: string) => ({ i1: { name: 'shop' }, i2: { name: 'batch' } } as Record<string, { name: string }>)[id] ?? null,
+    listSites: () => {
+      reads++;
+      return [
+        { tenantId: 't1', instanceId: 'i1', target: { kind: 'instance', instance: 'shop', port: 8080 } },
+        // A site of a deleted instance named like i2: i2 is not its instance.
+        { tenantId: 't1', instanceId: 'i0', target: { kind: 'instance', instance: 'batch', port: 8080 } },
+        { tenantId: 't1', instanceId: null, target: { kind: 'static', root: '/x' } },
+      ];
+    },
   } as unknown as Store;
   const labels = osLabels(store);
   const identity = (instanceId: string) => ({ cgroupId: '1', tenantId: 't1', instanceId, generation: '1', initPid: 1, uidBase: null, vcpus: 1, since: 0n });
