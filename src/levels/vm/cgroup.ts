@@ -23,6 +23,8 @@ const V1_CONTROLLERS = ['cpu', 'memory', 'pids'] as const;
 export interface CgroupLimits {
   vcpus: number;
   memoryMiB: number;
+  /** Memory the machine model itself holds as RAM beyond the guest's (`MACHINE_RAM_MIB`). */
+  machineMiB?: number;
 }
 
 export interface VmCgroup {
@@ -40,7 +42,7 @@ export function cgroupLimitValues(limits: CgroupLimits): { cpuQuotaUs: number; p
   return {
     cpuQuotaUs: limits.vcpus * PERIOD_US,
     periodUs: PERIOD_US,
-    memoryBytes: (limits.memoryMiB + QEMU_OVERHEAD_MIB) * 1024 * 1024,
+    memoryBytes: (limits.memoryMiB + (limits.machineMiB ?? 0) + QEMU_OVERHEAD_MIB) * 1024 * 1024,
     pidsMax: PIDS_MAX,
   };
 }

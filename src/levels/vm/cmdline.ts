@@ -71,6 +71,13 @@ export interface CommandLine {
   args: string[];
 }
 
+/**
+ * RAM the machine model holds beyond the guest's: aarch64's virt board maps two
+ * 64 MiB flash banks, allocated as RAM, which a snapshot (a migration) reads in
+ * whole. The VM's memory cgroup must hold them, or a snapshot OOM-kills QEMU.
+ */
+export const MACHINE_RAM_MIB: Readonly<Record<GuestArch, number>> = { x86_64: 0, aarch64: 128 };
+
 /** microvm on x86_64 (no PCI, no firmware: the fastest boot QEMU has), virt on aarch64. */
 export function machineArgs(arch: GuestArch): string[] {
   return arch === 'x86_64' ? ['-machine', 'microvm,x-option-roms=off'] : ['-machine', 'virt,gic-version=3'];

@@ -39,7 +39,7 @@ import { logStream } from '../log-stream.js';
 import type { Duplex, Readable } from 'node:stream';
 import { chooseAccelerator } from './accel.js';
 import { createVmCgroup, removeVmCgroup } from './cgroup.js';
-import { QEMU_BINARY, buildCommandLine, guestIdentity, type GuestIdentity, kernelCommandLine, validateCommandLine, type Accelerator, type GuestArch } from './cmdline.js';
+import { MACHINE_RAM_MIB, QEMU_BINARY, buildCommandLine, guestIdentity, type GuestIdentity, kernelCommandLine, validateCommandLine, type Accelerator, type GuestArch } from './cmdline.js';
 import { QUERY_TIMEOUT_MS, QemuConnections, type QueryStatus } from './connections.js';
 import { CONSOLE_LOG_DEFAULTS, type ConsoleLogLimits } from './console-log.js';
 import { baseDiskPath, copyDisk, createOverlay, giveTo, wantsDisk } from './disk.js';
@@ -268,7 +268,7 @@ abstract class QemuDriver implements LevelDriver {
     if (!image) throw new StrataError('STRATA_ERR_DRIVER', `no ${arch} guest image`, { arch });
     await this.#files.clearRunFiles(id);
     const user = this.#vmUser();
-    const cgroup = await createVmCgroup(this.#cgroupName(id), rec.spec.limits);
+    const cgroup = await createVmCgroup(this.#cgroupName(id), { ...rec.spec.limits, machineMiB: MACHINE_RAM_MIB[arch] });
     // The tap outlives stops (it costs spawns of `ip` that a restore should not wait for); delete removes it.
     if (!this.network.isPlugged(rec.network.tap)) await this.network.plug(rec.network, macFor(id), user);
     const snapshot = rec.restoreFrom ? await this.#files.manifest(id, rec.restoreFrom) : null;

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { cgroupLimitValues } from '../../../src/levels/vm/cgroup.js';
-import { buildCommandLine, kernelCommandLine, validateCommandLine, type CommandLine, type LaunchConfig } from '../../../src/levels/vm/cmdline.js';
+import { MACHINE_RAM_MIB, buildCommandLine, kernelCommandLine, validateCommandLine, type CommandLine, type LaunchConfig } from '../../../src/levels/vm/cmdline.js';
 import { hostTscKhz } from '../../../src/levels/vm/images.js';
 import { launcherArgv, vmUser } from '../../../src/levels/vm/launch.js';
 import { guestHostname } from '../../../src/levels/vm/driver.js';
@@ -138,6 +138,8 @@ describe('QEMU command line', () => {
 
   test('cgroup limits: vCPUs × one core, guest RAM + QEMU overhead, a pids cap', () => {
     assert.deepEqual(cgroupLimitValues({ vcpus: 2, memoryMiB: 128 }), { cpuQuotaUs: 200_000, periodUs: 100_000, memoryBytes: (128 + 192) * 1024 * 1024, pidsMax: 256 });
+    // aarch64's flash banks are RAM a snapshot reads in: the limit holds them too.
+    assert.equal(cgroupLimitValues({ vcpus: 1, memoryMiB: 128, machineMiB: MACHINE_RAM_MIB.aarch64 }).memoryBytes, (128 + 128 + 192) * 1024 * 1024);
   });
 
   test('host TSC frequency only when constant and known', () => {
