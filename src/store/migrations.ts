@@ -177,4 +177,15 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX domains_tenant ON domains(tenant_id);
     `,
   },
+  {
+    version: 6,
+    description: 'a revision per changeable row (tenants, users, instances, sites): the ETag that If-Match compares',
+    sql: `
+      -- Bumped by every change of what a user may change (quota, role, limits, config, source, target, listeners); never by the driver's observations.
+      ALTER TABLE tenants ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+      ALTER TABLE users ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+      ALTER TABLE instances ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+      ALTER TABLE sites ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+    `,
+  },
 ];

@@ -32,6 +32,7 @@ const toTenant = (r: Row): Tenant => ({
   id: String(r.id),
   name: String(r.name),
   quota: parse<Quota>(r.quota),
+  revision: Number(r.revision),
   createdAt: String(r.created_at),
 });
 const toUser = (r: Row): User => ({
@@ -39,6 +40,7 @@ const toUser = (r: Row): User => ({
   name: String(r.name),
   role: r.role as Role,
   tenantId: (r.tenant_id as string | null) ?? null,
+  revision: Number(r.revision),
   createdAt: String(r.created_at),
 });
 const toToken = (r: Row): Token => ({
@@ -61,6 +63,7 @@ const toInstance = (r: Row): Instance => ({
   actualState: r.actual_state as InstanceState,
   info: parse(r.info),
   ...(r.clone_from ? { cloneFrom: parse<CloneSource>(r.clone_from) } : {}),
+  revision: Number(r.revision),
   createdAt: String(r.created_at),
   updatedAt: String(r.updated_at),
 });
@@ -71,6 +74,7 @@ const toSite = (r: Row): Site => ({
   target: parse<SiteTarget>(r.target),
   instanceId: (r.instance_id as string | null) ?? null,
   listeners: r.listeners ? parse<string[]>(r.listeners) : null,
+  revision: Number(r.revision),
   createdAt: String(r.created_at),
 });
 const toDomain = (r: Row): Domain => ({
@@ -196,7 +200,7 @@ export class SqliteStore implements Store {
   // Tenants
 
   createTenant(t: { name: string; quota: Quota }): Tenant {
-    const tenant: Tenant = { id: newId('tn'), name: t.name, quota: t.quota, createdAt: now() };
+    const tenant: Tenant = { id: newId('tn'), name: t.name, quota: t.quota, revision: 1, createdAt: now() };
     this.insert('tenant', t.name, 'INSERT INTO tenants (id, name, quota, created_at) VALUES (?, ?, ?, ?)',
       tenant.id, tenant.name, json(tenant.quota), tenant.createdAt);
     return tenant;
@@ -213,7 +217,7 @@ export class SqliteStore implements Store {
     return this.all('SELECT * FROM tenants ORDER BY name').map(toTenant);
   }
   setTenantQuota(id: string, quota: Quota): Tenant {
-    if (this.run('UPDATE tenants SET quota = ? WHERE id = ?', json(quota), id).changes === 0) throw notFound('tenant', id);
+    if (this.run('UPDATE tenants SET quota = ?, revision = revision + 1 WHERE id = ?', json(quota), id).changes === 0) throw notFound('tenant', id);
     return this.getTenant(id)!;
   }
   deleteTenant(id: string): void {
@@ -241,7 +245,7 @@ export class SqliteStore implements Store {
   // Users and tokens
 
   createUser(u: { name: string; role: Role; tenantId: string | null }): User {
-    const user: User = { id: newId('us'), name: u.name, role: u.role, tenantId: u.tenantId, createdAt: now() };
+    const user: User = { id: newId('us'), name: u.name, role: u.role, tenantId: u.tenantId, revision: 1, createdAt: now() };
     this.insert('user', u.name, 'INSERT INTO users (id, name, role, tenant_id, created_at) VALUES (?, ?, ?, ?, ?)',
       user.id, user.name, user.role, user.tenantId, user.createdAt);
     return user;
@@ -258,6 +262,10 @@ export class SqliteStore implements Store {
     return filter.tenantId
       ? this.all('SELECT * FROM users WHERE tenant_id = ? ORDER BY name', filter.tenantId).map(toUser)
       : this.all('SELECT * FROM users ORDER BY name').map(toUser);
+  }
+  setUserRole(id: string, role: Role, tenantId: string | null): User {
+    if (this.run('UPDATE users SET role = ?, tenant_id = ?, revision = revision + 1 WHERE id = ?', role, tenantId, id).changes === 0) throw notFound('user', id);
+    return this.getUser(id)!;
   }
   deleteUser(id: string): void {
     this.run('DELETE FROM users WHERE id = ?', id);
@@ -304,7 +312,7 @@ export class SqliteStore implements Store {
     const inst: Instance = {
       id: newId('in'), tenantId: i.tenantId, name: i.name, level: i.level, source: i.source, limits: i.limits,
       config: i.config, desiredState: i.desiredState, actualState: 'creating', info: {},
-      ...(i.cloneFrom ? { cloneFrom: { instanceId: i.cloneFrom.instanceId, snapshotId: i.cloneFrom.snapshotId } } : {}), createdAt: t, updatedAt: t,
+      ...(i.cloneFrom ? { cloneFrom: { instanceId: i.cloneFrom.instanceId, snapshotId: i.cloneFrom.snapshotId } } : {}), revision: 1, createdAt: t, updatedAt: t,
     };
     this.insert('instance', i.name,
       `INSERT INTO instances (id, tenant_id, name, level, source, vcpus, memory_mib, disk_mib, config,
@@ -331,9 +339,12 @@ export class SqliteStore implements Store {
     const cur = this.getInstanceById(id);
     if (!cur) throw notFound('instance', id);
     const cloneFrom = patch.cloneFrom === null ? null : cur.cloneFrom ? json(cur.cloneFrom) : null;
-    this.run('UPDATE instances SET source = ?, config = ?, desired_state = ?, actual_state = ?, info = ?, clone_from = ?, updated_at = ? WHERE id = ?',
-      patch.source === undefined ? cur.source : patch.source, json(patch.config ?? cur.config),
-      patch.desiredState ?? cur.desiredState, patch.actualState ?? cur.actualState, json(patch.info ?? cur.info), cloneFrom, now(), id);
+    const limits = patch.limits ?? cur.limits;
+    const revised = patch.source !== undefined || patch.limits !== undefined || patch.config !== undefined;
+    this.run(`UPDATE instances SET source = ?, vcpus = ?, memory_mib = ?, disk_mib = ?, config = ?, desired_state = ?, actual_state = ?, info = ?,
+        clone_from = ?, revision = revision + ?, updated_at = ? WHERE id = ?`,
+      patch.source === undefined ? cur.source : patch.source, limits.vcpus, limits.memoryMiB, limits.diskMiB, json(patch.config ?? cur.config),
+      patch.desiredState ?? cur.desiredState, patch.actualState ?? cur.actualState, json(patch.info ?? cur.info), cloneFrom, revised ? 1 : 0, now(), id);
     return this.getInstanceById(id)!;
   }
   deleteInstance(id: string): void {
@@ -360,13 +371,18 @@ export class SqliteStore implements Store {
 
   // Sites
 
+  /** The id of the instance an instance target names in the tenant (none is a 404); null for other targets. */
+  #targetInstance(tenantId: string, target: SiteTarget): string | null {
+    if (target.kind !== 'instance') return null;
+    const id = this.getInstance(tenantId, target.instance)?.id;
+    if (id === undefined) throw notFound('instance', target.instance);
+    return id;
+  }
   createSite(s: { tenantId: string; hostname: string; target: SiteTarget; listeners?: string[] | null }): Site {
-    let instanceId: string | null = null;
-    if (s.target.kind === 'instance') {
-      instanceId = this.getInstance(s.tenantId, s.target.instance)?.id ?? null;
-      if (instanceId === null) throw notFound('instance', s.target.instance);
-    }
-    const site: Site = { id: newId('si'), tenantId: s.tenantId, hostname: s.hostname, target: s.target, instanceId, listeners: s.listeners ?? null, createdAt: now() };
+    const instanceId = this.#targetInstance(s.tenantId, s.target);
+    const site: Site = {
+      id: newId('si'), tenantId: s.tenantId, hostname: s.hostname, target: s.target, instanceId, listeners: s.listeners ?? null, revision: 1, createdAt: now(),
+    };
     this.insert('site', s.hostname,
       'INSERT INTO sites (id, tenant_id, hostname, target, instance_name, instance_id, listeners, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       site.id, site.tenantId, site.hostname, json(site.target),
@@ -382,6 +398,18 @@ export class SqliteStore implements Store {
       `SELECT * FROM sites WHERE (? IS NULL OR tenant_id = ?) AND (? IS NULL OR instance_id = ?) ORDER BY hostname`,
       filter.tenantId ?? null, filter.tenantId ?? null, filter.instanceId ?? null, filter.instanceId ?? null,
     ).map(toSite);
+  }
+  updateSite(id: string, patch: { target?: SiteTarget; listeners?: string[] | null }): Site {
+    const r = this.get('SELECT * FROM sites WHERE id = ?', id);
+    if (!r) throw notFound('site', id);
+    const cur = toSite(r);
+    const target = patch.target ?? cur.target;
+    // An unchanged instance target keeps following the instance it resolved to, even one deleted since (a site never follows a new namesake).
+    const instanceId = patch.target === undefined ? cur.instanceId : this.#targetInstance(cur.tenantId, target);
+    const listeners = patch.listeners === undefined ? cur.listeners : patch.listeners;
+    this.run('UPDATE sites SET target = ?, instance_name = ?, instance_id = ?, listeners = ?, revision = revision + 1 WHERE id = ?',
+      json(target), target.kind === 'instance' ? target.instance : null, instanceId, listeners === null ? null : json(listeners), id);
+    return toSite(this.get('SELECT * FROM sites WHERE id = ?', id)!);
   }
   deleteSite(id: string): void {
     this.run('DELETE FROM sites WHERE id = ?', id);

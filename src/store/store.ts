@@ -64,8 +64,10 @@ export interface NewInstance {
   cloneFrom?: CloneSource;
 }
 
+/** A change of `source`, `limits` or `config` bumps the instance's revision; the others (states, facts) do not. */
 export interface InstancePatch {
   source?: string | null;
+  limits?: Instance['limits'];
   config?: Record<string, unknown>;
   desiredState?: DesiredState;
   actualState?: InstanceState;
@@ -98,6 +100,8 @@ export interface Store extends ReconcileStore {
   getUser(id: string): User | null;
   getUserByName(name: string): User | null;
   listUsers(filter?: { tenantId?: string }): User[];
+  /** A new role (and the tenant it goes with: null for provider roles). Bumps the revision. */
+  setUserRole(id: string, role: Role, tenantId: string | null): User;
   deleteUser(id: string): void;
   countUsers(filter: { role?: Role; tenantId?: string }): number;
 
@@ -121,6 +125,8 @@ export interface Store extends ReconcileStore {
   /** An instance target is resolved here, once, to the tenant's instance of that name (its id); none is a 404. */
   createSite(s: { tenantId: string; hostname: string; target: SiteTarget; listeners?: string[] | null }): Site;
   getSite(hostname: string): Site | null;
+  /** A new instance target is resolved as at create (its instance's id; none is a 404). Bumps the revision. */
+  updateSite(id: string, patch: { target?: SiteTarget; listeners?: string[] | null }): Site;
   listSites(filter?: { tenantId?: string; instanceId?: string }): Site[];
   deleteSite(id: string): void;
 

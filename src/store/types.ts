@@ -32,6 +32,8 @@ export interface Tenant {
   id: string;
   name: string;
   quota: Quota;
+  /** Bumped by every change of the quota: the ETag's version. */
+  revision: number;
   createdAt: string;
 }
 
@@ -41,6 +43,8 @@ export interface User {
   role: Role;
   /** Tenant id for tenant roles, null for provider-admin and auditor. */
   tenantId: string | null;
+  /** Bumped by every change of the role: the ETag's version. */
+  revision: number;
   createdAt: string;
 }
 
@@ -68,6 +72,8 @@ export interface Instance {
   info: InstanceInfo;
   /** A clone not yet made: the snapshot it is made from (cleared once the driver has made it). */
   cloneFrom?: CloneSource;
+  /** Bumped by every change of source, limits or config (not of states or facts): the ETag's version. */
+  revision: number;
   createdAt: string;
   updatedAt: string;
 }
@@ -96,6 +102,8 @@ export interface Site {
   instanceId: string | null;
   /** The gateway listeners (by name) that serve it; null: all of them. */
   listeners: string[] | null;
+  /** Bumped by every change of target or listeners: the ETag's version. */
+  revision: number;
   createdAt: string;
 }
 

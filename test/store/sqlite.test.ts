@@ -135,3 +135,32 @@ test('operations keep status, progress, error and result', () => {
     assert.deepEqual(s.listOperations({ status: 'failed' }).map((o) => o.id), [op.id]);
   });
 });
+
+test('revisions: a change of what users change bumps them (limits, config, source, target, role, quota); states and facts do not', () => {
+  withStore((s) => {
+    const t = s.createTenant({ name: 'acme', quota });
+    assert.equal(t.revision, 1);
+    assert.equal(s.setTenantQuota(t.id, { ...quota, sites: 4 }).revision, 2);
+    const i = s.createInstance({ tenantId: t.id, name: 'web', level: 'os', source: 'alpine', limits: { vcpus: 1, memoryMiB: 64, diskMiB: 0 }, config: {}, desiredState: 'running' });
+    assert.equal(i.revision, 1);
+    s.setActualState(i.id, 'running', { pid: 4 });
+    assert.equal(s.updateInstance(i.id, { desiredState: 'stopped', actualState: 'stopped' }).revision, 1, 'states are not edits');
+    const changed = s.updateInstance(i.id, { limits: { vcpus: 2, memoryMiB: 128, diskMiB: 0 }, config: { port: 80 } });
+    assert.equal(changed.revision, 2);
+    assert.deepEqual(changed.limits, { vcpus: 2, memoryMiB: 128, diskMiB: 0 });
+    assert.equal(s.usage(t.id).memoryMiB, 128, 'the new limits count against the quota');
+
+    const site = s.createSite({ tenantId: t.id, hostname: 'a.example', target: { kind: 'static', root: 'www' } });
+    const retargeted = s.updateSite(site.id, { target: { kind: 'instance', instance: 'web', port: 80 } });
+    assert.equal(retargeted.revision, 2);
+    assert.equal(retargeted.instanceId, i.id, 'an instance target resolves to its instance as at create');
+    assert.deepEqual(s.updateSite(site.id, { listeners: ['main'] }).listeners, ['main']);
+    assert.throws(() => s.updateSite(site.id, { target: { kind: 'instance', instance: 'nope', port: 80 } }), { code: 'STRATA_ERR_NOT_FOUND' });
+    assert.equal(s.getSite('a.example')!.revision, 3, 'a refused change leaves the site as it was');
+
+    const u = s.createUser({ name: 'al', role: 'tenant-member', tenantId: t.id });
+    const promoted = s.setUserRole(u.id, 'tenant-admin', t.id);
+    assert.equal(promoted.role, 'tenant-admin');
+    assert.equal(promoted.revision, 2);
+  });
+});

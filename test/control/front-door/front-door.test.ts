@@ -12,9 +12,9 @@ test('upstreamOf: own address takes the site port; a loopback service port wins;
 });
 
 test('siteRoute: static roots stay under the tenant docroot; an instance site is routed whatever its instance is doing', () => {
-  const tenant: Tenant = { id: 'tn_1', name: 'acme', quota: { instances: 1, vcpus: 1, memoryMiB: 1, diskMiB: 1, sites: 1 }, createdAt: '' };
+  const tenant: Tenant = { id: 'tn_1', name: 'acme', quota: { instances: 1, vcpus: 1, memoryMiB: 1, diskMiB: 1, sites: 1 }, revision: 1, createdAt: '' };
   const site = (target: Site['target']): Site => ({
-    id: 'si_1', tenantId: 'tn_1', hostname: 'a.example', target, instanceId: target.kind === 'instance' ? 'in_1' : null, listeners: null, createdAt: '',
+    id: 'si_1', tenantId: 'tn_1', hostname: 'a.example', target, instanceId: target.kind === 'instance' ? 'in_1' : null, listeners: null, revision: 1, createdAt: '',
   });
   assert.deepEqual(siteRoute(site({ kind: 'static', root: 'www' }), tenant, null, '/data')?.target, { kind: 'static', root: '/data/docroots/tn_1/www' });
   const web = site({ kind: 'instance', instance: 'web', port: 80 });
