@@ -4,7 +4,8 @@ import { instanceFor, tenantFor } from './lookup.js';
 import { presentInstance, presentOperation } from './present.js';
 import { defineRoute } from './route.js';
 import type { Services } from './services.js';
-import { DEFAULT_LIMITS, ErrorBody, Instance, InstanceAction, InstanceActionBody, InstanceCreate, InstanceRedeploy, Name, Operation as OperationSchema, WaitQuery, list } from './schemas.js';
+import { Applied, DEFAULT_LIMITS, ErrorBody, Instance, InstanceAction, InstanceActionBody, InstanceCreate, InstanceRedeploy, InstanceUpdate, Name, Operation as OperationSchema, WaitQuery, list } from './schemas.js';
+import { ifMatchOf, withEtag } from './etag.js';
 
 const tag = 'instances';
 const TenantParams = z.object({ tenant: Name }).strict();
@@ -45,7 +46,18 @@ export const instanceRoutes = [
   defineRoute({
     method: 'GET', url: '/v1/tenants/:tenant/instances/:name', tag, summary: 'Show an instance', params: Params,
     responses: { 200: Instance, 404: ErrorBody },
-    handler: ({ p, params }, s) => ({ body: presentInstance(s, instanceFor(s, p, params.tenant, params.name, 'instance.read').instance) }),
+    handler: ({ p, params, reply }, s) => ({ body: presentInstance(s, withEtag(reply, instanceFor(s, p, params.tenant, params.name, 'instance.read').instance)) }),
+  }),
+  defineRoute({
+    method: 'PATCH', url: '/v1/tenants/:tenant/instances/:name', tag,
+    summary: "Change an instance's limits and config: live where its level can, else from its next start (`applied` says which, per field). If-Match: its ETag, or 412",
+    params: Params, body: InstanceUpdate, auditAs: 'instance.update',
+    responses: { 200: z.object({ instance: Instance, applied: Applied }), 400: ErrorBody, 404: ErrorBody, 412: ErrorBody, 422: ErrorBody },
+    handler: async ({ p, params, body, audit, req, reply }, s) => {
+      const { tenant, instance } = instanceFor(s, p, params.tenant, params.name, 'instance.update');
+      const r = await s.instances.change(tenant, instance, body, { ifMatch: ifMatchOf(req), audit });
+      return { body: { instance: presentInstance(s, withEtag(reply, r.instance)), applied: r.applied } };
+    },
   }),
   defineRoute({
     method: 'POST', url: '/v1/tenants/:tenant/instances/:name/:action', tag, summary: 'Start, stop, pause, resume or restart',

@@ -84,6 +84,9 @@ export const UserCreate = z
   })
   .strict();
 
+/** A new role; `tenant` (a name) for a tenant role outside the user's tenant, never for provider roles. */
+export const UserUpdate = z.object({ role: Role, tenant: Name.optional() }).strict();
+
 export const Token = z.object({
   id: z.string(),
   user: z.string(),
@@ -137,6 +140,13 @@ export const InstanceCreate = z
     start: z.boolean().default(true),
   })
   .strict();
+/** A change of limits and/or config; in config a null value removes the key. */
+export const InstanceUpdate = z
+  .object({ limits: Limits.partial().strict().optional(), config: z.record(z.string(), z.unknown()).optional() })
+  .strict()
+  .refine((b) => b.limits !== undefined || b.config !== undefined, { message: 'give limits, config or both' });
+/** How each changed field took effect: on the running instance, or from its next start. */
+export const Applied = z.record(z.string(), z.enum(['live', 'next-restart']));
 export const InstanceRedeploy = z
   .object({ source: z.string().min(1).max(4096).optional(), code: z.string().min(1).max(1_000_000).optional() })
   .strict()
@@ -172,6 +182,12 @@ export const SiteCreate = z.object({
   hostname: Hostname, target: SiteTarget,
   listeners: z.array(Name).min(1).max(16).refine((l) => new Set(l).size === l.length, 'listener names must be unique').optional(),
 }).strict();
+
+/** A change of a site's target and/or listeners (null: every listener). */
+export const SiteUpdate = z.object({
+  target: SiteTarget.optional(),
+  listeners: z.array(Name).min(1).max(16).refine((l) => new Set(l).size === l.length, 'listener names must be unique').nullable().optional(),
+}).strict().refine((b) => b.target !== undefined || b.listeners !== undefined, { message: 'give target, listeners or both' });
 
 /** A domain name as the provider assigns it: a hostname without a wildcard. */
 export const DomainName = Hostname.refine((h) => !h.startsWith('*.'), 'a domain, without a wildcard (it covers every name under it)');

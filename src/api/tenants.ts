@@ -6,6 +6,8 @@ import type { Services } from './services.js';
 import { authorize } from '../auth/policy.js';
 import { DEFAULT_QUOTA, checkQuotaCoversUsage } from '../control/lifecycle/quotas.js';
 import { StrataError } from '../core/errors.js';
+import { checkIfMatch } from '../core/revision.js';
+import { ifMatchOf, withEtag } from './etag.js';
 import { tenantFor } from './lookup.js';
 import { presentTenant } from './present.js';
 import { defineRoute } from './route.js';
@@ -49,15 +51,16 @@ export const tenantRoutes = [
   defineRoute({
     method: 'GET', url: '/v1/tenants/:tenant', tag, summary: 'Show a tenant with its quota and usage', params: Params,
     responses: { 200: Tenant, 404: ErrorBody },
-    handler: ({ p, params }, s) => ({ body: presentTenant(s, tenantFor(s, p, params.tenant, 'tenant.read')) }),
+    handler: ({ p, params, reply }, s) => ({ body: presentTenant(s, withEtag(reply, tenantFor(s, p, params.tenant, 'tenant.read'))) }),
   }),
   defineRoute({
-    method: 'PATCH', url: '/v1/tenants/:tenant', tag, summary: "Change a tenant's quota", params: Params, body: TenantUpdate,
-    auditAs: 'tenant.update', responses: { 200: Tenant, 422: ErrorBody },
-    handler: ({ p, params, body, audit, req }, s) => {
+    method: 'PATCH', url: '/v1/tenants/:tenant', tag, summary: "Change a tenant's quota. If-Match: its ETag, or 412", params: Params, body: TenantUpdate,
+    auditAs: 'tenant.update', responses: { 200: Tenant, 412: ErrorBody, 422: ErrorBody },
+    handler: ({ p, params, body, audit, req, reply }, s) => {
       const tenant = tenantFor(s, p, params.tenant, 'tenant.update');
       const t = s.store.transaction(() => {
         const current = s.store.getTenant(tenant.id)!;
+        checkIfMatch(ifMatchOf(req), current, `tenant ${current.name}`);
         const quota = { ...current.quota, ...body.quota };
         checkQuotaCoversUsage(quota, s.store.usage(tenant.id));
         const updated = s.store.setTenantQuota(tenant.id, quota);
@@ -65,7 +68,7 @@ export const tenantRoutes = [
         return updated;
       });
       enforceQuota(s, t, req);
-      return { body: presentTenant(s, t) };
+      return { body: presentTenant(s, withEtag(reply, t)) };
     },
   }),
   defineRoute({

@@ -2,12 +2,15 @@
 import { z } from 'zod';
 import { authorize, isTenantRole, type Principal } from '../auth/policy.js';
 import { StrataError, notFound } from '../core/errors.js';
+import { validationError } from '../core/validation.js';
 import type { User } from '../store/types.js';
 import { tenantFor } from './lookup.js';
 import { presentUser } from './present.js';
 import { defineRoute } from './route.js';
 import type { Services } from './services.js';
-import { ErrorBody, Name, User as UserSchema, UserCreate, UserName, list } from './schemas.js';
+import { ErrorBody, Name, User as UserSchema, UserCreate, UserName, UserUpdate, list } from './schemas.js';
+import { changeUserRole } from '../control/tenants/user-change.js';
+import { ifMatchOf, withEtag } from './etag.js';
 
 const tag = 'users';
 const Params = z.object({ user: UserName }).strict();
@@ -56,10 +59,28 @@ export const userRoutes = [
   }),
   defineRoute({
     method: 'GET', url: '/v1/users/:user', tag, summary: 'Show a user', params: Params, responses: { 200: UserSchema, 404: ErrorBody },
-    handler: ({ p, params }, s) => {
+    handler: ({ p, params, reply }, s) => {
       const u = userFor(s, p, params.user);
       if (u.id !== p.userId) authorize(p, 'user.read');
-      return { body: presentUser(s, u) };
+      return { body: presentUser(s, withEtag(reply, u)) };
+    },
+  }),
+  defineRoute({
+    method: 'PATCH', url: '/v1/users/:user', tag,
+    summary: "Change a user's role (a provider-admin's alone across the tenant/provider line or between tenants). If-Match: its ETag, or 412",
+    params: Params, body: UserUpdate, auditAs: 'user.update', responses: { 200: UserSchema, 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 412: ErrorBody },
+    handler: ({ p, params, body, audit, req, reply }, s) => {
+      authorize(p, 'user.update');
+      const u = userFor(s, p, params.user);
+      let tenantId: string | null = null;
+      if (isTenantRole(body.role)) {
+        // A tenant role stays in the user's tenant unless another is named.
+        if (body.tenant !== undefined) tenantId = tenantFor(s, p, body.tenant, 'user.update').id;
+        else if (u.tenantId !== null) tenantId = u.tenantId;
+        else throw validationError('body.tenant', `required to make a ${u.role} a ${body.role}`);
+      } else if (body.tenant !== undefined) throw validationError('body.tenant', `role ${body.role} belongs to no tenant`);
+      const next = changeUserRole(s.store, p, u, { role: body.role, tenantId }, { ifMatch: ifMatchOf(req), audit });
+      return { body: presentUser(s, withEtag(reply, next)) };
     },
   }),
   defineRoute({

@@ -41,6 +41,7 @@ export const POLICY = {
   'user.create': { roles: TENANT_ADMINS },
   'user.list': { roles: TENANT_ADMINS },
   'user.read': { roles: TENANT_ADMINS },
+  'user.update': { roles: TENANT_ADMINS },
   'user.delete': { roles: TENANT_ADMINS },
   'token.create': { roles: READERS },
   'token.list': { roles: READERS },
@@ -51,6 +52,7 @@ export const POLICY = {
   'instance.action': { roles: TENANT_STAFF, reason: true },
   'instance.delete': { roles: TENANT_ADMINS, reason: true },
   'instance.deploy': { roles: TENANT_ADMINS, reason: true },
+  'instance.update': { roles: TENANT_ADMINS, reason: true },
   // As Incus's `can_view` reads an instance's logs and `can_exec`/`can_access_console` are granted apart:
   // a member (who may already start and stop) reads output; running code inside is an admin's, like deploying it.
   'instance.logs': { roles: TENANT_STAFF, reason: true },
@@ -67,6 +69,7 @@ export const POLICY = {
   'site.create': { roles: TENANT_ADMINS, reason: true },
   'site.list': { roles: TENANT_STAFF },
   'site.read': { roles: TENANT_STAFF },
+  'site.update': { roles: TENANT_ADMINS, reason: true },
   'site.delete': { roles: TENANT_ADMINS, reason: true },
   'snapshot.create': { roles: TENANT_STAFF, reason: true },
   'snapshot.list': { roles: TENANT_STAFF },

@@ -96,6 +96,9 @@ export interface ImageInfo {
   createdAt: string;
 }
 
+/** How a changed field of an instance took effect: on the running instance at once, or from its next start. */
+export type Applied = 'live' | 'next-restart';
+
 export interface DriverAvailability {
   available: boolean;
   /** Why it is or is not available, e.g. "KVM probe failed: using TCG". */
@@ -165,6 +168,16 @@ export interface LevelDriver {
    * `confirm` rejecting included — leaves `id` running here, and throws.
    */
   moveOut?(id: string, socket: string, confirm?: () => Promise<void>): Promise<void>;
+  /**
+   * Optional: a new spec for an instance the driver holds — other limits
+   * and/or level config; `changed` names the fields that differ, as
+   * `limits.<key>` and `config.<key>`. The driver applies to the running
+   * instance what its level can change live, keeps the whole spec for the
+   * next start, and answers how each changed field took effect (every field of
+   * a stopped instance: `next-restart`). Throws STRATA_ERR_VALIDATION naming a
+   * field it cannot change at all; then nothing changed.
+   */
+  reconfigure?(spec: InstanceSpec, changed: readonly string[]): Promise<Record<string, Applied>>;
   /** Optional (advertised by 'logs'): the instance's captured output (stdout/stderr, or the serial log). Ends unless following. */
   logs?(id: string, opts: LogOptions): Promise<Readable>;
   /** Optional (advertised by 'exec'): run a command inside a running instance. */

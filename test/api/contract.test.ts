@@ -42,9 +42,12 @@ test('a walk over every route answers what each route declares', async () => {
     ['POST', '/v1/tenants', { name: 'walk' }], ['GET', '/v1/tenants'], ['GET', '/v1/tenants/walk'],
     ['PATCH', '/v1/tenants/walk', { quota: { sites: 30 } }],
     ['POST', '/v1/users', { name: 'walker', role: 'tenant-admin', tenant: 'walk' }], ['GET', '/v1/users'], ['GET', '/v1/users/walker'],
+    ['PATCH', '/v1/users/walker', { role: 'tenant-member' }],
     ['POST', '/v1/tokens', { user: 'walker', name: 'ci' }], ['GET', '/v1/tokens?user=walker'],
     ['POST', '/v1/tenants/walk/instances?wait=10', { name: 'web', level: 'os' }], ['GET', '/v1/tenants/walk/instances'],
     ['GET', '/v1/tenants/walk/instances/web'], ['POST', '/v1/tenants/walk/instances/web/stop?wait=10'],
+    // The fake driver cannot reconfigure: the restart policy (the control plane's) changes, limits are the declared 422.
+    ['PATCH', '/v1/tenants/walk/instances/web', { config: { restart: 'always' } }], ['PATCH', '/v1/tenants/walk/instances/web', { limits: { vcpus: 2 } }, 422],
     // The fake driver cannot move: the declared 422s; a finish for no receive in progress, the declared 404.
     ['POST', '/v1/tenants/walk/instances/web/move', { target: { url: 'http://127.0.0.1:1', token: 'x' } }, 422],
     ['POST', '/v1/tenants/walk/instances/arriving/receive', { level: 'os', source: null, limits: { vcpus: 1, memoryMiB: 64, diskMiB: 0 }, config: {}, sites: [], from: 'walk' }, 422],
@@ -63,6 +66,7 @@ test('a walk over every route answers what each route declares', async () => {
     ['POST', '/v1/tenants/walk/domains', { name: 'walk.example' }], ['GET', '/v1/tenants/walk/domains'], ['GET', '/v1/tenants/walk/domains/walk.example'],
     ['POST', '/v1/tenants/walk/sites', { hostname: 'walk.example', target: { kind: 'instance', instance: 'web', port: 8080 } }],
     ['GET', '/v1/tenants/walk/sites'], ['GET', '/v1/tenants/walk/sites/walk.example'],
+    ['PATCH', '/v1/tenants/walk/sites/walk.example', { target: { kind: 'instance', instance: 'web', port: 8081 } }],
     ['GET', '/v1/certificates/ca'], ['POST', '/v1/tenants/walk/certificates/local-ca', { hostnames: ['walk.example'] }],
     ['GET', '/v1/tenants/walk/certificates'], ['POST', '/v1/tenants/walk/certificates', { certificate: 'x', key: 'y' }, 422],
     // This daemon has no ACME directory and no gateway: the declared 422s.

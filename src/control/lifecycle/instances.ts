@@ -20,6 +20,7 @@ import type { Instance, Operation, Snapshot, Tenant } from '../../store/types.js
 import type { EventBus } from '../../core/events.js';
 import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { OperationRunner } from './operations.js';
+import { changeInstance, type InstanceChange, type InstanceChangeResult } from './change.js';
 import { checkQuota } from './quotas.js';
 import { driverSpec, levelConfig, parseRestartPolicy } from './restart-policy.js';
 
@@ -169,6 +170,11 @@ export class InstanceService {
         this.d.store.updateInstance(instance.id, { source: next.source ?? null, config });
       }),
     );
+  }
+
+  /** New limits and/or config (`change.ts`); the answer says per field whether it is live or waits for the next start. */
+  change(tenant: Tenant, instance: Instance, change: InstanceChange, opts: { ifMatch?: string; audit: AuditFn }): Promise<InstanceChangeResult> {
+    return changeInstance(this.d, tenant, instance, change, opts);
   }
 
   /** Removes the row now; the driver tears the instance down in the background. */
