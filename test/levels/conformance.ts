@@ -176,6 +176,24 @@ export function driverConformance(name: string, makeDriver: () => Promise<LevelD
       await driver.stop(id, { graceMs });
     }, ['snapshot', 'restore']);
 
+    check('reconfigure, where the driver has it: each changed field answered; a stopped instance takes it at its next start and runs', async () => {
+      if (!driver.reconfigure) return;
+      const id = await create();
+      const base = makeSpec(id, driver.level);
+      const more = { ...base, limits: { ...base.limits, memoryMiB: base.limits.memoryMiB + 64 } };
+      assert.deepEqual(await driver.reconfigure(more, ['limits.memoryMiB']), { 'limits.memoryMiB': 'next-restart' });
+      await driver.start(id);
+      assert.equal(await stateOf(id), 'running');
+      const answer = await driver.reconfigure(base, ['limits.memoryMiB']);
+      assert.deepEqual(Object.keys(answer), ['limits.memoryMiB']);
+      assert.ok(answer['limits.memoryMiB'] === 'live' || answer['limits.memoryMiB'] === 'next-restart', JSON.stringify(answer));
+      assert.equal(await stateOf(id), 'running', 'a change never stops the instance');
+      await driver.stop(id, { graceMs });
+      await driver.start(id);
+      assert.equal(await stateOf(id), 'running');
+      await driver.stop(id, { graceMs });
+    });
+
     check('delete removes the instance: inspect is null, list no longer shows it', async () => {
       const id = await create();
       await driver.delete(id);

@@ -24,7 +24,7 @@ import { isAbsolute, join } from 'node:path';
 import { discard } from '../../core/discard.js';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { StrataError, notFound } from '../../core/errors.js';
-import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
+import type { Applied, DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
 import { checkAction, type InstanceState } from '../lifecycle.js';
 import { Admission } from './admission.js';
 import { validationError } from '../../core/validation.js';
@@ -54,7 +54,16 @@ interface EnvInstance {
   listener: InstanceListener;
   admission: Admission;
   caller: CallerContext;
+  /** A spec given by `reconfigure`, taken at the next start. */
+  pending?: InstanceSpec;
 }
+
+/** Config an env instance keeps for its life: its code changes by redeploy, its port and KV namespace never. */
+const FIXED_CONFIG: Record<string, string> = {
+  'config.code': 'new code is deployed with redeploy, which loads it without dropping requests',
+  'config.port': "the instance's port is kept for its life",
+  'config.kvNamespace': "the instance's KV namespace is kept for its life",
+};
 
 const MIN_ISOLATE_MIB = 8;
 const text = (status: number, message: string, extra: Array<[string, string]> = []): EnvResponse =>
@@ -136,6 +145,7 @@ export class EnvDriver implements LevelDriver {
     await this.#lock.run(id, async () => {
       const inst = this.#get(id);
       checkAction(inst.state, 'start');
+      if (inst.pending) this.#take(inst, inst.pending);
       try {
         await this.#supervisorOrThrow().place({
           id, tenantId: inst.spec.tenantId, code: inst.code, vars: inst.config.vars, limits: this.#limits(inst), caller: inst.caller,
@@ -280,6 +290,34 @@ export class EnvDriver implements LevelDriver {
       this.#files.writeCode(id, code);
       inst.code = code;
     });
+  }
+
+  /**
+   * A new spec, kept for the next start: an isolate gets its memory, CPU time
+   * and variables when it is placed, and requests their limits from the
+   * config that start takes. Stored at once, so a restarted daemon starts it so.
+   */
+  async reconfigure(spec: InstanceSpec, changed: readonly string[]): Promise<Record<string, Applied>> {
+    return this.#lock.run(spec.id, async () => {
+      const inst = this.#get(spec.id);
+      parseInstanceConfig(spec.config);
+      const fixed = changed.find((f) => f in FIXED_CONFIG);
+      if (fixed !== undefined) throw validationError(fixed, FIXED_CONFIG[fixed]!);
+      this.#files.save({ spec, port: inst.listener.port });
+      inst.pending = spec;
+      return Object.fromEntries(changed.map((f) => [f, 'next-restart' as const]));
+    });
+  }
+
+  /** Makes a reconfigured spec the instance's own (it is stopped: nothing is admitted meanwhile). */
+  #take(inst: EnvInstance, spec: InstanceSpec): void {
+    const config = parseInstanceConfig(spec.config);
+    inst.spec = spec;
+    inst.config = config;
+    inst.admission = new Admission(config.concurrency, config.queue);
+    inst.caller.outbound = config.outbound;
+    inst.caller.kv = { ...inst.caller.kv, quotaBytes: Math.max(1, spec.limits.diskMiB) * 1024 * 1024 };
+    delete inst.pending;
   }
 
   /** Serves one request to an instance, as its HTTP endpoint does. */

@@ -169,6 +169,36 @@ export class Cgroups {
     return quota === 'max' ? null : Number(quota) / Number(period);
   }
 
+  /**
+   * Sets the memory limit of one instance's own cgroup to `memoryMiB`, with no
+   * swap on top (as at create: v1 memsw = limit, v2 swap off). On v1 the memsw
+   * limit may never be below the memory limit, so a raise writes memsw first
+   * and a cut writes it last. Takes effect at once on a running container.
+   */
+  async setMemoryLimit(cgroupsPath: string, memoryMiB: number): Promise<void> {
+    const bytes = String(memoryMiB * MIB);
+    if (this.mode === 'v2') {
+      await writeFile(join(this.fsRoot, cgroupsPath, 'memory.max'), bytes);
+      return;
+    }
+    const dir = join(this.fsRoot, 'memory', cgroupsPath);
+    const memsw = join(dir, 'memory.memsw.limit_in_bytes');
+    const hasMemsw = existsSync(memsw); // absent where the kernel does no swap accounting
+    const current = Number((await readFile(join(dir, 'memory.limit_in_bytes'), 'utf8')).trim());
+    const raise = memoryMiB * MIB > current;
+    if (raise && hasMemsw) await writeFile(memsw, bytes);
+    await writeFile(join(dir, 'memory.limit_in_bytes'), bytes);
+    if (!raise && hasMemsw) await writeFile(memsw, bytes);
+  }
+
+  /** The instance's memory limit in MiB (null when unlimited or unreadable). */
+  async memoryLimit(cgroupsPath: string): Promise<number | null> {
+    const text = await readText(this.mode === 'v1' ? join(this.fsRoot, 'memory', cgroupsPath, 'memory.limit_in_bytes') : join(this.fsRoot, cgroupsPath, 'memory.max'));
+    const n = toNumber(text);
+    // v1 reports "unlimited" as a page-rounded LONG_MAX; v2 as "max" (not a number).
+    return n === null || n >= 2 ** 62 ? null : n / MIB;
+  }
+
   /** Removes the tenant's parent in every hierarchy; returns false while instances still live in it. */
   async removeTenant(tenantId: string): Promise<boolean> {
     return this.#removeEverywhere(join(this.root, tenantCgroupName(tenantId)));

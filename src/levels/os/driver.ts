@@ -36,7 +36,7 @@ import { InvalidStateTransition, StrataError, conflict, notFound } from '../../c
 import type { InstanceInfo } from '../../core/instance-facts.js';
 import { validationError } from '../../core/validation.js';
 import type { Level, Quota } from '../../store/types.js';
-import type { DriverAvailability, DriverOperation, ImageInfo, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
+import type { Applied, DriverAvailability, DriverOperation, ImageInfo, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
 import type { ExecOptions, ExecSession, LogOptions } from '../driver.js';
 import { logStream } from '../log-stream.js';
 import { startExecSession } from './exec-session.js';
@@ -62,6 +62,7 @@ import { InstanceFiles, type InstanceRecord } from './instance-files.js';
 import { planInstance } from './plan.js';
 import { claimRunRoot, firstUnsearchableAncestor } from './run-root.js';
 import { captureInstance, unmountDir } from './capture.js';
+import { reconfigureInstance } from './reconfigure.js';
 
 /** Processes a tenant may run per instance of its quota, summed on its parent cgroup. */
 const PIDS_PER_INSTANCE = 1024;
@@ -198,6 +199,12 @@ export class OsDriver implements LevelDriver {
    */
   clone(spec: InstanceSpec, from: { instanceId: string; snapshotId: string }): Promise<void> {
     return this.#serial(spec.id, () => this.#clone(spec, from));
+  }
+
+  /** Limits live on a running container's cgroup; everything from its next start (`reconfigure.ts`). */
+  reconfigure(spec: InstanceSpec, changed: readonly string[]): Promise<Record<string, Applied>> {
+    const deps = { files: this.#files, runtime: this.#runtime, cgroups: this.#requireCgroups(), allocations: this.#allocations, images: this.images, config: this.config };
+    return this.#serial(spec.id, () => reconfigureInstance(deps, spec, changed));
   }
 
   delete(id: string): Promise<void> {

@@ -34,7 +34,7 @@ import { chmod, chown, mkdir, readFile, readdir, rm, stat } from 'node:fs/promis
 import { join } from 'node:path';
 import { InvalidStateTransition, StrataError, notFound } from '../../core/errors.js';
 import type { InstanceInfo } from '../../core/instance-facts.js';
-import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, LogOptions, ObservedInstance, SnapshotResult } from '../driver.js';
+import type { Applied, DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, LogOptions, ObservedInstance, SnapshotResult } from '../driver.js';
 import { logStream } from '../log-stream.js';
 import type { Duplex, Readable } from 'node:stream';
 import { chooseAccelerator } from './accel.js';
@@ -48,6 +48,7 @@ import { SAFE_ID, VmFiles, checkId, type InstanceRecord } from './instance-files
 import { findQemus, isQemu, killQemu, launchQemu, vmUser, waitForExit, type VmUser } from './launch.js';
 import { receiveMove, sendMove } from './move.js';
 import { parseQemuInput } from './options.js';
+import { checkVmLimits, reconfigureVm } from './reconfigure.js';
 import { VmNetwork, grantTunAccess, macFor } from './network.js';
 import { awaitIncoming, awaitReidentified, cloneSnapshot, restoreSnapshot, takeSnapshot, type VmContext } from './snapshots.js';
 
@@ -186,6 +187,11 @@ abstract class QemuDriver implements LevelDriver {
     return this.#serial(spec.id, () => cloneSnapshot(this.#ctx(), spec, from, (disk) => this.#create(spec, disk), (id) => this.#delete(id)));
   }
 
+  /** Everything from the next start: no memory balloon here (`reconfigure.ts`). */
+  reconfigure(spec: InstanceSpec, changed: readonly string[]): Promise<Record<string, Applied>> {
+    return this.#serial(spec.id, () => reconfigureVm(this.#files, this.level, this.arches(), spec, changed));
+  }
+
   delete(id: string): Promise<void> {
     return this.#serial(id, () => this.#delete(id));
   }
@@ -236,10 +242,7 @@ abstract class QemuDriver implements LevelDriver {
     checkId(spec.id);
     const config = parseQemuInput(spec.config, this.level, this.arches());
     if (!this.images.has(config.arch)) throw new StrataError('STRATA_ERR_VALIDATION', `no ${config.arch} guest image on this machine`, { arch: config.arch });
-    const { vcpus, memoryMiB } = spec.limits;
-    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 16 || !Number.isInteger(memoryMiB) || memoryMiB < 64 || memoryMiB > 65536) {
-      throw new StrataError('STRATA_ERR_VALIDATION', 'vm limits: vcpus 1..16, memoryMiB 64..65536', { vcpus, memoryMiB });
-    }
+    checkVmLimits(spec.limits);
     const disk = wantsDisk(spec.limits.diskMiB);
     if (await this.#files.pid(spec.id)) throw new StrataError('STRATA_ERR_CONFLICT', `instance ${spec.id} already runs`, { id: spec.id });
     const dir = this.#files.dir(spec.id);
