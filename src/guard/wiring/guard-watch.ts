@@ -273,8 +273,9 @@ export class GuardWatch {
    * A VM's known-good state for hot recovery: a `guard-good` system snapshot
    * (memory and disk) taken right after its kernel text was baselined, so what
    * recovery resumes is the kernel the baseline vouches for (a guest without
-   * a kernel-text map: once it has booted). Taken once per instance: the
-   * kernel text of a clean guest does not change while it runs.
+   * a kernel-text map: once it has booted). Taken once per instance: a clean
+   * guest's kernel text changes after that only by its own jump-label flips,
+   * which the check explains (`levels/vm/guard/kernel-patches.ts`).
    */
   async #knownGoodVm(id: string): Promise<void> {
     const instance = this.#o.store.getInstanceById(id);

@@ -62,7 +62,9 @@ function qemuLevers(driver: QemuDriver): InstanceLevers {
       if (!region) regions.set(image.kernel, (region = kernelTextRegion(image.kernel).catch(() => null)));
       const r = await region;
       if (!r) return 'unmapped';
-      const watch = new KernelTextWatch(monitor.client, r, join(monitor.socket, '..', 'kernel-text.dump'));
+      // QEMU writes the dump into its run dir; the baseline stays in the instance's dir, which only the daemon writes.
+      const runDir = join(monitor.socket, '..');
+      const watch = new KernelTextWatch(monitor.client, r, join(runDir, 'kernel-text.dump'), join(runDir, '..', 'kernel-text.baseline'));
       return {
         baseline: async () => { await watch.baseline(); },
         check: async () => KernelTextWatch.event({ tenantId: i.tenantId, instanceId: i.id, level: i.level }, await watch.check()),

@@ -20,11 +20,12 @@
  *   guests get no kernel-text check).
  */
 import { createHash } from 'node:crypto';
-import { open, readFile, rm } from 'node:fs/promises';
+import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import type { FieldValue, GuardEvent, Priority } from '../../../core/guard-event.js';
 import type { Emit, Interceptor } from '../../../core/interceptor.js';
 import { EventBatch } from '../../../core/event-batch.js';
 import type { Level } from '../../../store/types.js';
+import { classifyTextChange } from './kernel-patches.js';
 
 /** A QMP event as the driver's client delivers it. */
 export interface QmpEventLike {
@@ -137,11 +138,14 @@ export interface QmpCommands {
 }
 
 export interface KernelTextCheck {
+  /** No change beyond what the kernel does to its own text (`kernel-patches.ts`). */
   matches: boolean;
   hash: string;
   baselineHash: string;
-  /** Byte offsets (into .text) of the 4 KiB pages that differ. */
+  /** Byte offsets (into .text) of the 4 KiB pages with a change nothing explains. */
   changedPages: number[];
+  /** Jump-label sites the kernel itself has flipped since the baseline. */
+  patchedSites: number;
 }
 
 const PAGE = 4096;
@@ -149,8 +153,11 @@ const PAGE = 4096;
 export class KernelTextWatch {
   #baseline: { hash: string; pages: string[] } | null = null;
 
-  /** `dumpPath`: a file QEMU may write (it runs as the VM user) and the daemon may read. */
-  constructor(private readonly qmp: QmpCommands, readonly region: KernelTextRegion, private readonly dumpPath: string) {}
+  /**
+   * `dumpPath`: a file QEMU may write (it runs as the VM user) and the daemon may read.
+   * `baselinePath`: where the baseline's bytes are kept for comparing changed pages — a place only the daemon may write.
+   */
+  constructor(private readonly qmp: QmpCommands, readonly region: KernelTextRegion, private readonly dumpPath: string, private readonly baselinePath: string) {}
 
   get baselineHash(): string | null {
     return this.#baseline?.hash ?? null;
@@ -158,15 +165,29 @@ export class KernelTextWatch {
 
   /** Reads the kernel text now and keeps it as the baseline (take it once the guest has booted). */
   async baseline(): Promise<string> {
-    this.#baseline = digest(await this.#read());
+    const text = await this.#read();
+    await writeFile(this.baselinePath, text, { mode: 0o600 });
+    this.#baseline = digest(text);
     return this.#baseline.hash;
   }
 
   async check(): Promise<KernelTextCheck> {
-    if (!this.#baseline) throw new Error('no kernel text baseline yet');
-    const now = digest(await this.#read());
-    const changedPages = now.pages.flatMap((p, i) => (p === this.#baseline!.pages[i] ? [] : [i * PAGE]));
-    return { matches: now.hash === this.#baseline.hash, hash: now.hash, baselineHash: this.#baseline.hash, changedPages };
+    const baseline = this.#baseline;
+    if (!baseline) throw new Error('no kernel text baseline yet');
+    const text = await this.#read();
+    const now = digest(text);
+    const differing = now.pages.flatMap((p, i) => (p === baseline.pages[i] ? [] : [i]));
+    const result = { hash: now.hash, baselineHash: baseline.hash, matches: true, changedPages: [] as number[], patchedSites: 0 };
+    if (differing.length === 0) return result;
+    // Only the differing pages are compared byte by byte, against the baseline kept on disk.
+    const before = await readFile(this.baselinePath);
+    for (const page of differing) {
+      const change = classifyTextChange(before, text, page * PAGE, Math.min((page + 1) * PAGE, text.length));
+      result.patchedSites += change.patchedSites;
+      if (change.unexplained.length > 0) result.changedPages.push(page * PAGE);
+    }
+    result.matches = result.changedPages.length === 0;
+    return result;
   }
 
   /** The check as a guard event. */
@@ -175,7 +196,7 @@ export class KernelTextWatch {
       time: Date.now(), ...subject, kind: 'kernel.text', priority: c.matches ? 'info' : 'critical',
       fields: {
         'kernel.text_matches': c.matches, 'kernel.text_hash': c.hash, 'kernel.baseline_hash': c.baselineHash,
-        'kernel.changed_pages': c.changedPages.length, ...(c.changedPages.length ? { 'kernel.first_changed_offset': `0x${c.changedPages[0]!.toString(16)}` } : {}),
+        'kernel.changed_pages': c.changedPages.length, 'kernel.patched_sites': c.patchedSites, ...(c.changedPages.length ? { 'kernel.first_changed_offset': `0x${c.changedPages[0]!.toString(16)}` } : {}),
       },
     };
   }
