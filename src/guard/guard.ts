@@ -126,6 +126,13 @@ export class Guard {
     this.ingest(authFailureEvent(ip, path));
   }
 
+  /** Raises an alert no rule produced (a failing alert output): audited, published, delivered, kept. */
+  raise(a: Omit<Alert, 'id' | 'time' | 'auditIndex'>): Alert {
+    const alert = this.#actuator.raise(a);
+    this.#keep(alert);
+    return alert;
+  }
+
   /** Disables a rule or changes its action for one tenant (tenant policy). */
   setOverride(o: TenantOverride): void {
     this.#evaluator.setOverride(o);

@@ -188,4 +188,24 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE sites ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
     `,
   },
+  {
+    version: 7,
+    description: "the guard's alert outputs (webhook, syslog, file), the provider's and each tenant's",
+    sql: `
+      -- tenant_id NULL: the provider's output. A tenant's outputs go with it.
+      CREATE TABLE alert_outputs (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        config TEXT NOT NULL,
+        min_priority TEXT,
+        rules TEXT,
+        sealed_secret TEXT,
+        created_at TEXT NOT NULL
+      );
+      -- One name per owner; NULLs are distinct in a UNIQUE index, so the provider's are keyed by ''.
+      CREATE UNIQUE INDEX alert_outputs_owner_name ON alert_outputs(COALESCE(tenant_id, ''), name);
+    `,
+  },
 ];

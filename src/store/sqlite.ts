@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { conflict, notFound } from '../core/errors.js';
 import { MIGRATIONS } from './migrations.js';
+import { SqliteOutputs } from './outputs.js';
 import type { IdempotentRecord, InstancePatch, NewInstance, Store } from './store.js';
 import type {
   Certificate, CertificateIssued, CloneSource, Domain, Instance, Operation, Quota, Role, Site, SiteTarget, Snapshot, StoredListener, Tenant, Token, Usage, User,
@@ -142,9 +143,11 @@ const isUniqueViolation = (e: unknown): boolean =>
 
 export class SqliteStore implements Store {
   readonly db: Database.Database;
+  readonly outputs: SqliteOutputs;
 
   constructor(path: string, opts: { readonly?: boolean; durability?: 'normal' | 'full' } = {}) {
     this.db = new Database(path, { readonly: opts.readonly ?? false });
+    this.outputs = new SqliteOutputs(this.db);
     if (opts.readonly) return;
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${opts.durability === 'full' ? 'FULL' : 'NORMAL'}`);

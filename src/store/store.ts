@@ -28,6 +28,7 @@ import type {
   User,
 } from './types.js';
 import type { InstanceInfo } from '../core/instance-facts.js';
+import type { OutputRecords } from './outputs.js';
 
 /** What the reconciler knows of one instance from the store. */
 export interface ReconcileRecord {
@@ -162,6 +163,9 @@ export interface Store extends ReconcileStore {
   getListener(name: string): StoredListener | null;
   listListeners(): StoredListener[];
   deleteListener(id: string): void;
+
+  /** The guard's alert outputs (`outputs.ts`). */
+  readonly outputs: OutputRecords;
 
   getIdempotent(userId: string, key: string): IdempotentRecord | null;
   putIdempotent(userId: string, key: string, rec: IdempotentRecord): void;

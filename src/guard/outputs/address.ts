@@ -1,0 +1,52 @@
+/**
+ * Where a tenant's output may send: not into the host or its private networks.
+ * A tenant names its webhook's URL and its syslog host; left unchecked, the
+ * daemon would make requests for it to the API on loopback, to other tenants'
+ * instance addresses or to a metadata service (server-side request forgery).
+ * The check runs on the address a name resolves to at connection time (the
+ * lookup the socket itself uses), so a name that resolves elsewhere later (DNS
+ * rebinding) is caught too. Provider outputs may send anywhere.
+ */
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { BlockList, isIP } from 'node:net';
+
+const PRIVATE = new BlockList();
+for (const [net, bits] of [
+  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
+  ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4],
+] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
+
+/** True for loopback, private, link-local, shared, multicast and reserved addresses (IPv4-mapped IPv6 included). */
+export function isPrivateAddress(address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return PRIVATE.check(mapped[1]!, 'ipv4');
+  const family = isIP(address);
+  if (family === 0) return true;
+  return PRIVATE.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/** Whether a host as written (a name or an address literal, IPv6 in brackets or not) is plainly private. */
+export function isPrivateHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  return isIP(h) !== 0 && isPrivateAddress(h);
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+/** A `lookup` for sockets and http requests that refuses private addresses (all of them, when a name has several). */
+export function publicLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+  dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+    if (err) return callback(err, '');
+    const refused = addresses.find((a) => isPrivateAddress(a.address));
+    if (refused) {
+      const e: NodeJS.ErrnoException = new Error(`${hostname} resolves to ${refused.address}, a private address a tenant's output may not reach`);
+      e.code = 'STRATA_PRIVATE_ADDRESS';
+      return callback(e, '');
+    }
+    if (options.all) return callback(null, addresses);
+    const first = addresses[0]!;
+    callback(null, first.address, first.family);
+  });
+}
