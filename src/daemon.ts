@@ -32,6 +32,7 @@ import { challengeDir, type AcmeOptions } from './control/certificates/acme.js';
 import { CertificateManager } from './control/certificates/certificate-manager.js';
 import { TenantData, migrateNameKeyedData, siteLogsDir } from './control/tenants/tenant-data.js';
 import { SiteLogs } from './control/front-door/site-logs.js';
+import { Backups } from './control/backup/backup.js';
 import { GuardTarget } from './guard/wiring/guard-target.js';
 import { Guard } from './guard/guard.js';
 import { GuardIntake } from './guard/intake.js';
@@ -332,6 +333,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const services: Services = {
       version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
       instances, metrics: daemonMetrics(store, audit), guard: guard.guard, certificates, tenantData,
+      backups: new Backups({ dataDir: opts.dataDir, db: store.db, audit, levelIds: LEVEL_MODULES.map((m) => m.id), log: log.child({ svc: 'backup' }) }),
       moves: { mover: new Mover({ store, audit, events, operations, registry, locks, forwards, flushRoutes }), receiver, forwards, flushRoutes },
       ...(front ? { gateway: front.gateway, frontDoor: front.frontDoor } : {}),
     };

@@ -7,6 +7,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { Counter, Histogram } from 'prom-client';
 import { StrataError, isStrataError, type ErrorCode } from '../core/errors.js';
+import { adminRoutes } from './admin.js';
 import { alertRoutes } from './alerts.js';
 import { auditRoutes } from './audit.js';
 import { certificateRoutes } from './certificates.js';
@@ -49,6 +50,7 @@ export const API_ROUTES: readonly AnyRoute[] = [
   ...auditRoutes,
   ...alertRoutes,
   ...eventRoutes,
+  ...adminRoutes,
 ];
 
 /** Fastify's own errors (body parsing, limits, bad URLs) → our codes. */

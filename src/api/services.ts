@@ -18,6 +18,7 @@ import type { TenantData } from '../control/tenants/tenant-data.js';
 import type { OperationRunner } from '../control/lifecycle/operations.js';
 import type { DriverRegistry } from '../levels/registry.js';
 import type { Store } from '../store/store.js';
+import type { Backups } from '../control/backup/backup.js';
 
 export interface Services {
   version: string;
@@ -41,5 +42,7 @@ export interface Services {
   /** What tenants hold outside the store (docroots, logs, drivers' files): dropped when one is deleted (absent when a test builds the API without a daemon). */
   tenantData?: TenantData;
   /** Moves between daemons, both sides (absent when a test builds the API without a daemon). */
+  /** Online backups of the daemon's state (absent when a test builds the API without a daemon). */
+  backups?: Backups;
   moves?: { mover: Mover; receiver: Receiver; forwards: Forwards; flushRoutes(): Promise<void> };
 }

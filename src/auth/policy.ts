@@ -89,6 +89,8 @@ export const POLICY = {
   'listener.create': { roles: ['provider-admin'] },
   'listener.list': { roles: ['provider-admin'] },
   'listener.delete': { roles: ['provider-admin'] },
+  // A backup holds every key and secret of the daemon: the provider's alone.
+  'backup.create': { roles: ['provider-admin'] },
   'operation.read': { roles: TENANT_STAFF },
   'audit.read': { roles: READERS },
   'alert.read': { roles: READERS },

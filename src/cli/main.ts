@@ -6,6 +6,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../core/version.js';
+import { registerAdmin } from './admin.js';
 import { registerAudit } from './audit.js';
 import { registerCert } from './cert.js';
 import { registerConsole } from './console.js';
@@ -62,6 +63,7 @@ export function buildProgram(): Command {
   registerOperation(program);
   registerEvents(program);
   registerAudit(program);
+  registerAdmin(program);
   return program;
 }
 

@@ -9,6 +9,7 @@ import type { AnyRoute } from '../../src/api/route.js';
 import { API_ROUTES } from '../../src/api/server.js';
 import { FakeDriver } from '../support/fake-driver.js';
 import { TestDaemon } from '../support/harness.js';
+import { tempDir } from '../support/temp.js';
 
 let d: TestDaemon;
 before(async () => {
@@ -76,6 +77,7 @@ test('a walk over every route answers what each route declares', async () => {
     ['DELETE', '/v1/tenants/walk/sites/walk.example'], ['DELETE', '/v1/tenants/walk/domains/walk.example'],
     ['GET', '/v1/operations'], ['GET', '/v1/audit/head'], ['GET', '/v1/audit/entries'], ['GET', '/v1/audit/proof/inclusion?index=0'],
     ['GET', '/v1/audit/proof/consistency?from=1'], ['GET', '/v1/audit/export?tenant=walk'], ['GET', '/v1/audit/verify'], ['GET', '/v1/alerts?tenant=walk&priority=warning'],
+    ['POST', '/v1/admin/backups', { dir: tempDir('walk-backup') }],
     ['DELETE', '/v1/tenants/walk/instances/web?wait=10'], ['DELETE', '/v1/users/walker'], ['DELETE', '/v1/tenants/walk'],
   ];
   const covered = new Set<AnyRoute>();
