@@ -28,6 +28,7 @@ export interface RequestOptions {
   /** Send an Idempotency-Key, and retry once if the connection drops. */
   idempotent?: boolean;
   signal?: AbortSignal;
+  headers?: Record<string, string>;
 }
 
 /** Network failures worth one retry: the request may or may not have arrived. */
@@ -51,7 +52,7 @@ export class Client {
     }
     const url = new URL(`${this.config.url}${path}`);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const headers: Record<string, string> = { authorization: `Bearer ${this.config.token}`, accept: 'application/json' };
+    const headers: Record<string, string> = { ...opts.headers, authorization: `Bearer ${this.config.token}`, accept: 'application/json' };
     if (this.config.reason) headers['x-strata-reason'] = this.config.reason;
     if (opts.idempotent) headers['idempotency-key'] = randomUUID();
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
@@ -79,7 +80,16 @@ export class Client {
 
   /** A JSON request; an error answer becomes a CliError with the API's message and code. */
   async request<T = any>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
-    const res = await this.fetch(method, path, opts);
+    return Client.#json<T>(await this.fetch(method, path, opts));
+  }
+
+  /** A PATCH, sent with If-Match when `ifMatch` is given (a 412 if the object changed since); the answer and the object's new ETag. */
+  async patch<T = any>(path: string, body: unknown, ifMatch?: string): Promise<{ body: T; etag: string | null }> {
+    const res = await this.fetch('PATCH', path, { body, ...(ifMatch !== undefined ? { headers: { 'if-match': ifMatch } } : {}) });
+    return { body: await Client.#json<T>(res), etag: res.headers.get('etag') };
+  }
+
+  static async #json<T>(res: Response): Promise<T> {
     const text = await res.text();
     if (!res.ok) throw apiError(res.status, text);
     try {
@@ -128,6 +138,10 @@ export function apiError(status: number, text: string): CliError {
   const message = typeof err?.message === 'string' ? err.message : `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`;
   return new CliError(message, typeof err?.code === 'string' ? err.code : `HTTP_${status}`);
 }
+
+/** The `--if-match` option of the commands that change an object. */
+export const withIfMatch = (cmd: Command): Command =>
+  cmd.option('--if-match <etag>', 'change it only if it still has this ETag (from a previous change); otherwise nothing changes');
 
 /** Path segment escaping for names taken from the command line. */
 export const seg = (s: string): string => encodeURIComponent(s);

@@ -4,10 +4,10 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { LEVELS } from '../store/types.js';
 import { integer, keyValue, parseRef, positiveNumber, type Ref } from './args.js';
-import { clientFor, seg, type Client, type Operation } from './client.js';
+import { clientFor, seg, withIfMatch, type Client, type Operation } from './client.js';
 import { registerInstanceMove } from './move.js';
 import { printPending } from './operation.js';
-import { emit, keyValues, table, when } from './output.js';
+import { emit, keyValues, table, usageError, when } from './output.js';
 
 /**
  * A source that names a file here is sent as its absolute path (the daemon runs
@@ -52,6 +52,17 @@ async function finish(c: Client, ref: Ref, res: { operation: Operation }, wait: 
   const settled = await c.settle(res, wait);
   const instance = await c.get<Instance>(instancePath(ref));
   emit(c.config.json, { ...settled, instance }, () => `${verb} ${ref.tenant}/${ref.name}: ${instance.state}`);
+}
+
+interface SetFlags {
+  vcpus?: number;
+  cpus?: number;
+  memory?: number;
+  disk?: number;
+  config?: Record<string, unknown>;
+  unsetConfig: string[];
+  restart?: string;
+  ifMatch?: string;
 }
 
 interface LaunchFlags {
@@ -152,6 +163,33 @@ export function registerInstance(program: Command): void {
         body: { name: newName, start: o.start }, idempotent: true,
       });
       await finish(c, { tenant: ref.tenant, name: newName }, res, o.wait, 'cloned');
+    });
+
+  withIfMatch(instance.command('set').argument('<tenant/name>', 'the instance', parseRef)
+    .description("change an instance's limits and config: live where its level can, else from its next start (the answer says which)")
+    .option('--vcpus <n>', 'vCPU limit', positiveNumber)
+    .addOption(new Option('--cpus <n>', 'vCPU limit').argParser(positiveNumber).hideHelp())
+    .option('--memory <mib>', 'memory limit in MiB', integer(16))
+    .option('--disk <mib>', 'disk limit in MiB', integer(0))
+    .option('--config <key=value>', 'set a level-specific setting, repeatable; values that parse as JSON are JSON', keyValue)
+    .option('--unset-config <key>', 'remove a setting, repeatable', (key: string, previous: string[]) => [...previous, key], [] as string[])
+    .addOption(new Option('--restart <policy>', 'restart policy when its process dies').choices(['no', 'on-failure', 'always'])))
+    .action(async (ref: Ref, o: SetFlags, cmd: Command) => {
+      const c = clientFor(cmd);
+      const lim = Object.fromEntries(Object.entries({ vcpus: o.vcpus ?? o.cpus, memoryMiB: o.memory, diskMiB: o.disk }).filter(([, v]) => v !== undefined));
+      const config = {
+        ...o.config, ...(o.restart ? { restart: o.restart } : {}), ...Object.fromEntries(o.unsetConfig.map((k) => [k, null])),
+      };
+      if (Object.keys(lim).length === 0 && Object.keys(config).length === 0) {
+        throw usageError('nothing to change: give --vcpus, --memory, --disk, --config, --unset-config or --restart');
+      }
+      const body = { ...(Object.keys(lim).length ? { limits: lim } : {}), ...(Object.keys(config).length ? { config } : {}) };
+      const res = await c.patch<{ instance: Instance; applied: Record<string, string> }>(instancePath(ref), body, o.ifMatch);
+      emit(c.config.json, { ...res.body, etag: res.etag }, ({ applied }) => {
+        const fields = Object.entries(applied);
+        if (fields.length === 0) return `${ref.tenant}/${ref.name}: nothing changed`;
+        return [`changed ${ref.tenant}/${ref.name} (etag ${res.etag})`, ...fields.map(([f, how]) => `  ${f}: ${how}`)].join('\n');
+      });
     });
 
   registerInstanceMove(instance);

@@ -1,6 +1,6 @@
 /** `strata user`: people and robots, each with one role. */
 import { Option, type Command } from 'commander';
-import { clientFor, seg } from './client.js';
+import { clientFor, seg, withIfMatch } from './client.js';
 import { done, emit, keyValues, table, when } from './output.js';
 
 const ROLES = ['provider-admin', 'tenant-admin', 'tenant-member', 'auditor'];
@@ -41,6 +41,15 @@ export function registerUser(program: Command): void {
     .action(async (name: string, _o: object, cmd: Command) => {
       const c = clientFor(cmd);
       emit(c.config.json, await c.get<User>(`/v1/users/${seg(name)}`), showUser);
+    });
+
+  withIfMatch(user.command('set <name>').description("change a user's role (across the tenant/provider line: a provider-admin's alone)")
+    .addOption(new Option('--role <role>', 'the new role').choices(ROLES).makeOptionMandatory())
+    .option('--tenant <tenant>', "the tenant of a tenant role, when not the user's own"))
+    .action(async (name: string, o: { role: string; tenant?: string; ifMatch?: string }, cmd: Command) => {
+      const c = clientFor(cmd);
+      const res = await c.patch<User>(`/v1/users/${seg(name)}`, { role: o.role, ...(o.tenant ? { tenant: o.tenant } : {}) }, o.ifMatch);
+      emit(c.config.json, { ...res.body, etag: res.etag }, (u) => `${showUser(u)}\n${keyValues([['etag', res.etag]])}`);
     });
 
   user.command('delete <name>').description('delete a user and all of its tokens')

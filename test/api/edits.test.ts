@@ -8,24 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import type { Applied, InstanceSpec } from '../../src/levels/driver.js';
 import { FakeDriver } from '../support/fake-driver.js';
 import { TestDaemon } from '../support/harness.js';
-
-/** A level whose running instances take limits live and config at the next start (as os does). */
-class ReconfiguringFake extends FakeDriver {
-  readonly reconfigured: Array<{ spec: InstanceSpec; changed: readonly string[] }> = [];
-  constructor() {
-    super({ level: 'os' });
-  }
-  async reconfigure(spec: InstanceSpec, changed: readonly string[]): Promise<Record<string, Applied>> {
-    const state = this.stateOf(spec.id);
-    if (state === null) throw new Error(`no instance ${spec.id}`);
-    this.seed(spec, state);
-    this.reconfigured.push({ spec, changed });
-    return Object.fromEntries(changed.map((f) => [f, state === 'running' && f.startsWith('limits.') ? 'live' : 'next-restart']));
-  }
-}
+import { ReconfiguringFake } from '../support/reconfiguring-fake.js';
 
 let d: TestDaemon;
 let driver: ReconfiguringFake;
