@@ -40,6 +40,7 @@ export const DATA_DIR_LAYOUT: readonly LayoutEntry[] = [
   { path: 'audit-key.pem', backup: 'file', what: 'the Ed25519 key that signs the audit log heads (0600)' },
   { path: 'admin.token', backup: 'file', what: "the provider-admin's bearer token (0600)" },
   { path: 'guard-key', backup: 'file', what: "the key that signs the guard's checksum DB (0600)" },
+  { path: 'outputs-key', backup: 'file', what: "the key that seals alert outputs' secrets in the store (0600)" },
   { path: 'ca', backup: 'tree', what: 'the local CA: its certificate and key' },
   { path: 'certs', backup: 'tree', what: "tenants' certificates and keys, one folder per certificate" },
   { path: 'acme', backup: 'tree', what: 'the ACME account key', except: ['acme/challenges'] },
