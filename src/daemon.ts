@@ -88,6 +88,11 @@ export interface Daemon {
   api: FastifyInstance;
   /** The guard's integrity side: what it watches, and how it reacts. */
   integrity: { monitor: IntegrityMonitor; watch: GuardWatch; target: GuardTarget };
+  /**
+   * Re-reads the gateway's listeners, sites and certificates from the store and
+   * the data dir (SIGHUP); null when the daemon runs no front door.
+   */
+  reload(): Promise<{ listeners: number; sites: number; certificates: number } | null>;
   close(): Promise<void>;
 }
 
@@ -354,7 +359,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       throw new StrataError('STRATA_ERR_CONFIG', `cannot listen on ${opts.host}:${opts.port}: ${e.message}`, undefined, { cause: e });
     });
     const { monitor, watch, target } = guard;
-    return { url, dataDir: opts.dataDir, tokenPath: paths.adminToken, services, api, integrity: { monitor, watch, target }, close: () => teardown.close() };
+    return { url, dataDir: opts.dataDir, tokenPath: paths.adminToken, services, api, integrity: { monitor, watch, target },
+      reload: async () => (front ? front.frontDoor.reload() : null), close: () => teardown.close() };
   } catch (e) {
     await teardown.close();
     throw e;

@@ -219,6 +219,19 @@ export class FrontDoor {
     }
   }
 
+  /**
+   * Re-reads everything the gateway serves — listeners, sites, certificates
+   * and their keys, the neutral certificate — from the store and the data dir,
+   * for changes made behind the API's back (`strata up` on SIGHUP). Resolves
+   * once the gateway serves it, with what it serves.
+   */
+  async reload(): Promise<{ listeners: number; sites: number; certificates: number }> {
+    this.#neutral = null;
+    await this.flush();
+    const now = this.config();
+    return { listeners: this.gateway.addresses().length, sites: now.sites.length, certificates: (now.certificates ?? []).length };
+  }
+
   async close(): Promise<void> {
     this.#unsubscribe?.();
     await this.#running;
