@@ -6,21 +6,21 @@
  * certificate for clients to trust.
  */
 import { z } from 'zod';
-import { authorize } from '../auth/policy.js';
+import { authorize, type Principal } from '../auth/policy.js';
 import type { CertificateManager } from '../control/certificates/certificate-manager.js';
 import { StrataError, notFound } from '../core/errors.js';
-import { ACME_CHALLENGES, CERTIFICATE_SOURCES, type Certificate as StoredCertificate } from '../store/types.js';
+import { ACME_CHALLENGES, CERTIFICATE_SOURCES, type AcmeChallenge, type Certificate as StoredCertificate, type Operation as StoredOperation } from '../store/types.js';
 import { tenantFor, tenantName } from './lookup.js';
 import { presentOperation } from './present.js';
-import { defineRoute } from './route.js';
+import { defineRoute, type AuditFn } from './route.js';
 import type { Services } from './services.js';
 import { ErrorBody, Hostname, Name, Operation, WaitQuery, list } from './schemas.js';
 
 const tag = 'certificates';
 const TenantParams = z.object({ tenant: Name }).strict();
 const Params = z.object({ tenant: Name, id: z.string().regex(/^ce_[A-Za-z0-9_-]{1,32}$/, 'a certificate id (ce_…)') }).strict();
-const Pem = z.string().min(1).max(64 * 1024);
-const Names = z.array(Hostname).min(1).max(100)
+export const Pem = z.string().min(1).max(64 * 1024);
+export const Names = z.array(Hostname).min(1).max(100)
   .refine((names) => new Set(names).size === names.length, 'names must be distinct');
 
 export const Certificate = z.object({
@@ -62,6 +62,44 @@ function certificateFor(s: Services, tenantId: string, id: string): StoredCertif
   return c;
 }
 
+// What the routes below do, shared with `apply`.
+
+export function uploadCertificate(s: Services, p: Principal, tenantName: string, body: { certificate: string; key: string }, audit: AuditFn): StoredCertificate {
+  const tenant = tenantFor(s, p, tenantName, 'certificate.create');
+  return s.store.transaction(() => {
+    const c = manager(s).upload(tenant, body.certificate, body.key);
+    audit({ action: 'certificate.create', target: c.hostnames.join(','), tenantId: tenant.id, details: { certificate: c.id, source: 'upload', fingerprint: c.fingerprint } });
+    return c;
+  });
+}
+
+export async function issueLocalCertificate(s: Services, p: Principal, tenantName: string, hostnames: string[], audit: AuditFn): Promise<StoredCertificate> {
+  const tenant = tenantFor(s, p, tenantName, 'certificate.issue');
+  const commit = await manager(s).prepareLocal(tenant, hostnames);
+  return commit((cert) => audit({
+    action: 'certificate.issue', target: cert.hostnames.join(','), tenantId: tenant.id,
+    details: { certificate: cert.id, source: 'local-ca', notAfter: cert.notAfter },
+  }));
+}
+
+export function orderAcmeCertificate(s: Services, p: Principal, tenantName: string, hostnames: string[], challenge: AcmeChallenge, audit: AuditFn): { certificate: StoredCertificate; operation: StoredOperation } {
+  const tenant = tenantFor(s, p, tenantName, 'certificate.issue');
+  return s.store.transaction(() => {
+    const ordered = manager(s).orderAcme(tenant, hostnames, challenge);
+    audit({ action: 'certificate.order', target: ordered.certificate.hostnames.join(','), tenantId: tenant.id, details: { certificate: ordered.certificate.id, challenge } });
+    return ordered;
+  });
+}
+
+export function deleteCertificate(s: Services, p: Principal, tenantName: string, id: string, audit: AuditFn): void {
+  const tenant = tenantFor(s, p, tenantName, 'certificate.delete');
+  const c = certificateFor(s, tenant.id, id);
+  s.store.transaction(() => {
+    manager(s).remove(c);
+    audit({ action: 'certificate.delete', target: c.hostnames.join(','), tenantId: tenant.id, details: { certificate: c.id } });
+  });
+}
+
 export const certificateRoutes = [
   defineRoute({
     method: 'GET', url: '/v1/certificates/ca', tag, summary: "The local CA's certificate, for clients to trust",
@@ -75,27 +113,12 @@ export const certificateRoutes = [
     method: 'POST', url: '/v1/tenants/:tenant/certificates', tag, summary: 'Upload a certificate (PEM chain and key) for some of the tenant\'s sites',
     params: TenantParams, body: Upload, idempotent: true, auditAs: 'certificate.create',
     responses: { 201: Certificate, 409: ErrorBody, 422: ErrorBody },
-    handler: ({ p, params, body, audit }, s) => {
-      const tenant = tenantFor(s, p, params.tenant, 'certificate.create');
-      return s.store.transaction(() => {
-        const c = manager(s).upload(tenant, body.certificate, body.key);
-        audit({ action: 'certificate.create', target: c.hostnames.join(','), tenantId: tenant.id, details: { certificate: c.id, source: 'upload', fingerprint: c.fingerprint } });
-        return { status: 201, body: presentCertificate(s, c) };
-      });
-    },
+    handler: ({ p, params, body, audit }, s) => ({ status: 201, body: presentCertificate(s, uploadCertificate(s, p, params.tenant, body, audit)) }),
   }),
   defineRoute({
     method: 'POST', url: '/v1/tenants/:tenant/certificates/local-ca', tag, summary: 'Issue a certificate from the local (development) CA',
     params: TenantParams, body: LocalIssue, auditAs: 'certificate.issue', responses: { 201: Certificate, 409: ErrorBody, 422: ErrorBody },
-    handler: async ({ p, params, body, audit }, s) => {
-      const tenant = tenantFor(s, p, params.tenant, 'certificate.issue');
-      const commit = await manager(s).prepareLocal(tenant, body.hostnames);
-      const c = commit((cert) => audit({
-        action: 'certificate.issue', target: cert.hostnames.join(','), tenantId: tenant.id,
-        details: { certificate: cert.id, source: 'local-ca', notAfter: cert.notAfter },
-      }));
-      return { status: 201, body: presentCertificate(s, c) };
-    },
+    handler: async ({ p, params, body, audit }, s) => ({ status: 201, body: presentCertificate(s, await issueLocalCertificate(s, p, params.tenant, body.hostnames, audit)) }),
   }),
   defineRoute({
     method: 'POST', url: '/v1/tenants/:tenant/certificates/acme', tag, summary: 'Order a certificate over ACME (HTTP-01 or TLS-ALPN-01 through the gateway)',
@@ -108,12 +131,8 @@ export const certificateRoutes = [
       },
     },
     handler: ({ p, params, body, audit }, s) => {
-      const tenant = tenantFor(s, p, params.tenant, 'certificate.issue');
-      return s.store.transaction(() => {
-        const { certificate, operation } = manager(s).orderAcme(tenant, body.hostnames, body.challenge);
-        audit({ action: 'certificate.order', target: certificate.hostnames.join(','), tenantId: tenant.id, details: { certificate: certificate.id, challenge: body.challenge } });
-        return { status: 202, body: { certificate: presentCertificate(s, certificate), operation: presentOperation(s, operation) } };
-      });
+      const { certificate, operation } = orderAcmeCertificate(s, p, params.tenant, body.hostnames, body.challenge, audit);
+      return { status: 202, body: { certificate: presentCertificate(s, certificate), operation: presentOperation(s, operation) } };
     },
   }),
   defineRoute({
@@ -136,12 +155,7 @@ export const certificateRoutes = [
     method: 'DELETE', url: '/v1/tenants/:tenant/certificates/:id', tag, summary: 'Delete a certificate and its key', params: Params,
     auditAs: 'certificate.delete', responses: { 204: null, 404: ErrorBody },
     handler: ({ p, params, audit }, s) => {
-      const tenant = tenantFor(s, p, params.tenant, 'certificate.delete');
-      const c = certificateFor(s, tenant.id, params.id);
-      s.store.transaction(() => {
-        manager(s).remove(c);
-        audit({ action: 'certificate.delete', target: c.hostnames.join(','), tenantId: tenant.id, details: { certificate: c.id } });
-      });
+      deleteCertificate(s, p, params.tenant, params.id, audit);
       return { status: 204, body: null };
     },
   }),

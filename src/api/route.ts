@@ -28,6 +28,9 @@ export interface Call<P, Q, B> {
   audit(entry: { action: string; target: string; tenantId: string | null; details?: Record<string, unknown> }): void;
 }
 
+/** A call's audit function, as the functions routes share (with `apply`) take it. */
+export type AuditFn = Call<unknown, unknown, unknown>['audit'];
+
 export interface Reply {
   status?: number;
   body: unknown;

@@ -1,16 +1,16 @@
 /** `/v1/tenants`: the provider's customers and their quotas. */
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Quota } from '../store/types.js';
+import type { Quota, Tenant as StoredTenant } from '../store/types.js';
 import type { Services } from './services.js';
-import { authorize } from '../auth/policy.js';
+import { authorize, type Principal } from '../auth/policy.js';
 import { DEFAULT_QUOTA, checkQuotaCoversUsage } from '../control/lifecycle/quotas.js';
 import { StrataError } from '../core/errors.js';
 import { checkIfMatch } from '../core/revision.js';
 import { ifMatchOf, withEtag } from './etag.js';
 import { tenantFor } from './lookup.js';
 import { presentTenant } from './present.js';
-import { defineRoute } from './route.js';
+import { defineRoute, type AuditFn } from './route.js';
 import { ErrorBody, Name, Tenant, TenantCreate, TenantUpdate, list } from './schemas.js';
 
 const Params = z.object({ tenant: Name }).strict();
@@ -25,20 +25,39 @@ function enforceQuota(s: Services, t: { id: string; name: string; quota: Quota }
 }
 const tag = 'tenants';
 
+/** Creates a tenant (the quota fields not given take the defaults). Also what `apply` creates tenants with. */
+export function createTenant(s: Services, p: Principal, body: { name: string; quota?: Partial<Quota> | undefined }, audit: AuditFn, req: FastifyRequest): StoredTenant {
+  authorize(p, 'tenant.create');
+  const t = s.store.transaction(() => {
+    const created = s.store.createTenant({ name: body.name, quota: { ...DEFAULT_QUOTA, ...body.quota } });
+    audit({ action: 'tenant.create', target: created.name, tenantId: created.id, details: { quota: created.quota } });
+    return created;
+  });
+  enforceQuota(s, t, req);
+  return t;
+}
+
+/** Changes the quota fields given; refused below what the tenant uses. Also what `apply` changes quotas with. */
+export function updateTenantQuota(s: Services, p: Principal, name: string, quota: Partial<Quota>, audit: AuditFn, req: FastifyRequest, ifMatch?: string): StoredTenant {
+  const tenant = tenantFor(s, p, name, 'tenant.update');
+  const t = s.store.transaction(() => {
+    const current = s.store.getTenant(tenant.id)!;
+    checkIfMatch(ifMatch, current, `tenant ${current.name}`);
+    const next = { ...current.quota, ...quota };
+    checkQuotaCoversUsage(next, s.store.usage(tenant.id));
+    const updated = s.store.setTenantQuota(tenant.id, next);
+    audit({ action: 'tenant.update', target: updated.name, tenantId: updated.id, details: { quota: next } });
+    return updated;
+  });
+  enforceQuota(s, t, req);
+  return t;
+}
+
 export const tenantRoutes = [
   defineRoute({
     method: 'POST', url: '/v1/tenants', tag, summary: 'Create a tenant', body: TenantCreate, idempotent: true,
     auditAs: 'tenant.create', responses: { 201: Tenant, 409: ErrorBody },
-    handler: ({ p, body, audit, req }, s) => {
-      authorize(p, 'tenant.create');
-      const t = s.store.transaction(() => {
-        const created = s.store.createTenant({ name: body.name, quota: { ...DEFAULT_QUOTA, ...body.quota } });
-        audit({ action: 'tenant.create', target: created.name, tenantId: created.id, details: { quota: created.quota } });
-        return created;
-      });
-      enforceQuota(s, t, req);
-      return { status: 201, body: presentTenant(s, t) };
-    },
+    handler: ({ p, body, audit, req }, s) => ({ status: 201, body: presentTenant(s, createTenant(s, p, body, audit, req)) }),
   }),
   defineRoute({
     method: 'GET', url: '/v1/tenants', tag, summary: 'List the tenants the caller can see', responses: { 200: list(Tenant) },
@@ -56,20 +75,8 @@ export const tenantRoutes = [
   defineRoute({
     method: 'PATCH', url: '/v1/tenants/:tenant', tag, summary: "Change a tenant's quota. If-Match: its ETag, or 412", params: Params, body: TenantUpdate,
     auditAs: 'tenant.update', responses: { 200: Tenant, 412: ErrorBody, 422: ErrorBody },
-    handler: ({ p, params, body, audit, req, reply }, s) => {
-      const tenant = tenantFor(s, p, params.tenant, 'tenant.update');
-      const t = s.store.transaction(() => {
-        const current = s.store.getTenant(tenant.id)!;
-        checkIfMatch(ifMatchOf(req), current, `tenant ${current.name}`);
-        const quota = { ...current.quota, ...body.quota };
-        checkQuotaCoversUsage(quota, s.store.usage(tenant.id));
-        const updated = s.store.setTenantQuota(tenant.id, quota);
-        audit({ action: 'tenant.update', target: updated.name, tenantId: updated.id, details: { quota } });
-        return updated;
-      });
-      enforceQuota(s, t, req);
-      return { body: presentTenant(s, withEtag(reply, t)) };
-    },
+    handler: ({ p, params, body, audit, req, reply }, s) =>
+      ({ body: presentTenant(s, withEtag(reply, updateTenantQuota(s, p, params.tenant, body.quota, audit, req, ifMatchOf(req)))) }),
   }),
   defineRoute({
     method: 'DELETE', url: '/v1/tenants/:tenant', tag,

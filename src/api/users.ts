@@ -3,10 +3,10 @@ import { z } from 'zod';
 import { authorize, isTenantRole, type Principal } from '../auth/policy.js';
 import { StrataError, notFound } from '../core/errors.js';
 import { validationError } from '../core/validation.js';
-import type { User } from '../store/types.js';
+import type { Role, User } from '../store/types.js';
 import { tenantFor } from './lookup.js';
 import { presentUser } from './present.js';
-import { defineRoute } from './route.js';
+import { defineRoute, type AuditFn } from './route.js';
 import type { Services } from './services.js';
 import { ErrorBody, Name, User as UserSchema, UserCreate, UserName, UserUpdate, list } from './schemas.js';
 import { changeUserRole } from '../control/tenants/user-change.js';
@@ -26,27 +26,43 @@ export function userFor(s: Services, p: Principal, name: string): User {
   return u;
 }
 
+/** Creates a user with one role (tenant roles in a tenant, given or the caller's). Also what `apply` creates users with. */
+export function createUser(s: Services, p: Principal, body: { name: string; role: Role; tenant?: string | undefined }, audit: AuditFn): User {
+  let tenantId: string | null = null;
+  if (isTenantRole(body.role)) {
+    const tenant = body.tenant ?? (p.tenantId ? s.store.getTenant(p.tenantId)?.name : undefined);
+    if (!tenant) throw new StrataError('STRATA_ERR_VALIDATION', `body.tenant: required for role ${body.role}`, { issues: [{ field: 'body.tenant', message: 'required' }] });
+    tenantId = tenantFor(s, p, tenant, 'user.create').id;
+  } else {
+    authorize(p, 'user.create');
+    if (p.role !== 'provider-admin') throw new StrataError('STRATA_ERR_FORBIDDEN', `only a provider-admin may create a ${body.role}`);
+    if (body.tenant) throw new StrataError('STRATA_ERR_VALIDATION', `body.tenant: role ${body.role} belongs to no tenant`, { issues: [{ field: 'body.tenant', message: 'not allowed for this role' }] });
+  }
+  return s.store.transaction(() => {
+    const u = s.store.createUser({ name: body.name, role: body.role, tenantId });
+    audit({ action: 'user.create', target: u.name, tenantId, details: { role: u.role } });
+    return u;
+  });
+}
+
+/** Deletes a user and its tokens; never the last provider-admin. Also what `apply --prune` deletes users with. */
+export function deleteUser(s: Services, p: Principal, name: string, audit: AuditFn): void {
+  authorize(p, 'user.delete');
+  const u = userFor(s, p, name);
+  s.store.transaction(() => {
+    if (u.role === 'provider-admin' && s.store.countUsers({ role: 'provider-admin' }) <= 1) {
+      throw new StrataError('STRATA_ERR_CONFLICT', 'cannot delete the last provider-admin');
+    }
+    s.store.deleteUser(u.id);
+    audit({ action: 'user.delete', target: u.name, tenantId: u.tenantId });
+  });
+}
+
 export const userRoutes = [
   defineRoute({
     method: 'POST', url: '/v1/users', tag, summary: 'Create a user', body: UserCreate, idempotent: true, auditAs: 'user.create',
     responses: { 201: UserSchema, 409: ErrorBody },
-    handler: ({ p, body, audit }, s) => {
-      let tenantId: string | null = null;
-      if (isTenantRole(body.role)) {
-        const tenant = body.tenant ?? (p.tenantId ? s.store.getTenant(p.tenantId)?.name : undefined);
-        if (!tenant) throw new StrataError('STRATA_ERR_VALIDATION', `body.tenant: required for role ${body.role}`, { issues: [{ field: 'body.tenant', message: 'required' }] });
-        tenantId = tenantFor(s, p, tenant, 'user.create').id;
-      } else {
-        authorize(p, 'user.create');
-        if (p.role !== 'provider-admin') throw new StrataError('STRATA_ERR_FORBIDDEN', `only a provider-admin may create a ${body.role}`);
-        if (body.tenant) throw new StrataError('STRATA_ERR_VALIDATION', `body.tenant: role ${body.role} belongs to no tenant`, { issues: [{ field: 'body.tenant', message: 'not allowed for this role' }] });
-      }
-      return s.store.transaction(() => {
-        const u = s.store.createUser({ name: body.name, role: body.role, tenantId });
-        audit({ action: 'user.create', target: u.name, tenantId, details: { role: u.role } });
-        return { status: 201, body: presentUser(s, u) };
-      });
-    },
+    handler: ({ p, body, audit }, s) => ({ status: 201, body: presentUser(s, createUser(s, p, body, audit)) }),
   }),
   defineRoute({
     method: 'GET', url: '/v1/users', tag, summary: 'List users the caller manages',
@@ -87,15 +103,7 @@ export const userRoutes = [
     method: 'DELETE', url: '/v1/users/:user', tag, summary: 'Delete a user and its tokens', params: Params, auditAs: 'user.delete',
     responses: { 204: null, 404: ErrorBody, 409: ErrorBody },
     handler: ({ p, params, audit }, s) => {
-      authorize(p, 'user.delete');
-      const u = userFor(s, p, params.user);
-      s.store.transaction(() => {
-        if (u.role === 'provider-admin' && s.store.countUsers({ role: 'provider-admin' }) <= 1) {
-          throw new StrataError('STRATA_ERR_CONFLICT', 'cannot delete the last provider-admin');
-        }
-        s.store.deleteUser(u.id);
-        audit({ action: 'user.delete', target: u.name, tenantId: u.tenantId });
-      });
+      deleteUser(s, p, params.user, audit);
       return { status: 204, body: null };
     },
   }),
