@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { clientFor } from './client.js';
 import { DEFAULT_DATA_DIR } from './config.js';
 import { bytes, emit, keyValues, spinner } from './output.js';
+import { registerInstallService } from './service.js';
 
 interface BackupAnswer {
   dir: string;
@@ -55,4 +56,6 @@ export function registerAdmin(program: Command): void {
         ['audit log', x.audit.ok ? `${x.audit.size} entries, verified` : 'does not verify'],
       ]));
     });
+
+  registerInstallService(admin);
 }
