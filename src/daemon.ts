@@ -52,6 +52,7 @@ import type { LevelDriver } from './levels/driver.js';
 import { LEVEL_MODULES } from './levels/index.js';
 import { osLevel } from './levels/os/module.js';
 import { DriverRegistry } from './levels/registry.js';
+import { UsageSampler } from './control/usage/sampler.js';
 import { SqliteStore } from './store/sqlite.js';
 import { VERSION } from './core/version.js';
 
@@ -337,7 +338,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     teardown.add(() => receiver.close());
     const services: Services = {
       version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
-      instances, metrics: daemonMetrics(store, audit), guard: guard.guard, certificates, tenantData,
+      instances, usage: new UsageSampler(registry), metrics: daemonMetrics(store, audit), guard: guard.guard, certificates, tenantData,
       backups: new Backups({ dataDir: opts.dataDir, db: store.db, audit, levelIds: LEVEL_MODULES.map((m) => m.id), log: log.child({ svc: 'backup' }) }),
       moves: { mover: new Mover({ store, audit, events, operations, registry, locks, forwards, flushRoutes }), receiver, forwards, flushRoutes },
       ...(front ? { gateway: front.gateway, frontDoor: front.frontDoor } : {}),

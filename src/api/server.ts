@@ -21,6 +21,7 @@ import { defineRoute, openapiDocument, registerRoutes, type AnyRoute } from './r
 import type { Services } from './services.js';
 import { siteRoutes } from './sites.js';
 import { snapshotRoutes } from './snapshots.js';
+import { statsRoutes } from './stats.js';
 import { imageRoutes } from './images.js';
 import { routeUpgrades, streamRoutes } from './streams.js';
 import { systemRoutes } from './system.js';
@@ -40,6 +41,7 @@ export const API_ROUTES: readonly AnyRoute[] = [
   ...instanceRoutes,
   ...moveRoutes,
   ...streamRoutes,
+  ...statsRoutes,
   ...snapshotRoutes,
   ...imageRoutes,
   ...siteRoutes,

@@ -16,6 +16,7 @@ import type { EventBus } from '../core/events.js';
 import type { InstanceService } from '../control/lifecycle/instances.js';
 import type { TenantData } from '../control/tenants/tenant-data.js';
 import type { OperationRunner } from '../control/lifecycle/operations.js';
+import type { UsageSampler } from '../control/usage/sampler.js';
 import type { DriverRegistry } from '../levels/registry.js';
 import type { Store } from '../store/store.js';
 import type { Backups } from '../control/backup/backup.js';
@@ -30,6 +31,8 @@ export interface Services {
   operations: OperationRunner;
   registry: DriverRegistry;
   instances: InstanceService;
+  /** Instances' CPU, memory, network and disk use, from their drivers. */
+  usage: UsageSampler;
   metrics: Registry;
   /** The front door, when the daemon runs one: its per-site metrics join /metrics. */
   gateway?: Gateway;

@@ -23,6 +23,7 @@ import { registerOperation } from './operation.js';
 import { formatError, oneLine } from './output.js';
 import { registerSite } from './site.js';
 import { registerSnapshot } from './snapshot.js';
+import { registerStats } from './stats.js';
 import { registerTenant } from './tenant.js';
 import { registerToken } from './token.js';
 import { registerUp } from './up.js';
@@ -51,6 +52,7 @@ export function buildProgram(): Command {
   registerToken(program);
   registerInstance(program);
   registerLogs(program);
+  registerStats(program);
   registerExec(program);
   registerConsole(program);
   registerImage(program);

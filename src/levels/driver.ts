@@ -99,6 +99,26 @@ export interface ImageInfo {
 /** How a changed field of an instance took effect: on the running instance at once, or from its next start. */
 export type Applied = 'live' | 'next-restart';
 
+/**
+ * What an instance uses, as far as its level can tell; null where it cannot
+ * (or the instance does not run). Counters (CPU time, network bytes) count
+ * from the instance's current start.
+ */
+export interface InstanceUsage {
+  /** CPU time its processes consumed, in seconds (cumulative). */
+  cpuSeconds: number | null;
+  memoryBytes: number | null;
+  /** The memory it may use before the level refuses more (cgroup limit, heap limit). */
+  memoryLimitBytes: number | null;
+  /** Bytes the instance received and sent on its network interface. */
+  netRxBytes: number | null;
+  netTxBytes: number | null;
+  /** Bytes its own storage takes on the host (what it wrote, its disk image), beyond the shared image. */
+  diskBytes: number | null;
+  /** Processes (tasks) in it. */
+  pids: number | null;
+}
+
 export interface DriverAvailability {
   available: boolean;
   /** Why it is or is not available, e.g. "KVM probe failed: using TCG". */
@@ -178,6 +198,8 @@ export interface LevelDriver {
    * field it cannot change at all; then nothing changed.
    */
   reconfigure?(spec: InstanceSpec, changed: readonly string[]): Promise<Record<string, Applied>>;
+  /** Optional: what the instance uses now (CPU, memory, network, disk); null when the driver holds nothing for `id`. */
+  stats?(id: string): Promise<InstanceUsage | null>;
   /** Optional (advertised by 'logs'): the instance's captured output (stdout/stderr, or the serial log). Ends unless following. */
   logs?(id: string, opts: LogOptions): Promise<Readable>;
   /** Optional (advertised by 'exec'): run a command inside a running instance. */

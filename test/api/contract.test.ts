@@ -46,7 +46,8 @@ test('a walk over every route answers what each route declares', async () => {
     ['PATCH', '/v1/users/walker', { role: 'tenant-member' }],
     ['POST', '/v1/tokens', { user: 'walker', name: 'ci' }], ['GET', '/v1/tokens?user=walker'],
     ['POST', '/v1/tenants/walk/instances?wait=10', { name: 'web', level: 'os' }], ['GET', '/v1/tenants/walk/instances'],
-    ['GET', '/v1/tenants/walk/instances/web'], ['POST', '/v1/tenants/walk/instances/web/stop?wait=10'],
+    ['GET', '/v1/tenants/walk/instances/web'], ['GET', '/v1/tenants/walk/instances/web/stats'], ['GET', '/v1/tenants/walk/stats'], ['GET', '/v1/stats'],
+    ['POST', '/v1/tenants/walk/instances/web/stop?wait=10'],
     // The fake driver cannot reconfigure: the restart policy (the control plane's) changes, limits are the declared 422.
     ['PATCH', '/v1/tenants/walk/instances/web', { config: { restart: 'always' } }], ['PATCH', '/v1/tenants/walk/instances/web', { limits: { vcpus: 2 } }, 422],
     // The fake driver cannot move: the declared 422s; a finish for no receive in progress, the declared 404.

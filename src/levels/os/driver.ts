@@ -37,7 +37,7 @@ import type { InstanceInfo } from '../../core/instance-facts.js';
 import { validationError } from '../../core/validation.js';
 import type { Level, Quota } from '../../store/types.js';
 import type { Applied, DriverAvailability, DriverOperation, ImageInfo, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
-import type { ExecOptions, ExecSession, LogOptions } from '../driver.js';
+import type { ExecOptions, ExecSession, InstanceUsage, LogOptions } from '../driver.js';
 import { logStream } from '../log-stream.js';
 import { startExecSession } from './exec-session.js';
 import type { Readable } from 'node:stream';
@@ -49,6 +49,7 @@ import { ImageStore } from './images.js';
 import { importOciImage } from './oci-import.js';
 import { rotateIfLarge } from './logs.js';
 import { Network } from './network.js';
+import { instanceUsage } from './stats.js';
 import { parseOsInput, type OsInstanceConfig } from './instance-config.js';
 import { parseOsDriverOptions, type OsDriverConfig, type OsDriverOptions } from './options.js';
 import { createVolume, ensureShiftedImage, mountOverlay, mountPoints, mountVolume, prepareUpper, pruneShiftedImages, unmount } from './rootfs.js';
@@ -230,6 +231,9 @@ export class OsDriver implements LevelDriver {
 
   inspect(id: string): Promise<ObservedInstance | null> {
     return this.#serial(id, () => this.#inspect(id));
+  }
+  stats(id: string): Promise<InstanceUsage | null> {
+    return instanceUsage({ cgroups: this.#requireCgroups(), network: this.#network, files: this.#files }, id);
   }
 
   /** Every instance on disk and every container in the runtime's root, orphans included. */
