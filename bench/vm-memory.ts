@@ -16,7 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LevelDriver } from '../src/levels/driver.js';
-import { cgroupMode } from '../src/levels/vm/cgroup.js';
+import { cgroupMode } from '../src/core/cgroups.js';
 import { getWhen200, guestUrl, vmSpec, withGuestDrivers } from '../test/levels/vm/support.js';
 import { intOption, type Bench } from './harness.js';
 

@@ -13,6 +13,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CPU_PERIOD_US } from '../../core/cgroups.js';
 import { conflict } from '../../core/errors.js';
 import { validationError } from '../../core/validation.js';
 import type { Applied, InstanceSpec } from '../driver.js';
@@ -25,7 +26,7 @@ import type { InstanceFiles, InstanceRecord } from './instance-files.js';
 import type { OsDriverConfig } from './options.js';
 import { planInstance } from './plan.js';
 import type { Runtime } from './runtime.js';
-import { CPU_PERIOD_US, type OciSpec } from './spec.js';
+import type { OciSpec } from './spec.js';
 import { writeJsonAtomic } from './state-file.js';
 import { validateSpec } from './validate.js';
 

@@ -6,6 +6,7 @@
  *
  * Nothing here touches the machine, so the output is golden-tested without root.
  */
+import { CPU_PERIOD_US, type CgroupMode } from '../../core/cgroups.js';
 import type { SeccompProfile } from './seccomp.js';
 
 /** The subset of the OCI runtime spec (1.0.2) that Strata writes. */
@@ -60,7 +61,7 @@ export interface OciLinux {
 }
 
 export type SpecOpt = (spec: OciSpec) => OciSpec;
-export type CgroupMode = 'v1' | 'v2';
+export type { CgroupMode };
 
 /** Applies `opts` left to right. */
 export const composeSpec = (base: OciSpec, ...opts: SpecOpt[]): OciSpec => opts.reduce((spec, opt) => opt(spec), base);
@@ -195,8 +196,6 @@ export interface CgroupLimits {
   blkioWeight?: number | undefined;
 }
 
-/** The CFS period; the quota is vcpus × period. */
-export const CPU_PERIOD_US = 100_000;
 const MIB = 1024 * 1024;
 
 /**

@@ -8,8 +8,8 @@
 import { basename, dirname, join } from 'node:path';
 import type { Instance, Level } from '../../store/types.js';
 import type { LevelDriver } from '../driver.js';
-import { Cgroups, detectCgroupMode } from '../os/cgroups.js';
 import type { InstanceLevers, InterceptorSource, KernelWatch, LevelContext, LevelModule } from '../module.js';
+import { vmCgroup } from './cgroup.js';
 import { GUEST_ARCHES, type GuestArch } from './cmdline.js';
 import { EmuDriver, NETWORK_DEFAULTS, VmDriver } from './driver.js';
 import { VmNetworkInterceptor } from './guard/network.js';
@@ -35,15 +35,14 @@ function monitorOf(i: Instance): { socket: string; client: NonNullable<ReturnTyp
  * monitor connection; the kernel text read with QMP `pmemsave`.
  */
 function qemuLevers(driver: QemuDriver): InstanceLevers {
-  const cgroups = new Cgroups(detectCgroupMode(), 'strata-vm');
-  const cgroupOf = (i: Instance): string => `/strata-vm/${vmCgroupName(driver.level, i.id)}`;
+  const cgroupOf = (i: Instance) => vmCgroup(vmCgroupName(driver.level, i.id));
   const linkState = new Map<string, boolean>();
   /** kernel image → where its text is; read once per image. */
   const regions = new Map<string, Promise<KernelTextRegion | null>>();
   return {
     tree: () => null,
-    setCpu: (i, vcpus) => cgroups.setCpuLimit(cgroupOf(i), vcpus),
-    cpu: (i) => cgroups.cpuLimit(cgroupOf(i)),
+    setCpu: (i, vcpus) => cgroupOf(i).setCpu(vcpus),
+    cpu: (i) => cgroupOf(i).cpuLimit(),
     setNetwork: async (i, up) => {
       const monitor = monitorOf(i);
       if (!monitor) throw new Error(`no monitor connection to ${i.name}`);
