@@ -1,11 +1,12 @@
 /**
- * The CLI's `instance clone`, `instance launch --restart` and `image list`, run
- * as `bin/strata` child processes against a live daemon whose os driver is a
- * fake that can clone and has images.
+ * The CLI's `instance clone`, `instance launch --restart`, `image list` and
+ * `image import`, run as `bin/strata` child processes against a live daemon
+ * whose os driver is a fake that can clone, has images and imports them.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ImageInfo, InstanceSpec } from '../../src/levels/driver.js';
 import { FakeDriver } from '../support/fake-driver.js';
@@ -23,7 +24,14 @@ class CloningFake extends FakeDriver {
   async listImages(): Promise<ImageInfo[]> {
     return [{ name: 'busybox', level: 'os', source: 'builtin:busybox', builtin: true, digest: 'ab'.repeat(32), sizeBytes: 2_200_000, createdAt: new Date().toISOString() }];
   }
+  readonly imported: Array<{ path: string; name: string }> = [];
+  async importImage(path: string, name: string): Promise<ImageInfo> {
+    this.imported.push({ path, name });
+    return { name, level: 'os', source: `oci:${path}`, builtin: false, digest: 'cd'.repeat(32), sizeBytes: 4096, createdAt: new Date().toISOString() };
+  }
 }
+
+let fake: CloningFake;
 
 let d: TestDaemon;
 const strata = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
@@ -34,7 +42,8 @@ const strata = (args: string[]): Promise<{ code: number; stdout: string; stderr:
   });
 
 before(async () => {
-  d = await TestDaemon.start({ drivers: [new CloningFake()] });
+  fake = new CloningFake();
+  d = await TestDaemon.start({ drivers: [fake] });
   await d.tenantWithUser('acme', 'tenant-admin');
 });
 after(() => d.close());
@@ -62,4 +71,14 @@ test('image list shows the daemon\'s images with digest and size', async () => {
   assert.match(listed.stdout, /busybox\s+os\s+built-in\s+abababababab/);
   const json = JSON.parse((await strata(['--json', 'image', 'list'])).stdout);
   assert.equal(json.items[0].sizeBytes, 2_200_000);
+});
+
+test('image import goes through the daemon: the file as its absolute path, the operation waited for', async () => {
+  const imported = await strata(['--reason', 'cli test', 'image', 'import', 'some/layout', '--name', 'mine']);
+  assert.equal(imported.code, 0, imported.stderr);
+  assert.match(imported.stdout, /imported mine \(cdcdcdcdcdcd/);
+  assert.deepEqual(fake.imported, [{ path: resolve('some/layout'), name: 'mine' }]);
+  const wrongLevel = await strata(['--reason', 'cli test', 'image', 'import', '/x', '--name', 'other', '--level', 'nope']);
+  assert.notEqual(wrongLevel.code, 0);
+  assert.equal(fake.imported.length, 1);
 });
