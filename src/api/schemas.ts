@@ -5,7 +5,8 @@
 import { domainToASCII } from 'node:url';
 import { z } from 'zod';
 import { DESIRED_STATES, STATES } from '../levels/lifecycle.js';
-import { LEVELS, OPERATION_STATUSES, ROLES } from '../store/types.js';
+import { LEVEL_IDS } from '../levels/ids.js';
+import { OPERATION_STATUSES, ROLES } from '../store/types.js';
 
 /** DNS-label-like names: what tenants, instances and snapshots are called. */
 export const Name = z
@@ -105,7 +106,7 @@ export const TokenCreate = z
   .strict();
 export const TokenCreated = z.object({ token: Token, secret: z.string() });
 
-export const Level = z.enum(LEVELS);
+export const Level = z.enum(LEVEL_IDS);
 export const Limits = z
   .object({
     vcpus: z.number().min(0.1).max(256),

@@ -7,6 +7,7 @@
  */
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
+import { LEVEL_IDS } from '../levels/ids.js';
 import { clientFor, type Operation } from './client.js';
 import { printPending } from './operation.js';
 import { bytes, emit, table, when } from './output.js';
@@ -31,7 +32,7 @@ export function registerImage(program: Command): void {
 
   image.command('import').argument('<file>', 'an OCI image layout directory, or a tarball of one (.tar, .tar.gz), on this machine')
     .requiredOption('--name <name>', 'the name instances use as their source')
-    .option('--level <level>', 'the level whose image store receives it (default: the daemon\'s)')
+    .addOption(new Option('--level <level>', 'the level whose image store receives it (default: the daemon\'s)').choices(LEVEL_IDS))
     .option('--no-wait', 'return at once with the operation')
     // Scripts written when a local import was the default still pass --api: it parses, and changes nothing.
     .addOption(new Option('--api').hideHelp())
@@ -47,7 +48,7 @@ export function registerImage(program: Command): void {
     });
 
   image.command('list')
-    .option('--level <level>', 'only this level\'s images')
+    .addOption(new Option('--level <level>', 'only this level\'s images').choices(LEVEL_IDS))
     .description('list the images: built-in and imported, with digest and size')
     .action(async (o: { level?: string }, cmd: Command) => {
       const c = clientFor(cmd);

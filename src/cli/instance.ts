@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { LEVELS } from '../store/types.js';
+import { LEVEL_IDS } from '../levels/ids.js';
 import { integer, keyValue, parseRef, positiveNumber, type Ref } from './args.js';
 import { clientFor, seg, withIfMatch, type Client, type Operation } from './client.js';
 import { registerInstanceMove } from './move.js';
@@ -82,7 +82,7 @@ export function registerInstance(program: Command): void {
 
   noWait(instance.command('launch').argument('<tenant/name>', 'the new instance, e.g. acme/web', parseRef)
     .description('launch an instance and wait until it runs')
-    .addOption(new Option('--level <level>', 'isolation level').choices(LEVELS).makeOptionMandatory())
+    .addOption(new Option('--level <level>', 'isolation level').choices(LEVEL_IDS).makeOptionMandatory())
     .option('--source <source>', 'image, handler or kernel, as the level understands it')
     .option('--vcpus <n>', 'vCPU limit (default 1)', positiveNumber)
     .option('--memory <mib>', 'memory limit in MiB (default 256)', integer(16))

@@ -13,7 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { StrataError } from '../core/errors.js';
 import { DEFAULT_LEVEL } from '../levels/index.js';
-import { LEVELS } from '../store/types.js';
+import { LEVEL_IDS } from '../levels/ids.js';
 import { validationError } from '../core/validation.js';
 import { compileCondition, ConditionError, kindsOf, parseCondition, type Condition, type Predicate } from './condition.js';
 import { fieldOf, PRIORITIES, type FieldValue, type GuardEvent, type Priority } from '../core/guard-event.js';
@@ -42,7 +42,7 @@ const fixtureEvent = z.object({
   kind: z.string().min(1),
   tenantId: z.string().nullable().default('t_fixture'),
   instanceId: z.string().nullable().default('i_fixture'),
-  level: z.enum([...LEVELS, 'gateway', 'host']).default(DEFAULT_LEVEL),
+  level: z.enum([...LEVEL_IDS, 'gateway', 'host']).default(DEFAULT_LEVEL),
   priority: z.enum(PRIORITIES).optional(),
   fields: z.record(z.string(), fieldValue).default({}),
   repeat: z.number().int().positive().max(100_000).default(1),

@@ -9,7 +9,8 @@
  * refuse with `STRATA_ERR_UNSUPPORTED` for operations its level lacks.
  */
 import type { Duplex, Readable, Writable } from 'node:stream';
-import type { InstanceSpec, Level, Quota } from '../store/types.js';
+import type { InstanceSpec, Quota } from '../store/types.js';
+import type { Level } from './ids.js';
 import type { InstanceInfo } from '../core/instance-facts.js';
 
 export type { InstanceLimits, InstanceSpec } from '../store/types.js';

@@ -1,10 +1,12 @@
 /**
  * The levels the product runs with: the one list of level modules. `strata up`
  * registers a driver of each; the registry (`registry.ts`) asks these modules
- * about every driver registered. A new level adds its module here — and only here.
+ * about every driver registered. A new level adds its module here, and its id
+ * to `ids.ts`.
  * Every driver keeps its per-instance state under the daemon's data dir.
  */
 import type { LevelDriver } from './driver.js';
+import { LEVEL_IDS } from './ids.js';
 import type { LevelModule } from './module.js';
 import { checkDistinctPlans, type NetworkPlan } from './network-option.js';
 import { envLevel } from './env/module.js';
@@ -13,6 +15,11 @@ import { emuLevel, vmLevel } from './vm/module.js';
 import { NETWORK_DEFAULTS } from './vm/driver.js';
 
 export const LEVEL_MODULES: readonly LevelModule[] = [envLevel, osLevel, vmLevel, emuLevel];
+
+// `ids.ts` names these modules for what must not load them; the two lists cannot drift apart.
+if (LEVEL_MODULES.map((m) => m.id).join() !== LEVEL_IDS.join()) {
+  throw new Error(`levels/ids.ts lists ${LEVEL_IDS.join(', ')}, the registry's modules are ${LEVEL_MODULES.map((m) => m.id).join(', ')}`);
+}
 
 /** The level whose instances serve static docroots through the gateway: the guard files their integrity events under it. */
 export const STATIC_SITE_LEVEL = envLevel.id;

@@ -14,8 +14,9 @@ import type { Logger } from 'pino';
 import type { GuardEvent } from '../core/guard-event.js';
 import type { Interceptor } from '../core/interceptor.js';
 import type { Store } from '../store/store.js';
-import type { Instance, Level } from '../store/types.js';
+import type { Instance } from '../store/types.js';
 import type { InstanceLimits, LevelDriver } from './driver.js';
+import type { Level } from './ids.js';
 import type { NetworkPlan } from './network-option.js';
 
 /** What a daemon tells a module when it builds the module's driver. */

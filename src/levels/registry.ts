@@ -14,7 +14,8 @@
  */
 import { StrataError, messageOf } from '../core/errors.js';
 import type { Interceptor } from '../core/interceptor.js';
-import { LEVELS, type Level, type Quota } from '../store/types.js';
+import type { LevelId, Quota } from '../store/types.js';
+import { LEVEL_IDS, isLevel, type Level } from './ids.js';
 import type { LevelDriver } from './driver.js';
 import type { InstanceLevers, InterceptorContext, InterceptorSource, LevelInput, LevelModule } from './module.js';
 
@@ -38,7 +39,7 @@ interface Entry {
 
 
 export class DriverRegistry {
-  readonly #byLevel = new Map<Level, Entry>();
+  readonly #byLevel = new Map<LevelId, Entry>();
   readonly #ids = new Set<string>();
 
   /** `modules`: the level modules that may own the drivers registered here. */
@@ -46,7 +47,7 @@ export class DriverRegistry {
 
   /** Refuses a second driver with the same id or for the same level. */
   register(driver: LevelDriver): this {
-    if (!(LEVELS as readonly string[]).includes(driver.level)) {
+    if (!isLevel(driver.level)) {
       throw new StrataError('STRATA_ERR_CONFIG', `driver '${driver.id}' has unknown level '${driver.level}'`, { driver: driver.id, level: driver.level });
     }
     if (this.#ids.has(driver.id)) {
@@ -69,7 +70,7 @@ export class DriverRegistry {
    * queued; `STRATA_ERR_VALIDATION` naming the field. A level whose driver no
    * module owns checks nothing here (its driver still checks at create).
    */
-  validate(level: Level, input: LevelInput): void {
+  validate(level: LevelId, input: LevelInput): void {
     this.#byLevel.get(level)?.module?.validate(input);
   }
 
@@ -80,7 +81,7 @@ export class DriverRegistry {
   }
 
   /** The guard's levers on instances of `level`; null where its module has none (or no module owns its driver). */
-  levers(level: Level): InstanceLevers | null {
+  levers(level: LevelId): InstanceLevers | null {
     const entry = this.#byLevel.get(level);
     return entry?.availability?.available ? entry.levers : null;
   }
@@ -91,7 +92,7 @@ export class DriverRegistry {
    */
   interceptors(ctx: InterceptorContext): Interceptor[] {
     const bySource = new Map<InterceptorSource, LevelDriver[]>();
-    for (const level of LEVELS) {
+    for (const level of LEVEL_IDS) {
       const entry = this.#byLevel.get(level);
       const source = entry?.module?.interceptors;
       if (!entry?.availability?.available || !source) continue;
@@ -122,7 +123,7 @@ export class DriverRegistry {
   }
 
   /** The available driver for `level`; STRATA_ERR_LEVEL_UNAVAILABLE otherwise. */
-  forLevel(level: Level): LevelDriver {
+  forLevel(level: LevelId): LevelDriver {
     const entry = this.#byLevel.get(level);
     if (entry?.availability?.available) return entry.driver;
     const reason = this.#reasonOf(entry);
@@ -163,7 +164,7 @@ export class DriverRegistry {
 
   /** Drivers that provisioned successfully, in level order. */
   availableDrivers(): LevelDriver[] {
-    return LEVELS.flatMap((level) => {
+    return LEVEL_IDS.flatMap((level) => {
       const entry = this.#byLevel.get(level);
       return entry?.availability?.available ? [entry.driver] : [];
     });
@@ -171,7 +172,7 @@ export class DriverRegistry {
 
   /** All four levels, for `strata info`: which driver serves each, and why it can or cannot. */
   describe(): LevelDescription[] {
-    return LEVELS.map((level) => {
+    return LEVEL_IDS.map((level) => {
       const entry = this.#byLevel.get(level);
       return {
         level,

@@ -4,8 +4,11 @@
  */
 import type { InstanceInfo } from '../core/instance-facts.js';
 
-export const LEVELS = ['env', 'os', 'vm', 'emu'] as const;
-export type Level = (typeof LEVELS)[number];
+/**
+ * The id of the level an instance runs at: a level module's id (the modules
+ * are listed in `src/levels/`). The store keeps the id it is given.
+ */
+export type LevelId = string;
 
 /** An instance's lifecycle states; the transitions between them are in levels/lifecycle.ts. */
 export const STATES = ['creating', 'stopped', 'running', 'paused', 'failed', 'deleted'] as const;
@@ -62,7 +65,7 @@ export interface Instance {
   id: string;
   tenantId: string;
   name: string;
-  level: Level;
+  level: LevelId;
   source: string | null;
   limits: InstanceLimits;
   config: Record<string, unknown>;
@@ -216,7 +219,7 @@ export interface InstanceSpec {
   id: string;
   tenantId: string;
   name: string;
-  level: Level;
+  level: LevelId;
   /** Image, handler file, kernel … as the level understands it. */
   source: string | null;
   limits: InstanceLimits;

@@ -23,7 +23,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Readable } from 'node:stream';
 import type { DriverAvailability, DriverOperation, InstanceSpec, LevelDriver } from '../../src/levels/driver.js';
 import { isStrataError } from '../../src/core/errors.js';
-import { LEVELS } from '../../src/store/types.js';
+import { isLevel } from '../../src/levels/ids.js';
 
 export interface ConformanceOptions {
   /** A spec the driver can really create (image, kernel …); default: no source, small limits, no config. */
@@ -119,7 +119,7 @@ export function driverConformance(name: string, makeDriver: () => Promise<LevelD
       assert.equal(typeof availability.available, 'boolean');
       assert.ok(typeof availability.reason === 'string' && availability.reason.length > 0, 'a reason, also when available');
       assert.match(driver.id, /^[a-z]+\.[a-z0-9-]+$/);
-      assert.ok((LEVELS as readonly string[]).includes(driver.level), `unknown level ${driver.level}`);
+      assert.ok(isLevel(driver.level), `unknown level ${driver.level}`);
       for (const op of driver.supports) assert.ok(OPTIONAL_OPERATIONS.includes(op), `unknown operation ${op}`);
     });
 

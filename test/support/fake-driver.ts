@@ -18,7 +18,7 @@ import type {
   SnapshotResult,
 } from '../../src/levels/driver.js';
 import { checkAction } from '../../src/levels/lifecycle.js';
-import type { Level } from '../../src/store/types.js';
+import type { Level } from '../../src/levels/ids.js';
 
 export type FakeCall =
   | 'provision' | 'create' | 'start' | 'stop' | 'pause' | 'resume' | 'snapshot' | 'restore' | 'delete' | 'inspect' | 'list' | 'cleanup'

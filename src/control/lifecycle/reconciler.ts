@@ -40,7 +40,7 @@ import type { InstanceInfo } from '../../core/instance-facts.js';
 import type { DriverOperation, InstanceSpec, LevelDriver, ObservedInstance } from '../../levels/driver.js';
 import { STATES, assertTransition, canTransition, checkAction, type DesiredState, type InstanceState } from '../../levels/lifecycle.js';
 import type { DriverRegistry } from '../../levels/registry.js';
-import type { CloneSource, Level } from '../../store/types.js';
+import type { CloneSource, LevelId } from '../../store/types.js';
 import type { ReconcileRecord, ReconcileStore } from '../../store/store.js';
 import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import { RestartBackoff, driverSpec, restartPolicyOf, shouldRestart, type BackoffOptions } from './restart-policy.js';
@@ -55,7 +55,7 @@ export interface ReconcileEvent {
   instanceId: string;
   /** Absent for orphans: the store no longer says whose they were. */
   tenantId?: string;
-  level: Level;
+  level: LevelId;
   from?: InstanceState;
   to?: InstanceState;
   error?: string;
@@ -296,7 +296,7 @@ export class Reconciler {
       report.durationMs = performance.now() - began;
       return report;
     }
-    const listedLevels = new Set(listings.flatMap((l) => (l ? [l.driver.level] : [])));
+    const listedLevels = new Set<string>(listings.flatMap((l) => (l ? [l.driver.level] : [])));
     report.skipped = records.filter((r) => !listedLevels.has(r.spec.level)).length;
 
     const pass: PassContext = { report, unlaunched: new Set() };
@@ -557,7 +557,7 @@ export class Reconciler {
   }
 
   /** The store's record for `id` as this driver's: null when unknown, deleted or of another level. */
-  #lookup(id: string, level: Level): ReconcileRecord | null {
+  #lookup(id: string, level: LevelId): ReconcileRecord | null {
     const record = this.#store.getInstanceForReconcile
       ? this.#store.getInstanceForReconcile(id)
       : this.#store.listInstancesForReconcile().find((r) => r.spec.id === id) ?? null;

@@ -18,7 +18,7 @@ import type { InstanceInfo } from '../../core/instance-facts.js';
 import type { LevelDriver } from '../../levels/driver.js';
 import type { DriverRegistry } from '../../levels/registry.js';
 import type { Store } from '../../store/store.js';
-import type { Instance, Level, Tenant } from '../../store/types.js';
+import type { Instance, LevelId, Tenant } from '../../store/types.js';
 import type { EventBus } from '../../core/events.js';
 import type { AuditFn } from '../lifecycle/instances.js';
 import type { KeyedMutex } from '../../core/keyed-mutex.js';
@@ -32,7 +32,7 @@ import { driverSpec } from '../lifecycle/restart-policy.js';
 export const RECEIVE_TIMEOUT_MS = 10 * 60_000;
 
 export interface ReceiveRequest {
-  level: Level;
+  level: LevelId;
   source: string | null;
   limits: Instance['limits'];
   config: Record<string, unknown>;
@@ -168,7 +168,7 @@ export class Receiver {
     }
   }
 
-  #mover(level: Level): LevelDriver {
+  #mover(level: LevelId): LevelDriver {
     const driver = this.d.registry.forLevel(level);
     if (!driver.moveIn || !driver.moveOut || !driver.supports.has('move')) {
       throw new StrataError('STRATA_ERR_UNSUPPORTED', `the ${level} driver cannot move instances`, { level, action: 'move' });

@@ -6,7 +6,8 @@
  * firewall counters and QEMU's CPU and memory — one set for both levels.
  */
 import { basename, dirname, join } from 'node:path';
-import type { Instance, Level } from '../../store/types.js';
+import type { Instance } from '../../store/types.js';
+import type { Level } from '../ids.js';
 import type { LevelDriver } from '../driver.js';
 import type { InstanceLevers, InterceptorSource, KernelWatch, LevelContext, LevelModule } from '../module.js';
 import { vmCgroup } from './cgroup.js';
@@ -66,7 +67,7 @@ function qemuLevers(driver: QemuDriver): InstanceLevers {
       const watch = new KernelTextWatch(monitor.client, r, join(runDir, 'kernel-text.dump'), join(runDir, '..', 'kernel-text.baseline'));
       return {
         baseline: async () => { await watch.baseline(); },
-        check: async () => KernelTextWatch.event({ tenantId: i.tenantId, instanceId: i.id, level: i.level }, await watch.check()),
+        check: async () => KernelTextWatch.event({ tenantId: i.tenantId, instanceId: i.id, level: driver.level }, await watch.check()),
       };
     },
   };
@@ -75,13 +76,13 @@ function qemuLevers(driver: QemuDriver): InstanceLevers {
 /** One set over every QEMU level's drivers: QMP events, the bridge firewall's refusals, QEMU's CPU and memory. */
 const qemuInterceptors: InterceptorSource<QemuDriver> = {
   interceptors(drivers, { store, log }) {
-    const levels = new Set<Level>(drivers.map((d) => d.level));
     const targets = cachedTargets(() => vmTargets(store, drivers), 5_000);
     return [
       // QMP events of every VM, by the instance whose run dir holds the monitor socket (…/<id>/run/qmp.sock).
       new QmpInterceptor(tapQmpEvents, (path) => {
         const i = store.getInstanceById(basename(dirname(dirname(path))));
-        return i && levels.has(i.level) ? { tenantId: i.tenantId, instanceId: i.id, level: i.level } : null;
+        const driver = i && drivers.find((d) => d.level === i.level);
+        return i && driver ? { tenantId: i.tenantId, instanceId: i.id, level: driver.level } : null;
       }),
       new VmNetworkInterceptor({ targets, log: (message, details) => log.warn(details ?? {}, message) }),
       new VmResourceInterceptor({ targets }),

@@ -12,7 +12,7 @@ import type { ReconcileRecord, ReconcileStore } from '../../../src/store/store.j
 import type { InstanceSpec, ObservedInstance } from '../../../src/levels/driver.js';
 import type { DesiredState, InstanceState } from '../../../src/levels/lifecycle.js';
 import { DriverRegistry } from '../../../src/levels/registry.js';
-import type { Level } from '../../../src/store/types.js';
+import type { Level } from '../../../src/levels/ids.js';
 import { FakeDriver } from '../../support/fake-driver.js';
 
 const spec = (id: string, level: Level = 'os'): InstanceSpec => ({

@@ -24,7 +24,7 @@ import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import type { FieldValue, GuardEvent, Priority } from '../../../core/guard-event.js';
 import type { Emit, Interceptor } from '../../../core/interceptor.js';
 import { EventBatch } from '../../../core/event-batch.js';
-import type { Level } from '../../../store/types.js';
+import type { Level } from '../../ids.js';
 import { classifyTextChange } from './kernel-patches.js';
 
 /** A QMP event as the driver's client delivers it. */

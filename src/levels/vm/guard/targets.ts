@@ -5,7 +5,7 @@
  * refreshed every few seconds rather than on every sample.
  */
 import type { Store } from '../../../store/store.js';
-import type { Level } from '../../../store/types.js';
+import type { Level } from '../../ids.js';
 import type { LevelDriver, ObservedInstance } from '../../driver.js';
 
 export interface VmTarget {
@@ -46,7 +46,7 @@ export async function vmTargets(store: Store, drivers: readonly LevelDriver[]): 
   for (const i of store.listInstances()) {
     const driver = drivers.find((d) => d.level === i.level);
     if (!driver) continue;
-    const t = vmTargetOf({ tenantId: i.tenantId, instanceId: i.id, level: i.level, vcpus: i.limits.vcpus }, await driver.inspect(i.id).catch(() => null));
+    const t = vmTargetOf({ tenantId: i.tenantId, instanceId: i.id, level: driver.level, vcpus: i.limits.vcpus }, await driver.inspect(i.id).catch(() => null));
     if (t) out.push(t);
   }
   return out;
