@@ -20,13 +20,18 @@
  * - `daemon.ts` builds everything; `cli` runs the daemon in-process (`strata up`).
  *
  * Also: no cycle between folders (implied by the order, checked on its own so the
- * failure names the loop), and no file under src/ longer than 600 lines.
+ * failure names the loop), no file under src/ longer than 600 lines, and nothing
+ * outside src/levels/ names a level (an id of `levels/ids.ts` as a string
+ * literal, comments included) or a driver class: the rest of Strata asks the
+ * level registry, so a new level is a folder in src/levels/ and a line in its
+ * registry, and nothing else branches on one.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { LEVEL_IDS } from '../src/levels/ids.js';
 
 export const LAYERS: readonly (readonly string[])[] = [
   ['core'],
@@ -127,6 +132,36 @@ export function cycles(edges: readonly Edge[]): string[][] {
   return found;
 }
 
+/**
+ * Places outside src/levels/ where a level id is spelled for another reason,
+ * each with why (file relative to src/, the literal as written).
+ */
+const NOT_A_LEVEL: readonly { file: string; literal: string; why: string }[] = [
+  { file: 'cli/exec.ts', literal: "'env'", why: 'the exec query parameter carrying environment variables' },
+];
+
+/** Driver classes: every `class …Driver` under src/levels/. */
+export const driverClasses = (files: readonly { path: string; text: string }[]): string[] =>
+  files.filter((f) => folderOf(f.path) === 'levels').flatMap((f) => [...f.text.matchAll(/\bclass\s+(\w+Driver)\b/g)].map((m) => m[1]!));
+
+/** Level ids as string literals, and driver class names, in files outside src/levels/ ("file:line: what"). */
+export function levelNames(files: readonly { path: string; text: string }[], levels: readonly string[], classes: readonly string[]): string[] {
+  const literal = new RegExp(`(['"\`])(?:${levels.join('|')})\\1`, 'g');
+  const klass = classes.length > 0 ? new RegExp(`\\b(?:${classes.join('|')})\\b`, 'g') : null;
+  const found: string[] = [];
+  for (const f of files) {
+    if (folderOf(f.path) === 'levels') continue;
+    const file = relative(SRC, f.path);
+    f.text.split('\n').forEach((line, i) => {
+      for (const m of line.matchAll(literal)) {
+        if (!NOT_A_LEVEL.some((n) => n.file === file && n.literal === m[0])) found.push(`${file}:${i + 1}: level ${m[0]}`);
+      }
+      for (const m of klass ? line.matchAll(klass) : []) found.push(`${file}:${i + 1}: driver class ${m[0]}`);
+    });
+  }
+  return found;
+}
+
 const files = sources(SRC).map((path) => ({ path, text: readFileSync(path, 'utf8') }));
 const edges = crossingImports(files);
 
@@ -145,6 +180,29 @@ test(`no file under src/ is longer than ${MAX_LINES} lines`, () => {
     .filter((f) => f.lines > MAX_LINES)
     .map((f) => `${f.file}: ${f.lines} lines`);
   assert.deepEqual(long, []);
+});
+
+test('nothing outside src/levels/ names a level or a driver class', () => {
+  const classes = driverClasses(files);
+  assert.ok(classes.length >= 4, `the driver classes are found (${classes.join(', ')})`);
+  assert.deepEqual(levelNames(files, LEVEL_IDS, classes), []);
+});
+
+test('the level-name check catches a literal in any quotes and a driver class, and leaves src/levels/ and other words alone', () => {
+  const file = (path: string, text: string) => ({ path: join(SRC, path), text });
+  const found = levelNames([
+    file('control/a.ts', "if (i.level === 'vm') return;\nconst ok = 'vms';"),
+    file('api/b.ts', 'const x = { level: "os" };\nconst y = `emu`;'),
+    file('guard/c.ts', "import type { OsDriver } from '../levels/os/driver.js';\nconst d: LevelDriver = null!;"),
+    file('levels/os/module.ts', "export const osLevel = { id: 'os' };\nclass OsDriver {}"),
+    file('cli/exec.ts', "query.push(['env', e]);"),
+  ], LEVEL_IDS, ['OsDriver']);
+  assert.deepEqual(found, [
+    "control/a.ts:1: level 'vm'",
+    'api/b.ts:1: level "os"',
+    'api/b.ts:2: level `emu`',
+    'guard/c.ts:1: driver class OsDriver',
+  ]);
 });
 
 test('the checks catch a wrong-way import, a sideways one, an unplaced folder and a cycle', () => {
