@@ -38,6 +38,9 @@ import { Guard } from './guard/guard.js';
 import { GuardIntake } from './guard/intake.js';
 import { loadDefaultRuleset } from './guard/rules.js';
 import { GuardWatch } from './guard/wiring/guard-watch.js';
+import type { DispatcherOptions } from './guard/outputs/dispatcher.js';
+import { registerOutputMetrics } from './guard/outputs/metrics.js';
+import { AlertOutputs, loadOutputsKey } from './guard/outputs/service.js';
 import { ChecksumDb } from './guard/checksums.js';
 import { Hasher } from './guard/hasher.js';
 import { IntegrityMonitor } from './guard/integrity.js';
@@ -79,6 +82,8 @@ export interface DaemonOptions {
    * interceptor (bpftrace) on the os driver's containers (`strata up` turns it on).
    */
   guard?: { selfCheck?: boolean; selfRoot?: string; verifyIntervalMs?: number; knownGoodDelayMs?: number; bpf?: boolean };
+  /** Alert outputs: see DispatcherOptions (`allowPrivateTargets` lets tenants' outputs reach loopback: tests only). */
+  outputs?: Pick<DispatcherOptions, 'allowPrivateTargets' | 'backoffMs' | 'maxBackoffMs' | 'queueSize' | 'failureAlertIntervalMs'>;
 }
 
 export interface Daemon {
@@ -254,16 +259,26 @@ async function startGuard(
     checksums: ChecksumDb; gateway: Gateway | null; routes: FrontDoor | null; log: Logger;
   },
   teardown: Teardown,
-): Promise<{ guard: Guard; monitor: IntegrityMonitor; watch: GuardWatch; target: GuardTarget }> {
+): Promise<{ guard: Guard; monitor: IntegrityMonitor; watch: GuardWatch; target: GuardTarget; outputs: AlertOutputs }> {
   const log = d.log.child({ svc: 'guard' });
+  let guardRef: Guard | undefined;
+  const outputs = new AlertOutputs({
+    records: d.store.outputs, key: loadOutputsKey(join(opts.dataDir, 'outputs-key')), fileRoot: join(opts.dataDir, 'alerts'),
+    raise: (a) => { guardRef?.raise(a); }, ...opts.outputs,
+  });
+  outputs.sync();
+  // A deleted tenant's outputs went with it in the store; the dispatcher follows.
+  const unsubscribe = d.events.subscribe((e) => { if (e.type === 'audit.appended' && e.data.action === 'tenant.delete') outputs.sync(); });
+  teardown.add(() => { unsubscribe(); return outputs.close(); });
   const checksums = d.checksums;
   const intake = new GuardIntake();
   const monitor = new IntegrityMonitor({
     guard: intake, checksums, knownGood: new KnownGoodStore(join(opts.dataDir, 'guard', 'known-good')),
     ...(opts.guard?.verifyIntervalMs !== undefined ? { verifyIntervalMs: opts.guard.verifyIntervalMs } : {}),
   });
-  const target = new GuardTarget(d.store, d.instances, d.operations, d.audit, { registry: d.registry, monitor, ...(d.routes ? { routes: d.routes } : {}) });
+  const target = new GuardTarget(d.store, d.instances, d.operations, d.audit, { registry: d.registry, monitor, alerts: outputs, ...(d.routes ? { routes: d.routes } : {}) });
   const guard = new Guard({ ruleset: await loadDefaultRuleset(), target, audit: d.audit, events: d.events, intake });
+  guardRef = guard;
   teardown.add(() => guard.stop());
   const watch = new GuardWatch({
     store: d.store, registry: d.registry, monitor, target, dataDir: opts.dataDir, log, ingest: guard.ingest,
@@ -286,7 +301,7 @@ async function startGuard(
   monitor.start();
   teardown.add(() => monitor.stop());
   teardown.add(() => watch.stop());
-  return { guard, monitor, watch, target };
+  return { guard, monitor, watch, target, outputs };
 }
 
 /**
@@ -338,11 +353,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     teardown.add(() => receiver.close());
     const services: Services = {
       version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
-      instances, usage: new UsageSampler(registry), metrics: daemonMetrics(store, audit), guard: guard.guard, certificates, tenantData,
+      instances, usage: new UsageSampler(registry), metrics: daemonMetrics(store, audit), guard: guard.guard, outputs: guard.outputs, certificates, tenantData,
       backups: new Backups({ dataDir: opts.dataDir, db: store.db, audit, levelIds: LEVEL_MODULES.map((m) => m.id), log: log.child({ svc: 'backup' }) }),
       moves: { mover: new Mover({ store, audit, events, operations, registry, locks, forwards, flushRoutes }), receiver, forwards, flushRoutes },
       ...(front ? { gateway: front.gateway, frontDoor: front.frontDoor } : {}),
     };
+    registerOutputMetrics(services.metrics, guard.outputs.dispatcher);
     const reconciler = new Reconciler({
       store, registry, locks, logger: log,
       ...(opts.reconcileIntervalMs ? { intervalMs: opts.reconcileIntervalMs } : {}),

@@ -17,6 +17,7 @@ import { instanceRoutes } from './instances.js';
 import { moveRoutes } from './move.js';
 import { listenerRoutes } from './listeners.js';
 import { operationRoutes } from './operations.js';
+import { outputRoutes } from './outputs.js';
 import { defineRoute, openapiDocument, registerRoutes, type AnyRoute } from './route.js';
 import type { Services } from './services.js';
 import { siteRoutes } from './sites.js';
@@ -51,6 +52,7 @@ export const API_ROUTES: readonly AnyRoute[] = [
   ...operationRoutes,
   ...auditRoutes,
   ...alertRoutes,
+  ...outputRoutes,
   ...eventRoutes,
   ...adminRoutes,
 ];

@@ -5,6 +5,7 @@
 import type { Registry } from 'prom-client';
 import type { Gateway } from '../gateway/index.js';
 import type { Guard } from '../guard/guard.js';
+import type { AlertOutputs } from '../guard/outputs/service.js';
 import type { CertificateManager } from '../control/certificates/certificate-manager.js';
 import type { FrontDoor } from '../control/front-door/front-door.js';
 import type { Forwards } from '../control/moves/forwards.js';
@@ -38,6 +39,8 @@ export interface Services {
   gateway?: Gateway;
   /** The security monitor: its alerts are served at /v1/alerts. */
   guard: Guard;
+  /** Where alerts are delivered (webhook, syslog, file); absent when a test builds the API without a daemon. */
+  outputs?: AlertOutputs;
   /** Certificates: uploads, the local CA, ACME and renewal (absent when a test builds the API without a daemon). */
   certificates?: CertificateManager;
   /** The front door's fixed listeners (`strata up --listen`), listed beside the API's own. */

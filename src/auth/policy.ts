@@ -95,6 +95,10 @@ export const POLICY = {
   'audit.read': { roles: READERS },
   'alert.read': { roles: READERS },
   'event.read': { roles: READERS },
+  // Where alerts go: a tenant-admin sets its tenant's (its alerts only), the provider its own; an auditor reads them.
+  'output.create': { roles: TENANT_ADMINS },
+  'output.read': { roles: ['provider-admin', 'auditor', 'tenant-admin'] },
+  'output.delete': { roles: TENANT_ADMINS },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof POLICY;

@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../core/version.js';
 import { registerAdmin } from './admin.js';
+import { registerAlertOutput } from './alert-output.js';
 import { registerAudit } from './audit.js';
 import { registerCert } from './cert.js';
 import { registerConsole } from './console.js';
@@ -57,6 +58,7 @@ export function buildProgram(): Command {
   registerConsole(program);
   registerImage(program);
   registerGuard(program);
+  registerAlertOutput(program);
   registerSite(program);
   registerDomain(program);
   registerCert(program);

@@ -79,6 +79,12 @@ test('a walk over every route answers what each route declares', async () => {
     ['GET', '/v1/operations'], ['GET', '/v1/audit/head'], ['GET', '/v1/audit/entries'], ['GET', '/v1/audit/proof/inclusion?index=0'],
     ['GET', '/v1/audit/proof/consistency?from=1'], ['GET', '/v1/audit/export?tenant=walk'], ['GET', '/v1/audit/verify'], ['GET', '/v1/alerts?tenant=walk&priority=warning'],
     ['POST', '/v1/admin/backups', { dir: tempDir('walk-backup') }],
+    // Outputs: a provider webhook nobody listens to, a tenant's that times out — `test` answers 200 with delivered: false.
+    ['POST', '/v1/outputs', { name: 'walk', type: 'webhook', url: 'http://127.0.0.1:1/', retries: 0 }, 201], ['GET', '/v1/outputs'],
+    ['GET', '/v1/outputs/walk'], ['POST', '/v1/outputs/walk/test'], ['DELETE', '/v1/outputs/walk'],
+    ['POST', '/v1/tenants/walk/outputs', { name: 'walk', type: 'webhook', url: 'http://192.0.2.1/', timeoutMs: 200, retries: 0 }, 201],
+    ['GET', '/v1/tenants/walk/outputs'], ['GET', '/v1/tenants/walk/outputs/walk'], ['POST', '/v1/tenants/walk/outputs/walk/test'],
+    ['DELETE', '/v1/tenants/walk/outputs/walk'],
     ['DELETE', '/v1/tenants/walk/instances/web?wait=10'], ['DELETE', '/v1/users/walker'], ['DELETE', '/v1/tenants/walk'],
   ];
   const covered = new Set<AnyRoute>();

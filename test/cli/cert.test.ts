@@ -5,27 +5,19 @@
  * listener.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
+import { runStrata, type CliRun } from '../support/cli.js';
 import { TestDaemon } from '../support/harness.js';
 import { freePort } from '../support/net.js';
 import { tempDir } from '../support/temp.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/strata', import.meta.url));
 let d: TestDaemon;
 let home: string;
 let tenantToken: string;
 
-function strata(args: string[], token = d.adminToken): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: home, STRATA_URL: d.url, STRATA_TOKEN: token }, timeout: 30_000,
-    }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
-  });
-}
+const strata = (args: string[], token = d.adminToken): Promise<CliRun> => runStrata(args, { url: d.url, token, home });
 
 before(async () => {
   home = tempDir('cli-cert');

@@ -60,10 +60,13 @@ const definitionOf = (r: OutputRecord, secret: string | null): OutputDefinition 
 
 export class AlertOutputs {
   readonly dispatcher: AlertDispatcher;
+  /** Tenant outputs may name loopback and private addresses (tests, closed labs). */
+  readonly allowPrivateTargets: boolean;
   readonly #records: OutputRecords;
   readonly #key: Buffer;
 
   constructor(opts: { records: OutputRecords; key: Buffer } & DispatcherOptions) {
+    this.allowPrivateTargets = opts.allowPrivateTargets ?? false;
     this.#records = opts.records;
     this.#key = opts.key;
     this.dispatcher = new AlertDispatcher(opts);

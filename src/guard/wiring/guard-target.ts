@@ -16,7 +16,7 @@
  */
 import type { Principal } from '../../auth/policy.js';
 import type { AuditLog } from '../../audit/log.js';
-import type { ActionOutcome, ActuatorTarget, RecoverySubject } from '../actuator.js';
+import type { ActionOutcome, ActuatorTarget, Alert, RecoverySubject } from '../actuator.js';
 import type { IntegrityMonitor } from '../integrity.js';
 import type { InstanceLevers } from '../../levels/module.js';
 import type { DriverRegistry } from '../../levels/registry.js';
@@ -37,6 +37,8 @@ export interface GuardTargetDeps {
   routes?: RouteSync;
   /** Restores docroots and trees kept as known-good copies. */
   monitor?: Pick<IntegrityMonitor, 'restore' | 'tree'>;
+  /** Where alerts go beyond the log and the event stream (the alert outputs). */
+  alerts?: { deliver(alert: Alert): void };
   /** CPUs a throttled instance keeps; default 0.1. */
   throttleVcpus?: number;
 }
@@ -57,6 +59,11 @@ export class GuardTarget implements ActuatorTarget {
 
   constructor(store: Store, instances: InstanceService, operations: OperationRunner, audit: AuditLog, more: Partial<GuardTargetDeps> = {}) {
     this.#d = { store, instances, operations, audit, ...more };
+  }
+
+  /** Hands the alert to the outputs (queued there: never waits). */
+  alert(alert: Alert): void {
+    this.#d.alerts?.deliver(alert);
   }
 
   async freeze(id: string): Promise<ActionOutcome> {
