@@ -37,13 +37,14 @@
  * `start()` runs a pass at once and then every `intervalMs`; passes never overlap.
  */
 import type { InstanceInfo } from '../../core/instance-facts.js';
-import type { DriverOperation, InstanceSpec, LevelDriver, ObservedInstance } from '../../levels/driver.js';
-import { STATES, assertTransition, canTransition, checkAction, type DesiredState, type InstanceState } from '../../levels/lifecycle.js';
+import type { InstanceSpec, LevelDriver, ObservedInstance } from '../../levels/driver.js';
+import { canTransition, type DesiredState, type InstanceState } from '../../levels/lifecycle.js';
 import type { DriverRegistry } from '../../levels/registry.js';
 import type { CloneSource, LevelId } from '../../store/types.js';
 import type { ReconcileRecord, ReconcileStore } from '../../store/store.js';
 import type { KeyedMutex } from '../../core/keyed-mutex.js';
 import { RestartBackoff, driverSpec, restartPolicyOf, shouldRestart, type BackoffOptions } from './restart-policy.js';
+import { isAlive, isReachable, nextStep, stepTarget, type Step } from './steps.js';
 import { messageOf } from '../../core/errors.js';
 
 /**
@@ -112,8 +113,6 @@ export interface ReconcileReport {
   durationMs: number;
 }
 
-type Step = 'create' | 'start' | 'stop' | 'pause' | 'resume';
-
 interface PassContext {
   report: ReconcileReport;
   /** Becomes `#unlaunched` when the pass ends. */
@@ -124,50 +123,6 @@ const DEFAULT_INTERVAL_MS = 10_000;
 const DEFAULT_STOP_GRACE_MS = 10_000;
 
 const silentLogger: ReconcileLogger = { info() {}, warn() {}, error() {} };
-const isAlive = (state: InstanceState): boolean => state === 'running' || state === 'paused';
-
-/**
- * The next driver call that brings an instance one step closer to `desired`, or
- * null when it is there (or cannot get there with this driver). `missing` means
- * the driver holds nothing for the instance.
- */
-export function nextStep(current: InstanceState | 'missing', desired: DesiredState, supports: ReadonlySet<DriverOperation>): Step | null {
-  if (current === 'missing' || current === 'creating') return 'create';
-  if (current === 'deleted') return null;
-  switch (desired) {
-    case 'running':
-      if (current === 'stopped' || current === 'failed') return 'start';
-      if (current === 'paused' && supports.has('resume')) return 'resume';
-      return null;
-    case 'stopped':
-      return isAlive(current) ? 'stop' : null;
-    case 'paused':
-      if (current === 'stopped' || current === 'failed') return 'start';
-      if (current === 'running' && supports.has('pause')) return 'pause';
-      return null;
-  }
-}
-
-/**
- * Whether the state machine can lead from `from` to `to` at all. Observed states
- * are facts: a daemon that died between create and start finds `running` where
- * the store says `creating`, and records it if some path of allowed transitions
- * leads there.
- */
-export function isReachable(from: InstanceState, to: InstanceState): boolean {
-  const seen = new Set<InstanceState>([from]);
-  const queue: InstanceState[] = [from];
-  for (let state = queue.shift(); state !== undefined; state = queue.shift()) {
-    if (state === to) return true;
-    for (const next of STATES) {
-      if (!seen.has(next) && canTransition(state, next)) {
-        seen.add(next);
-        queue.push(next);
-      }
-    }
-  }
-  return false;
-}
 
 const emptyReport = (): ReconcileReport => ({
   adopted: 0, orphansRemoved: 0, created: 0, started: 0, stopped: 0, paused: 0, resumed: 0, failed: 0, unchanged: 0, skipped: 0,
@@ -426,7 +381,7 @@ export class Reconciler {
     let current: InstanceState | 'missing' = observed ? state : 'missing';
     try {
       for (let step = nextStep(current, desiredState, driver.supports); step; step = nextStep(current, desiredState, driver.supports)) {
-        const to = this.#target(state, step);
+        const to = stepTarget(state, step);
         await this.#call(driver, record, step);
         this.#count(step, report);
         acted = true;
@@ -482,16 +437,6 @@ export class Reconciler {
     }, ms + 5);
     timer.unref();
     this.#wake = { timer, at };
-  }
-
-  /** The state a step leads to, checked against the shared state machine. */
-  #target(state: InstanceState, step: Step): InstanceState {
-    if (step === 'create') {
-      // A recreated instance exists but does not run, whatever the store last saw.
-      if (state !== 'stopped') assertTransition(state, 'stopped', 'create');
-      return 'stopped';
-    }
-    return checkAction(state, step);
   }
 
   #call(driver: LevelDriver, record: ReconcileRecord, step: Step): Promise<void> {

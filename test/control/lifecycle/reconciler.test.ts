@@ -2,12 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KeyedMutex } from '../../../src/core/keyed-mutex.js';
-import {
-  Reconciler,
-  isReachable,
-  nextStep,
-  type ReconcileEvent,
-} from '../../../src/control/lifecycle/reconciler.js';
+import { Reconciler, type ReconcileEvent } from '../../../src/control/lifecycle/reconciler.js';
+import { isReachable, nextStep } from '../../../src/control/lifecycle/steps.js';
 import type { ReconcileRecord, ReconcileStore } from '../../../src/store/store.js';
 import type { InstanceSpec, ObservedInstance } from '../../../src/levels/driver.js';
 import type { DesiredState, InstanceState } from '../../../src/levels/lifecycle.js';
