@@ -10,7 +10,9 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import Database from 'better-sqlite3';
 import { restoreBackup } from '../../src/control/backup/restore.js';
+import { sha256File } from '../../src/core/hash.js';
 import { isStrataError } from '../../src/core/errors.js';
 import { TestDaemon } from '../support/harness.js';
 import { viaGateway } from '../support/net.js';
@@ -149,6 +151,22 @@ test('restore refuses a tampered, padded or unfinished backup, naming the file, 
 
   const unfinished = tempDir('unfinished');
   assert.deepEqual(await refusal(unfinished, target), { code: 'STRATA_ERR_BACKUP_INVALID', path: 'manifest.json' });
+  assert.deepEqual(readdirSync(target), []);
+});
+
+test('restore refuses a backup whose store a newer Strata wrote (a schema this one does not know)', async () => {
+  const newer = join(tempDir('newer'), 'copy');
+  cpSync(backupDir, newer, { recursive: true });
+  const db = new Database(join(newer, 'strata.db'));
+  db.pragma('user_version = 9999');
+  db.close();
+  const manifest = JSON.parse(readFileSync(join(newer, 'manifest.json'), 'utf8'));
+  const store = manifest.entries.find((e: { path: string }) => e.path === 'strata.db');
+  store.sha256 = await sha256File(join(newer, 'strata.db'));
+  store.size = statSync(join(newer, 'strata.db')).size;
+  writeFileSync(join(newer, 'manifest.json'), JSON.stringify(manifest));
+  const target = join(tempDir('target'), 'data');
+  assert.deepEqual(await refusal(newer, target), { code: 'STRATA_ERR_BACKUP_INVALID', path: 'strata.db' });
   assert.deepEqual(readdirSync(target), []);
 });
 

@@ -3,15 +3,18 @@
  * empty data dir, offline (no daemon runs on NEW yet).
  *
  * Nothing is written until the whole backup checks out: the manifest parses,
- * names only parts of a daemon backup, and every file in the directory is in
- * it with its size and sha256 (and nothing else is there). Then the files are
+ * names only parts of a daemon backup, every file in the directory is in
+ * it with its size and sha256 (and nothing else is there), and its store's
+ * schema is one this Strata knows. Then the files are
  * copied with the manifest's modes (keys stay 0600) and the audit log of the
  * restored store is verified with the restored key; a log that does not verify
  * undoes the restore.
  */
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join, sep } from 'node:path';
+import Database from 'better-sqlite3';
 import { verifyDatabase, type VerifyReport } from '../../audit/verify.js';
+import { MIGRATIONS } from '../../store/migrations.js';
 import { StrataError } from '../../core/errors.js';
 import { DATA_DIR_LAYOUT, MANIFEST } from './layout.js';
 import { ManifestSchema, describeTree, type Manifest, type ManifestEntry } from './manifest.js';
@@ -79,6 +82,21 @@ export async function verifyBackup(dir: string, manifest: Manifest): Promise<voi
   if (!extra.done) throw invalid(`${extra.value} is in the backup but not in its manifest`, extra.value);
 }
 
+/** Refuses a store whose schema this Strata does not know: a newer version took the backup, and this one would run on it blind. */
+function checkSchema(dir: string, manifest: Manifest): void {
+  const db = new Database(join(dir, manifest.store.file), { readonly: true, fileMustExist: true });
+  let version: number;
+  try {
+    version = Number(db.pragma('user_version', { simple: true }));
+  } finally {
+    db.close();
+  }
+  const known = Math.max(...MIGRATIONS.map((m) => m.version));
+  if (version > known) {
+    throw invalid(`the backup's store has schema ${version}, newer than this Strata knows (${known}): restore it with Strata ${manifest.strataVersion} or later`, manifest.store.file);
+  }
+}
+
 /** Refuses anything but a missing or empty directory; makes it (0700). */
 function prepareDataDir(dataDir: string): void {
   if (existsSync(dataDir)) {
@@ -108,6 +126,7 @@ export async function restoreBackup(backupDir: string, dataDir: string): Promise
   prepareDataDir(dataDir);
   try {
     await verifyBackup(backupDir, manifest);
+    checkSchema(backupDir, manifest);
     place(backupDir, dataDir, manifest.entries);
     const key = manifest.entries.some((e) => e.path === 'audit-key.pem') ? readFileSync(join(dataDir, 'audit-key.pem')) : null;
     if (!key) throw invalid('the backup has no audit key: its audit log cannot be verified', 'audit-key.pem');
