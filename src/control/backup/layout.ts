@@ -48,6 +48,7 @@ export const DATA_DIR_LAYOUT: readonly LayoutEntry[] = [
   { path: 'docroots', backup: 'tree', what: "tenants' static sites, one folder per tenant id" },
   { path: 'moves', backup: 'tree', what: 'forwards of sites moved to another daemon' },
   { path: 'logs', backup: 'skip', what: 'the access log and per-site logs', why: 'append-only logs; ship or rotate them with your log tooling' },
+  { path: 'alerts', backup: 'skip', what: 'the JSON-lines files of alert outputs', why: "append-only copies; each alert's lasting record is its audit log entry, in the store" },
   { path: 'guard', backup: 'skip', what: "the guard's known-good copies of instances' files", why: "instance state; remade when an instance starts" },
   { path: 'quarantine', backup: 'skip', what: "data moved aside when a tenant was deleted with quarantine", why: 'kept for the provider to inspect, not daemon state' },
 ];
