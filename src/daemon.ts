@@ -56,6 +56,7 @@ import { LEVEL_MODULES } from './levels/index.js';
 import { osLevel } from './levels/os/module.js';
 import { DriverRegistry } from './levels/registry.js';
 import { UsageSampler } from './control/usage/sampler.js';
+import { MetricsTally } from './api/metrics.js';
 import { SqliteStore } from './store/sqlite.js';
 import { VERSION } from './core/version.js';
 
@@ -351,9 +352,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const flushRoutes = async (): Promise<void> => { await front?.frontDoor.flush(); };
     const receiver = new Receiver({ store, audit, events, registry, locks, flushRoutes, gatewayAddress: () => gatewayAddress({ gateway: front?.gateway, frontDoor: front?.frontDoor }) });
     teardown.add(() => receiver.close());
+    const metrics = daemonMetrics(store, audit);
     const services: Services = {
       version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
-      instances, usage: new UsageSampler(registry), metrics: daemonMetrics(store, audit), guard: guard.guard, outputs: guard.outputs, certificates, tenantData,
+      instances, usage: new UsageSampler(registry), metrics, tally: new MetricsTally(events, metrics), guard: guard.guard, outputs: guard.outputs, certificates, tenantData,
       backups: new Backups({ dataDir: opts.dataDir, db: store.db, audit, levelIds: LEVEL_MODULES.map((m) => m.id), log: log.child({ svc: 'backup' }) }),
       moves: { mover: new Mover({ store, audit, events, operations, registry, locks, forwards, flushRoutes }), receiver, forwards, flushRoutes },
       ...(front ? { gateway: front.gateway, frontDoor: front.frontDoor } : {}),

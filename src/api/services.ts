@@ -18,6 +18,7 @@ import type { InstanceService } from '../control/lifecycle/instances.js';
 import type { TenantData } from '../control/tenants/tenant-data.js';
 import type { OperationRunner } from '../control/lifecycle/operations.js';
 import type { UsageSampler } from '../control/usage/sampler.js';
+import type { MetricsTally } from './metrics.js';
 import type { DriverRegistry } from '../levels/registry.js';
 import type { Store } from '../store/store.js';
 import type { Backups } from '../control/backup/backup.js';
@@ -35,6 +36,8 @@ export interface Services {
   /** Instances' CPU, memory, network and disk use, from their drivers. */
   usage: UsageSampler;
   metrics: Registry;
+  /** Alert and operation tallies for /metrics, fed by the event bus. */
+  tally: MetricsTally;
   /** The front door, when the daemon runs one: its per-site metrics join /metrics. */
   gateway?: Gateway;
   /** The security monitor: its alerts are served at /v1/alerts. */

@@ -1,6 +1,7 @@
 /** Health, metrics, the OpenAPI document, `info` and `whoami`. */
 import { z } from 'zod';
-import { authorize } from '../auth/policy.js';
+import { authorize, isTenantRole } from '../auth/policy.js';
+import { scrape } from './metrics.js';
 import { defineRoute } from './route.js';
 
 export const systemRoutes = [
@@ -10,11 +11,12 @@ export const systemRoutes = [
     handler: () => ({ body: { status: 'ok' } }),
   }),
   defineRoute({
-    method: 'GET', url: '/metrics', tag: 'system', summary: 'Prometheus metrics', auth: false, raw: true, responses: { 200: null },
-    handler: async ({ reply }, s) => {
-      const own = await s.metrics.metrics();
-      const gateway = s.gateway ? await (await s.gateway.metrics()).metrics() : '';
-      reply.header('content-type', s.metrics.contentType).send(gateway ? `${own}\n${gateway}` : own);
+    method: 'GET', url: '/metrics', tag: 'system', raw: true, responses: { 200: null },
+    summary: "Prometheus metrics: a provider-admin's or metrics-reader's token reads every series, a tenant role's only its own tenant's",
+    handler: async ({ p, reply }, s) => {
+      authorize(p, 'metrics.read');
+      const text = await scrape(s, isTenantRole(p.role) ? p.tenantId : null);
+      reply.header('content-type', s.metrics.contentType).send(text);
     },
   }),
   defineRoute({

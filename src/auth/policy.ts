@@ -99,6 +99,8 @@ export const POLICY = {
   'output.create': { roles: TENANT_ADMINS },
   'output.read': { roles: ['provider-admin', 'auditor', 'tenant-admin'] },
   'output.delete': { roles: TENANT_ADMINS },
+  // A scraper's token (Prometheus) reads every series and nothing else; tenant staff read their own tenant's series.
+  'metrics.read': { roles: ['provider-admin', 'metrics-reader', 'tenant-admin', 'tenant-member'] },
 } as const satisfies Record<string, Rule>;
 
 export type Action = keyof typeof POLICY;

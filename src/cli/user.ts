@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import { clientFor, seg, withIfMatch } from './client.js';
 import { done, emit, keyValues, table, when } from './output.js';
 
-const ROLES = ['provider-admin', 'tenant-admin', 'tenant-member', 'auditor'];
+const ROLES = ['provider-admin', 'tenant-admin', 'tenant-member', 'auditor', 'metrics-reader'];
 
 interface User {
   id: string;

@@ -20,6 +20,7 @@ import { ERROR_PAGE_HEADERS, errorPage, httpDate, reason } from './pages.js';
 import { recordExchange } from './record.js';
 import { readRequestHead } from './request-head.js';
 import { isFramingError } from './security.js';
+import { countUpstreamFailure } from './metrics.js';
 
 /** The HTTP/2 client connection preface (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -333,6 +334,7 @@ export class ClientConnection {
   /** Called by the upstream connection when it failed before or while relaying the response. */
   upstreamFailed(ex: Exchange, stale: boolean, timedOut: boolean): void {
     if (this.closed || ex.done) return;
+    if (!(stale && ex.retryable && ex.site?.pool && !ex.headSent)) countUpstreamFailure(ex.site?.stats, timedOut);
     if (ex.headSent) {
       this.destroy(); // a truncated response: the client must see the failure
       return;

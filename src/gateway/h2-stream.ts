@@ -12,6 +12,7 @@ import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'nod
 import type { Exchange } from './exchange.js';
 import { h2LocalHeaders, h2ResponseHeaders, h2TrailerLines } from './h2-headers.js';
 import { ERROR_PAGE_HEADERS, errorPage, httpDate } from './pages.js';
+import { countUpstreamFailure } from './metrics.js';
 
 /** What a stream needs from its connection. */
 export interface H2Session {
@@ -199,6 +200,7 @@ export class H2Stream {
 
   upstreamFailed(ex: Exchange, stale: boolean, timedOut: boolean): void {
     if (this.closed || ex.done) return;
+    if (!(stale && ex.retryable && ex.site?.pool && !ex.headSent)) countUpstreamFailure(ex.site?.stats, timedOut);
     if (ex.headSent) {
       this.destroy(); // a truncated response: the client must see the failure
       return;

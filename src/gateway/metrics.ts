@@ -16,6 +16,9 @@ export class SiteStats {
   /** Non-cumulative counts per bucket, the last one being +Inf. */
   readonly latency = new Float64Array(LATENCY_BUCKETS.length + 1);
   latencySum = 0;
+  /** Requests whose upstream refused, broke or did not answer in time (a 502/504, or a truncated response). */
+  upstreamErrors = 0;
+  upstreamTimeouts = 0;
 
   constructor(readonly site: string, readonly tenant: string) {}
 
@@ -31,6 +34,13 @@ export class SiteStats {
   }
 }
 
+/** Counts a failed upstream exchange (not one retried on a fresh connection) against its site. */
+export function countUpstreamFailure(stats: SiteStats | undefined, timedOut: boolean): void {
+  if (!stats) return;
+  stats.upstreamErrors++;
+  if (timedOut) stats.upstreamTimeouts++;
+}
+
 interface MetricValue {
   value: number;
   labels: Record<string, string | number>;
@@ -39,7 +49,7 @@ interface MetricValue {
 export interface MetricJson {
   name: string;
   help: string;
-  type: 'counter' | 'histogram';
+  type: 'counter' | 'histogram' | 'gauge';
   aggregator: 'sum';
   values: MetricValue[];
 }
@@ -51,8 +61,11 @@ export function statsToJson(all: Iterable<SiteStats>): MetricJson[] {
   const requests: MetricValue[] = [];
   const bytes: MetricValue[] = [];
   const latency: MetricValue[] = [];
+  const upstream: MetricValue[] = [];
   for (const s of all) {
     const labels = { site: s.site, tenant: s.tenant };
+    upstream.push({ value: s.upstreamErrors - s.upstreamTimeouts, labels: { ...labels, kind: 'error' } });
+    upstream.push({ value: s.upstreamTimeouts, labels: { ...labels, kind: 'timeout' } });
     STATUS_CLASSES.forEach((cls, i) => requests.push({ value: s.byClass[i]!, labels: { ...labels, class: cls } }));
     bytes.push({ value: s.bytesIn, labels: { ...labels, direction: 'in' } });
     bytes.push({ value: s.bytesOut, labels: { ...labels, direction: 'out' } });
@@ -68,5 +81,6 @@ export function statsToJson(all: Iterable<SiteStats>): MetricJson[] {
     { name: 'strata_gateway_requests_total', help: 'Requests answered by the gateway, per site and status class.', type: 'counter', aggregator: 'sum', values: requests },
     { name: 'strata_gateway_bytes_total', help: 'Request body bytes received (in) and response bytes sent, head included (out), per site.', type: 'counter', aggregator: 'sum', values: bytes },
     { name: 'strata_gateway_request_duration_seconds', help: 'Time from the end of the request head to the end of the response, per site.', type: 'histogram', aggregator: 'sum', values: latency },
+    { name: 'strata_gateway_upstream_errors_total', help: 'Requests whose upstream refused or broke (error) or did not answer in time (timeout), per site.', type: 'counter', aggregator: 'sum', values: upstream },
   ];
 }

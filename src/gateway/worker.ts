@@ -356,7 +356,8 @@ class Worker {
   metrics(request: number): void {
     const stats = new Set([this.ctx.unrouted]);
     for (const { site } of this.sites.values()) stats.add(site.stats);
-    send({ type: 'metrics', request, metrics: [...statsToJson(stats), ...this.passthrough.metrics(stats)] });
+    const active = { name: 'strata_gateway_connections_active', help: 'Client connections open now (HTTP/1.1, HTTP/2, TLS passthrough), summed over the workers.', type: 'gauge' as const, aggregator: 'sum' as const, values: [{ value: this.connections.size + this.passthrough.size, labels: {} }] };
+    send({ type: 'metrics', request, metrics: [...statsToJson(stats), ...this.passthrough.metrics(stats), active] });
   }
 
   async reopenLog(request: number): Promise<void> {

@@ -18,7 +18,7 @@ export type InstanceState = (typeof STATES)[number];
 export const DESIRED_STATES = ['running', 'stopped', 'paused'] as const;
 export type DesiredState = (typeof DESIRED_STATES)[number];
 
-export const ROLES = ['provider-admin', 'tenant-admin', 'tenant-member', 'auditor'] as const;
+export const ROLES = ['provider-admin', 'tenant-admin', 'tenant-member', 'auditor', 'metrics-reader'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** A tenant's share of the machine: its service level agreement. */
@@ -44,7 +44,7 @@ export interface User {
   id: string;
   name: string;
   role: Role;
-  /** Tenant id for tenant roles, null for provider-admin and auditor. */
+  /** Tenant id for tenant roles, null for provider-admin, auditor and metrics-reader. */
   tenantId: string | null;
   /** Bumped by every change of the role: the ETag's version. */
   revision: number;

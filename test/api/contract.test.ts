@@ -130,7 +130,8 @@ test('a walk over every route answers what each route declares', async () => {
 });
 
 test('/metrics speaks Prometheus and counts API requests', async () => {
-  const res = await fetch(`${d.url}/metrics`);
+  assert.equal((await fetch(`${d.url}/metrics`)).status, 401, 'a scrape needs a token');
+  const res = await fetch(`${d.url}/metrics`, { headers: { authorization: `Bearer ${d.adminToken}` } });
   const text = await res.text();
   assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
   assert.match(text, /strata_api_requests_total\{method="GET",route="\/v1\/tenants"/);
