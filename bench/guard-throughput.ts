@@ -9,7 +9,10 @@
  * Anchor: Falco's published figure of about 5,000 events/s at 17 % CPU of one
  * core (falco.org performance blog) — not measured here; Falco is not installed.
  *
- * Options: --events=N (default 1,000,000), --burst=N (events per ingest burst, default 1,000).
+ * Options: --events=N (default 1,000,000), --burst=N (events per ingest burst, default 1,000),
+ * --hanging-output=1: every alert also goes to an alert output, a webhook whose
+ * receiver (on loopback) takes each request and never answers — compare the
+ * figure with a run without it: the guard does not wait for its outputs.
  */
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
@@ -18,6 +21,10 @@ import type { ActuatorTarget } from '../src/guard/actuator.js';
 import type { GuardEvent } from '../src/core/guard-event.js';
 import { Guard } from '../src/guard/guard.js';
 import { loadDefaultRuleset } from '../src/guard/rules.js';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { AlertDispatcher } from '../src/guard/outputs/dispatcher.js';
 import { intOption, type BenchOptions, type BenchResult } from './harness.js';
 
 const ANCHOR_EVENTS_PER_S = 5000;
@@ -31,6 +38,26 @@ const ANCHOR_EVENTS_PER_S = 5000;
 const TEMPLATES = 20_000;
 
 const noopTarget: ActuatorTarget = { alert() {}, async freeze() {}, async resume() {}, async stop() {}, async snapshot() {} };
+
+/** A webhook output whose receiver never answers; `close` ends it all. */
+async function hangingOutput(): Promise<{ dispatcher: AlertDispatcher; id: string; close(): Promise<void> }> {
+  const server: Server = createServer(() => { /* never answers */ });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const dispatcher = new AlertDispatcher({ fileRoot: tmpdir() });
+  const id = 'out_hanging';
+  dispatcher.set([{
+    id, tenantId: null, name: 'hanging', secret: 'whsec_bench', filter: { minPriority: null, rules: null },
+    config: { type: 'webhook', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, timeoutMs: 60_000, retries: 5, headers: {} },
+  }]);
+  return {
+    dispatcher, id,
+    close: async () => {
+      await dispatcher.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 /** The i-th event of the mix; one in a hundred is a shell in a web instance or an odd outbound connection. */
 function mixEvent(i: number, time: number): GuardEvent {
@@ -54,7 +81,9 @@ export default async function guardThroughput(opts: BenchOptions): Promise<Bench
   const total = intOption(opts, 'events', 1_000_000);
   const burst = intOption(opts, 'burst', 1000);
   const audit = { n: 0, append() { return { index: this.n++ }; } };
-  const guard = new Guard({ ruleset: await loadDefaultRuleset(), target: noopTarget, audit, events: new EventBus(), escalateAfter: Number.MAX_SAFE_INTEGER });
+  const output = opts.options['hanging-output'] ? await hangingOutput() : null;
+  const target: ActuatorTarget = output ? { ...noopTarget, alert: (a) => output.dispatcher.deliver(a) } : noopTarget;
+  const guard = new Guard({ ruleset: await loadDefaultRuleset(), target, audit, events: new EventBus(), escalateAfter: Number.MAX_SAFE_INTEGER });
   await guard.start();
   const t0 = Date.now();
   const templates = Array.from({ length: TEMPLATES }, (_, i) => mixEvent(i, 0));
@@ -72,6 +101,8 @@ export default async function guardThroughput(opts: BenchOptions): Promise<Bench
   const cpu = process.cpuUsage(cpuStart);
   const stats = guard.stats();
   await guard.stop();
+  const outputStats = output?.dispatcher.stats(output.id) ?? null;
+  await output?.close();
   const perSecond = total / seconds;
   const cpuPercent = ((cpu.user + cpu.system) / 1e6 / seconds) * 100;
   return {
@@ -83,7 +114,8 @@ export default async function guardThroughput(opts: BenchOptions): Promise<Bench
     summary: [
       `${total} events in ${seconds.toFixed(2)} s: ${Math.round(perSecond)} events/s at ${cpuPercent.toFixed(0)} % of one core`,
       `evaluated ${stats.evaluated}, aggregated ${stats.aggregated}, dropped ${stats.dropped}, alerts ${stats.alerts}`,
+      ...(outputStats ? [`hanging webhook output: delivered ${outputStats.delivered}, queued ${outputStats.queued}, dropped ${outputStats.dropped} (its queue full; the guard never waited)`] : []),
     ],
-    extra: { events: total, dropped: stats.dropped, aggregated: stats.aggregated, evaluated: stats.evaluated, alerts: stats.alerts, cpu_percent: Math.round(cpuPercent) },
+    extra: { events: total, dropped: stats.dropped, aggregated: stats.aggregated, evaluated: stats.evaluated, alerts: stats.alerts, cpu_percent: Math.round(cpuPercent), ...(outputStats ? { output_dropped: outputStats.dropped, output_queued: outputStats.queued } : {}) },
   };
 }
