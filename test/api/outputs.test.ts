@@ -7,10 +7,13 @@
  * /metrics.
  */
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Alert } from '../../src/guard/actuator.js';
 import { verifyWebhook } from '../../src/guard/outputs/webhook.js';
 import { TestDaemon } from '../support/harness.js';
+import { tempDir } from '../support/temp.js';
 import { until } from '../support/until.js';
 import { Receiver } from '../guard/outputs-fixtures.js';
 
@@ -124,7 +127,7 @@ test("a webhook's secret is returned once at creation, never after; alerts reach
 
   const shown = await d.request('GET', '/v1/tenants/ta/outputs/hook', { token: tokenA });
   assert.equal(shown.body.stats.delivered, 1);
-  const metrics = await (await fetch(`${d.url}/metrics`)).text();
+  const metrics = String((await d.request('GET', '/metrics')).body);
   assert.match(metrics, /strata_alert_output_delivered_total\{owner="provider",output="hook",type="webhook"\} 3/);
 
   // test: one signed sample now, and whether it arrived.
@@ -170,4 +173,27 @@ test("a failing output is counted, dead-lettered and raises a host-level alert; 
   assert.equal((await d.request('DELETE', '/v1/tenants/tb')).status, 204);
   assert.equal(d.daemon.services.store.outputs.list(tb).length, 0);
   await until(() => !d.daemon.services.outputs!.dispatcher.all().some((o) => o.def.tenantId === tb), { what: "the dispatcher to drop tb's output" });
+});
+
+test('outputs outlive a restart: the same secret signs after it (the sealing key is kept in the data dir, 0600)', async () => {
+  const dataDir = tempDir('outputs-restart');
+  const rx = await Receiver.start();
+  let first: TestDaemon | undefined = await TestDaemon.start({ dataDir, outputs: { allowPrivateTargets: true } });
+  try {
+    const made = await first.request('POST', '/v1/outputs', { body: { name: 'kept', type: 'webhook', url: rx.url } });
+    assert.equal(made.status, 201);
+    assert.equal(statSync(join(dataDir, 'outputs-key')).mode & 0o777, 0o600);
+    await first.close();
+    first = undefined;
+    const second = await TestDaemon.start({ dataDir, outputs: { allowPrivateTargets: true } });
+    try {
+      assert.deepEqual((await second.request('POST', '/v1/outputs/kept/test')).body, { delivered: true, error: null });
+      assert.ok(verifyWebhook(made.body.secret, rx.received[0]!.headers, rx.received[0]!.body));
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await first?.close();
+    await rx.close();
+  }
 });
