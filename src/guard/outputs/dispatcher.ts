@@ -227,9 +227,18 @@ export class AlertDispatcher {
     const { deadLetters, dropped, error } = w.unreported;
     w.unreported = { deadLetters: 0, dropped: 0, error: '' };
     w.lastAlertAt = Date.now();
+    // From a timer: a throw here would take the daemon down, so whatever raising fails on stays counted in the stats.
+    try {
+      this.#raiseFailure(w, deadLetters, dropped, error);
+    } catch {
+      // the stats keep the failures
+    }
+  }
+
+  #raiseFailure(w: Worker, deadLetters: number, dropped: number, error: string): void {
     const owner = w.def.tenantId ?? 'provider';
     const what = [deadLetters ? `${deadLetters} alerts given up after retries` : '', dropped ? `${dropped} dropped on a full queue` : ''].filter(Boolean).join(', ');
-    this.#opts.raise({
+    this.#opts.raise!({
       rule: FAILURE_RULE, priority: 'error', output: `alert output ${w.def.name} (${owner}, ${w.def.config.type}) failing: ${what}; last error: ${error}`,
       tenantId: null, instanceId: null, level: 'host', kind: 'guard.output', action: 'notify', count: deadLetters + dropped,
       fields: {
