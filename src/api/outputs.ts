@@ -84,8 +84,12 @@ function providerScope(p: Principal, action: 'output.create' | 'output.read' | '
   return null;
 }
 
+/** Extra webhook headers often carry a receiver's own credentials: their names are shown, never their values. */
+const REDACTED = '[redacted]';
+
 function present(s: Services, o: OutputView): z.infer<typeof Output> {
   const { type, ...config } = o.config;
+  if (o.config.type === 'webhook') (config as Record<string, unknown>).headers = Object.fromEntries(Object.keys(o.config.headers).map((h) => [h, REDACTED]));
   return {
     id: o.id, tenant: o.tenantId ? (s.store.getTenant(o.tenantId)?.name ?? null) : null, name: o.name, type, config,
     minPriority: o.filter.minPriority, rules: o.filter.rules, createdAt: o.createdAt, stats: o.stats,

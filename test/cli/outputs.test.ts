@@ -45,7 +45,7 @@ test('output add/list/show/test/delete', async () => {
   const show = await strata(['output', 'show', 'hook', '--json']);
   assert.equal(show.code, 0);
   assert.ok(!show.stdout.includes(secret));
-  assert.equal(JSON.parse(show.stdout).config.headers.Authorization, 'Bearer x');
+  assert.equal(JSON.parse(show.stdout).config.headers.Authorization, '[redacted]', "a header's value is never shown");
 
   const t = await strata(['output', 'test', 'hook']);
   assert.equal(t.code, 0, t.stderr);
