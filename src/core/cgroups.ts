@@ -20,6 +20,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { processCpuNs } from './proc.js';
 
 export const CGROUP_FS = '/sys/fs/cgroup';
 /** The CFS period every Strata group uses; quotas are in this unit. */
@@ -248,7 +249,7 @@ export class Cgroup {
     if (this.mode === 'v1') {
       const oom = await at('memory', 'memory.oom_control');
       return {
-        cpuUsageNs: toNumber(await at('cpuacct', 'cpuacct.usage')),
+        cpuUsageNs: toNumber(await at('cpuacct', 'cpuacct.usage')) ?? (await this.#processesCpuNs()),
         memoryBytes: toNumber(await at('memory', 'memory.usage_in_bytes')),
         pids: toNumber(await at('pids', 'pids.current')),
         oomKills: oom === null ? null : keyed(oom, 'oom_kill'),
@@ -263,6 +264,19 @@ export class Cgroup {
       pids: toNumber(await at('pids', 'pids.current')),
       oomKills: events === null ? null : keyed(events, 'oom_kill'),
     };
+  }
+
+  /**
+   * v1 groups made by Strata itself live in the cpu, memory and pids
+   * hierarchies only (cpuacct is a hierarchy of its own on hybrid machines):
+   * their CPU time is that of the processes in them now, from /proc. Null
+   * when the group is gone or empty.
+   */
+  async #processesCpuNs(): Promise<number | null> {
+    const procs = await readFile(join(this.dir('cpu'), 'cgroup.procs'), 'utf8').catch(() => null);
+    const pids = (procs ?? '').split('\n').filter(Boolean).map(Number);
+    if (pids.length === 0) return null;
+    return pids.reduce((sum, pid) => sum + (processCpuNs(pid) ?? 0), 0);
   }
 
   /**

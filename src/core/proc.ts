@@ -1,6 +1,6 @@
 /**
  * Watching a process from the host through /proc: whether it still lives,
- * whether it would hear SIGTERM, and waiting for it to end.
+ * whether it would hear SIGTERM, the CPU time it used, and waiting for it to end.
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +16,19 @@ const readProc = (pid: number, file: string): string | null => {
     return null;
   }
 };
+
+/** USER_HZ: the unit of /proc/PID/stat's times; 100 on every Linux architecture Strata runs on. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** CPU time (user + system, all its threads) `pid` used, in ns; null when it is gone. */
+export function processCpuNs(pid: number): number | null {
+  const stat = readProc(pid, 'stat');
+  if (stat === null) return null;
+  // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]), stime = Number(fields[12]);
+  return Number.isFinite(utime) && Number.isFinite(stime) ? ((utime + stime) * 1e9) / CLOCK_TICKS_PER_S : null;
+}
 
 /** Whether `pid` exists and is not a zombie (a zombie has ended; it only waits to be reaped). */
 export function isAlive(pid: number): boolean {

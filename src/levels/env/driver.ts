@@ -24,7 +24,7 @@ import { isAbsolute, join } from 'node:path';
 import { discard } from '../../core/discard.js';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import { StrataError, notFound } from '../../core/errors.js';
-import type { Applied, DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
+import type { Applied, DriverAvailability, DriverOperation, InstanceSpec, InstanceUsage, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
 import { checkAction, type InstanceState } from '../lifecycle.js';
 import { Admission } from './admission.js';
 import { validationError } from '../../core/validation.js';
@@ -325,6 +325,21 @@ export class EnvDriver implements LevelDriver {
     const inst = this.#instances.get(id);
     if (!inst) return text(404, 'Not Found');
     return this.#serve(inst, request);
+  }
+
+  /**
+   * The isolate's heap against its heap limit and the CPU time its code used,
+   * as its host reported them (about once a second). An isolate has no network
+   * interface or disk of its own here: those are null.
+   */
+  async stats(id: string): Promise<InstanceUsage | null> {
+    const inst = this.#instances.get(id);
+    if (!inst) return null;
+    const live = inst.state === 'running' || inst.state === 'paused' ? this.#supervisor?.usage(id) ?? null : null;
+    return {
+      cpuSeconds: live ? live.cpuNs / 1e9 : null, memoryBytes: live?.heapBytes ?? null, memoryLimitBytes: this.#limits(inst).memoryMiB * 1024 * 1024,
+      netRxBytes: null, netTxBytes: null, diskBytes: null, pids: null,
+    };
   }
 
   /** Live isolate hosts (name, pid, dedicated tenant, instances, requests, memory), for stats and tests. */

@@ -54,7 +54,7 @@ export type HostMessage =
   | { t: 'call'; inst: string; gen: number; call: number; kind: string; fields: Record<string, unknown> }
   | { t: 'events'; events: Array<{ inst: string; time: number; kind: string; fields: Record<string, unknown> }> }
   | { t: 'reset'; inst: string; gen: number; reason: InvokeFailure; detail: string }
-  | { t: 'stats'; rss: number; isolates: number };
+  | { t: 'stats'; rss: number; isolates: number; usage?: Array<{ inst: string; gen: number; heapBytes: number; cpuNs: number }> };
 
 const EMPTY = Buffer.alloc(0);
 

@@ -56,6 +56,8 @@ interface Generation {
   host: HostProcess;
   inflight: number;
   retired: boolean;
+  /** As its host last reported (about once a second). */
+  usage?: { heapBytes: number; cpuNs: number };
 }
 
 interface Placement {
@@ -184,6 +186,11 @@ export class Supervisor {
   describe(id: string): { host: string; pid: number; generation: number; dedicated: boolean } | null {
     const g = this.#placements.get(id)?.current;
     return g ? { host: g.host.name, pid: g.host.pid, generation: g.gen, dedicated: g.host.dedicatedTo !== null } : null;
+  }
+
+  /** The current generation's heap and CPU time as its host last reported them; null before the first report. */
+  usage(id: string): { heapBytes: number; cpuNs: number } | null {
+    return this.#placements.get(id)?.current?.usage ?? null;
   }
 
   /** Every live host, for stats and tests. */
@@ -455,6 +462,10 @@ export class Supervisor {
       }
       case 'stats':
         host.rss = Number(m.rss) || 0;
+        for (const u of Array.isArray(m.usage) ? m.usage : []) {
+          const g = this.#owned(host, u.inst, u.gen)?.gens.get(u.gen);
+          if (g) g.usage = { heapBytes: Number(u.heapBytes) || 0, cpuNs: Number(u.cpuNs) || 0 };
+        }
         if (host.memoryBytes() > this.opts.recycleRssBytes) this.#recycle(host);
         return;
     }

@@ -18,17 +18,13 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { run, runQuietly } from './exec.js';
+import { instanceSideCounters, type InterfaceCounters } from '../../core/net-counters.js';
 
 export interface NetworkNames {
   tag: string;
   hostPorts: readonly number[];
   /** The nftables table; default `<tag>_os` (the vm level names its own, `<tag>_vm`). */
   table?: string;
-}
-
-export interface InterfaceCounters {
-  rxBytes: number;
-  txBytes: number;
 }
 
 export class Network {
@@ -139,13 +135,8 @@ export class Network {
   }
 
   /** Bytes the instance received and sent, read on the host end (where rx and tx are swapped). */
-  async counters(hostVeth: string): Promise<InterfaceCounters | null> {
-    try {
-      const read = async (name: string): Promise<number> => Number((await readFile(`/sys/class/net/${hostVeth}/statistics/${name}`, 'utf8')).trim());
-      return { rxBytes: await read('tx_bytes'), txBytes: await read('rx_bytes') };
-    } catch {
-      return null;
-    }
+  counters(hostVeth: string): Promise<InterfaceCounters | null> {
+    return instanceSideCounters(hostVeth);
   }
 
   /** Host veths of this driver's tag, whatever instance they belonged to. */

@@ -34,7 +34,7 @@ import { chmod, chown, mkdir, readFile, readdir, rm, stat } from 'node:fs/promis
 import { join } from 'node:path';
 import { InvalidStateTransition, StrataError, notFound } from '../../core/errors.js';
 import type { InstanceInfo } from '../../core/instance-facts.js';
-import type { Applied, DriverAvailability, DriverOperation, InstanceSpec, LevelDriver, LogOptions, ObservedInstance, SnapshotResult } from '../driver.js';
+import type { Applied, DriverAvailability, DriverOperation, InstanceSpec, InstanceUsage, LevelDriver, LogOptions, ObservedInstance, SnapshotResult } from '../driver.js';
 import { logStream } from '../log-stream.js';
 import type { Duplex, Readable } from 'node:stream';
 import { chooseAccelerator } from './accel.js';
@@ -51,6 +51,7 @@ import { parseQemuInput } from './options.js';
 import { checkVmLimits, reconfigureVm } from './reconfigure.js';
 import { VmNetwork, grantTunAccess, macFor } from './network.js';
 import { awaitIncoming, awaitReidentified, cloneSnapshot, restoreSnapshot, takeSnapshot, type VmContext } from './snapshots.js';
+import { vmUsage } from './stats.js';
 
 export interface QemuDriverOptions {
   /** Default `/var/lib/strata/<level>`. */
@@ -497,6 +498,9 @@ abstract class QemuDriver implements LevelDriver {
     if (!this.#user) throw new StrataError('STRATA_ERR_LEVEL_UNAVAILABLE', `level ${this.level} is not provisioned`);
     return this.#user;
   }
+
+  /** CPU, memory and network from the host's side; read outside the instance's lock. */
+  stats(id: string): Promise<InstanceUsage | null> { return vmUsage(this.#files, this.#cgroupName(id), id); }
 
   #cgroupName(id: string): string { return `${this.level}-${id}`; }
 }

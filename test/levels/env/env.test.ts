@@ -30,6 +30,27 @@ describe('env level', () => {
     assert.match(String(r.headers['content-type']), /text\/plain/);
   });
 
+  test('stats: CPU time its code burns and the heap it holds, against its heap limit', async () => {
+    // Each request spins ~100 ms of CPU and keeps 4 MiB more in the isolate's heap.
+    const { id, url } = await launch(env, 'acme', `const kept = []; export default { fetch() {
+      const end = Date.now() + 100; let x = 0; while (Date.now() < end) x++;
+      kept.push(new Array(512 * 1024).fill(kept.length));
+      return new Response(String(kept.length));
+    } }`, { cpuMs: 1000 });
+    const before = await env.driver.stats(id);
+    assert.equal(before?.memoryLimitBytes, 64 * 1024 * 1024);
+    for (let i = 0; i < 4; i++) assert.equal((await http(url)).status, 200);
+    // The host reports once a second.
+    const after = await until(async () => {
+      const u = await env.driver.stats(id);
+      return u && u.cpuSeconds! >= 0.3 && u.memoryBytes! >= 12 * 1024 * 1024 ? u : null;
+    }, { ms: 10_000, every: 200, what: 'CPU time >= 0.3 s and heap >= 12 MiB in its stats' });
+    assert.ok(after.memoryBytes! <= 64 * 1024 * 1024, 'within its heap limit');
+    assert.equal(after.netRxBytes, null, 'no interface of its own');
+    await env.driver.stop(id, { graceMs: 0 });
+    assert.equal((await env.driver.stats(id))?.cpuSeconds, null, 'a stopped isolate uses nothing');
+  });
+
   test('Request and Response carry method, headers, query, JSON body and binary body', async () => {
     const { url } = await launch(env, 'acme', `export default { async fetch(req) {
       const u = new URL(req.url);

@@ -1,6 +1,6 @@
 /**
  * The instance disk (a qcow2 overlay over the shared base, mounted at /data) and
- * the power button, on a real x86_64 guest:
+ * the power button, on a real x86_64 guest (and its stats from the host's side):
  *  - the filesystem is the instance's diskMiB, and a guest that writes more
  *    fills it: the overlay on the host stays within the limit;
  *  - stop presses the power button and the guest powers itself off cleanly
@@ -15,6 +15,8 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { VmDriver } from '../../../src/levels/vm/index.js';
+import { cgroupLimitValues } from '../../../src/levels/vm/cgroup.js';
+import { MACHINE_RAM_MIB } from '../../../src/levels/vm/cmdline.js';
 import { getWhen200, guestUrl, imageMissing, testNetwork, vmSpec } from './support.js';
 import { tempDir } from '../../support/temp.js';
 
@@ -58,6 +60,12 @@ test('disk limit, clean power-button stop, persistence, and consistent snapshot 
   const [, size, , avail] = (await get('/df')).split(/\s+/).map(Number);
   assert.ok(size! <= DISK_MIB && size! >= DISK_MIB * 0.75, `the filesystem is the instance's diskMiB (${size} MiB)`);
   assert.ok(avail! <= 1, `a 200 MiB write filled the ${DISK_MIB} MiB disk (${avail} MiB left)`);
+  // Stats from the host's side: QEMU's cgroup, the tap the answers above went through, the overlay the guest wrote.
+  const usage = await driver.stats(id);
+  assert.ok(usage && usage.cpuSeconds! > 0 && usage.memoryBytes! > 0 && usage.pids! >= 1, JSON.stringify(usage));
+  assert.equal(usage.memoryLimitBytes, cgroupLimitValues({ vcpus: 1, memoryMiB: 128, machineMiB: MACHINE_RAM_MIB.x86_64 }).memoryBytes);
+  assert.ok(usage.netTxBytes! > 0 && usage.netRxBytes! > 0, `the guest's answers went through its tap: ${JSON.stringify(usage)}`);
+  assert.ok(usage.diskBytes! > 0 && usage.diskBytes! <= (await stat(overlay)).blocks * 512 + 4 * 1024 * 1024, `disk ${usage.diskBytes}`);
   assert.ok((await stat(overlay)).size <= (DISK_MIB + 4) * 1024 * 1024, 'the overlay on the host stays within the limit');
 
   while ((await counter()) < 3) await new Promise((r) => setTimeout(r, 200));

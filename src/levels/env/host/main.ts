@@ -127,7 +127,8 @@ channel.on('close', () => process.exit(0));
 channel.on('error', () => process.exit(0));
 
 setInterval(() => {
-  send({ t: 'stats', rss: process.memoryUsage.rss(), isolates: isolates.size });
+  const usage = [...isolates.values()].map((i) => ({ inst: i.inst, gen: i.gen, heapBytes: i.heapBytes, cpuNs: i.cpuNs }));
+  send({ t: 'stats', rss: process.memoryUsage.rss(), isolates: isolates.size, usage });
 }, 1000).unref();
 
 send({ t: 'ready', pid: process.pid });

@@ -55,6 +55,8 @@ export class TenantIsolate {
   #disposed = false;
   /** Bumped on every reset, so answers meant for a dead isolate are dropped. */
   epoch = 0;
+  /** CPU time of the isolates reset before the current one, so a reset does not wind the figure back. */
+  #cpuBeforeNs = 0n;
 
   constructor(
     readonly inst: string,
@@ -207,7 +209,10 @@ export class TenantIsolate {
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     this.#entries = null;
-    if (this.#isolate && !this.#isolate.isDisposed) this.#isolate.dispose();
+    if (this.#isolate && !this.#isolate.isDisposed) {
+      this.#cpuBeforeNs += cpuTimeOf(this.#isolate);
+      this.#isolate.dispose();
+    }
   }
 
   /** Unloads for good: pending requests fail as `unloaded`. */
@@ -218,6 +223,12 @@ export class TenantIsolate {
     this.#teardown();
     for (const fail of this.#inflight.values()) fail({ ok: false, failure: 'unloaded', detail: 'isolate unloaded' });
     this.#inflight.clear();
+  }
+
+  /** CPU time its code used (this isolate and those reset before it), ns, for stats. */
+  get cpuNs(): number {
+    const isolate = this.#isolate;
+    return Number(this.#cpuBeforeNs + (isolate && !isolate.isDisposed ? cpuTimeOf(isolate) : 0n));
   }
 
   /** Heap in use, for stats. */
@@ -265,4 +276,12 @@ function checkResponse(value: unknown): InvokeOutcome | InvokeFailed {
   else return bad('invalid body');
   if (bytes.length > MAX_RESPONSE_BYTES) return bad(`response body over ${MAX_RESPONSE_BYTES} bytes`);
   return { ok: true, status, headers: list, body: bytes };
+}
+
+function cpuTimeOf(isolate: ivm.Isolate): bigint {
+  try {
+    return isolate.cpuTime;
+  } catch {
+    return 0n; // disposed between the check and the read
+  }
 }
