@@ -60,6 +60,8 @@ const Output = z.object({
   id: z.string(), tenant: z.string().nullable(), name: z.string(), type: z.enum(['webhook', 'syslog', 'file']),
   config: z.record(z.string(), z.unknown()), minPriority: z.enum(PRIORITIES).nullable(), rules: z.array(z.string()).nullable(),
   createdAt: z.string(),
+  /** Why the output does not run, when it cannot (e.g. its secret was sealed under a lost key). */
+  error: z.string().nullable(),
   stats: z.object({
     queued: z.number(), delivered: z.number(), failedAttempts: z.number(), deadLetters: z.number(), dropped: z.number(),
     lastError: z.string().nullable(), lastErrorAt: z.string().nullable(), lastDeliveredAt: z.string().nullable(),
@@ -92,7 +94,7 @@ function present(s: Services, o: OutputView): z.infer<typeof Output> {
   if (o.config.type === 'webhook') (config as Record<string, unknown>).headers = Object.fromEntries(Object.keys(o.config.headers).map((h) => [h, REDACTED]));
   return {
     id: o.id, tenant: o.tenantId ? (s.store.getTenant(o.tenantId)?.name ?? null) : null, name: o.name, type, config,
-    minPriority: o.filter.minPriority, rules: o.filter.rules, createdAt: o.createdAt, stats: o.stats,
+    minPriority: o.filter.minPriority, rules: o.filter.rules, createdAt: o.createdAt, error: o.error, stats: o.stats,
   };
 }
 

@@ -11,7 +11,7 @@ import { CliError, done, emit, keyValues, print, table, usageError, when } from 
 interface OutputStats { queued: number; delivered: number; failedAttempts: number; deadLetters: number; dropped: number; lastError: string | null; lastErrorAt: string | null; lastDeliveredAt: string | null }
 interface Output {
   id: string; tenant: string | null; name: string; type: string; config: Record<string, unknown>;
-  minPriority: string | null; rules: string[] | null; createdAt: string; stats: OutputStats | null; secret?: string | null;
+  minPriority: string | null; rules: string[] | null; createdAt: string; error: string | null; stats: OutputStats | null; secret?: string | null;
 }
 
 const PRIORITIES = ['critical', 'error', 'warning', 'notice', 'info'];
@@ -28,6 +28,7 @@ const showOutput = (o: Output): string => keyValues([
   ['min priority', o.minPriority ?? '-'], ['rules', o.rules?.join(', ') ?? 'all'],
   ['delivered', o.stats?.delivered ?? 0], ['failed attempts', o.stats?.failedAttempts ?? 0], ['dead letters', o.stats?.deadLetters ?? 0],
   ['dropped', o.stats?.dropped ?? 0], ['queued', o.stats?.queued ?? 0], ['last error', o.stats?.lastError ? `${o.stats.lastError} (${when(o.stats.lastErrorAt)})` : '-'],
+  ...(o.error ? [['not running', o.error] as [string, unknown]] : []),
   ['created', when(o.createdAt)],
 ]);
 

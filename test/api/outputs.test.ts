@@ -7,7 +7,7 @@
  * /metrics.
  */
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Alert } from '../../src/guard/actuator.js';
@@ -175,7 +175,7 @@ test("a failing output is counted, dead-lettered and raises a host-level alert; 
   await until(() => !d.daemon.services.outputs!.dispatcher.all().some((o) => o.def.tenantId === tb), { what: "the dispatcher to drop tb's output" });
 });
 
-test('outputs outlive a restart: the same secret signs after it (the sealing key is kept in the data dir, 0600)', async () => {
+test('outputs outlive a restart: the same secret signs after it (the sealing key is kept in the data dir, 0600); with the key lost the daemon starts and the webhook says it cannot run', async () => {
   const dataDir = tempDir('outputs-restart');
   const rx = await Receiver.start();
   let first: TestDaemon | undefined = await TestDaemon.start({ dataDir, outputs: { allowPrivateTargets: true } });
@@ -189,8 +189,23 @@ test('outputs outlive a restart: the same secret signs after it (the sealing key
     try {
       assert.deepEqual((await second.request('POST', '/v1/outputs/kept/test')).body, { delivered: true, error: null });
       assert.ok(verifyWebhook(made.body.secret, rx.received[0]!.headers, rx.received[0]!.body));
+      assert.equal((await second.request('POST', '/v1/outputs', { body: { name: 'plain', type: 'syslog', host: '127.0.0.1', port: 9 } })).status, 201);
     } finally {
       await second.close();
+    }
+    // The sealing key lost: the daemon still starts; the webhook says why it cannot run; the other output runs.
+    rmSync(join(dataDir, 'outputs-key'));
+    const third = await TestDaemon.start({ dataDir, outputs: { allowPrivateTargets: true } });
+    try {
+      const kept = await third.request('GET', '/v1/outputs/kept');
+      assert.match(kept.body.error, /cannot run/);
+      assert.equal(kept.body.stats, null);
+      assert.equal((await third.request('POST', '/v1/outputs/kept/test')).body.delivered, false);
+      const plain = await third.request('GET', '/v1/outputs/plain');
+      assert.equal(plain.body.error, null);
+      assert.notEqual(plain.body.stats, null);
+    } finally {
+      await third.close();
     }
   } finally {
     await first?.close();

@@ -11,7 +11,7 @@ import { writeSecret } from '../../core/secrets.js';
 import type { OutputRecord, OutputRecords } from '../../store/outputs.js';
 import type { Priority } from '../../core/guard-event.js';
 import type { Alert } from '../actuator.js';
-import { AlertDispatcher, type DispatcherOptions } from './dispatcher.js';
+import { AlertDispatcher, makeSink, type DispatcherOptions } from './dispatcher.js';
 import type { Attempt, OutputConfig, OutputDefinition, OutputFilter, OutputStats } from './types.js';
 
 /** What the API hands in, already validated. */
@@ -30,6 +30,8 @@ export interface OutputView {
   filter: OutputFilter;
   createdAt: string;
   stats: OutputStats | null;
+  /** Why the output does not run, when it cannot (its stats are then null). */
+  error: string | null;
 }
 
 /** Loads the sealing key, making it on first use. */
@@ -64,11 +66,15 @@ export class AlertOutputs {
   readonly allowPrivateTargets: boolean;
   readonly #records: OutputRecords;
   readonly #key: Buffer;
+  readonly #sinkOptions: Pick<DispatcherOptions, 'fileRoot' | 'allowPrivateTargets'>;
+  /** Outputs in the store that cannot run, and why (shown as their error). */
+  readonly #broken = new Map<string, string>();
 
   constructor(opts: { records: OutputRecords; key: Buffer } & DispatcherOptions) {
     this.allowPrivateTargets = opts.allowPrivateTargets ?? false;
     this.#records = opts.records;
     this.#key = opts.key;
+    this.#sinkOptions = { fileRoot: opts.fileRoot, allowPrivateTargets: this.allowPrivateTargets };
     this.dispatcher = new AlertDispatcher(opts);
   }
 
@@ -99,13 +105,27 @@ export class AlertOutputs {
 
   /** Runs exactly the outputs the store holds now (after a change, a tenant's removal, at start). */
   sync(): void {
-    this.dispatcher.set(this.#records.list().map((r) => definitionOf(r, r.sealedSecret === null ? null : unseal(this.#key, r.sealedSecret))));
+    const defs: OutputDefinition[] = [];
+    this.#broken.clear();
+    for (const r of this.#records.list()) {
+      try {
+        const def = definitionOf(r, r.sealedSecret === null ? null : unseal(this.#key, r.sealedSecret));
+        makeSink(def, this.#sinkOptions); // a definition no sink can be made of (a tenant's file) never runs
+        defs.push(def);
+      } catch (e) {
+        // One output that cannot run (its secret sealed under another key — a lost outputs-key) must not stop the daemon or the others.
+        this.#broken.set(r.id, `cannot run: ${(e as Error).message}`);
+      }
+    }
+    this.dispatcher.set(defs);
   }
 
   /** Sends a sample alert through the output once, now; the answer says whether it arrived. */
   test(tenantId: string | null, name: string, alert: Alert): Promise<Attempt> | null {
     const r = this.#records.get(tenantId, name);
     if (!r) return null;
+    const broken = this.#broken.get(r.id);
+    if (broken) return Promise.resolve({ ok: false, error: broken, retry: false });
     return this.dispatcher.test(definitionOf(r, r.sealedSecret === null ? null : unseal(this.#key, r.sealedSecret)), alert);
   }
 
@@ -124,6 +144,9 @@ export class AlertOutputs {
 
   #view(r: OutputRecord): OutputView {
     const d = definitionOf(r, null);
-    return { id: r.id, tenantId: r.tenantId, name: r.name, config: d.config, filter: d.filter, createdAt: r.createdAt, stats: this.dispatcher.stats(r.id) };
+    return {
+      id: r.id, tenantId: r.tenantId, name: r.name, config: d.config, filter: d.filter, createdAt: r.createdAt,
+      stats: this.dispatcher.stats(r.id), error: this.#broken.get(r.id) ?? null,
+    };
   }
 }
