@@ -4,12 +4,15 @@
  * allowed nothing else): every series; a tenant's token: only series labelled
  * with its own tenant id — its instances, quota, alerts, certificates and
  * gateway sites — never another tenant's, nor the daemon's own. Per-instance
- * CPU, memory, network and disk carry tenant id, instance id and name.
+ * CPU, memory, network and disk carry tenant id, instance id and name. The
+ * shipped Grafana dashboard and Prometheus alert rules use only series this
+ * live daemon serves.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, before, test } from 'node:test';
+import { parse } from 'yaml';
 import type { InstanceUsage } from '../../src/levels/driver.js';
 import { FakeDriver } from '../support/fake-driver.js';
 import { TestDaemon } from '../support/harness.js';
@@ -129,5 +132,45 @@ test("a tenant's token reads only its own tenant's series, never another's nor t
     assert.equal(samples(text, 'strata_guard_alerts_total').length, 1, 'its own alert, not the host\'s');
     assert.equal(samples(text, 'strata_certificate_expiry_timestamp_seconds').length, 1);
     assert.doesNotMatch(text, /^process_|^strata_api_|^strata_audit_|^strata_operation|^strata_gateway_connections_active/m);
+  }
+});
+
+const docs = (path: string): string => readFileSync(new URL(`../../../docs/${path}`, import.meta.url), 'utf8');
+/** Strata's, the process's and Node's series a PromQL expression names. */
+const seriesIn = (expr: string): string[] => [...expr.matchAll(/\b(?:strata|process|nodejs)_[a-z0-9_]+\b/g)].map((m) => m[0]);
+
+test('every series docs/grafana/strata.json and docs/prometheus/alerts.yml use is served', async () => {
+  const { text } = await scrape(d.adminToken);
+  const families = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+  const served = (name: string): boolean => {
+    if (families.has(name)) return true;
+    const base = name.replace(/_(bucket|sum|count)$/, '');
+    return base !== name && families.get(base) === 'histogram';
+  };
+
+  const dashboard = JSON.parse(docs('grafana/strata.json')) as { uid: string; panels: Array<{ id: number; type: string; targets?: Array<{ expr: string }> }>; templating: { list: Array<{ definition?: string }> } };
+  assert.equal(dashboard.uid, 'strata-overview');
+  const panelIds = dashboard.panels.map((p) => p.id);
+  assert.equal(new Set(panelIds).size, panelIds.length, 'panel ids are unique');
+  const dashboardExprs = [
+    ...dashboard.panels.flatMap((p) => (p.type === 'row' ? [] : (assert.ok(p.targets?.length, `panel ${p.id} has a query`), p.targets!.map((t) => t.expr)))),
+    ...dashboard.templating.list.flatMap((v) => (v.definition ? [v.definition] : [])),
+  ];
+
+  const rules = parse(docs('prometheus/alerts.yml')) as { groups: Array<{ name: string; rules: Array<{ alert: string; expr: string; labels: { severity: string }; annotations: { summary: string } }> }> };
+  const alertExprs: string[] = [];
+  for (const g of rules.groups) {
+    for (const r of g.rules) {
+      assert.ok(r.alert && r.expr && r.annotations?.summary, `${g.name}: a rule with a name, an expression and a summary`);
+      assert.ok(['critical', 'warning', 'info'].includes(r.labels?.severity), `${r.alert}: a severity`);
+      alertExprs.push(r.expr);
+    }
+  }
+
+  for (const [file, exprs] of [['grafana/strata.json', dashboardExprs], ['prometheus/alerts.yml', alertExprs]] as const) {
+    const used = new Set(exprs.flatMap(seriesIn));
+    assert.ok(used.size >= 10, `${file} uses the series (${[...used].join(', ')})`);
+    const missing = [...used].filter((name) => !served(name));
+    assert.deepEqual(missing, [], `${file}: series the daemon does not serve`);
   }
 });
