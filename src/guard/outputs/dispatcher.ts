@@ -117,8 +117,17 @@ export class AlertDispatcher {
       }
       w.queue.push(alert);
       w.stats.queued = w.queue.length;
-      w.running ??= this.#run(w).finally(() => { w.running = undefined; });
+      this.#kick(w);
     }
+  }
+
+  /** Starts the output's worker unless it runs; one that ends with alerts left (queued just as it finished) starts again. */
+  #kick(w: Worker): void {
+    if (w.running || w.closed) return;
+    w.running = this.#run(w).finally(() => {
+      w.running = undefined;
+      if (w.queue.length > 0) this.#kick(w);
+    });
   }
 
   /** Sends one alert through an output's sink now, once, outside its queue: `strata output test`. */
