@@ -179,6 +179,9 @@ test("a tenant's output may not reach loopback or private addresses (literal or 
   // What a name resolves to is checked at connection time (a name that is not plainly local, rebinding to loopback).
   const resolved = await new Promise<NodeJS.ErrnoException | null>((resolve) => publicLookup('localhost', {}, (err) => resolve(err)));
   assert.equal(resolved?.code, 'STRATA_PRIVATE_ADDRESS');
+  // As dgram calls it: the family alone.
+  const byFamily = await new Promise<NodeJS.ErrnoException | null>((resolve) => publicLookup('localhost', 4, (err) => resolve(err)));
+  assert.equal(byFamily?.code, 'STRATA_PRIVATE_ADDRESS');
   assert.ok(isPrivateAddress('::ffff:10.1.2.3') && isPrivateAddress('169.254.169.254') && isPrivateAddress('fd00::1') && !isPrivateAddress('93.184.216.34'));
   assert.ok(isPrivateHost('[::1]') && isPrivateHost('LOCALHOST') && !isPrivateHost('example.com'));
 });

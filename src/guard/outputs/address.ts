@@ -51,8 +51,13 @@ function canonicalHost(host: string): string | null {
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
-/** A `lookup` for sockets and http requests that refuses private addresses (all of them, when a name has several). */
-export function publicLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+/**
+ * A `lookup` for sockets and http requests that refuses private addresses (all
+ * of them, when a name has several). `options` is the family alone when dgram
+ * calls it (`lookup(host, 4, cb)`), an object when net and http do.
+ */
+export function publicLookup(hostname: string, optionsOrFamily: LookupOptions | number, callback: LookupCallback): void {
+  const options: LookupOptions = typeof optionsOrFamily === 'number' ? { family: optionsOrFamily } : optionsOrFamily;
   dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
     if (err) return callback(err, '');
     const refused = addresses.find((a) => isPrivateAddress(a.address));
