@@ -83,6 +83,12 @@ export interface DaemonOptions {
    * interceptor (bpftrace) on the os driver's containers (`strata up` turns it on).
    */
   guard?: { selfCheck?: boolean; selfRoot?: string; verifyIntervalMs?: number; knownGoodDelayMs?: number; bpf?: boolean };
+  /**
+   * A configured scrape token (`strata up --metrics-token-file`): a bearer
+   * secret that reads every series of /metrics, as a metrics-reader's token
+   * does, without a user in the store. Nothing else accepts it.
+   */
+  metricsScrapeToken?: string;
   /** Alert outputs: see DispatcherOptions (`allowPrivateTargets` lets tenants' outputs reach loopback: tests only). */
   outputs?: Pick<DispatcherOptions, 'allowPrivateTargets' | 'backoffMs' | 'maxBackoffMs' | 'queueSize' | 'failureAlertIntervalMs'>;
 }
@@ -355,7 +361,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const metrics = daemonMetrics(store, audit);
     const services: Services = {
       version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
-      instances, usage: new UsageSampler(registry), metrics, tally: new MetricsTally(events, metrics), guard: guard.guard, outputs: guard.outputs, certificates, tenantData,
+      instances, usage: new UsageSampler(registry), metrics, tally: new MetricsTally(events, metrics), ...(opts.metricsScrapeToken ? { scrapeToken: opts.metricsScrapeToken } : {}), guard: guard.guard, outputs: guard.outputs, certificates, tenantData,
       backups: new Backups({ dataDir: opts.dataDir, db: store.db, audit, levelIds: LEVEL_MODULES.map((m) => m.id), log: log.child({ svc: 'backup' }) }),
       moves: { mover: new Mover({ store, audit, events, operations, registry, locks, forwards, flushRoutes }), receiver, forwards, flushRoutes },
       ...(front ? { gateway: front.gateway, frontDoor: front.frontDoor } : {}),

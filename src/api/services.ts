@@ -38,6 +38,8 @@ export interface Services {
   metrics: Registry;
   /** Alert and operation tallies for /metrics, fed by the event bus. */
   tally: MetricsTally;
+  /** A configured secret that reads every series of /metrics and nothing else (absent: only tokens of the store). */
+  scrapeToken?: string;
   /** The front door, when the daemon runs one: its per-site metrics join /metrics. */
   gateway?: Gateway;
   /** The security monitor: its alerts are served at /v1/alerts. */

@@ -1,7 +1,18 @@
 /** Health, metrics, the OpenAPI document, `info` and `whoami`. */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import type { Services } from './services.js';
 import { authorize, isTenantRole } from '../auth/policy.js';
 import { scrape } from './metrics.js';
+import { ErrorBody } from './schemas.js';
+
+const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
+
+/** Whether `header` carries the configured scrape token (compared in constant time). */
+function isScrapeToken(s: Services, header: string | undefined): boolean {
+  if (!s.scrapeToken || typeof header !== 'string' || !header.startsWith('Bearer ')) return false;
+  return timingSafeEqual(digest(header.slice('Bearer '.length).trim()), digest(s.scrapeToken));
+}
 import { defineRoute } from './route.js';
 
 export const systemRoutes = [
@@ -11,11 +22,18 @@ export const systemRoutes = [
     handler: () => ({ body: { status: 'ok' } }),
   }),
   defineRoute({
-    method: 'GET', url: '/metrics', tag: 'system', raw: true, responses: { 200: null },
-    summary: "Prometheus metrics: a provider-admin's or metrics-reader's token reads every series, a tenant role's only its own tenant's",
-    handler: async ({ p, reply }, s) => {
-      authorize(p, 'metrics.read');
-      const text = await scrape(s, isTenantRole(p.role) ? p.tenantId : null);
+    method: 'GET', url: '/metrics', tag: 'system', raw: true, responses: { 200: null, 401: ErrorBody, 403: ErrorBody },
+    summary: "Prometheus metrics: a provider-admin's or metrics-reader's token (or the configured scrape token) reads every series, a tenant role's only its own tenant's",
+    // Authenticated here, not by the route layer: the configured scrape token is no token of the store.
+    auth: false,
+    handler: async ({ req, reply }, s) => {
+      let tenantId: string | null = null;
+      if (!isScrapeToken(s, req.headers.authorization)) {
+        const p = s.auth.authenticate(req);
+        authorize(p, 'metrics.read');
+        tenantId = isTenantRole(p.role) ? p.tenantId : null;
+      }
+      const text = await scrape(s, tenantId);
       reply.header('content-type', s.metrics.contentType).send(text);
     },
   }),

@@ -14,7 +14,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { parseNetworkPlan, type NetworkPlan } from '../levels/network-option.js';
 import { parseGatewayListen, parseListen } from './args.js';
 import { DEFAULT_DATA_DIR } from './config.js';
-import { CliError, print } from './output.js';
+import { CliError, print, usageError } from './output.js';
 
 /** `TAG:SUBNET` for a level's network plan, as a one-line usage error when wrong. */
 const networkPlan = (flag: string) => (value: string): NetworkPlan => {
@@ -43,11 +43,14 @@ export function registerUp(program: Command): void {
     .option('--acme-email <address>', 'contact address for the ACME account')
     .option('--vm-network <tag:subnet>', "the vm level's bridges and addresses (default sv:10.89.0.0/16); a second daemon on the machine needs its own", networkPlan('--vm-network'))
     .option('--emu-network <tag:subnet>', "the emu level's (default se:10.90.0.0/16)", networkPlan('--emu-network'))
+    .option('--metrics-token-file <file>', 'a file holding a secret (32+ characters) that reads /metrics as a metrics-reader does, for a scraper with no user')
     .addOption(new Option('--log-level <level>', 'the least severe log lines written to stderr').choices(LOG_LEVELS).default('info'))
-    .action(async (o: { logLevel: LogLevel; vmNetwork?: NetworkPlan; emuNetwork?: NetworkPlan; dataDir: string; apiListen?: { host: string; port: number }; listen?: ReturnType<typeof parseGatewayListen>; gateway: boolean; acmeDirectory?: string; acmeCa?: string; acmeEmail?: string }) => {
+    .action(async (o: { logLevel: LogLevel; vmNetwork?: NetworkPlan; emuNetwork?: NetworkPlan; dataDir: string; apiListen?: { host: string; port: number }; listen?: ReturnType<typeof parseGatewayListen>; gateway: boolean; acmeDirectory?: string; acmeCa?: string; acmeEmail?: string; metricsTokenFile?: string }) => {
       const acme = o.acmeDirectory === undefined ? undefined : {
         directoryUrl: o.acmeDirectory, ...(o.acmeCa ? { directoryCaPem: readFileSync(o.acmeCa, 'utf8') } : {}), ...(o.acmeEmail ? { email: o.acmeEmail } : {}),
       };
+      const scrapeToken = o.metricsTokenFile === undefined ? undefined : readFileSync(o.metricsTokenFile, 'utf8').trim();
+      if (scrapeToken !== undefined && scrapeToken.length < 32) throw usageError(`--metrics-token-file: ${o.metricsTokenFile} holds ${scrapeToken.length} characters; a scrape token needs 32 or more`);
       const { host, port } = o.apiListen ?? DEFAULT_LISTEN;
       const listeners = (o.listen ?? [{ protocol: 'http' as const, ...DEFAULT_GATEWAY_LISTEN }])
         .map((l, i) => ({ id: `${l.protocol}-${i}`, address: l.host, port: l.port, protocol: l.protocol }));
@@ -64,7 +67,7 @@ export function registerUp(program: Command): void {
           (err: unknown) => logger.error({ signal: 'SIGHUP', err }, 'reload failed; the gateway keeps what it served'),
         );
       });
-      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(resolve(o.dataDir), { gatewayPorts: o.gateway ? listeners.map((l) => l.port) : [], ...(o.vmNetwork ? { vmNetwork: o.vmNetwork } : {}), ...(o.emuNetwork ? { emuNetwork: o.emuNetwork } : {}) }), logger, guard: { selfCheck: true, bpf: true }, ...(acme ? { acme } : {}), ...(o.gateway ? { gateway: { listeners } } : {}) }).catch((e: NodeJS.ErrnoException) => {
+      const daemon = await startDaemon({ dataDir: resolve(o.dataDir), host, port, drivers: productDrivers(resolve(o.dataDir), { gatewayPorts: o.gateway ? listeners.map((l) => l.port) : [], ...(o.vmNetwork ? { vmNetwork: o.vmNetwork } : {}), ...(o.emuNetwork ? { emuNetwork: o.emuNetwork } : {}) }), logger, guard: { selfCheck: true, bpf: true }, ...(acme ? { acme } : {}), ...(scrapeToken ? { metricsScrapeToken: scrapeToken } : {}), ...(o.gateway ? { gateway: { listeners } } : {}) }).catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${host}:${port}: the address is in use`, e.code);
         if (e.code === 'EACCES' || e.code === 'EPERM') throw new CliError(`${e.message} (run as root, or pass --data-dir)`, e.code);
         throw e;

@@ -25,6 +25,8 @@ class MeteredFake extends FakeDriver {
   }
 }
 
+/** The configured scrape token (`strata up --metrics-token-file`). */
+const SCRAPE_TOKEN = 'scrape-0123456789abcdef0123456789abcdef';
 let d: TestDaemon;
 let acme: string;
 let rival: string;
@@ -47,7 +49,7 @@ function get(port: number, host: string): Promise<number> {
 
 before(async () => {
   d = await TestDaemon.start({
-    drivers: [new MeteredFake()],
+    drivers: [new MeteredFake()], metricsScrapeToken: SCRAPE_TOKEN,
     gateway: { listeners: [{ id: 'http-0', address: '127.0.0.1', port: 0, protocol: 'http' }], options: { workers: 1 } },
   });
   acme = await d.tenantWithUser('acme', 'tenant-member');
@@ -105,6 +107,15 @@ test('a provider-admin reads every series: per instance, quota, alerts, certific
   assert.ok(samples(text, 'strata_gateway_connections_active').length === 1, 'active gateway connections');
   assert.match(text, /^# TYPE strata_gateway_upstream_errors_total counter$/m);
   assert.match(text, /^process_cpu_user_seconds_total /m);
+});
+
+test('the configured scrape token reads every series and nothing else', async () => {
+  const { status, text } = await scrape(SCRAPE_TOKEN);
+  assert.equal(status, 200);
+  assert.equal(samples(text, 'strata_instance_memory_bytes').length, 2);
+  assert.match(text, /^process_cpu_user_seconds_total /m);
+  assert.equal((await scrape(`${SCRAPE_TOKEN}x`)).status, 401);
+  for (const path of ['/v1/tenants', '/v1/whoami', '/v1/stats']) assert.equal((await d.request('GET', path, { token: SCRAPE_TOKEN })).status, 401, path);
 });
 
 test('a metrics-reader reads the same series and may do nothing else', async () => {

@@ -27,12 +27,12 @@ export interface RequestOptions {
 export class TestDaemon {
   private constructor(readonly daemon: Daemon, readonly adminToken: string, private readonly ownsDir: boolean) {}
 
-  static async start(opts: { drivers?: LevelDriver[]; dataDir?: string; gateway?: DaemonOptions['gateway']; guard?: DaemonOptions['guard']; outputs?: DaemonOptions['outputs'] } = {}): Promise<TestDaemon> {
+  static async start(opts: { drivers?: LevelDriver[]; dataDir?: string; gateway?: DaemonOptions['gateway']; guard?: DaemonOptions['guard']; outputs?: DaemonOptions['outputs']; metricsScrapeToken?: string } = {}): Promise<TestDaemon> {
     const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'strata-test-'));
     const daemon = await startDaemon({
       dataDir, host: '127.0.0.1', port: 0, drivers: opts.drivers ?? [], logger: pino({ level: 'silent' }),
       reconcileIntervalMs: 3_600_000, ...(opts.gateway ? { gateway: opts.gateway } : {}), ...(opts.guard ? { guard: opts.guard } : {}),
-      ...(opts.outputs ? { outputs: opts.outputs } : {}),
+      ...(opts.outputs ? { outputs: opts.outputs } : {}), ...(opts.metricsScrapeToken ? { metricsScrapeToken: opts.metricsScrapeToken } : {}),
     });
     const token = readFileSync(daemon.tokenPath, 'utf8').trim();
     return new TestDaemon(daemon, token, !opts.dataDir);
