@@ -92,7 +92,7 @@ test('502 when the backend refuses, 504 when it does not answer in time', async 
       { hostname: 'dead.test', tenantId: 't', target: { kind: 'upstream', host: '127.0.0.1', port: deadPort } },
       { hostname: 'alpha.test', tenantId: 't', target: upstream(alpha) },
     ],
-  }, { upstreamResponseTimeoutMs: 300 }, async (_gw, port) => {
+  }, { upstreamResponseTimeoutMs: 300 }, async (gw, port) => {
     const dead = await request(port(), { host: 'dead.test' });
     assert.equal(dead.status, 502);
     assert.match(dead.body, /502 Bad Gateway/);
@@ -101,6 +101,12 @@ test('502 when the backend refuses, 504 when it does not answer in time', async 
     assert.equal(slow.status, 504);
     assert.ok(Date.now() - start < 1500, 'answered at the response timeout');
     assert.equal((await request(port(), { host: 'alpha.test' })).status, 200, 'the site still works');
+    // Each failure is counted against its site, by kind; the answered request is not.
+    const text = await (await gw.metrics()).metrics();
+    assert.match(text, /^strata_gateway_upstream_errors_total\{site="dead.test",tenant="t",kind="error"\} 1$/m);
+    assert.match(text, /^strata_gateway_upstream_errors_total\{site="alpha.test",tenant="t",kind="timeout"\} 1$/m);
+    assert.match(text, /^strata_gateway_upstream_errors_total\{site="alpha.test",tenant="t",kind="error"\} 0$/m);
+    assert.match(text, /^strata_gateway_connections_active \d+$/m);
   });
 });
 
@@ -120,9 +126,12 @@ test('a pooled connection the backend drops as it is reused is retried once for 
   await new Promise<void>((r) => racy.listen(0, '127.0.0.1', r));
   const racyPort = (racy.address() as net.AddressInfo).port;
   try {
-    await withGateway({ listeners, sites: [{ hostname: 'r.test', tenantId: 't', target: { kind: 'upstream', host: '127.0.0.1', port: racyPort } }] }, {}, async (_gw, port) => {
+    await withGateway({ listeners, sites: [{ hostname: 'r.test', tenantId: 't', target: { kind: 'upstream', host: '127.0.0.1', port: racyPort } }] }, {}, async (gw, port) => {
+      const errors = async (): Promise<string | undefined> => /^strata_gateway_upstream_errors_total\{site="r.test",tenant="t",kind="error"\} (\d+)$/m.exec(await (await gw.metrics()).metrics())?.[1];
       for (let i = 0; i < 4; i++) assert.equal((await request(port(), { host: 'r.test' })).status, 200, `GET ${i}`);
+      assert.equal(await errors(), '0', 'a GET retried on a fresh connection is no upstream error');
       assert.equal((await request(port(), { host: 'r.test', method: 'POST', body: 'x' })).status, 502, 'a POST may have had effects: not resent');
+      assert.equal(await errors(), '1', 'the POST that was not resent is');
     });
   } finally {
     racy.closeAllConnections();
