@@ -59,16 +59,16 @@ test('a busy loop shows as CPU cores and time, within the 1 vCPU cap', async () 
   const loop = await driver.run(id, ['sh', '-c', 'while :; do :; done </dev/null >/dev/null 2>&1 & echo $! > /tmp/busy.pid']);
   assert.equal(loop.exitCode, 0, loop.stderr);
   let last: any;
-  // The loop gets what the loaded machine leaves it; the figure must show it, never past the cap.
+  // The loop gets what the loaded machine leaves it (a fair share at load 12 on 2 cores is ~0.17): the figure must show it, never past the cap.
   await until(async () => {
     last = await stats();
     assert.ok(last.cpu.cores <= 1.15, `at most the cap of 1 vCPU (+ rounding): ${last.cpu.cores}`);
-    return last.cpu.cores >= 0.3;
-  }, { ms: 30_000, every: 300, what: () => `cores >= 0.3 with a busy loop, last ${JSON.stringify(last?.cpu)}` });
+    return last.cpu.cores >= 0.15;
+  }, { ms: 30_000, every: 300, what: () => `cores >= 0.15 with a busy loop, last ${JSON.stringify(last?.cpu)}` });
   assert.ok(last.cpu.seconds > idle.cpu.seconds, `CPU time grows: ${idle.cpu.seconds} → ${last.cpu.seconds}`);
   const stop = await driver.run(id, ['sh', '-c', 'kill $(cat /tmp/busy.pid)']);
   assert.equal(stop.exitCode, 0, stop.stderr);
-  await until(async () => (await stats()).cpu.cores < 0.3, { ms: 30_000, every: 300, what: 'the CPU figure to fall once the loop ends' });
+  await until(async () => (await stats()).cpu.cores < 0.1, { ms: 30_000, every: 300, what: 'the CPU figure to fall once the loop ends' });
 });
 
 test('an allocation shows as memory against the limit; a written file as disk', async () => {
