@@ -25,7 +25,7 @@ export const systemRoutes = [
     method: 'GET', url: '/metrics', tag: 'system', raw: true, responses: { 200: null, 401: ErrorBody, 403: ErrorBody },
     summary: "Prometheus metrics: a provider-admin's or metrics-reader's token (or the configured scrape token) reads every series, a tenant role's only its own tenant's",
     // Authenticated here, not by the route layer: the configured scrape token is no token of the store.
-    auth: false,
+    auth: 'handler',
     handler: async ({ req, reply }, s) => {
       let tenantId: string | null = null;
       if (!isScrapeToken(s, req.headers.authorization)) {
