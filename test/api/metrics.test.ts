@@ -16,6 +16,7 @@ import { parse } from 'yaml';
 import type { InstanceUsage } from '../../src/levels/driver.js';
 import { FakeDriver } from '../support/fake-driver.js';
 import { TestDaemon } from '../support/harness.js';
+import { until } from '../support/until.js';
 
 /** The fake with usage: figures derived from the instance id, so each series is recognisable. */
 class MeteredFake extends FakeDriver {
@@ -65,7 +66,8 @@ before(async () => {
     mkdirSync(d.docroot(t, 'www'), { recursive: true });
     writeFileSync(d.docroot(t, 'www', 'index.html'), 'hi\n');
     const port = d.daemon.services.gateway!.addresses()[0]!.port;
-    assert.equal(await get(port, `www.${t}.test`), 200);
+    // The front door hands new sites to the gateway's workers in the background.
+    await until(async () => (await get(port, `www.${t}.test`)) === 200, { what: `www.${t}.test to answer 200 through the gateway` });
     const cert = await d.request('POST', `/v1/tenants/${t}/certificates/local-ca`, { body: { hostnames: [`www.${t}.test`] }, headers: { 'x-strata-reason': 'test' } });
     assert.equal(cert.status, 201, JSON.stringify(cert.body));
   }
