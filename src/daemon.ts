@@ -7,6 +7,7 @@
  * `DIR/admin.token` (0600). Drivers are passed in: the product registers the real
  * ones, tests a double.
  */
+import { FileCopies } from './control/files/files.js';
 import { generateKeyPairSync, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -363,6 +364,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       version: VERSION, startedAt: new Date(), store, audit, auth: new Authenticator(store), events, operations, registry,
       instances, usage: new UsageSampler(registry), metrics, tally: new MetricsTally(events, metrics), ...(opts.metricsScrapeToken ? { scrapeToken: opts.metricsScrapeToken } : {}), guard: guard.guard, outputs: guard.outputs, certificates, tenantData,
       backups: new Backups({ dataDir: opts.dataDir, db: store.db, audit, levelIds: LEVEL_MODULES.map((m) => m.id), log: log.child({ svc: 'backup' }) }),
+      files: new FileCopies({ store, registry, operations, dataDir: opts.dataDir }),
       moves: { mover: new Mover({ store, audit, events, operations, registry, locks, forwards, flushRoutes }), receiver, forwards, flushRoutes },
       ...(front ? { gateway: front.gateway, frontDoor: front.frontDoor } : {}),
     };

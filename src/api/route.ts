@@ -52,6 +52,8 @@ export interface RouteDef<P extends z.ZodType, Q extends z.ZodType, B extends z.
   idempotent?: boolean;
   /** Action name written to the audit log when the call fails before the handler audits it. */
   auditAs?: string;
+  /** The body is bytes of this media type (a tar archive), handed to the handler as a Buffer; `body` is then unused. */
+  binaryBody?: string;
   /** Hand-written responses (SSE, metrics): the handler writes to `reply` itself. */
   raw?: boolean;
   /**
@@ -96,6 +98,11 @@ function parse<T extends z.ZodType>(schema: T | undefined, value: unknown, where
   return r.data;
 }
 
+function binary(value: unknown, type: string): Buffer {
+  if (!Buffer.isBuffer(value)) throw new StrataError('STRATA_ERR_UNSUPPORTED_MEDIA_TYPE', `the request body must be ${type}`);
+  return value;
+}
+
 const requestHash = (req: FastifyRequest): string =>
   createHash('sha256').update(`${req.method} ${req.url}\n${JSON.stringify(req.body ?? null)}`).digest('hex');
 
@@ -110,7 +117,7 @@ export function registerRoutes(app: FastifyInstance, routes: readonly AnyRoute[]
           p,
           params: parse(route.params, req.params, 'params'),
           query: parse(route.query, req.query, 'query'),
-          body: parse(route.body, req.body, 'body'),
+          body: route.binaryBody ? binary(req.body, route.binaryBody) : parse(route.body, req.body, 'body'),
           req,
           reply,
           audit: (entry) => {
@@ -193,6 +200,7 @@ export function openapiDocument(routes: readonly AnyRoute[], version: string): R
       operationId: `${r.method.toLowerCase()}${openapiPath(r.url).replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ?? '').toUpperCase())}`,
       ...(r.auth === false ? { security: [] } : {}),
       ...(parameters.length ? { parameters } : {}),
+      ...(r.binaryBody ? { requestBody: { required: true, content: { [r.binaryBody]: { schema: { type: 'string', format: 'binary' } } } } } : {}),
       ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(r.body, 'input') } } } } : {}),
       responses,
     };

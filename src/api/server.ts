@@ -13,6 +13,8 @@ import { auditRoutes } from './audit.js';
 import { certificateRoutes } from './certificates.js';
 import { domainRoutes } from './domains.js';
 import { eventRoutes } from './events.js';
+import { fileRoutes } from './files.js';
+import { MAX_COPY_BYTES } from '../control/files/tree.js';
 import { instanceRoutes } from './instances.js';
 import { moveRoutes } from './move.js';
 import { listenerRoutes } from './listeners.js';
@@ -43,6 +45,7 @@ export const API_ROUTES: readonly AnyRoute[] = [
   ...moveRoutes,
   ...streamRoutes,
   ...statsRoutes,
+  ...fileRoutes,
   ...snapshotRoutes,
   ...imageRoutes,
   ...siteRoutes,
@@ -89,6 +92,11 @@ export async function buildApi(s: Services, opts: { logger?: FastifyBaseLogger }
       void reply.code(e.status).send(e.toJSON());
     },
   });
+
+  // Binary bodies (tar archives for file copies) up to their own limit, as Buffers; other routes refuse them.
+  for (const type of new Set(API_ROUTES.flatMap((r) => (r.binaryBody ? [r.binaryBody] : [])))) {
+    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: MAX_COPY_BYTES }, (_req, body, done) => done(null, body));
+  }
 
   const requests = new Counter({
     name: 'strata_api_requests_total', help: 'API requests by route, method and status',

@@ -16,6 +16,7 @@ import type { Authenticator } from '../auth/authenticate.js';
 import type { EventBus } from '../core/events.js';
 import type { InstanceService } from '../control/lifecycle/instances.js';
 import type { TenantData } from '../control/tenants/tenant-data.js';
+import type { FileCopies } from '../control/files/files.js';
 import type { OperationRunner } from '../control/lifecycle/operations.js';
 import type { UsageSampler } from '../control/usage/sampler.js';
 import type { MetricsTally } from './metrics.js';
@@ -52,6 +53,8 @@ export interface Services {
   frontDoor?: FrontDoor;
   /** What tenants hold outside the store (docroots, logs, drivers' files): dropped when one is deleted (absent when a test builds the API without a daemon). */
   tenantData?: TenantData;
+  /** `strata cp` into and out of docroots and instances (absent when a test builds the API without a daemon). */
+  files?: FileCopies;
   /** Moves between daemons, both sides (absent when a test builds the API without a daemon). */
   /** Online backups of the daemon's state (absent when a test builds the API without a daemon). */
   backups?: Backups;

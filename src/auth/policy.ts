@@ -58,6 +58,8 @@ export const POLICY = {
   'instance.logs': { roles: TENANT_STAFF, reason: true },
   'instance.exec': { roles: TENANT_ADMINS, reason: true },
   'instance.console': { roles: TENANT_ADMINS, reason: true },
+  'instance.files.read': { roles: TENANT_ADMINS, reason: true },
+  'instance.files.write': { roles: TENANT_ADMINS, reason: true },
   'instance.clone': { roles: TENANT_ADMINS, reason: true },
   // A move crosses daemons (each with its own quotas and data): the provider's, as `incus move` between remotes is the admin's.
   'instance.move': { roles: ['provider-admin'], reason: true },
@@ -71,6 +73,8 @@ export const POLICY = {
   'site.read': { roles: TENANT_STAFF },
   'site.update': { roles: TENANT_ADMINS, reason: true },
   'site.delete': { roles: TENANT_ADMINS, reason: true },
+  'site.files.read': { roles: TENANT_STAFF, reason: true },
+  'site.files.write': { roles: TENANT_ADMINS, reason: true },
   'snapshot.create': { roles: TENANT_STAFF, reason: true },
   'snapshot.list': { roles: TENANT_STAFF },
   'snapshot.restore': { roles: TENANT_ADMINS, reason: true },

@@ -25,6 +25,8 @@ export interface Operation {
 export interface RequestOptions {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
+  /** Bytes sent as they are, with their media type (a tar archive), instead of a JSON `body`. */
+  raw?: { type: string; data: Uint8Array };
   /** Send an Idempotency-Key, and retry once if the connection drops. */
   idempotent?: boolean;
   signal?: AbortSignal;
@@ -56,9 +58,11 @@ export class Client {
     if (this.config.reason) headers['x-strata-reason'] = this.config.reason;
     if (opts.idempotent) headers['idempotency-key'] = randomUUID();
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    if (opts.raw) headers['content-type'] = opts.raw.type;
     const init: RequestInit = {
       method, headers,
       ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
+      ...(opts.raw ? { body: opts.raw.data as unknown as BodyInit } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     };
     const attempts = opts.idempotent || method === 'GET' ? 2 : 1;

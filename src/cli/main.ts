@@ -11,6 +11,7 @@ import { registerAlertOutput } from './alert-output.js';
 import { registerAudit } from './audit.js';
 import { registerCert } from './cert.js';
 import { registerConsole } from './console.js';
+import { registerCp } from './cp.js';
 import { registerDomain } from './domain.js';
 import { registerEvents } from './events.js';
 import { registerExec } from './exec.js';
@@ -56,6 +57,7 @@ export function buildProgram(): Command {
   registerStats(program);
   registerExec(program);
   registerConsole(program);
+  registerCp(program);
   registerImage(program);
   registerGuard(program);
   registerAlertOutput(program);

@@ -27,6 +27,7 @@ export const ERRORS = {
   STRATA_ERR_DOMAIN_IN_USE: { status: 409, summary: 'Other tenants have sites in the domain or wildcards over it; details list them.' },
   STRATA_ERR_PRECONDITION_FAILED: { status: 412, summary: "If-Match does not name the object's current ETag: it changed since it was read; details carry the current one." },
   STRATA_ERR_QUOTA_EXCEEDED: { status: 422, summary: "The change would exceed the tenant's quota; details say which resource." },
+  STRATA_ERR_PATH_ESCAPE: { status: 422, summary: 'A copied path leads outside the tree it is copied into or out of (`..`, an absolute name or symlink, a hard link to outside, a special file, a symlink on the way); details name the entry.' },
   STRATA_ERR_QUOTA_BELOW_USAGE: { status: 422, summary: 'The new quota is below what the tenant already uses.' },
   STRATA_ERR_LEVEL_UNAVAILABLE: { status: 422, summary: 'No driver for this isolation level is available on this machine.' },
   STRATA_ERR_UNSUPPORTED: { status: 422, summary: 'The driver for this level does not support the operation.' },

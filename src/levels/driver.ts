@@ -97,6 +97,14 @@ export interface ImageInfo {
   createdAt: string;
 }
 
+/** How a copy into or out of an instance runs (`strata cp`). */
+export interface CopyOptions {
+  /** Bytes of file content the archive holds, for the disk check before anything is written (copies in). */
+  bytes: number;
+  /** As `ExecOptions.mark`, for drivers that copy by running a process inside the instance. */
+  mark?: ExecOptions['mark'];
+}
+
 /** How a changed field of an instance took effect: on the running instance at once, or from its next start. */
 export type Applied = 'live' | 'next-restart';
 
@@ -207,6 +215,17 @@ export interface LevelDriver {
   exec?(id: string, argv: readonly string[], opts: ExecOptions): Promise<ExecSession>;
   /** Optional (advertised by 'console'): the instance's console (serial port) as a byte stream, read and write. */
   console?(id: string): Promise<Duplex>;
+  /**
+   * Optional (`strata cp`): unpack `archive` (an uncompressed tar, already
+   * checked: relative names, no escaping links, no special files, no setuid)
+   * into directory `dir` (absolute, clean) of the instance, creating `dir`,
+   * so that no path in the instance — a symlink its tenant planted included
+   * — can make the write land outside it. Refused with
+   * STRATA_ERR_QUOTA_EXCEEDED before anything is written when it would not fit.
+   */
+  copyIn?(id: string, dir: string, archive: Buffer, opts: CopyOptions): Promise<void>;
+  /** Optional (with `copyIn`): `path` of the instance as a tar archive whose top member is its last component; untrusted output. */
+  copyOut?(id: string, path: string, opts: CopyOptions & { maxBytes: number }): Promise<Buffer>;
   /** Optional: the images this driver creates instances from. */
   listImages?(): Promise<ImageInfo[]>;
   /** Optional: import an image from a file or directory on this machine (os: an OCI layout or tarball) as `name`. */

@@ -124,6 +124,18 @@ test('a walk over every route answers what each route declares', async () => {
       covered.add(routeFor('DELETE', `/v1/tokens/${res.body.token.id}`)!);
     }
   }
+  // File copies take a tar body: an empty archive; the fake driver cannot copy, and walk.example is no static site — the declared 422s.
+  const tenantFor2 = await d.request('POST', '/v1/tenants', { body: { name: 'walk2' } });
+  assert.equal(tenantFor2.status, 201);
+  await d.request('POST', '/v1/tenants/walk2/instances?wait=10', { body: { name: 'web', level: 'os' }, headers: reason });
+  await d.request('POST', '/v1/tenants/walk2/sites', { body: { hostname: 'walk2.example', target: { kind: 'redirect', to: 'https://example.com/' } }, headers: reason });
+  for (const path of ['/v1/tenants/walk2/instances/web/files?path=/', '/v1/tenants/walk2/sites/walk2.example/files?path=/']) {
+    const res = await d.request('PUT', path, { rawBody: '\0'.repeat(1024), headers: { ...reason, 'content-type': 'application/x-tar' } });
+    const route = routeFor('PUT', path)!;
+    assert.equal(res.status, 422, `PUT ${path} → ${res.status} ${JSON.stringify(res.body)}`);
+    assert.ok(route.responses[422]!.safeParse(res.body).success);
+    covered.add(route);
+  }
   for (const raw of API_ROUTES.filter((r) => r.raw)) covered.add(raw);
   const missing = API_ROUTES.filter((r) => !covered.has(r)).map((r) => `${r.method} ${r.url}`);
   assert.deepEqual(missing, [], 'every route walked');

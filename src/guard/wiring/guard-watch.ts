@@ -28,6 +28,8 @@ import type { EventBus } from '../../core/events.js';
 import { docrootScope, tenantDocroot } from '../../control/tenants/tenant-data.js';
 import type { GuardTarget } from './guard-target.js';
 
+/** Operations that rewrite a running instance's files on purpose: its new files are baselined once they are done. */
+const REWRITES = new Set(['instance.redeploy', 'instance.files']);
 /** Operations that take an instance's files away on purpose. */
 const TEARDOWNS = new Set(['instance.stop', 'instance.restart', 'instance.delete', 'snapshot.restore']);
 
@@ -63,6 +65,8 @@ export class GuardWatch {
   #closed = false;
   /** Instance id → its kernel-text watch and the timer of its next step (levels with kernel introspection). */
   readonly #kernels = new Map<string, { timer: NodeJS.Timeout; watch?: KernelWatch; step?: Promise<void> }>();
+  /** Tenant id → copies into its docroots under way (`strata cp`): its docroots are not watched until they are done. */
+  readonly #copying = new Map<string, number>();
   /** Instances whose code is being replaced on purpose: not baselined until it is done. */
   readonly #redeploying = new Set<string>();
 
@@ -83,8 +87,10 @@ export class GuardWatch {
           if (this.#introspects(String(e.data.level)) && e.data.from !== 'paused') this.#scheduleKernel(id, kernelDelay);
         } else if (e.data.to === 'stopped' || e.data.to === 'deleted' || e.data.to === 'failed') this.#dropKernel(id);
         if (e.data.to !== 'running' && (e.data.from === 'running' || e.data.to === 'deleted')) this.#enqueue(() => this.#unwatchInstance(id, e.data.to === 'deleted'));
-      } else if (e.category === 'operation' && (e.data.operation as { kind?: string } | undefined)?.kind === 'instance.redeploy') {
+      } else if (e.category === 'operation' && REWRITES.has(String((e.data.operation as { kind?: string } | undefined)?.kind))) {
         this.#onRedeploy(e.data.operation as { status: string; tenantId: string | null; target: string });
+      } else if (e.category === 'operation' && (e.data.operation as { kind?: string } | undefined)?.kind === 'site.files') {
+        this.#onDocrootCopy(e.data.operation as { status: string; tenantId: string | null });
       } else if (e.category === 'operation' && TEARDOWNS.has(String((e.data.operation as { kind?: string } | undefined)?.kind))) {
         this.#onTeardown(e.data.operation as { status: string; tenantId: string | null; target: string });
       } else if (e.category === 'audit' && /^(site|tenant)\./.test(String(e.data.action))) {
@@ -147,6 +153,27 @@ export class GuardWatch {
     } else if (op.status === 'succeeded' || op.status === 'failed') {
       this.#redeploying.delete(instance.id);
       this.#scheduleInstance(instance.id, 0);
+    }
+  }
+
+  /**
+   * A copy into a tenant's docroot (`strata cp`) is an authorised change, as
+   * a redeploy is: its docroots stop being reported on the moment the write
+   * starts (inside the publish, before the first byte), and are baselined
+   * again — known-good copies included — once it is done, so what the copy
+   * wrote is the new good content rather than a tamper to revert.
+   */
+  #onDocrootCopy(op: { status: string; tenantId: string | null }): void {
+    const tenantId = op.tenantId;
+    if (!tenantId) return;
+    if (op.status === 'running') {
+      this.#copying.set(tenantId, (this.#copying.get(tenantId) ?? 0) + 1);
+      for (const scope of this.#o.monitor.scopes()) if (scope.startsWith(docrootScope(tenantId, ''))) this.#o.monitor.suspend(scope);
+    } else if (op.status === 'succeeded' || op.status === 'failed') {
+      const left = (this.#copying.get(tenantId) ?? 1) - 1;
+      if (left > 0) this.#copying.set(tenantId, left);
+      else this.#copying.delete(tenantId);
+      this.#enqueue(() => this.#syncDocroots());
     }
   }
 
@@ -325,7 +352,7 @@ export class GuardWatch {
       if (scope.startsWith('docroot:') && !wanted.has(scope)) await this.#o.monitor.unwatch(scope, { forget: true });
     }
     for (const [scope, { root, tenantId }] of wanted) {
-      if (this.#o.monitor.tree(scope) || !existsSync(root)) continue;
+      if (this.#o.monitor.tree(scope) || !existsSync(root) || this.#copying.has(tenantId)) continue;
       await this.#o.monitor.watch({
         scope, root, tenantId, instanceId: null, level: STATIC_SITE_LEVEL, keepCopies: true, labels: { 'integrity.recoverable': true },
       });

@@ -38,7 +38,7 @@ import { validationError } from '../../core/validation.js';
 import type { Quota } from '../../store/types.js';
 import type { Level } from '../ids.js';
 import type { Applied, DriverAvailability, DriverOperation, ImageInfo, InstanceSpec, LevelDriver, ObservedInstance, SnapshotResult } from '../driver.js';
-import type { ExecOptions, ExecSession, InstanceUsage, LogOptions } from '../driver.js';
+import type { CopyOptions, ExecOptions, ExecSession, InstanceUsage, LogOptions } from '../driver.js';
 import { logStream } from '../log-stream.js';
 import { startExecSession } from './exec-session.js';
 import type { Readable } from 'node:stream';
@@ -65,10 +65,10 @@ import { planInstance } from './plan.js';
 import { claimRunRoot, firstUnsearchableAncestor } from './run-root.js';
 import { captureInstance, unmountDir } from './capture.js';
 import { reconfigureInstance } from './reconfigure.js';
+import { copyIntoInstance, copyOutOfInstance } from './files.js';
 
 /** Processes a tenant may run per instance of its quota, summed on its parent cgroup. */
 const PIDS_PER_INSTANCE = 1024;
-
 
 const LOG_ROTATION_INTERVAL_MS = 5_000;
 
@@ -310,6 +310,10 @@ export class OsDriver implements LevelDriver {
     const user = await this.#execUser(id, opts.user);
     return startExecSession({ binary: this.#runtime.binary, root: this.#runtime.root, id, ...(user ? { user } : {}) }, argv, opts);
   }
+
+  /** `strata cp`, by the instance's own tar (see `files.ts`). */
+  readonly copyIn = (id: string, dir: string, archive: Buffer, opts: CopyOptions): Promise<void> => copyIntoInstance(this, id, dir, archive, opts);
+  readonly copyOut = (id: string, path: string, opts: CopyOptions & { maxBytes: number }): Promise<Buffer> => copyOutOfInstance(this, id, path, opts);
 
   /**
    * The user an exec asks for, resolved against the instance's image (its
