@@ -5,9 +5,9 @@
  */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { clientFor } from './client.js';
+import { clientFor, type Operation } from './client.js';
 import { DEFAULT_DATA_DIR } from './config.js';
-import { bytes, emit, keyValues, spinner } from './output.js';
+import { bytes, emit, keyValues } from './output.js';
 import { registerInstallService } from './service.js';
 
 interface BackupAnswer {
@@ -26,13 +26,9 @@ export function registerAdmin(program: Command): void {
     .description("back up the running daemon's state (store, audit log, keys, certificates, docroots, checksum DB) into DIR on the server")
     .action(async (dir: string, _o: object, cmd: Command) => {
       const c = clientFor(cmd);
-      const spin = spinner(`backing up into ${resolve(dir)}`);
-      let res: BackupAnswer;
-      try {
-        res = await c.request<BackupAnswer>('POST', '/v1/admin/backups', { body: { dir: resolve(dir) } });
-      } finally {
-        spin.stop();
-      }
+      const { operation } = await c.request<{ operation: Operation }>('POST', '/v1/admin/backups', { body: { dir: resolve(dir) } });
+      const finished = await c.waitFor(operation, `backing up into ${resolve(dir)}`);
+      const res = (finished.result as { backup: BackupAnswer }).backup;
       emit(c.config.json, res, (b) => [
         keyValues([
           ['backup', b.dir], ['consistent at', b.consistentAt], ['files', `${b.files} (${bytes(b.bytes)})`],

@@ -78,7 +78,7 @@ test('a walk over every route answers what each route declares', async () => {
     ['DELETE', '/v1/tenants/walk/sites/walk.example'], ['DELETE', '/v1/tenants/walk/domains/walk.example'],
     ['GET', '/v1/operations'], ['GET', '/v1/audit/head'], ['GET', '/v1/audit/entries'], ['GET', '/v1/audit/proof/inclusion?index=0'],
     ['GET', '/v1/audit/proof/consistency?from=1'], ['GET', '/v1/audit/export?tenant=walk'], ['GET', '/v1/audit/verify'], ['GET', '/v1/alerts?tenant=walk&priority=warning'],
-    ['POST', '/v1/admin/backups', { dir: tempDir('walk-backup') }],
+    ['POST', '/v1/admin/backups?wait=60', { dir: tempDir('walk-backup') }],
     // Outputs: a provider webhook nobody listens to, a tenant's that times out — `test` answers 200 with delivered: false.
     ['POST', '/v1/outputs', { name: 'walk', type: 'webhook', url: 'http://127.0.0.1:1/', retries: 0 }, 201], ['GET', '/v1/outputs'],
     ['GET', '/v1/outputs/walk'], ['POST', '/v1/outputs/walk/test'], ['DELETE', '/v1/outputs/walk'],

@@ -77,7 +77,7 @@ before(async () => {
   await until(() => acked.length >= 20, { ms: 60_000 });
   backupDir = join(tempDir('backup'), 'copy');
   ackedBefore = [...acked];
-  backupAnswer = await d.request('POST', '/v1/admin/backups', { body: { dir: backupDir } });
+  backupAnswer = await d.request('POST', '/v1/admin/backups?wait=300', { body: { dir: backupDir } });
   const after = acked.length;
   await until(() => acked.length >= after + 8, { ms: 60_000 });
   stop = true;
@@ -89,11 +89,15 @@ after(async () => {
 });
 
 test('a backup taken during a burst of writes restores onto a new data dir, and a daemon there serves it', async () => {
-  assert.equal(backupAnswer.status, 201, JSON.stringify(backupAnswer.body));
-  assert.ok(backupAnswer.body.files > 0);
-  assert.ok(backupAnswer.body.skipped.some((s: { path: string }) => s.path === 'logs'), 'the answer says the logs are not in it');
+  assert.equal(backupAnswer.status, 200, JSON.stringify(backupAnswer.body));
+  assert.equal(backupAnswer.body.operation.status, 'succeeded', JSON.stringify(backupAnswer.body));
+  const report = backupAnswer.body.operation.result.backup;
+  assert.ok(report.files > 0);
+  assert.ok(report.skipped.some((s: { path: string }) => s.path === 'logs'), 'the answer says the logs are not in it');
   const entries = await d.request('GET', '/v1/audit/entries?limit=10000');
-  assert.ok(entries.body.items.some((e: any) => e.entry.action === 'backup.create' && e.entry.target === backupDir), 'the backup is audited');
+  for (const action of ['backup.create', 'backup.create.done']) {
+    assert.ok(entries.body.items.some((e: any) => e.entry.action === action && e.entry.target === backupDir && e.entry.result === 'ok'), `${action} is audited`);
+  }
 
   const dataDir = join(tempDir('restored'), 'data');
   const r = await restoreBackup(backupDir, dataDir);

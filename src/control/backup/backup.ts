@@ -31,6 +31,8 @@ import { VERSION } from '../../core/version.js';
 import { MANIFEST, dataDirLayout, type LayoutEntry } from './layout.js';
 import { BACKUP_FORMAT, describeTree, type Manifest } from './manifest.js';
 
+/** Pages the online backup copies per turn of the event loop (better-sqlite3's default): the API answers between turns. */
+const PAGES_PER_TURN = 100;
 /** Files changed this long before the bulk copy began are copied again too: file times come from a coarse clock. */
 const CLOCK_SLACK_MS = 2_000;
 
@@ -42,6 +44,9 @@ export interface BackupReport {
   audit: Manifest['audit'];
   skipped: Manifest['skipped'];
 }
+
+/** Reports the fraction done, 0 to 1. */
+export type Progress = (fraction: number) => void;
 
 export interface BackupsOptions {
   dataDir: string;
@@ -151,24 +156,34 @@ export class Backups {
     this.#layout = dataDirLayout(o.levelIds);
   }
 
-  /** One backup at a time: a second call while one runs is refused (409). */
-  async create(dir: string): Promise<BackupReport> {
+  /**
+   * Checks `dir` and claims the one backup slot at once, so a bad target or a
+   * second backup is refused before any work starts (4xx); returns the copy
+   * itself, for an operation to run. A failed copy removes what it wrote.
+   */
+  begin(dir: string): (progress: Progress) => Promise<BackupReport> {
     if (this.#running) throw new StrataError('STRATA_ERR_CONFLICT', 'a backup is already running');
+    const made = prepareTarget(dir, this.#o.dataDir);
     this.#running = true;
-    let made: boolean | null = null;
-    try {
-      made = prepareTarget(dir, this.#o.dataDir);
-      return await this.#copy(dir);
-    } catch (e) {
-      if (made === true) rmSync(dir, { recursive: true, force: true });
-      else if (made === false) for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
-      throw e;
-    } finally {
-      this.#running = false;
-    }
+    return async (progress) => {
+      try {
+        return await this.#copy(dir, progress);
+      } catch (e) {
+        if (made) rmSync(dir, { recursive: true, force: true });
+        else for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
+        throw e;
+      } finally {
+        this.#running = false;
+      }
+    };
   }
 
-  async #copy(dir: string): Promise<BackupReport> {
+  /** `begin` and the copy in one call. */
+  async create(dir: string, progress: Progress = () => {}): Promise<BackupReport> {
+    return this.begin(dir)(progress);
+  }
+
+  async #copy(dir: string, progress: Progress): Promise<BackupReport> {
     const { dataDir, db, audit } = this.#o;
     const copied = this.#layout.filter((e) => e.backup === 'file' || e.backup === 'tree');
     const except = new Set(copied.flatMap((e) => e.except ?? []));
@@ -176,14 +191,20 @@ export class Backups {
     // Entries appended before now are covered by a signed head in the copy.
     audit.signHead();
     const bulkFrom = Date.now() - CLOCK_SLACK_MS;
-    for (const e of copied) {
+    for (const [i, e] of copied.entries()) {
+      progress((0.4 * i) / copied.length);
       if (!existsSync(join(dataDir, e.path))) continue;
       await cp(join(dataDir, e.path), join(dir, e.path), {
         recursive: true, verbatimSymlinks: true, errorOnExist: false,
         filter: async (src) => !except.has(relative(dataDir, src)) && isStatePath(src),
       });
     }
-    await db.backup(join(dir, store));
+    await db.backup(join(dir, store), {
+      progress: ({ totalPages, remainingPages }) => {
+        progress(0.4 + (0.5 * (totalPages - remainingPages)) / Math.max(1, totalPages));
+        return PAGES_PER_TURN;
+      },
+    });
     // From here to the end of the loop, synchronous: the files as they are at the store's snapshot.
     const consistentAt = new Date().toISOString();
     for (const e of copied) mirrorSync(join(dataDir, e.path), join(dir, e.path), e.path, except, bulkFrom);
@@ -197,6 +218,7 @@ export class Backups {
     } finally {
       copy.close();
     }
+    progress(0.9);
     const report = await verifyDatabaseInWorker(join(dir, store), audit.publicKeyPem());
     if (!report.ok) throw new StrataError('STRATA_ERR_AUDIT_VERIFY_FAILED', `the audit log in the copy does not verify: ${report.reason}`, { ...report });
 
