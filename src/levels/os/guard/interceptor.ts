@@ -97,6 +97,8 @@ interface Pending {
   identity: OsIdentity | null;
   components: string[] | null;
   walkEnd: number;
+  /** An exec's arguments so far (`a` records), until the last. */
+  argv: string[];
   cmdline: string | undefined;
 }
 
@@ -126,7 +128,6 @@ export class BpfInterceptor implements Interceptor {
       program: () => osProgram({ ...opts, scope: opts.scope ?? opts.identities.scope ?? null, has: opts.has ?? hasTracepoint }),
       output: {
         value: (row) => this.#record(row),
-        join: (text) => this.#join(text),
         map: (data) => this.#map(data),
         lost: (n) => {
           this.#stats.lost += n;
@@ -185,6 +186,15 @@ export class BpfInterceptor implements Interceptor {
       if (pending.row[0] !== 'exec') this.#flushPending(); // an exec waits for its argv
       return;
     }
+    if (tag === 'a') {
+      if (pending?.row[0] !== 'exec') return;
+      pending.argv.push(String(row[1]));
+      if (Number(row[2]) === 1) {
+        pending.cmdline = pending.argv.join(' ');
+        this.#flushPending();
+      }
+      return;
+    }
     this.#flushPending(); // a record ends whatever came before it, complete or not (a lost record)
     if (tag === 'tick') {
       this.#endOfSecond();
@@ -197,14 +207,8 @@ export class BpfInterceptor implements Interceptor {
     }
     const identity = this.#resolver.resolve(row[HEAD.id]!, row[HEAD.time]!, String(row[HEAD.comm]));
     const rel = PATH_TAGS.has(String(tag)) && Number(row[HEAD.rest]) === 1;
-    this.#pending = { row, identity, components: rel ? [] : null, walkEnd: 0, cmdline: undefined };
+    this.#pending = { row, identity, components: rel ? [] : null, walkEnd: 0, argv: [], cmdline: undefined };
     if (tag !== 'exec' && !rel) this.#flushPending();
-  }
-
-  #join(cmdline: string): void {
-    if (this.#pending?.row[0] !== 'exec') return;
-    this.#pending.cmdline = cmdline;
-    this.#flushPending();
   }
 
   #flushPending(): void {
@@ -231,7 +235,7 @@ export class BpfInterceptor implements Interceptor {
     switch (tag) {
       case 'exec': {
         const exe = assemblePath(String(rest[2]), p.components, p.walkEnd);
-        const cmdline = p.cmdline ?? '';
+        const cmdline = p.cmdline ?? p.argv.join(' '); // its last argument lost: what came
         fields['proc.exe'] = exe;
         // busybox re-executes itself through /proc/self/exe: the applet's name is argv[0].
         fields['proc.name'] = posix.basename(exe === '/proc/self/exe' && cmdline ? cmdline.split(' ')[0]! : exe);

@@ -17,8 +17,6 @@ export type Row = (string | number)[];
 export interface BpftraceOutput {
   /** A `print((…))` tuple. */
   value(row: Row): void;
-  /** A `join()` of argv. */
-  join(text: string): void;
   /** A printed map (`@name` → key → value). */
   map(data: Record<string, Record<string, number>>): void;
   /** Records the kernel could not hand over (perf buffer full). */
@@ -153,9 +151,6 @@ export class BpftraceProcess {
     switch (msg.type) {
       case 'value':
         if (Array.isArray(msg.data)) out.value(msg.data as Row);
-        return;
-      case 'join':
-        out.join(String(msg.data));
         return;
       case 'map':
         out.map(msg.data as Record<string, Record<string, number>>);
