@@ -19,9 +19,14 @@
  * few %" for theirs. `--budget` is the interceptor's per-second record budget
  * per instance and class (default the interceptor's, 500): past it records are only counted in
  * the kernel, so a large one shows the cost of shipping every event to user
- * space. Requires root, gcc, bpftrace and the built-in images.
+ * space. The kernel times every probe run while the workload runs
+ * (BPF_ENABLE_STATS): the total per iteration, and the costliest probes with
+ * their runs and time per run (named through bpftool). That time leaves out
+ * what any syscall tracepoint costs every syscall on the host (the kernel's
+ * syscall-tracing path): the workload's CPU time carries that. Requires root,
+ * gcc, bpftrace and the built-in images.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -116,23 +121,42 @@ interface Run {
   wall: number;
   cpu: number;
   probeS?: number;
+  /** Per probe (program name → kernel ns and runs) during the run. */
+  probes?: Map<string, ProgramTime>;
 }
 
-/** Sum of run_time_ns over the BPF programs a process holds (its /proc fdinfo; counted only while stats are on). */
-function probeRunTimeNs(pid: number): number {
-  let total = 0;
+interface ProgramTime {
+  ns: number;
+  runs: number;
+}
+
+/** run_time_ns and run_cnt of each BPF program a process holds, by program id (its /proc fdinfo; counted only while stats are on). */
+function programTimes(pid: number): Map<string, ProgramTime> | undefined {
   let fds: string[];
   try {
     fds = readdirSync(`/proc/${pid}/fdinfo`);
   } catch {
-    return Number.NaN; // bpftrace is gone (it is restarted under a new pid)
+    return undefined; // bpftrace is gone (it is restarted under a new pid)
   }
+  const out = new Map<string, ProgramTime>();
   for (const fd of fds) {
     try {
-      total += Number(/^run_time_ns:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? 0);
+      const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+      const id = /^prog_id:\s+(\d+)/m.exec(info)?.[1];
+      if (id === undefined || out.has(id)) continue;
+      out.set(id, { ns: Number(/^run_time_ns:\s+(\d+)/m.exec(info)?.[1] ?? 0), runs: Number(/^run_cnt:\s+(\d+)/m.exec(info)?.[1] ?? 0) });
     } catch { /* closed meanwhile */ }
   }
-  return total;
+  return out;
+}
+
+/** A program's name (bpftrace names them after the probe, cut to 15 characters) through bpftool, or its id where bpftool is missing. */
+function programName(id: string): string {
+  try {
+    return (JSON.parse(execFileSync('bpftool', ['prog', 'show', 'id', id, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as { name?: string }).name ?? id;
+  } catch {
+    return `prog ${id}`;
+  }
 }
 
 /**
@@ -141,7 +165,7 @@ function probeRunTimeNs(pid: number): number {
  * crashed bench leaves nothing on) and returns the seconds `pid`'s programs
  * ran meanwhile: what the probes cost the traced tasks, load or not.
  */
-async function withProbeTime<T>(pid: number, fn: () => Promise<T>): Promise<{ value: T; probeS: number | undefined }> {
+async function withProbeTime<T>(pid: number, fn: () => Promise<T>): Promise<{ value: T; probeS: number | undefined; probes?: Map<string, ProgramTime> }> {
   const holder = spawn('perl', ['-e', '$a = pack("L", 0) . ("\\0" x 124); $fd = syscall(321, 32, $a, 128); die "bpf: $!\\n" if $fd < 0; $| = 1; print "on\\n"; <STDIN>;'],
     { stdio: ['pipe', 'pipe', 'ignore'] });
   const on = await new Promise<boolean>((resolve) => {
@@ -150,10 +174,21 @@ async function withProbeTime<T>(pid: number, fn: () => Promise<T>): Promise<{ va
     holder.once('error', () => resolve(false));
   });
   try {
-    const before = on ? probeRunTimeNs(pid) : 0;
+    const before = on ? programTimes(pid) : undefined;
     const value = await fn();
-    const ns = on ? probeRunTimeNs(pid) - before : Number.NaN;
-    return { value, probeS: Number.isFinite(ns) ? ns / 1e9 : undefined };
+    const after = on ? programTimes(pid) : undefined;
+    if (!before || !after) return { value, probeS: undefined };
+    const probes = new Map<string, ProgramTime>();
+    let ns = 0;
+    for (const [id, t] of after) {
+      const b = before.get(id) ?? { ns: 0, runs: 0 };
+      if (t.runs === b.runs) continue;
+      const name = programName(id);
+      const sum = probes.get(name) ?? { ns: 0, runs: 0 };
+      probes.set(name, { ns: sum.ns + t.ns - b.ns, runs: sum.runs + t.runs - b.runs });
+      ns += t.ns - b.ns;
+    }
+    return { value, probeS: ns / 1e9, probes };
   } finally {
     holder.stdin.end();
   }
@@ -192,8 +227,8 @@ const bench: Bench = async (opts) => {
       await guard.start();
       await sleep(2000); // steady state: bpftrace finishes its start-up work after attaching
       try {
-        const { value, probeS } = bpf.pid ? await withProbeTime(bpf.pid, once) : { value: await once(), probeS: undefined };
-        return { ...value, probeS };
+        const { value, probeS, probes } = bpf.pid ? await withProbeTime(bpf.pid, once) : { value: await once(), probeS: undefined };
+        return { ...value, probeS, ...(probes ? { probes } : {}) };
       } finally {
         await guard.stop();
         events += bpf.stats().emitted;
@@ -229,6 +264,16 @@ const bench: Bench = async (opts) => {
   // The probes' own run time against the workload's CPU time with the guard off: the kernel side, free of the load's noise.
   const probePct = on.flatMap((r, i) => (r.probeS === undefined ? [] : [(r.probeS / off[i]!.cpu) * 100]));
   const probeNs = on.flatMap((r) => (r.probeS === undefined ? [] : [(r.probeS * 1e9) / iterations]));
+  // Where the probes' time goes, over all rounds: the costliest programs, with their runs and time per run.
+  const byProbe = new Map<string, ProgramTime>();
+  for (const r of on) {
+    for (const [name, t] of r.probes ?? []) {
+      const sum = byProbe.get(name) ?? { ns: 0, runs: 0 };
+      byProbe.set(name, { ns: sum.ns + t.ns, runs: sum.runs + t.runs });
+    }
+  }
+  const costliest = [...byProbe].sort((a, b) => b[1].ns - a[1].ns).slice(0, 6)
+    .map(([name, t]) => ({ probe: name, ns_per_iteration: Math.round(t.ns / (iterations * on.length)), runs: t.runs, ns_per_run: Math.round(t.ns / t.runs) }));
   return {
     metric: 'syscall-heavy workload iterations/s in a container, guard (bpftrace + pipeline) on',
     unit: 'iterations/s',
@@ -243,13 +288,14 @@ const bench: Bench = async (opts) => {
       probePct.length > 0
         ? `probes' run time in the kernel: ${Math.round(median(probeNs))} ns per iteration, ${spread(probePct)} of the workload's CPU time off`
         : 'probes\' run time: not measured (BPF_ENABLE_STATS refused, or perl missing)',
+      ...(costliest.length > 0 ? [`costliest probes (ns per iteration, runs × ns per run): ${costliest.map((c) => `${c.probe} ${c.ns_per_iteration} (${c.runs} × ${c.ns_per_run})`).join('; ')}`] : []),
       `events emitted ${events}, counted over budget (${budget}/s) in the kernel ${overBudget}`,
     ],
     extra: {
       overhead_pct: pct(overheadPct), overhead_pct_paired: pct(median(paired)), cpu_overhead_pct_paired: pct(median(pairedCpu)),
       iterations, rounds, budget, off_s: off.map((r) => r.wall), on_s: on.map((r) => r.wall), off_cpu_s: off.map((r) => r.cpu), on_cpu_s: on.map((r) => r.cpu),
       probe_ns_per_iteration: probeNs.length > 0 ? Math.round(median(probeNs)) : null, probe_pct: probePct.length > 0 ? pct(median(probePct)) : null,
-      events, over_budget: overBudget,
+      events, over_budget: overBudget, costliest_probes: costliest,
     },
   };
 };

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/../.."
 source scripts/lib.sh
 
 apt_ensure bpftrace
+# bpftool: bench guard-overhead names the costliest probes with it (their programs' ids otherwise).
+apt_ensure bpftool
 
 # tracefs is not mounted on these machines; the daemon mounts it too when missing.
 if [ -z "$(ls -A /sys/kernel/tracing 2>/dev/null)" ]; then
