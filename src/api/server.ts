@@ -9,6 +9,7 @@ import { Counter, Histogram } from 'prom-client';
 import { StrataError, isStrataError, type ErrorCode } from '../core/errors.js';
 import { adminRoutes } from './admin.js';
 import { alertRoutes } from './alerts.js';
+import { applyRoutes } from './apply.js';
 import { auditRoutes } from './audit.js';
 import { certificateRoutes } from './certificates.js';
 import { domainRoutes } from './domains.js';
@@ -52,6 +53,7 @@ export const API_ROUTES: readonly AnyRoute[] = [
   ...domainRoutes,
   ...certificateRoutes,
   ...listenerRoutes,
+  ...applyRoutes,
   ...operationRoutes,
   ...auditRoutes,
   ...alertRoutes,

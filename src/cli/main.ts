@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { VERSION } from '../core/version.js';
 import { registerAdmin } from './admin.js';
 import { registerAlertOutput } from './alert-output.js';
+import { registerApply } from './apply.js';
 import { registerAudit } from './audit.js';
 import { registerCert } from './cert.js';
 import { registerConsole } from './console.js';
@@ -68,6 +69,7 @@ export function buildProgram(): Command {
   registerSnapshot(program);
   registerOperation(program);
   registerEvents(program);
+  registerApply(program);
   registerAudit(program);
   registerAdmin(program);
   return program;

@@ -69,6 +69,9 @@ test('a walk over every route answers what each route declares', async () => {
     ['POST', '/v1/tenants/walk/sites', { hostname: 'walk.example', target: { kind: 'instance', instance: 'web', port: 8080 } }],
     ['GET', '/v1/tenants/walk/sites'], ['GET', '/v1/tenants/walk/sites/walk.example'],
     ['PATCH', '/v1/tenants/walk/sites/walk.example', { target: { kind: 'instance', instance: 'web', port: 8081 } }],
+    ['GET', '/v1/tenants/walk/export'],
+    ['POST', '/v1/apply', { documents: [{ kind: 'Site', tenant: 'walk', hostname: 'walk.example', target: { kind: 'instance', instance: 'web', port: 8082 } }], dryRun: true }],
+    ['POST', '/v1/apply', { documents: [{ kind: 'Site', tenant: 'walk', hostname: 'walk.example', bogus: 1 }] }, 400],
     ['GET', '/v1/certificates/ca'], ['POST', '/v1/tenants/walk/certificates/local-ca', { hostnames: ['walk.example'] }],
     ['GET', '/v1/tenants/walk/certificates'], ['POST', '/v1/tenants/walk/certificates', { certificate: 'x', key: 'y' }, 422],
     // This daemon has no ACME directory and no gateway: the declared 422s.

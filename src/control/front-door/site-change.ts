@@ -25,7 +25,7 @@ export interface SiteChange {
 }
 
 /** A static root is a path inside the tenant's own docroot area: relative, no `..`. */
-const safeRelativePath = (p: string): boolean =>
+export const safeRelativePath = (p: string): boolean =>
   !p.startsWith('/') && !p.includes('\0') && p.split(/[\\/]/).every((seg) => seg !== '..');
 
 /** A static root inside the tenant's docroot; an instance target naming one of the tenant's instances (404 otherwise). */
