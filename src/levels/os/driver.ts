@@ -390,7 +390,7 @@ export class OsDriver implements LevelDriver {
   }
 
   async #start(id: string): Promise<void> {
-    const record = await this.#files.record(id);
+    const record = await this.#files.forStart(id);
     const dir = this.#files.dir(id);
     const cgroups = this.#requireCgroups();
     const tenant = await this.#allocations.tenant(record.spec.tenantId);

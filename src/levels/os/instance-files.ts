@@ -9,7 +9,7 @@ import { notFound } from '../../core/errors.js';
 import { validationError } from '../../core/validation.js';
 import type { InstanceSpec } from '../driver.js';
 import type { OsInstanceConfig } from './instance-config.js';
-import { readJson } from './state-file.js';
+import { readJson, writeJsonAtomic } from './state-file.js';
 
 /** Where the data volume appears inside the container. */
 export const VOLUME_MOUNT_POINT = '/data';
@@ -28,6 +28,12 @@ export interface InstanceRecord {
   hostVeth: string;
   cgroupsPath: string;
   createdAt: string;
+  /**
+   * What a change made while the container runs is for: the record of its next
+   * start (see `reconfigure.ts`). Until then this record stays what runs (its
+   * port is where the gateway reaches it).
+   */
+  next?: InstanceRecord;
 }
 
 const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -64,6 +70,14 @@ export class InstanceFiles {
     const record = await this.find(id);
     if (!record) throw notFound('instance', id);
     return record;
+  }
+
+  /** The record a start runs from: a change kept for the next start (`next`) becomes the record. */
+  async forStart(id: string): Promise<InstanceRecord> {
+    const record = await this.record(id);
+    if (!record.next) return record;
+    await writeJsonAtomic(join(this.dir(id), 'instance.json'), record.next);
+    return record.next;
   }
 
   /** Ids of every instance with a state dir. */

@@ -1,9 +1,11 @@
 /**
  * A new spec for an os instance that exists: the limits go to the running
  * container's own cgroup at once (CFS quota, memory limit), and everything goes
- * into its bundle and record, which its next start runs from. The config
+ * into its bundle and into the record its next start runs from. The config
  * (command, environment, port, user) only reaches a container through its OCI
- * spec at `runc create`: it waits for the next start.
+ * spec at `runc create`: it waits for the next start. While the container
+ * runs, its record stays what runs (its port is where the gateway reaches it)
+ * and the new one waits beside it (`next`).
  *
  * A memory limit below what the container uses now is not written (the kernel
  * would reclaim, then OOM-kill the tenant's own processes for a change it
@@ -43,9 +45,11 @@ export interface ReconfigureDeps {
 
 /** Runs under the driver's per-instance lock. */
 export async function reconfigureInstance(d: ReconfigureDeps, spec: InstanceSpec, changed: readonly string[]): Promise<Record<string, Applied>> {
-  const record = await d.files.record(spec.id);
+  const { next: pending, ...running } = await d.files.record(spec.id);
+  /** What the next start would run without this change. */
+  const base: InstanceRecord = pending ?? running;
   const config = parseOsInput(spec);
-  if (JSON.stringify(config.volumeMiB) !== JSON.stringify(record.config.volumeMiB)) {
+  if (JSON.stringify(config.volumeMiB) !== JSON.stringify(base.config.volumeMiB)) {
     throw validationError('config.volumeMiB', 'the data volume keeps the size it was made with');
   }
   const tenant = await d.allocations.tenant(spec.tenantId);
@@ -56,17 +60,17 @@ export async function reconfigureInstance(d: ReconfigureDeps, spec: InstanceSpec
   if (changed.some((f) => f.startsWith('config.'))) {
     const image = await d.images.resolve(spec.source!);
     // The instance runs on its tenant's copy of the image it was made from; a config planned from another would not fit it.
-    if (image.manifest.digest !== record.imageDigest) {
-      throw conflict(`image '${record.image}' changed since the instance was made: its config cannot be planned again; launch a new instance`, { image: record.image });
+    if (image.manifest.digest !== base.imageDigest) {
+      throw conflict(`image '${base.image}' changed since the instance was made: its config cannot be planned again; launch a new instance`, { image: base.image });
     }
     const userSpec = config.user ?? image.manifest.config.user;
-    const user = userSpec ? await resolveImageUser(userSpec, record.lower) : undefined;
+    const user = userSpec ? await resolveImageUser(userSpec, base.lower) : undefined;
     const plan = planInstance({
-      spec, config, image, tenant, address: record.address, lower: record.lower, user, driver: d.config,
-      hostVeth: record.hostVeth, cgroupMode: d.cgroups.mode, ioWeight: d.cgroups.hasIoWeight(),
+      spec, config, image, tenant, address: base.address, lower: base.lower, user, driver: d.config,
+      hostVeth: base.hostVeth, cgroupMode: d.cgroups.mode, ioWeight: d.cgroups.hasIoWeight(),
       rootPath: d.files.rootfsDir(spec.id), volumeDir: d.files.volumeDir(spec.id),
     });
-    next = { record: { ...plan.record, createdAt: record.createdAt }, oci: plan.oci };
+    next = { record: { ...plan.record, createdAt: base.createdAt }, oci: plan.oci };
   } else {
     const oci = JSON.parse(await readFile(bundle, 'utf8')) as OciSpec;
     const bytes = spec.limits.memoryMiB * MIB;
@@ -76,28 +80,30 @@ export async function reconfigureInstance(d: ReconfigureDeps, spec: InstanceSpec
       cpu: { ...r.cpu, quota: Math.round(cap(spec.limits.vcpus) * CPU_PERIOD_US), period: r.cpu?.period ?? CPU_PERIOD_US },
       memory: { ...r.memory, limit: bytes, swap: bytes },
     };
-    next = { record: { ...record, spec }, oci };
+    next = { record: { ...base, spec }, oci };
   }
   validateSpec(next.oci, { allowedBindSources: [d.files.volumeDir(spec.id)] });
-  await writeFile(bundle, `${JSON.stringify(next.oci, null, 2)}\n`, { mode: 0o600 });
-  await writeJsonAtomic(join(d.files.dir(spec.id), 'instance.json'), next.record);
-
   const status = (await d.runtime.state(spec.id))?.status;
   const live = status === 'running' || status === 'paused';
+  // runc reads the bundle only at create: writing it now changes nothing that runs.
+  await writeFile(bundle, `${JSON.stringify(next.oci, null, 2)}\n`, { mode: 0o600 });
+  await writeJsonAtomic(join(d.files.dir(spec.id), 'instance.json'), live ? { ...running, next: next.record } : next.record);
+
   const applied: Record<string, Applied> = {};
+  // The cap the container has now, unless someone holds it lower: the lower of what runs and what a change already applied.
+  const declaredCpu = Math.min(cap(running.spec.limits.vcpus), cap(base.spec.limits.vcpus));
   for (const field of changed) {
-    applied[field] = live && field.startsWith('limits.') ? await applyLive(d.cgroups, record, spec, field, cap) : 'next-restart';
+    applied[field] = live && field.startsWith('limits.') ? await applyLive(d.cgroups, running.cgroupsPath, spec, field, declaredCpu, cap) : 'next-restart';
   }
   return applied;
 }
 
 /** One limit on the running container's cgroup; `next-restart` where it is not written (see the file's comment). */
-async function applyLive(cgroups: Cgroups, record: InstanceRecord, spec: InstanceSpec, field: string, cap: (v: number) => number): Promise<Applied> {
-  const path = record.cgroupsPath;
+async function applyLive(cgroups: Cgroups, path: string, spec: InstanceSpec, field: string, declaredCpu: number, cap: (v: number) => number): Promise<Applied> {
   try {
     if (field === 'limits.vcpus') {
       const now = await cgroups.cpuLimit(path);
-      if (now !== null && now < cap(record.spec.limits.vcpus) - 0.001) return 'next-restart';
+      if (now !== null && now < declaredCpu - 0.001) return 'next-restart';
       await cgroups.setCpuLimit(path, cap(spec.limits.vcpus));
       return 'live';
     }

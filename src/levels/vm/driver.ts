@@ -266,6 +266,11 @@ abstract class QemuDriver implements LevelDriver {
     const rec = await this.#files.load(id);
     if (!rec) throw notFound('instance', id);
     if (await this.#files.pid(id)) return;
+    if (rec.next) {
+      // A change made while it ran: this start runs it (saved with the launch's facts below).
+      ({ spec: rec.spec, config: rec.config } = rec.next);
+      delete rec.next;
+    }
     await this.#upgrade(rec);
     const arch = rec.config.arch;
     const image = this.images.get(arch);

@@ -22,6 +22,12 @@ export interface InstanceRecord {
   reidentify?: boolean;
   /** The VM's tap and address on its tenant's bridge, kept for its life. */
   network: VmAddress;
+  /**
+   * A change made while the VM runs (`reconfigure.ts`): the spec and config of
+   * its next start. Until then `spec` and `config` stay what runs (its snapshots'
+   * machine, the guest port the gateway reaches).
+   */
+  next?: { spec: InstanceSpec; config: VmConfig };
   /** Facts of the current or last launch. */
   launch: { accelerator: Accelerator; startedAt: string; restoredFrom: string | null } | null;
 }

@@ -64,7 +64,8 @@ export async function restoreSnapshot(vm: VmContext, id: string, snapshotId: str
   const rec = await vm.files.require(id);
   if (await vm.files.pid(id)) throw new StrataError('STRATA_ERR_CONFLICT', `stop ${id} before restoring it`, { id });
   const manifest = await vm.files.manifest(id, snapshotId);
-  const { vcpus, memoryMiB } = rec.spec.limits;
+  // The machine the restored state is loaded into: the next start's (a change may be waiting for it).
+  const { vcpus, memoryMiB } = (rec.next ?? rec).spec.limits;
   if (manifest.arch !== rec.config.arch || manifest.machine.vcpus !== vcpus || manifest.machine.memoryMiB !== memoryMiB) {
     throw new StrataError('STRATA_ERR_CONFLICT', `snapshot ${snapshotId} was taken of a different machine`, { snapshot: manifest.machine, instance: { vcpus, memoryMiB } });
   }
