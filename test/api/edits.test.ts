@@ -31,6 +31,8 @@ const as = (method: string, path: string, body?: unknown, headers?: Record<strin
   d.request(method, path, { token, ...(body !== undefined ? { body } : {}), ...(headers ? { headers } : {}) });
 
 test('instance PATCH: limits live on a running instance, config at the next start, the restart policy live; the driver gets the new spec', async () => {
+  const events: Array<{ type: string; data: Record<string, unknown> }> = [];
+  const unsubscribe = d.daemon.services.events.subscribe((e) => events.push(e));
   const before = await as('GET', '/v1/tenants/acme/instances/web');
   const tag = before.headers.get('etag');
   assert.match(tag ?? '', /^"in_[^"]+\.\d+"$/);
@@ -40,6 +42,10 @@ test('instance PATCH: limits live on a running instance, config at the next star
   assert.equal(r.body.instance.limits.memoryMiB, 512);
   assert.deepEqual(r.body.instance.config, { env: { MODE: 'x' }, restart: 'always' });
   assert.notEqual(r.headers.get('etag'), tag, 'a change moves the ETag');
+  unsubscribe();
+  const updated = events.find((e) => e.type === 'instance.updated');
+  assert.deepEqual(updated?.data.applied, r.body.applied, 'a lifecycle event says what changed and how');
+  assert.ok(events.some((e) => e.type === 'audit.appended' || (e.data as { action?: string }).action === 'instance.update'), 'and the audit entry is on the stream');
   const last = driver.reconfigured.at(-1)!;
   assert.deepEqual(last.changed, ['limits.memoryMiB', 'config.env'], 'the restart policy is not the level\'s');
   assert.deepEqual(last.spec.config, { env: { MODE: 'x' } }, 'the driver sees its own config only');
